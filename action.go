@@ -1,0 +1,206 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+)
+
+// WireVersion is the version of the message format this package writes. A
+// subscriber rejects (poisons) messages with a newer version than it knows.
+const WireVersion = 1
+
+// Metadata keys set on every message. The JSON body is the source of truth;
+// the metadata copies let brokers, logs and middleware see what a message is
+// without decoding it.
+const (
+	MetaVersion       = "worker_version"    // wire format version, "1"
+	MetaType          = "action_type"       // Action.Type
+	MetaCustomer      = "customer"          // Action.Customer
+	MetaAccount       = "account"           // Action.Account
+	MetaKey           = "idempotency_key"   // Action.Key
+	MetaCorrelationID = "correlation_id"    // Action.CorrelationID (Watermill's own key)
+	MetaAttempt       = "worker_attempt"    // delivery attempt of a retried action, "2", "3", …
+	MetaReplayOf      = "worker_replay_of"  // set on a replayed poison action: the poison record id
+	MetaNotBefore     = "worker_not_before" // RFC 3339 time before which a deferred retry should not run
+	maxFieldLen       = 255                 // ID, Customer, Account, Resource, Key, CorrelationID
+	maxTypeLen        = 128                 // Type
+	defaultMaxPayload = 1 << 20             // Config.MaxPayloadBytes default
+	valueShown        = 64                  // how much of a bad value a ValidationError shows
+)
+
+// Action is one unit of work on the queue: "poll", "server.launch", or a type
+// the host defines. Publish fills ID, Key and CreatedAt when they are empty.
+type Action struct {
+	// ID identifies this message; a UUID by default.
+	ID string `json:"id"`
+	// Type selects the handler, e.g. "server.launch". Required: lower-case
+	// letters, digits and . _ - ; at most 128 bytes.
+	Type string `json:"type"`
+	// Customer is the tenant the action is for (customer logs, credentials).
+	Customer string `json:"customer,omitempty"`
+	// Account is the cloud account the action touches.
+	Account string `json:"account,omitempty"`
+	// Resource is the provider's id of the resource the action is about, if any.
+	Resource string `json:"resource,omitempty"`
+	// Key is the idempotency key: two actions with the same Key must have one
+	// effect. Defaults to ID.
+	Key string `json:"key,omitempty"`
+	// CorrelationID ties the action to the request or workflow that caused it.
+	CorrelationID string `json:"correlation_id,omitempty"`
+	// CreatedAt is when the action was first published (UTC).
+	CreatedAt time.Time `json:"created_at"`
+	// Payload is the type-specific body: any JSON value, or empty.
+	Payload json.RawMessage `json:"payload,omitempty"`
+
+	// Attempt is the delivery attempt as the subscriber counts it: 1 the first
+	// time, more when retried. It is not part of the body.
+	Attempt int `json:"-"`
+}
+
+// NewAction returns an action of the given type with payload marshalled to JSON
+// (a nil payload leaves Payload empty), a fresh ID and CreatedAt set to now.
+func NewAction(actionType string, payload any) (Action, error) {
+	a := Action{ID: uuid.NewString(), Type: actionType, CreatedAt: time.Now().UTC()}
+	if payload != nil {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return Action{}, fmt.Errorf("%w: payload of %q does not marshal to JSON: %v", ErrInvalidAction, actionType, err)
+		}
+		a.Payload = b
+	}
+	a.Key = a.ID
+	return a, a.Validate()
+}
+
+// Decode unmarshals the action's JSON payload into v.
+func (a Action) Decode(v any) error {
+	if len(a.Payload) == 0 {
+		return fmt.Errorf("%w: action %s (%s) has no payload", ErrInvalidAction, a.ID, a.Type)
+	}
+	if err := json.Unmarshal(a.Payload, v); err != nil {
+		return fmt.Errorf("%w: payload of action %s (%s): %v", ErrInvalidAction, a.ID, a.Type, err)
+	}
+	return nil
+}
+
+// Validate checks the action and returns a *[ValidationError] naming the first
+// bad field. It does not fill defaults.
+func (a Action) Validate() error {
+	if a.Type == "" {
+		return &ValidationError{Field: "Type", Reason: "is required"}
+	}
+	if !validType(a.Type) {
+		return &ValidationError{Field: "Type", Value: shorten(a.Type), Reason: "must be 1-128 bytes of a-z 0-9 . _ - starting with a letter or digit"}
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"ID", a.ID}, {"Customer", a.Customer}, {"Account", a.Account},
+		{"Resource", a.Resource}, {"Key", a.Key}, {"CorrelationID", a.CorrelationID},
+	} {
+		if len(f.v) > maxFieldLen {
+			return &ValidationError{Field: f.name, Value: shorten(f.v), Reason: fmt.Sprintf("is %d bytes, longer than %d", len(f.v), maxFieldLen)}
+		}
+	}
+	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
+		return &ValidationError{Field: "Payload", Value: shorten(string(a.Payload)), Reason: "is not valid JSON"}
+	}
+	return nil
+}
+
+func validType(s string) bool {
+	if len(s) == 0 || len(s) > maxTypeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func shorten(s string) string {
+	if len(s) <= valueShown {
+		return s
+	}
+	return s[:valueShown] + "…"
+}
+
+// wireAction is the JSON body of a message.
+type wireAction struct {
+	V int `json:"v"`
+	Action
+}
+
+// encode validates a (already defaulted) action and builds its message.
+func encode(a Action, maxBytes int) (*message.Message, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(wireAction{V: WireVersion, Action: a})
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode action %s: %v", ErrInvalidAction, a.ID, err)
+	}
+	if len(body) > maxBytes {
+		return nil, fmt.Errorf("%w: action %s (%s) encodes to %d bytes, limit is %d (Config.MaxPayloadBytes)", ErrPayloadTooLarge, a.ID, a.Type, len(body), maxBytes)
+	}
+	m := message.NewMessage(a.ID, body)
+	m.Metadata = message.Metadata{MetaVersion: strconv.Itoa(WireVersion), MetaType: a.Type}
+	setIf(m.Metadata, MetaCustomer, a.Customer)
+	setIf(m.Metadata, MetaAccount, a.Account)
+	setIf(m.Metadata, MetaKey, a.Key)
+	setIf(m.Metadata, MetaCorrelationID, a.CorrelationID)
+	return m, nil
+}
+
+func setIf(md message.Metadata, k, v string) {
+	if v != "" {
+		md[k] = v
+	}
+}
+
+// decode turns a delivered message back into an Action. Every failure wraps
+// ErrInvalidAction (or ErrPayloadTooLarge) and is permanent: retrying cannot fix it.
+func decode(m *message.Message, maxBytes int) (Action, error) {
+	if len(m.Payload) > maxBytes {
+		return Action{}, fmt.Errorf("%w: message %s is %d bytes, limit is %d (Config.MaxPayloadBytes)", ErrPayloadTooLarge, m.UUID, len(m.Payload), maxBytes)
+	}
+	if len(bytes.TrimSpace(m.Payload)) == 0 {
+		return Action{}, fmt.Errorf("%w: message %s has an empty body", ErrInvalidAction, m.UUID)
+	}
+	var w wireAction
+	if err := json.Unmarshal(m.Payload, &w); err != nil {
+		return Action{}, fmt.Errorf("%w: message %s body is not a JSON action: %v", ErrInvalidAction, m.UUID, err)
+	}
+	if w.V != WireVersion {
+		return Action{}, fmt.Errorf("%w: message %s has wire version %d, this worker reads version %d", ErrInvalidAction, m.UUID, w.V, WireVersion)
+	}
+	a := w.Action
+	if a.ID == "" {
+		a.ID = m.UUID
+	}
+	if a.Key == "" {
+		a.Key = a.ID
+	}
+	if err := a.Validate(); err != nil {
+		return Action{}, fmt.Errorf("message %s: %w", m.UUID, err)
+	}
+	a.Attempt = attemptOf(m)
+	return a, nil
+}
+
+func attemptOf(m *message.Message) int {
+	if n, err := strconv.Atoi(m.Metadata.Get(MetaAttempt)); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}

@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+)
+
+func TestActionValidate(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 256)
+	tests := []struct {
+		name  string
+		a     Action
+		field string // "" = valid
+	}{
+		{"Valid", Action{Type: "server.launch", Payload: json.RawMessage(`{"a":1}`)}, ""},
+		{"ValidNoPayload", Action{Type: "poll"}, ""},
+		{"MissingType", Action{}, "Type"},
+		{"UpperCaseType", Action{Type: "Server.Launch"}, "Type"},
+		{"TypeStartsWithDot", Action{Type: ".x"}, "Type"},
+		{"TypeWithSpace", Action{Type: "a b"}, "Type"},
+		{"TypeTooLong", Action{Type: strings.Repeat("a", 129)}, "Type"},
+		{"IDTooLong", Action{Type: "a", ID: long}, "ID"},
+		{"AccountTooLong", Action{Type: "a", Account: long}, "Account"},
+		{"KeyTooLong", Action{Type: "a", Key: long}, "Key"},
+		{"PayloadNotJSON", Action{Type: "a", Payload: json.RawMessage(`{"a":`)}, "Payload"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.a.Validate()
+			if tt.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidAction)
+			var ve *ValidationError
+			require.True(t, errors.As(err, &ve))
+			require.Equal(t, tt.field, ve.Field)
+			require.Contains(t, err.Error(), tt.field)
+		})
+	}
+}
+
+func TestActionRoundTrip(t *testing.T) {
+	t.Parallel()
+	a := Action{
+		ID: "id-1", Type: "server.launch", Customer: "acme", Account: "acct", Resource: "i-1",
+		Key: "k-1", CorrelationID: "c-1", CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+		Payload: json.RawMessage(`{"image":"debian"}`),
+	}
+	m, err := encode(a, defaultMaxPayload)
+	require.NoError(t, err)
+	require.Equal(t, "id-1", m.UUID)
+	require.Equal(t, "server.launch", m.Metadata.Get(MetaType))
+	require.Equal(t, "acme", m.Metadata.Get(MetaCustomer))
+	require.Equal(t, "k-1", m.Metadata.Get(MetaKey))
+	require.Equal(t, "c-1", m.Metadata.Get(MetaCorrelationID))
+	require.Equal(t, "1", m.Metadata.Get(MetaVersion))
+	require.Contains(t, string(m.Payload), `"v":1`)
+
+	got, err := decode(m, defaultMaxPayload)
+	require.NoError(t, err)
+	require.Equal(t, 1, got.Attempt)
+	got.Attempt = 0
+	require.Equal(t, a, got)
+
+	m.Metadata.Set(MetaAttempt, "3")
+	got, err = decode(m, defaultMaxPayload)
+	require.NoError(t, err)
+	require.Equal(t, 3, got.Attempt)
+}
+
+func TestDecodeBadMessages(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		max  int
+		want error
+		text string
+	}{
+		{"EmptyBody", "", 0, ErrInvalidAction, "empty body"},
+		{"MalformedJSON", `{"v":1,"type":`, 0, ErrInvalidAction, "not a JSON action"},
+		{"NotAnObject", `[1,2]`, 0, ErrInvalidAction, "not a JSON action"},
+		{"MissingType", `{"v":1,"id":"x"}`, 0, ErrInvalidAction, "Type is required"},
+		{"FutureVersion", `{"v":2,"type":"a"}`, 0, ErrInvalidAction, "wire version 2"},
+		{"NoVersion", `{"type":"a"}`, 0, ErrInvalidAction, "wire version 0"},
+		{"Oversized", `{"v":1,"type":"a","payload":"` + strings.Repeat("x", 100) + `"}`, 50, ErrPayloadTooLarge, "limit is 50"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			max := tt.max
+			if max == 0 {
+				max = defaultMaxPayload
+			}
+			_, err := decode(message.NewMessage("m-1", []byte(tt.body)), max)
+			require.ErrorIs(t, err, tt.want)
+			require.Contains(t, err.Error(), tt.text)
+			require.Contains(t, err.Error(), "m-1")
+		})
+	}
+}
+
+func TestEncodeTooLarge(t *testing.T) {
+	t.Parallel()
+	a := Action{ID: "x", Type: "a", Payload: json.RawMessage(`"` + strings.Repeat("x", 200) + `"`)}
+	_, err := encode(a, 100)
+	require.ErrorIs(t, err, ErrPayloadTooLarge)
+	require.Contains(t, err.Error(), "MaxPayloadBytes")
+}
+
+func TestNewAction(t *testing.T) {
+	t.Parallel()
+	a, err := NewAction("server.launch", map[string]int{"n": 1})
+	require.NoError(t, err)
+	require.NotEmpty(t, a.ID)
+	require.Equal(t, a.ID, a.Key)
+	require.False(t, a.CreatedAt.IsZero())
+	var v map[string]int
+	require.NoError(t, a.Decode(&v))
+	require.Equal(t, 1, v["n"])
+
+	_, err = NewAction("Bad Type", nil)
+	require.ErrorIs(t, err, ErrInvalidAction)
+	_, err = NewAction("a", func() {})
+	require.ErrorIs(t, err, ErrInvalidAction)
+	require.ErrorIs(t, Action{Type: "a"}.Decode(&v), ErrInvalidAction)
+}
+
+func TestPermanent(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, Permanent(nil))
+	base := errors.New("boom")
+	p := Permanent(base)
+	require.True(t, IsPermanent(p))
+	require.ErrorIs(t, p, base)
+	require.Equal(t, "boom", p.Error())
+	require.True(t, IsPermanent(errors.Join(errors.New("ctx"), p)))
+	require.Same(t, p, Permanent(p))
+	require.False(t, IsPermanent(base))
+}
+
+func TestTopologyQueueFor(t *testing.T) {
+	t.Parallel()
+	top := Topology{Routes: map[string]Queue{"poll": QueuePolls, "job.*": QueueEvents, "*.changed": QueueEvents, "job.check": QueuePolls, "job.special.*": QueueActions}}
+	top.setDefaults()
+	tests := map[string]Queue{
+		"poll": QueuePolls, "job.check": QueuePolls, "job.completed": QueueEvents,
+		"server.changed": QueueEvents, "server.launch": QueueActions, "job.special.x": QueueActions,
+		"polling": QueueActions,
+	}
+	for typ, want := range tests {
+		require.Equal(t, want, top.QueueFor(typ), typ)
+	}
+	top.compile()
+	for typ, want := range tests {
+		require.Equal(t, want, top.QueueFor(typ), typ)
+	}
+	require.Equal(t, []string{"worker.actions", "worker.polls", "worker.events"}, top.Topics())
+}
+
+func TestTopologyValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		top  Topology
+		text string
+	}{
+		{"BadPrefix", Topology{Prefix: "Has Space"}, "Topology.Prefix"},
+		{"BadQueue", Topology{Routes: map[string]Queue{"a": "nope"}}, "not a queue"},
+		{"BadPattern", Topology{Routes: map[string]Queue{"*a*": QueuePolls}}, "Topology.Routes"},
+		{"BareStar", Topology{Routes: map[string]Queue{"*": QueuePolls}}, "Topology.Routes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.top.Validate()
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.Contains(t, err.Error(), tt.text)
+		})
+	}
+	require.NoError(t, Topology{Routes: DefaultRoutes()}.Validate())
+}

@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/stratusworks/worker/persist"
+)
+
+// Role selects which parts of the worker a process runs. The classic service
+// runs publishers and subscribers as separate processes; RoleAll runs both.
+type Role string
+
+// The roles.
+const (
+	RoleAll        Role = "all"        // publisher and subscriber in one process (default)
+	RolePublisher  Role = "publisher"  // publishes actions; handles nothing
+	RoleSubscriber Role = "subscriber" // handles actions; may also publish follow-ups
+)
+
+// Config configures a [Worker]. The zero value is a complete embedded worker:
+// in-memory transport, SQLite file "worker.db" in the working directory.
+type Config struct {
+	// Role is which parts this process runs. Default RoleAll.
+	Role Role
+	// MQ selects and tunes the message transport.
+	MQ MQConfig
+	// Store configures the provisioning and analytics databases (state,
+	// history, poison and deferred actions). Default: SQLite file "worker.db".
+	Store persist.Config
+	// Topology maps action types to queues; every process of a deployment must
+	// agree on it. Default: Prefix "worker", DefaultRoutes().
+	Topology Topology
+	// Concurrency is the most handlers running at once in this process. Default 64.
+	Concurrency int
+	// HandlerTimeout bounds one attempt of a handler. Default 1m.
+	HandlerTimeout time.Duration
+	// Retry is the retry policy for failed actions (see RetryPolicy for defaults).
+	Retry RetryPolicy
+	// MaxPayloadBytes is the largest encoded action published or accepted. Default 1 MiB.
+	MaxPayloadBytes int
+	// ShutdownTimeout is how long Run lets in-flight handlers finish after its
+	// context is done before cancelling them. Default 30s.
+	ShutdownTimeout time.Duration
+	// DeferredInterval is how often parked retries are checked and republished
+	// when due. Default 1s.
+	DeferredInterval time.Duration
+	// Logger receives the worker's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// MQConfig selects the transport.
+type MQConfig struct {
+	// URL is "" (or "memory") for the embedded in-memory transport (Watermill
+	// gochannel: one process, nothing survives a restart), or an AMQP URL
+	// "amqp://user:pass@host:5672/vhost" (or amqps://) for RabbitMQ with
+	// durable queues, persistent messages and publisher confirms.
+	URL string
+	// Consumers is how many consumers each RabbitMQ queue gets in this process
+	// (each handles one delivery at a time). Default 8. Ignored in memory.
+	Consumers int
+	// Prefetch is the RabbitMQ prefetch count of each consumer. Default 4.
+	Prefetch int
+	// PublishChannels is how many channels RabbitMQ publishing uses at once. Default 8.
+	PublishChannels int
+}
+
+func (c *Config) setDefaults() {
+	if c.Role == "" {
+		c.Role = RoleAll
+	}
+	if c.MQ.Consumers == 0 {
+		c.MQ.Consumers = 8
+	}
+	if c.MQ.Prefetch == 0 {
+		c.MQ.Prefetch = 4
+	}
+	if c.MQ.PublishChannels == 0 {
+		c.MQ.PublishChannels = 8
+	}
+	c.Topology.setDefaults()
+	c.Retry.setDefaults()
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = time.Minute
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = defaultMaxPayload
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.DeferredInterval == 0 {
+		c.DeferredInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first bad field. Zero values are valid: they stand for
+// the documented defaults.
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch c.Role {
+	case RoleAll, RolePublisher, RoleSubscriber:
+	default:
+		return configError("Role", "%q is not a role (want all, publisher or subscriber)", c.Role)
+	}
+	if _, err := c.MQ.transport(); err != nil {
+		return err
+	}
+	switch {
+	case c.MQ.Consumers < 1:
+		return configError("MQ.Consumers", "is %d, must be at least 1", c.MQ.Consumers)
+	case c.MQ.Prefetch < 1:
+		return configError("MQ.Prefetch", "is %d, must be at least 1", c.MQ.Prefetch)
+	case c.MQ.PublishChannels < 1:
+		return configError("MQ.PublishChannels", "is %d, must be at least 1", c.MQ.PublishChannels)
+	case c.Concurrency < 1:
+		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
+	case c.HandlerTimeout < 0:
+		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
+	case c.MaxPayloadBytes < 0:
+		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
+	case c.ShutdownTimeout < 0:
+		return configError("ShutdownTimeout", "is %v, must not be negative", c.ShutdownTimeout)
+	case c.DeferredInterval < 0:
+		return configError("DeferredInterval", "is %v, must not be negative", c.DeferredInterval)
+	}
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return err
+	}
+	if err := c.Store.Validate(); err != nil {
+		return fmt.Errorf("%w: Store: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+type transportKind int
+
+const (
+	transportMemory transportKind = iota
+	transportAMQP
+)
+
+func (m MQConfig) transport() (transportKind, error) {
+	if m.URL == "" || m.URL == "memory" {
+		return transportMemory, nil
+	}
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return 0, configError("MQ.URL", "is not a URL (want \"\", \"memory\" or amqp://user:pass@host:5672/)")
+	}
+	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+		return 0, configError("MQ.URL", "%q: want \"\", \"memory\" or amqp://user:pass@host:5672/", u.Redacted())
+	}
+	return transportAMQP, nil
+}
+
+// redactedURL returns the URL with any password replaced, for logs and errors.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

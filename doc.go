@@ -1,0 +1,86 @@
+// Package worker is an embeddable SDK for cloud-management workers: processes
+// that keep an accurate picture of cloud state and act on requests about it.
+//
+// A host program creates a [Worker], registers a [Handler] per action type,
+// and runs it. A [Publisher] puts actions on a message queue; a [Subscriber]
+// takes them off and calls the handler for their type. State that handlers
+// observe goes to a [StateSink] (the persist package: SQLite by default,
+// MySQL/MariaDB in production), which stores only what changed.
+//
+// # Quick start
+//
+//	w, err := worker.New(ctx, worker.Config{}) // in-memory queue, SQLite file worker.db
+//	if err != nil { … }
+//	err = w.HandleFunc("server.launch", func(ctx context.Context, a worker.Action) error {
+//		var req LaunchRequest
+//		if err := a.Decode(&req); err != nil {
+//			return worker.Permanent(err) // bad input: no retry, straight to the poison store
+//		}
+//		return launch(ctx, a.Key, req) // idempotent by a.Key
+//	})
+//	go w.Run(ctx)
+//	a, _ := worker.NewAction("server.launch", LaunchRequest{Image: "debian-13"})
+//	err = w.Publish(ctx, a)
+//
+// Set Config.MQ.URL to an amqp:// URL for RabbitMQ and Config.Store to MySQL
+// DSNs for production; nothing else changes.
+//
+// # Queues
+//
+// A small fixed set of queues separates classes of work ([Topology]):
+// "<prefix>.actions" for requests (the default for any type), "<prefix>.polls"
+// for polls and job checks, "<prefix>.events" for state changes and job
+// outcomes. Inside a queue the subscriber dispatches by action type. The
+// publisher declares every queue when it starts, so actions published before
+// any subscriber exists wait in their queue. A subscriber consumes only the
+// queues that its handlers' types route to; an action of a type it has no
+// handler for on such a queue is poisoned, never dropped and never requeued
+// in a loop.
+//
+// # Delivery, retries and the poison store
+//
+// Delivery is at least once. A message is acknowledged only after its handler
+// returned nil, or after the action was durably written to the deferred or
+// poison store; a crash before that redelivers it. Handlers must therefore be
+// idempotent, keyed by [Action.Key].
+//
+// A failed attempt is retried with exponential backoff and jitter
+// ([RetryPolicy]). Waits up to RetryPolicy.InlineMax happen in place; longer
+// waits park the action in the deferred store and free the handler slot, and
+// the worker republishes it when due. After MaxAttempts, or at once for an
+// error wrapped with [Permanent], a panic, a message that does not decode, or
+// an unknown type, the action goes to the poison store with the reason. List
+// poisoned actions with [Worker.Poisoned] and send them again with
+// [Worker.Replay] or [Worker.ReplayAll].
+//
+// # Wire format
+//
+// One action is one message. The body is a JSON object: the [Action] fields
+// plus "v", the wire version ([WireVersion], currently 1):
+//
+//	{"v":1,"id":"0b6f…","type":"server.launch","customer":"acme","account":"acct-42",
+//	 "resource":"","key":"0b6f…","correlation_id":"req-7","created_at":"2026-11-25T10:00:00Z",
+//	 "payload":{"image":"debian-13"}}
+//
+// The Watermill message UUID is the action ID. Metadata copies the fields
+// that routing and logs need, so they can be read without decoding the body:
+// worker_version, action_type, customer, account, idempotency_key and
+// correlation_id (see the Meta… constants); the subscriber adds
+// worker_attempt on retries and worker_replay_of on replays. The body is the
+// source of truth. A body larger than Config.MaxPayloadBytes (default 1 MiB)
+// is refused by the publisher and poisoned by the subscriber.
+//
+// # Roles
+//
+// Config.Role selects what a process runs: RoleAll (the default), or
+// RolePublisher and RoleSubscriber for the classic split into separate
+// processes on the same broker. Run blocks until its context is done, then
+// stops taking actions, gives in-flight handlers Config.ShutdownTimeout to
+// finish, and closes the transport and the store.
+//
+// # Types shared with other packages
+//
+// [Poller] and [StateSink] use the types of package state (Target,
+// Observation, Snapshot, Change), which the persist and cloud packages share
+// without importing this one.
+package worker

@@ -1,0 +1,90 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm/clause"
+)
+
+// Deferred is a message parked until DueAt, for a retry after a long backoff
+// that should survive restarts.
+type Deferred struct {
+	Parked
+	DueAt time.Time
+}
+
+type deferredRow struct {
+	Parked    parkedRow `gorm:"embedded"`
+	DueAt     time.Time `gorm:"column:due_at"`
+	CreatedAt time.Time `gorm:"column:created_at;autoCreateTime:false"`
+}
+
+func (deferredRow) TableName() string { return tblDeferred }
+
+// Defer parks a message until dueAt. It uses p's MessageUUID, Topic,
+// Metadata, Payload and Attempts (the ID is assigned by the store). It is
+// idempotent by MessageUUID: deferring the same message again replaces its
+// topic, metadata, payload, attempts and due time.
+func (s *Store) Defer(ctx context.Context, p Parked, dueAt time.Time) error {
+	row, err := encodeParked("defer", p)
+	if err != nil {
+		return err
+	}
+	if dueAt.IsZero() {
+		return invalidf("persist: defer %s: dueAt is required", p.MessageUUID)
+	}
+	dr := deferredRow{Parked: row, DueAt: dbTime(dueAt), CreatedAt: dbTime(s.now())}
+	err = retry(ctx, func() error {
+		dr.Parked.ID = 0
+		return s.prov.writer.WithContext(ctx).Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "message_uuid"}},
+			DoUpdates: clause.AssignmentColumns([]string{"topic", "metadata", "payload", "attempts", "due_at"}),
+		}).Create(&dr).Error
+	})
+	if err != nil {
+		return fmt.Errorf("persist: defer %s: %w", p.MessageUUID, err)
+	}
+	return nil
+}
+
+// DueDeferred returns up to limit messages whose due time is at or before
+// now, earliest first. It does not remove them: delete each with
+// [Store.DeleteDeferred] once it has been republished. A limit <= 0 means 100.
+func (s *Store) DueDeferred(ctx context.Context, now time.Time, limit int) ([]Deferred, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var rows []deferredRow
+	err := retry(ctx, func() error {
+		return s.prov.reader.WithContext(ctx).Where("due_at <= ?", dbTime(now)).
+			Order("due_at, id").Limit(limit).Find(&rows).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: due deferred: %w", err)
+	}
+	out := make([]Deferred, 0, len(rows))
+	for _, r := range rows {
+		p, err := r.Parked.decode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Deferred{Parked: p, DueAt: r.DueAt.UTC()})
+	}
+	return out, nil
+}
+
+// DeleteDeferred removes deferred messages by ID. Unknown ids are ignored.
+func (s *Store) DeleteDeferred(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := retry(ctx, func() error {
+		return s.prov.writer.WithContext(ctx).Where("id IN ?", ids).Delete(&deferredRow{}).Error
+	})
+	if err != nil {
+		return fmt.Errorf("persist: delete deferred: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,502 @@
+package persist
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/stratusworks/worker/state"
+)
+
+// Resource is the stored current state of one resource.
+type Resource struct {
+	Account  string
+	Customer string
+	Kind     string
+	ID       string // the provider's resource id
+	// Hash is the hex SHA-256 of the canonical attributes.
+	Hash    string
+	Version int64 // 1 on creation, +1 on every change
+	// Attributes in canonical form: object keys sorted, no insignificant space.
+	Attributes json.RawMessage
+	ObservedAt time.Time // when the provider reported this state (UTC)
+	UpdatedAt  time.Time // when the store last changed the row (UTC)
+}
+
+// HistoryEntry is one recorded change of a resource.
+type HistoryEntry struct {
+	Account    string
+	Customer   string
+	Kind       string
+	ID         string // the provider's resource id
+	Op         state.ChangeOp
+	Version    int64    // the resource's version after the change
+	Fields     []string // top-level attribute keys that changed; empty on creation
+	Attributes json.RawMessage
+	ObservedAt time.Time
+	RecordedAt time.Time
+}
+
+type resourceRow struct {
+	Account    string    `gorm:"column:account;primaryKey"`
+	Kind       string    `gorm:"column:kind;primaryKey"`
+	ResourceID string    `gorm:"column:resource_id;primaryKey"`
+	Customer   string    `gorm:"column:customer"`
+	Hash       string    `gorm:"column:hash"`
+	Version    int64     `gorm:"column:version"`
+	Attributes string    `gorm:"column:attributes"`
+	ObservedAt time.Time `gorm:"column:observed_at"`
+	UpdatedAt  time.Time `gorm:"column:updated_at;autoUpdateTime:false"`
+}
+
+func (resourceRow) TableName() string { return tblResources }
+
+// historyRow is a row of the history table or of the outbox (same columns).
+type historyRow struct {
+	ID         int64     `gorm:"column:id;primaryKey;autoIncrement"`
+	Account    string    `gorm:"column:account"`
+	Kind       string    `gorm:"column:kind"`
+	ResourceID string    `gorm:"column:resource_id"`
+	Customer   string    `gorm:"column:customer"`
+	Op         string    `gorm:"column:op"`
+	Version    int64     `gorm:"column:version"`
+	Fields     string    `gorm:"column:fields"`
+	Attributes string    `gorm:"column:attributes"`
+	ObservedAt time.Time `gorm:"column:observed_at"`
+	RecordedAt time.Time `gorm:"column:recorded_at"`
+}
+
+const (
+	inListChunk = 500 // ids per IN (...) list
+	insertBatch = 200 // rows per multi-row INSERT
+)
+
+var (
+	resourceKey = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}}
+	historyKey  = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
+)
+
+// observation is a validated, canonicalised observation.
+type observation struct {
+	index      int // position in the snapshot, for messages
+	kind, id   string
+	attrs      string // canonical JSON object
+	hash       string
+	observedAt time.Time // dbTime
+}
+
+type resourceKeyT struct{ kind, id string }
+
+// Save stores one page of a listing and returns what changed, in the order the
+// resources first appear in the snapshot.
+//
+// Observations are compared by the hash of their canonical attributes: one
+// whose attributes equal the stored ones writes nothing; one older than the
+// stored state is ignored; otherwise the row is created (version 1) or updated
+// (version+1) and a history entry recorded, all in one transaction. When
+// several observations in the snapshot share an id, the newest wins (on a tie,
+// the last). Concurrent saves of the same resource, from any process, are
+// resolved by optimistic concurrency on the row version.
+//
+// snap.Complete is accepted, but deletion detection (resources missing from a
+// complete listing) is not implemented yet: Save never reports Deleted.
+//
+// Invalid input (missing account, kind or id, attributes that are not a JSON
+// object, over-long keys) fails with an error matching [ErrInvalid] that names
+// the observation's index and id; nothing is saved.
+func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) ([]state.Change, error) {
+	now := dbTime(s.now())
+	obs, err := prepareSnapshot(t, snap, now)
+	if err != nil || len(obs) == 0 {
+		return nil, err
+	}
+
+	// Steady state first, without taking the write lock: most polls change
+	// nothing, and then nothing is written at all.
+	var p savePlan
+	err = retry(ctx, func() error {
+		stored, err := loadResources(s.prov.reader.WithContext(ctx), t.Account, obs)
+		if err == nil {
+			p = s.plan(t, obs, stored, now)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: save %s: %w", t, err)
+	}
+	if len(p.changes) == 0 {
+		return nil, nil
+	}
+
+	historyTable := tblHistory
+	if s.ana != s.prov {
+		historyTable = tblOutbox
+	}
+	err = retry(ctx, func() error {
+		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			stored, err := loadResources(tx, t.Account, obs)
+			if err != nil {
+				return err
+			}
+			p = s.plan(t, obs, stored, now)
+			return p.write(tx, historyTable)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: save %s: %w", t, err)
+	}
+	return p.changes, nil
+}
+
+// prepareSnapshot validates and canonicalises the snapshot and removes
+// duplicate ids (newest wins; on a tie, the last).
+func prepareSnapshot(t state.Target, snap state.Snapshot, now time.Time) ([]observation, error) {
+	switch {
+	case t.Account == "":
+		return nil, invalidf("persist: save %s: Target.Account is required", t)
+	case t.Kind == "":
+		return nil, invalidf("persist: save %s: Target.Kind is required", t)
+	case len(t.Account) > maxAccountLen:
+		return nil, invalidf("persist: save %s: Target.Account is longer than %d bytes", t, maxAccountLen)
+	case len(t.Customer) > maxCustomerLen:
+		return nil, invalidf("persist: save %s: Target.Customer is longer than %d bytes", t, maxCustomerLen)
+	}
+	out := make([]observation, 0, len(snap.Observations))
+	seen := make(map[resourceKeyT]int, len(snap.Observations))
+	for i, o := range snap.Observations {
+		bad := func(format string, args ...any) error {
+			return invalidf("persist: save %s: observation %d (id %q): %s", t, i, o.ID, fmt.Sprintf(format, args...))
+		}
+		kind := o.Kind
+		if kind == "" {
+			kind = t.Kind
+		}
+		switch {
+		case o.ID == "":
+			return nil, bad("ID is required")
+		case len(o.ID) > maxResourceLen:
+			return nil, bad("ID is longer than %d bytes", maxResourceLen)
+		case len(kind) > maxKindLen:
+			return nil, bad("Kind is longer than %d bytes", maxKindLen)
+		}
+		attrs, err := canonicalObject(o.Attributes)
+		if err != nil {
+			return nil, bad("attributes: %v", err)
+		}
+		at := now
+		if !o.ObservedAt.IsZero() {
+			at = dbTime(o.ObservedAt)
+		}
+		sum := sha256.Sum256([]byte(attrs))
+		ob := observation{index: i, kind: kind, id: o.ID, attrs: attrs, hash: hex.EncodeToString(sum[:]), observedAt: at}
+		k := resourceKeyT{kind, o.ID}
+		if j, dup := seen[k]; dup {
+			if !ob.observedAt.Before(out[j].observedAt) {
+				out[j] = ob
+			}
+			continue
+		}
+		seen[k] = len(out)
+		out = append(out, ob)
+	}
+	return out, nil
+}
+
+// canonicalObject returns raw as a canonical JSON object: keys sorted at every
+// level, no insignificant whitespace, numbers kept exactly as written, no HTML
+// escaping. Empty input is the empty object.
+func canonicalObject(raw json.RawMessage) (string, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return "{}", nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // big integers survive unchanged
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "", errors.New("invalid JSON: data after the top-level value")
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return "", fmt.Errorf("must be a JSON object, got %s", jsonType(v))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // maps marshal with sorted keys
+		return "", err
+	}
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// loadResources reads the stored rows for the observations' ids.
+func loadResources(db *gorm.DB, account string, obs []observation) (map[resourceKeyT]resourceRow, error) {
+	byKind := map[string][]string{}
+	var kinds []string
+	for _, o := range obs {
+		if _, ok := byKind[o.kind]; !ok {
+			kinds = append(kinds, o.kind)
+		}
+		byKind[o.kind] = append(byKind[o.kind], o.id)
+	}
+	stored := make(map[resourceKeyT]resourceRow, len(obs))
+	for _, kind := range kinds {
+		for ids := range slices.Chunk(byKind[kind], inListChunk) {
+			var rows []resourceRow
+			err := db.Where("account = ? AND kind = ? AND resource_id IN ?", account, kind, ids).Find(&rows).Error
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", tblResources, err)
+			}
+			for _, r := range rows {
+				stored[resourceKeyT{r.Kind, r.ResourceID}] = r
+			}
+		}
+	}
+	return stored, nil
+}
+
+type rowUpdate struct {
+	row         resourceRow
+	prevVersion int64
+}
+
+// savePlan is what a save has to write, computed from the stored rows.
+type savePlan struct {
+	creates []resourceRow
+	updates []rowUpdate
+	history []historyRow
+	changes []state.Change
+}
+
+func (s *Store) plan(t state.Target, obs []observation, stored map[resourceKeyT]resourceRow, now time.Time) savePlan {
+	var p savePlan
+	for _, o := range obs {
+		old, exists := stored[resourceKeyT{o.kind, o.id}]
+		if exists && (old.Hash == o.hash || old.ObservedAt.After(o.observedAt)) {
+			continue // unchanged, or older than what is stored
+		}
+		row := resourceRow{
+			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
+			Hash: o.hash, Version: 1, Attributes: o.attrs, ObservedAt: o.observedAt, UpdatedAt: now,
+		}
+		ch := state.Change{
+			Op:     state.Created,
+			Target: state.Target{Account: t.Account, Customer: t.Customer, Kind: o.kind, Resource: o.id},
+			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(o.attrs), ObservedAt: o.observedAt},
+		}
+		if exists {
+			row.Version = old.Version + 1
+			ch.Op = state.Updated
+			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.Attributes), ObservedAt: old.ObservedAt.UTC()}
+			ch.Fields = diffFields(old.Attributes, o.attrs)
+			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
+		} else {
+			p.creates = append(p.creates, row)
+		}
+		ch.Version = row.Version
+		fields, _ := json.Marshal(nonNil(ch.Fields))
+		p.history = append(p.history, historyRow{
+			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
+			Op: string(ch.Op), Version: row.Version, Fields: string(fields), Attributes: o.attrs,
+			ObservedAt: o.observedAt, RecordedAt: now,
+		})
+		p.changes = append(p.changes, ch)
+	}
+	return p
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// diffFields returns the sorted top-level keys whose canonical values differ,
+// including keys present on one side only.
+func diffFields(before, after string) []string {
+	var b, a map[string]json.RawMessage
+	_ = json.Unmarshal([]byte(before), &b) // stored and new are canonical objects
+	_ = json.Unmarshal([]byte(after), &a)
+	var fields []string
+	for k, bv := range b {
+		if av, ok := a[k]; !ok || !bytes.Equal(av, bv) {
+			fields = append(fields, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			fields = append(fields, k)
+		}
+	}
+	slices.Sort(fields)
+	return fields
+}
+
+// write applies the plan inside tx. A row created or bumped by another writer
+// since the plan was made fails with errConflict, and the caller retries the
+// whole transaction with fresh rows.
+func (p savePlan) write(tx *gorm.DB, historyTable string) error {
+	if len(p.creates) > 0 {
+		res := tx.Clauses(clause.OnConflict{Columns: resourceKey, DoNothing: true}).CreateInBatches(p.creates, insertBatch)
+		if res.Error != nil {
+			return fmt.Errorf("insert %s: %w", tblResources, res.Error)
+		}
+		if res.RowsAffected != int64(len(p.creates)) {
+			return errConflict
+		}
+	}
+	for _, u := range p.updates {
+		r := u.row
+		res := tx.Model(&resourceRow{}).
+			Where("account = ? AND kind = ? AND resource_id = ? AND version = ?", r.Account, r.Kind, r.ResourceID, u.prevVersion).
+			Updates(map[string]any{
+				"customer": r.Customer, "hash": r.Hash, "version": r.Version, "attributes": r.Attributes,
+				"observed_at": r.ObservedAt, "updated_at": r.UpdatedAt,
+			})
+		if res.Error != nil {
+			return fmt.Errorf("update %s: %w", tblResources, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return errConflict
+		}
+	}
+	if len(p.history) > 0 {
+		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
+			return fmt.Errorf("insert %s: %w", historyTable, err)
+		}
+	}
+	return nil
+}
+
+// Resource returns the stored state of one resource, or an error matching
+// [ErrNotFound].
+func (s *Store) Resource(ctx context.Context, account, kind, id string) (Resource, error) {
+	var rows []resourceRow
+	err := retry(ctx, func() error {
+		return s.prov.reader.WithContext(ctx).
+			Where("account = ? AND kind = ? AND resource_id = ?", account, kind, id).
+			Limit(1).Find(&rows).Error
+	})
+	if err != nil {
+		return Resource{}, fmt.Errorf("persist: resource %s/%s/%s: %w", account, kind, id, err)
+	}
+	if len(rows) == 0 {
+		return Resource{}, fmt.Errorf("persist: resource %s/%s/%s: %w", account, kind, id, ErrNotFound)
+	}
+	r := rows[0]
+	return Resource{
+		Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
+		Hash: r.Hash, Version: r.Version, Attributes: json.RawMessage(r.Attributes),
+		ObservedAt: r.ObservedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}, nil
+}
+
+// History returns the recorded changes of one resource from the analytics
+// database, oldest first. With a separate analytics database, changes appear
+// there only after [Store.FlushHistory] has moved them.
+func (s *Store) History(ctx context.Context, account, kind, id string) ([]HistoryEntry, error) {
+	var rows []historyRow
+	err := retry(ctx, func() error {
+		return s.ana.reader.WithContext(ctx).Table(tblHistory).
+			Where("account = ? AND kind = ? AND resource_id = ?", account, kind, id).
+			Order("version").Find(&rows).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: history %s/%s/%s: %w", account, kind, id, err)
+	}
+	out := make([]HistoryEntry, 0, len(rows))
+	for _, r := range rows {
+		var fields []string
+		if err := json.Unmarshal([]byte(r.Fields), &fields); err != nil {
+			return nil, fmt.Errorf("persist: history %s/%s/%s version %d: fields: %w", account, kind, id, r.Version, err)
+		}
+		if len(fields) == 0 {
+			fields = nil
+		}
+		out = append(out, HistoryEntry{
+			Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
+			Op: state.ChangeOp(r.Op), Version: r.Version, Fields: fields,
+			Attributes: json.RawMessage(r.Attributes), ObservedAt: r.ObservedAt.UTC(), RecordedAt: r.RecordedAt.UTC(),
+		})
+	}
+	return out, nil
+}
+
+// FlushHistory moves history from the provisioning database's outbox to the
+// analytics database and returns how many entries it moved. It is idempotent
+// and safe to run concurrently: entries are copied with insert-if-absent on
+// (account, kind, resource_id, version) and then deleted from the outbox, so
+// an interrupted flush repeats harmlessly. With a single database there is no
+// outbox and it returns 0.
+func (s *Store) FlushHistory(ctx context.Context) (int, error) {
+	if s.ana == s.prov {
+		return 0, nil
+	}
+	total := 0
+	for {
+		var rows []historyRow
+		err := retry(ctx, func() error {
+			return s.prov.reader.WithContext(ctx).Table(tblOutbox).Order("id").Limit(inListChunk).Find(&rows).Error
+		})
+		if err != nil {
+			return total, fmt.Errorf("persist: flush history: read outbox: %w", err)
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		ids := make([]int64, len(rows))
+		for i := range rows {
+			ids[i] = rows[i].ID
+			rows[i].ID = 0 // the analytics database numbers its own rows
+		}
+		err = retry(ctx, func() error {
+			return s.ana.writer.WithContext(ctx).Table(tblHistory).
+				Clauses(clause.OnConflict{Columns: historyKey, DoNothing: true}).
+				CreateInBatches(rows, insertBatch).Error
+		})
+		if err != nil {
+			return total, fmt.Errorf("persist: flush history: copy to %s: %w", s.ana.desc, err)
+		}
+		var deleted int64
+		err = retry(ctx, func() error {
+			res := s.prov.writer.WithContext(ctx).Table(tblOutbox).Where("id IN ?", ids).Delete(&historyRow{})
+			deleted = res.RowsAffected
+			return res.Error
+		})
+		if err != nil {
+			return total, fmt.Errorf("persist: flush history: delete from outbox: %w", err)
+		}
+		total += int(deleted)
+		if len(rows) < inListChunk {
+			return total, nil
+		}
+	}
+}

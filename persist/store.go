@@ -1,0 +1,287 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"github.com/go-sql-driver/mysql"
+	gormmysql "gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Store is the GORM-backed persistence layer: current resource state, history,
+// poison and deferred messages. It is safe for concurrent use by many
+// goroutines and, through the database, by many processes.
+type Store struct {
+	log  *slog.Logger
+	now  func() time.Time
+	prov *database // provisioning
+	ana  *database // analytics; == prov when they are the same database
+}
+
+// database is one opened database: a writer handle and a reader handle, which
+// are the same *gorm.DB except for a SQLite file.
+type database struct {
+	driver Driver
+	desc   string // human description, no secrets
+	writer *gorm.DB
+	reader *gorm.DB
+	pools  []*sql.DB // closed by Close
+}
+
+func (d *database) close() error {
+	var errs []error
+	for _, p := range d.pools {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Open connects to the configured databases (pinging them under ctx), brings
+// their schema up to date and returns a ready store. It fails with an error
+// that names the database (never its password) when a database cannot be
+// reached, and with [ErrSchemaTooNew] when a newer binary has migrated it.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{log: cfg.Logger, now: cfg.Now}
+	gcfg := func() *gorm.Config {
+		return &gorm.Config{
+			SkipDefaultTransaction: true, // every multi-statement write has its own transaction
+			DisableAutomaticPing:   true, // we ping with the caller's context
+			NowFunc:                func() time.Time { return dbTime(s.now()) },
+			Logger: logger.NewSlogLogger(cfg.Logger, logger.Config{
+				LogLevel:                  logger.Warn,
+				SlowThreshold:             time.Second,
+				IgnoreRecordNotFoundError: true,
+				ParameterizedQueries:      true, // never log values: payloads may be sensitive
+			}),
+		}
+	}
+
+	prov, err := openDatabase(ctx, cfg.Provisioning, gcfg(), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.prov, s.ana = prov, prov
+	if !cfg.Analytics.isZero() && !sameDatabase(cfg.Provisioning, cfg.Analytics) {
+		if s.ana, err = openDatabase(ctx, cfg.Analytics, gcfg(), cfg.Logger); err != nil {
+			_ = prov.close()
+			return nil, err
+		}
+	}
+
+	if err := s.migrate(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.log.Info("persist: store open", "db", s.Describe())
+	return s, nil
+}
+
+// Close closes every connection pool of the store.
+func (s *Store) Close() error {
+	err := s.prov.close()
+	if s.ana != s.prov {
+		err = errors.Join(err, s.ana.close())
+	}
+	return err
+}
+
+// Describe returns a one-line summary of the databases without secrets, e.g.
+// "sqlite /srv/worker.db" or "mysql app@10.0.0.5:3306/worker (analytics: mysql
+// app@10.0.0.6:3306/history)".
+func (s *Store) Describe() string {
+	if s.ana == s.prov {
+		return s.prov.desc
+	}
+	return s.prov.desc + " (analytics: " + s.ana.desc + ")"
+}
+
+// DB returns the GORM handle that writes to the provisioning database, for
+// advanced use and tests. For SQLite it has exactly one connection: holding a
+// transaction on it blocks every other write of the store.
+func (s *Store) DB() *gorm.DB { return s.prov.writer }
+
+// sameDatabase reports whether two (defaulted, valid) configurations point at
+// the same database, in which case one handle serves both.
+func sameDatabase(a, b DBConfig) bool {
+	if a.Driver != b.Driver {
+		return false
+	}
+	switch a.Driver {
+	case SQLite:
+		if a.DSN == MemoryDSN || b.DSN == MemoryDSN {
+			return a.DSN == b.DSN
+		}
+		pa, errA := filepath.Abs(a.DSN)
+		pb, errB := filepath.Abs(b.DSN)
+		return errA == nil && errB == nil && pa == pb
+	case MySQL:
+		ma, errA := mysql.ParseDSN(a.DSN)
+		mb, errB := mysql.ParseDSN(b.DSN)
+		return errA == nil && errB == nil && ma.Net == mb.Net && ma.Addr == mb.Addr && ma.DBName == mb.DBName
+	}
+	return false
+}
+
+func openDatabase(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Logger) (*database, error) {
+	if c.Driver == MySQL {
+		return openMySQL(ctx, c, gcfg, log)
+	}
+	return openSQLite(ctx, c, gcfg)
+}
+
+// sqliteDSN builds a go-sqlite DSN. Pragmas run on every new connection, in
+// order: the busy timeout first so that switching to WAL waits for a lock held
+// by another process instead of failing.
+func sqliteDSN(path string, writer bool) string {
+	params := []string{
+		"_pragma=busy_timeout(10000)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(NORMAL)",
+		"_pragma=foreign_keys(1)",
+	}
+	if writer {
+		// BEGIN IMMEDIATE: a write transaction takes the write lock up front, so
+		// two processes queue on busy_timeout instead of deadlocking on upgrade.
+		params = append(params, "_txlock=immediate")
+	} else {
+		params = append(params, "_pragma=query_only(1)")
+	}
+	return path + "?" + strings.Join(params, "&")
+}
+
+func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, error) {
+	if c.DSN == MemoryDSN {
+		// Every connection to ":memory:" is its own empty database, so the store
+		// uses exactly one connection for everything and never lets it go.
+		d := &database{driver: SQLite, desc: "sqlite " + MemoryDSN}
+		pool, err := openSQLitePool(ctx, sqliteDSN(MemoryDSN, true), d.desc)
+		if err != nil {
+			return nil, err
+		}
+		pool.SetMaxOpenConns(1)
+		pool.SetMaxIdleConns(1)
+		pool.SetConnMaxLifetime(0)
+		pool.SetConnMaxIdleTime(0)
+		d.pools = []*sql.DB{pool}
+		if d.writer, err = gorm.Open(&sqlite.Dialector{Conn: pool}, gcfg); err != nil {
+			_ = d.close()
+			return nil, fmt.Errorf("persist: open %s: %w", d.desc, err)
+		}
+		d.reader = d.writer
+		return d, nil
+	}
+
+	path, err := filepath.Abs(c.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("persist: sqlite database %q: %w", c.DSN, err)
+	}
+	d := &database{driver: SQLite, desc: "sqlite " + path}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return nil, fmt.Errorf("persist: sqlite database %s: directory %s: %w", path, dir, err)
+	}
+
+	wpool, err := openSQLitePool(ctx, sqliteDSN(path, true), d.desc)
+	if err != nil {
+		return nil, err
+	}
+	d.pools = append(d.pools, wpool)
+	wpool.SetMaxOpenConns(1) // exactly one writer
+	wpool.SetMaxIdleConns(1)
+	wpool.SetConnMaxLifetime(0)
+
+	rpool, err := openSQLitePool(ctx, sqliteDSN(path, false), d.desc)
+	if err != nil {
+		_ = d.close()
+		return nil, err
+	}
+	d.pools = append(d.pools, rpool)
+	rpool.SetMaxOpenConns(c.MaxOpenConns)
+	rpool.SetMaxIdleConns(min(c.MaxIdleConns, c.MaxOpenConns))
+	rpool.SetConnMaxLifetime(0)
+
+	if d.writer, err = gorm.Open(&sqlite.Dialector{Conn: wpool}, gcfg); err == nil {
+		d.reader, err = gorm.Open(&sqlite.Dialector{Conn: rpool}, gcfg)
+	}
+	if err != nil {
+		_ = d.close()
+		return nil, fmt.Errorf("persist: open %s: %w", d.desc, err)
+	}
+	return d, nil
+}
+
+func openSQLitePool(ctx context.Context, dsn, desc string) (*sql.DB, error) {
+	pool, err := sql.Open(sqlite.DriverName, dsn)
+	if err == nil {
+		err = pool.PingContext(ctx)
+		if err != nil {
+			_ = pool.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("persist: open %s: %w", desc, err)
+	}
+	return pool, nil
+}
+
+// mysqlLogger routes the MySQL driver's own messages (connection trouble) to
+// slog instead of the driver's default of stderr.
+type mysqlLogger struct{ log *slog.Logger }
+
+func (l mysqlLogger) Print(v ...any) { l.log.Warn("persist: mysql driver: " + fmt.Sprint(v...)) }
+
+func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Logger) (*database, error) {
+	mc, err := mysql.ParseDSN(c.DSN)
+	if err != nil { // Validate has already checked it; keep the DSN out of the message anyway
+		return nil, fmt.Errorf("persist: mysql DSN: %w", err)
+	}
+	mc.ParseTime = true
+	if mc.Timeout == 0 {
+		mc.Timeout = defaultMySQLDialTimeout
+	}
+	mc.Logger = mysqlLogger{log: log}
+	d := &database{driver: MySQL, desc: "mysql " + describeMySQL(mc)}
+	secret := mc.Passwd
+
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, redact(err, secret))
+	}
+	pool := sql.OpenDB(connector)
+	pool.SetMaxOpenConns(c.MaxOpenConns)
+	pool.SetMaxIdleConns(c.MaxIdleConns)
+	pool.SetConnMaxLifetime(c.ConnMaxLifetime)
+	d.pools = []*sql.DB{pool}
+	if err := pool.PingContext(ctx); err != nil {
+		_ = d.close()
+		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, redact(err, secret))
+	}
+	d.writer, err = gorm.Open(gormmysql.New(gormmysql.Config{Conn: pool}), gcfg)
+	if err != nil {
+		_ = d.close()
+		return nil, fmt.Errorf("persist: open %s: %w", d.desc, redact(err, secret))
+	}
+	d.reader = d.writer
+	return d, nil
+}
+
+// dbTime is how every time is stored: UTC, microsecond precision (MySQL
+// DATETIME(6)), so both dialects store and compare the same values.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/persist"
+)
+
+// PoisonedAction is an action that failed for good, as kept in the poison store.
+type PoisonedAction struct {
+	// ID is the poison record's id, for Replay.
+	ID int64
+	// Action is the decoded action; when the message did not decode, only
+	// Action.ID (the message id) and Action.Type (from metadata) are set.
+	Action Action
+	// Topic is the queue the action came from.
+	Topic string
+	// Reason is why it was poisoned: the last error, or the panic with its stack.
+	Reason string
+	// Attempts is how many times it was tried.
+	Attempts int
+	// FailedAt is when it was poisoned; ReplayedAt when it was last replayed (nil if never).
+	FailedAt   time.Time
+	ReplayedAt *time.Time
+	// Body is the message body as received, for actions that did not decode.
+	Body []byte
+}
+
+// PoisonQuery selects poisoned actions.
+type PoisonQuery struct {
+	// Limit is the most returned, newest first. Default 100.
+	Limit int
+	// IncludeReplayed also returns actions already replayed.
+	IncludeReplayed bool
+}
+
+// Poisoned lists actions in the poison store, newest first.
+func (w *Worker) Poisoned(ctx context.Context, q PoisonQuery) ([]PoisonedAction, error) {
+	rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: q.Limit, IncludeReplayed: q.IncludeReplayed})
+	if err != nil {
+		return nil, fmt.Errorf("worker: list poisoned actions: %w", err)
+	}
+	out := make([]PoisonedAction, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, poisonedFrom(r, w.cfg.MaxPayloadBytes))
+	}
+	return out, nil
+}
+
+func poisonedFrom(r persist.Parked, maxBytes int) PoisonedAction {
+	p := PoisonedAction{ID: r.ID, Topic: r.Topic, Reason: r.Reason, Attempts: r.Attempts,
+		FailedAt: r.FailedAt, ReplayedAt: r.ReplayedAt, Body: r.Payload}
+	m := message.NewMessage(r.MessageUUID, r.Payload)
+	m.Metadata = r.Metadata
+	if a, err := decode(m, max(maxBytes, len(r.Payload))); err == nil {
+		p.Action = a
+	} else {
+		p.Action = Action{ID: r.MessageUUID, Type: r.ActionType}
+	}
+	return p
+}
+
+// Replay publishes a poisoned action again, with its attempt count reset, and
+// marks the record replayed. If it fails again it returns to the poison store
+// (the same record, updated). Replaying twice delivers it twice: handlers are
+// idempotent by Action.Key.
+func (w *Worker) Replay(ctx context.Context, id int64) error {
+	r, err := w.store.GetPoison(ctx, id)
+	if err != nil {
+		return fmt.Errorf("worker: replay poison record %d: %w", id, err)
+	}
+	return w.replay(ctx, r)
+}
+
+func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
+	md := make(map[string]string, len(r.Metadata)+1)
+	for k, v := range r.Metadata {
+		md[k] = v
+	}
+	delete(md, MetaAttempt)
+	md[MetaReplayOf] = strconv.FormatInt(r.ID, 10)
+	if err := w.pub.publishRaw(r.Topic, r.MessageUUID, md, r.Payload); err != nil {
+		return fmt.Errorf("worker: replay poison record %d: %w", r.ID, err)
+	}
+	if err := w.store.MarkPoisonReplayed(ctx, r.ID); err != nil {
+		return fmt.Errorf("worker: replay poison record %d: published, but marking it replayed failed: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ReplayAll replays every poisoned action not replayed yet and returns how many
+// it replayed.
+func (w *Worker) ReplayAll(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: 100})
+		if err != nil {
+			return n, fmt.Errorf("worker: replay all: %w", err)
+		}
+		if len(rows) == 0 {
+			return n, nil
+		}
+		var errs error
+		for _, r := range rows {
+			if err := w.replay(ctx, r); err != nil {
+				errs = errors.Join(errs, err)
+				continue
+			}
+			n++
+		}
+		if errs != nil {
+			return n, errs
+		}
+	}
+}

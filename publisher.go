@@ -1,0 +1,126 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+)
+
+// PublisherConfig configures a [Publisher]. Zero fields take the stated defaults.
+type PublisherConfig struct {
+	// Publisher is the transport to publish to. Required.
+	Publisher message.Publisher
+	// Declarer, when set, declares every queue of the Topology when the
+	// Publisher is created, so that actions published before any subscriber
+	// exists wait in their queue instead of being dropped. Watermill's AMQP
+	// subscriber is one (it declares durable queues); so is the embedded transport.
+	Declarer message.SubscribeInitializer
+	// Topology maps action types to queues. Default: Prefix "worker", DefaultRoutes().
+	Topology Topology
+	// MaxPayloadBytes is the largest encoded action accepted. Default 1 MiB.
+	MaxPayloadBytes int
+}
+
+func (c *PublisherConfig) setDefaults() {
+	c.Topology.setDefaults()
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = defaultMaxPayload
+	}
+}
+
+// Validate names the first bad field.
+func (c PublisherConfig) Validate() error {
+	if c.Publisher == nil {
+		return configError("Publisher", "is required")
+	}
+	if c.MaxPayloadBytes < 0 {
+		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
+	}
+	return c.Topology.Validate()
+}
+
+// Publisher puts actions on the queues of a [Topology]. It is safe for
+// concurrent use.
+type Publisher struct {
+	cfg PublisherConfig
+}
+
+// NewPublisher validates cfg, declares the topology's queues when cfg.Declarer
+// is set, and returns a Publisher.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Topology.compile()
+	if cfg.Declarer != nil {
+		for _, topic := range cfg.Topology.Topics() {
+			if err := cfg.Declarer.SubscribeInitialize(topic); err != nil {
+				return nil, fmt.Errorf("worker: declare queue %s: %w", topic, err)
+			}
+		}
+	}
+	return &Publisher{cfg: cfg}, nil
+}
+
+// Publish validates and publishes the actions. Empty ID gets a UUID, empty Key
+// the ID, zero CreatedAt the current time. Actions for the same queue go to the
+// transport in one call, in order. If any action is invalid or too large,
+// nothing is published. Publish returns nil only when the transport accepted
+// every action (on RabbitMQ with confirms: the broker confirmed them).
+func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("worker: publish: %w", err)
+	}
+	if len(actions) == 0 {
+		return nil
+	}
+	byTopic := make(map[string][]*message.Message, 1)
+	var order []string
+	now := time.Now().UTC()
+	for i, a := range actions {
+		if a.ID == "" {
+			a.ID = uuid.NewString()
+		}
+		if a.Key == "" {
+			a.Key = a.ID
+		}
+		if a.CreatedAt.IsZero() {
+			a.CreatedAt = now
+		}
+		m, err := encode(a, p.cfg.MaxPayloadBytes)
+		if err != nil {
+			if len(actions) > 1 {
+				return fmt.Errorf("action %d of %d: %w", i+1, len(actions), err)
+			}
+			return err
+		}
+		m.SetContext(ctx)
+		topic := p.cfg.Topology.Topic(p.cfg.Topology.QueueFor(a.Type))
+		if _, seen := byTopic[topic]; !seen {
+			order = append(order, topic)
+		}
+		byTopic[topic] = append(byTopic[topic], m)
+	}
+	for _, topic := range order {
+		if err := p.cfg.Publisher.Publish(topic, byTopic[topic]...); err != nil {
+			return fmt.Errorf("worker: publish %d action(s) to %s: %w", len(byTopic[topic]), topic, err)
+		}
+	}
+	return nil
+}
+
+// publishRaw republishes a stored message unchanged but for its metadata.
+func (p *Publisher) publishRaw(topic, id string, md map[string]string, body []byte) error {
+	m := message.NewMessage(id, body)
+	for k, v := range md {
+		m.Metadata.Set(k, v)
+	}
+	return p.cfg.Publisher.Publish(topic, m)
+}
+
+// Topology returns the publisher's topology.
+func (p *Publisher) Topology() Topology { return p.cfg.Topology }

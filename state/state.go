@@ -1,0 +1,71 @@
+package state
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Target names what a poll looks at: one kind of resource in one cloud account,
+// or a single resource of that kind when Resource is set.
+type Target struct {
+	Account  string `json:"account"`            // cloud account id; required
+	Customer string `json:"customer,omitempty"` // tenant that owns the account (logs, credentials)
+	Kind     string `json:"kind"`               // resource kind, e.g. "server", "firewall"; required
+	Resource string `json:"resource,omitempty"` // one resource id; "" means the whole kind
+}
+
+// String returns "account/kind" or "account/kind/resource".
+func (t Target) String() string {
+	s := t.Account + "/" + t.Kind
+	if t.Resource != "" {
+		s += "/" + t.Resource
+	}
+	return s
+}
+
+// Observation is one resource as a poller saw it at ObservedAt.
+type Observation struct {
+	// Kind of the resource. Empty means the Kind of the Target it was saved under.
+	Kind string `json:"kind,omitempty"`
+	// ID is the provider's id for the resource; required.
+	ID string `json:"id"`
+	// Attributes is the resource's state as a JSON object. Two observations with
+	// the same attributes (whatever their key order or spacing) are the same state.
+	Attributes json.RawMessage `json:"attributes"`
+	// ObservedAt is when the provider reported this state. An observation older
+	// than the one already stored never replaces it. Zero means "now".
+	ObservedAt time.Time `json:"observed_at"`
+}
+
+// Snapshot is one page of a listing. Large accounts arrive page by page.
+type Snapshot struct {
+	Observations []Observation `json:"observations"`
+	// Complete marks the last page of a full listing: resources of the target that
+	// were not seen in this listing may have been deleted.
+	Complete bool `json:"complete,omitempty"`
+}
+
+// ChangeOp says what happened to a resource.
+type ChangeOp string
+
+// The operations a [Change] can carry.
+const (
+	Created ChangeOp = "created"
+	Updated ChangeOp = "updated"
+	Deleted ChangeOp = "deleted"
+)
+
+// Change is one resource whose stored state changed because of a save.
+type Change struct {
+	Op ChangeOp `json:"op"`
+	// Target identifies the resource: Account, Customer, Kind and Resource (its id).
+	Target Target `json:"target"`
+	// Before is the previously stored state; nil when Op is Created.
+	Before *Observation `json:"before,omitempty"`
+	// After is the new state; nil when Op is Deleted.
+	After *Observation `json:"after,omitempty"`
+	// Fields lists the top-level attribute keys whose values differ, sorted.
+	Fields []string `json:"fields,omitempty"`
+	// Version is the resource's stored version after the change (1 on creation).
+	Version int64 `json:"version"`
+}

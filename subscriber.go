@@ -1,0 +1,435 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/persist"
+)
+
+// PoisonStore keeps actions that failed for good, with the reason. The
+// subscriber acknowledges a poisoned message only after AddPoison returned nil.
+// [persist.Store] implements it.
+type PoisonStore interface {
+	AddPoison(ctx context.Context, p persist.Parked) error
+}
+
+// DeferStore parks an action durably until due, so that a long retry wait does
+// not hold a handler slot. [persist.Store] implements it; the [Worker]
+// republishes parked actions when they are due.
+type DeferStore interface {
+	Defer(ctx context.Context, p persist.Parked, due time.Time) error
+}
+
+// SubscriberConfig configures a [Subscriber]. Zero fields take the stated defaults.
+type SubscriberConfig struct {
+	// Subscriber is the transport to consume from. Required.
+	Subscriber message.Subscriber
+	// Topology maps action types to queues. Default: Prefix "worker", DefaultRoutes().
+	Topology Topology
+	// Consumers is how many times each queue is subscribed. Use more than 1 only
+	// on a transport whose subscriptions compete for messages (RabbitMQ); on
+	// gochannel every subscription receives a copy of every message. Default 1.
+	Consumers int
+	// Concurrency is the most handlers that run at once, over all queues. Default 64.
+	Concurrency int
+	// HandlerTimeout bounds one attempt of a handler. Default 1m.
+	HandlerTimeout time.Duration
+	// Retry is the retry policy for failed actions.
+	Retry RetryPolicy
+	// Poison receives actions that failed for good. Required: nothing is ever dropped.
+	Poison PoisonStore
+	// Defer parks actions whose next retry is further away than Retry.InlineMax.
+	// Optional: without it every retry waits in place.
+	Defer DeferStore
+	// MaxPayloadBytes is the largest message body accepted. Default 1 MiB.
+	MaxPayloadBytes int
+	// DrainTimeout is how long Run waits, after its context is done, for
+	// running handlers to finish; then their contexts are cancelled. Default 30s.
+	DrainTimeout time.Duration
+	// Middleware is extra Watermill middleware run around each attempt of a
+	// handler, inside the retry and poison handling (first runs outermost).
+	Middleware []message.HandlerMiddleware
+	// Logger receives the subscriber's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	c.Topology.setDefaults()
+	c.Retry.setDefaults()
+	if c.Consumers == 0 {
+		c.Consumers = 1
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = time.Minute
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = defaultMaxPayload
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate names the first bad field.
+func (c SubscriberConfig) Validate() error {
+	switch {
+	case c.Subscriber == nil:
+		return configError("Subscriber", "is required")
+	case c.Poison == nil:
+		return configError("Poison", "is required: failed actions must go somewhere")
+	case c.Consumers < 1:
+		return configError("Consumers", "is %d, must be at least 1", c.Consumers)
+	case c.Concurrency < 1:
+		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
+	case c.HandlerTimeout < 0:
+		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
+	case c.MaxPayloadBytes < 0:
+		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
+	case c.DrainTimeout < 0:
+		return configError("DrainTimeout", "is %v, must not be negative", c.DrainTimeout)
+	}
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	return c.Retry.Validate()
+}
+
+// Subscriber takes actions off the queues and calls the [Handler] registered
+// for each action's type. Underneath it is a Watermill [message.Router].
+//
+// For every message it: limits concurrency; decodes the action (a message
+// that does not decode, or whose type has no handler, is poisoned at once);
+// runs the handler with a timeout and panic recovery; on error retries with
+// exponential backoff and jitter (short waits in place, long ones parked in the
+// DeferStore); after Retry.MaxAttempts, or at once for a [Permanent] error or a
+// panic, writes the action to the PoisonStore with the reason. The message is
+// acknowledged only after the handler succeeded or the action was durably
+// parked or poisoned; otherwise it is nacked for redelivery.
+type Subscriber struct {
+	cfg      SubscriberConfig
+	handlers map[string]Handler
+	sem      chan struct{}
+
+	mu      sync.Mutex
+	started bool
+
+	running  chan struct{}
+	inflight sync.WaitGroup
+	// base is the parent of every handler context; cancelled when the drain
+	// time is over.
+	base       context.Context
+	cancelBase context.CancelFunc
+	chain      message.HandlerFunc
+}
+
+// NewSubscriber validates cfg and returns a Subscriber with no handlers.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Topology.compile()
+	base, cancel := context.WithCancel(context.Background())
+	s := &Subscriber{
+		cfg:        cfg,
+		handlers:   map[string]Handler{},
+		sem:        make(chan struct{}, cfg.Concurrency),
+		running:    make(chan struct{}),
+		base:       base,
+		cancelBase: cancel,
+	}
+	chain := message.HandlerFunc(s.dispatch)
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		chain = cfg.Middleware[i](chain)
+	}
+	s.chain = chain
+	return s, nil
+}
+
+// Handle registers h for actions of the given type. It fails for an invalid
+// type, a nil handler, a type registered twice, or after Run started.
+func (s *Subscriber) Handle(actionType string, h Handler) error {
+	if !validType(actionType) {
+		return fmt.Errorf("%w: action type %q must be 1-128 bytes of a-z 0-9 . _ -", ErrInvalidAction, actionType)
+	}
+	if h == nil {
+		return fmt.Errorf("worker: Handle(%q): handler is nil", actionType)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return fmt.Errorf("%w: Handle(%q) must be called before Run", ErrAlreadyRunning, actionType)
+	}
+	if _, dup := s.handlers[actionType]; dup {
+		return fmt.Errorf("worker: a handler for action type %q is already registered", actionType)
+	}
+	s.handlers[actionType] = h
+	return nil
+}
+
+// Running is closed once the subscriber consumes from all its queues.
+func (s *Subscriber) Running() <-chan struct{} { return s.running }
+
+// Queues returns the queues Run consumes from: those that at least one
+// registered action type routes to.
+func (s *Subscriber) Queues() []Queue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Queue
+	for _, q := range queues {
+		for t := range s.handlers {
+			if s.cfg.Topology.QueueFor(t) == q {
+				out = append(out, q)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Run consumes until ctx is done, then stops taking messages, waits up to
+// DrainTimeout for running handlers, cancels the contexts of any still running
+// and returns. It does not close the transport: that belongs to the caller.
+func (s *Subscriber) Run(ctx context.Context) error {
+	qs := s.Queues()
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	s.started = true
+	s.mu.Unlock()
+	if len(qs) == 0 {
+		return fmt.Errorf("worker: subscriber has no handlers: register one with Handle before Run")
+	}
+
+	logger := watermill.NewSlogLoggerWithLevelMapping(s.cfg.Logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: s.cfg.DrainTimeout}, logger)
+	if err != nil {
+		return fmt.Errorf("worker: router: %w", err)
+	}
+	sub := keepOpen{s.cfg.Subscriber}
+	for _, q := range qs {
+		topic := s.cfg.Topology.Topic(q)
+		for i := 0; i < s.cfg.Consumers; i++ {
+			router.AddConsumerHandler(topic+"#"+strconv.Itoa(i), topic, sub, s.process)
+		}
+	}
+
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- router.Run(runCtx) }()
+	select {
+	case <-router.Running():
+		close(s.running)
+		s.cfg.Logger.Info("subscriber running", "queues", qs, "consumers", s.cfg.Consumers, "concurrency", s.cfg.Concurrency)
+	case err := <-done:
+		return fmt.Errorf("worker: subscriber did not start: %w", err)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-done: // every subscription ended by itself (transport closed)
+		if runErr == nil {
+			runErr = errors.New("worker: subscriber stopped: the transport closed every subscription")
+		}
+	}
+	stop()
+	closeErr := router.Close()
+	if closeErr != nil {
+		s.cfg.Logger.Warn("drain time over, cancelling running handlers", "drain_timeout", s.cfg.DrainTimeout)
+	}
+	s.cancelBase()
+	s.inflight.Wait()
+	return runErr
+}
+
+// keepOpen stops the Router from closing a transport it does not own.
+type keepOpen struct{ message.Subscriber }
+
+func (keepOpen) Close() error { return nil }
+
+// errStopping makes an action be nacked (and so redelivered) because the
+// subscriber is shutting down.
+var errStopping = errors.New("worker: subscriber stopping")
+
+// process is the Router handler: concurrency limit, attempts, retry, park, poison.
+func (s *Subscriber) process(msg *message.Message) error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.base.Done():
+		return errStopping
+	}
+	s.inflight.Add(1)
+	defer func() {
+		<-s.sem
+		s.inflight.Done()
+	}()
+
+	attempt := attemptOf(msg)
+	for {
+		err := s.attempt(msg)
+		if err == nil {
+			return nil
+		}
+		if s.base.Err() != nil && !IsPermanent(err) {
+			return errStopping // shutdown interrupted it: redeliver
+		}
+		if IsPermanent(err) || attempt >= s.cfg.Retry.MaxAttempts {
+			return s.poison(msg, attempt, err)
+		}
+		wait := s.cfg.Retry.Delay(attempt)
+		attempt++
+		s.cfg.Logger.Warn("action failed, will retry", "id", msg.UUID, "type", msg.Metadata.Get(MetaType),
+			"attempt", attempt-1, "retry_in", wait.Round(time.Millisecond), "err", err)
+		if wait > s.cfg.Retry.InlineMax && s.cfg.Defer != nil {
+			return s.park(msg, attempt, wait)
+		}
+		if !sleepCtx(s.base, wait) {
+			return errStopping
+		}
+		msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+	}
+}
+
+// attempt runs the middleware chain and handler once, with timeout and recovery.
+func (s *Subscriber) attempt(msg *message.Message) (err error) {
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.HandlerTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("%w: %v\n%s", ErrHandlerPanic, r, trimStack(debug.Stack())))
+		}
+	}()
+	orig := msg.Context()
+	msg.SetContext(ctx)
+	_, err = s.chain(msg)
+	msg.SetContext(orig)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && s.base.Err() == nil && !IsPermanent(err) {
+		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, s.cfg.HandlerTimeout, err)
+	}
+	return err
+}
+
+// dispatch decodes the action and calls its handler.
+func (s *Subscriber) dispatch(msg *message.Message) ([]*message.Message, error) {
+	a, err := decode(msg, s.cfg.MaxPayloadBytes)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	h, ok := s.handlers[a.Type]
+	if !ok {
+		return nil, Permanent(fmt.Errorf("%w %q on queue %s (this subscriber handles %d types)", ErrNoHandler, a.Type, s.cfg.Topology.QueueFor(a.Type), len(s.handlers)))
+	}
+	return nil, h.Handle(msg.Context(), a)
+}
+
+func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
+	topic := s.cfg.Topology.Topic(s.cfg.Topology.QueueFor(msg.Metadata.Get(MetaType)))
+	md := make(map[string]string, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		md[k] = v
+	}
+	return persist.Parked{
+		MessageUUID: msg.UUID,
+		Topic:       topic,
+		ActionType:  msg.Metadata.Get(MetaType),
+		Metadata:    md,
+		Payload:     msg.Payload,
+		Attempts:    attempts,
+	}
+}
+
+// poison records the action as failed for good. Only when that is durable is
+// the message acked (nil); otherwise it is nacked and comes back.
+func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) error {
+	p := s.parked(msg, attempts)
+	p.Reason = cause.Error()
+	p.FailedAt = time.Now().UTC()
+	err := s.durably(func(ctx context.Context) error { return s.cfg.Poison.AddPoison(ctx, p) })
+	if err != nil {
+		s.cfg.Logger.Error("cannot record poison action, it will be redelivered", "id", msg.UUID, "err", err)
+		return err
+	}
+	s.cfg.Logger.Error("action poisoned", "id", msg.UUID, "type", p.ActionType, "attempts", attempts, "reason", firstLine(p.Reason))
+	return nil
+}
+
+// park stores the action for a later attempt and acks it.
+func (s *Subscriber) park(msg *message.Message, nextAttempt int, wait time.Duration) error {
+	p := s.parked(msg, nextAttempt)
+	p.Metadata[MetaAttempt] = strconv.Itoa(nextAttempt)
+	due := time.Now().Add(wait).UTC()
+	err := s.durably(func(ctx context.Context) error { return s.cfg.Defer.Defer(ctx, p, due) })
+	if err != nil {
+		s.cfg.Logger.Error("cannot park action for retry, it will be redelivered", "id", msg.UUID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// durably runs a store write a few times with a short backoff; a store that is
+// down must not turn redelivery into a hot loop.
+func (s *Subscriber) durably(write func(ctx context.Context) error) error {
+	var err error
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.base), 10*time.Second)
+		err = write(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !sleepCtx(s.base, time.Duration(200*(i+1))*time.Millisecond) {
+			break
+		}
+	}
+	return err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func trimStack(b []byte) string {
+	const max = 4 << 10
+	if len(b) > max {
+		b = b[:max]
+	}
+	return string(b)
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}

@@ -1,0 +1,274 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/persist"
+)
+
+// Worker wires a transport, a [Publisher], a [Subscriber] and a
+// [persist.Store] into one process. Create it with [New], register handlers
+// with [Worker.Handle], then call [Worker.Run].
+type Worker struct {
+	cfg   Config
+	log   *slog.Logger
+	store *persist.Store
+	pub   *Publisher
+	sub   *Subscriber // nil in RolePublisher
+
+	closers []func() error // transport parts, closed in order after the subscriber stops
+
+	mu      sync.Mutex
+	ran     bool
+	closed  bool
+	running chan struct{}
+}
+
+// New validates cfg, opens the store (running migrations) and connects the
+// transport. Close the worker, or Run it, to release them.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if cfg.Store.Logger == nil {
+		cfg.Store.Logger = cfg.Logger
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{})}
+
+	store, err := persist.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("worker: open store: %w", err)
+	}
+	w.store = store
+
+	pub, sub, declarer, consumers, err := w.transport()
+	if err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	w.pub, err = NewPublisher(PublisherConfig{
+		Publisher: pub, Declarer: declarer, Topology: cfg.Topology, MaxPayloadBytes: cfg.MaxPayloadBytes,
+	})
+	if err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	if cfg.Role != RolePublisher {
+		w.sub, err = NewSubscriber(SubscriberConfig{
+			Subscriber:      sub,
+			Topology:        cfg.Topology,
+			Consumers:       consumers,
+			Concurrency:     cfg.Concurrency,
+			HandlerTimeout:  cfg.HandlerTimeout,
+			Retry:           cfg.Retry,
+			Poison:          store,
+			Defer:           store,
+			MaxPayloadBytes: cfg.MaxPayloadBytes,
+			DrainTimeout:    cfg.ShutdownTimeout,
+			Logger:          cfg.Logger,
+		})
+		if err != nil {
+			_ = w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// transport builds the publisher and subscriber sides of the configured MQ.
+func (w *Worker) transport() (message.Publisher, message.Subscriber, message.SubscribeInitializer, int, error) {
+	kind, _ := w.cfg.MQ.transport()
+	wmLog := watermill.NewSlogLoggerWithLevelMapping(w.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	if kind == transportMemory {
+		mem := newMemoryPubSub(wmLog)
+		w.closers = append(w.closers, mem.Close)
+		return mem, mem, mem, 1, nil
+	}
+	ac := amqp.NewDurableQueueConfig(w.cfg.MQ.URL)
+	ac.Publish.ConfirmDelivery = true
+	ac.Publish.ChannelPoolSize = w.cfg.MQ.PublishChannels
+	ac.Consume.Qos.PrefetchCount = w.cfg.MQ.Prefetch
+	where := redactedURL(w.cfg.MQ.URL)
+	// The subscriber side also declares the queues for the publisher, so
+	// every role creates it.
+	sub, err := amqp.NewSubscriber(ac, wmLog)
+	if err != nil {
+		return nil, nil, nil, 0, fmt.Errorf("worker: connect to RabbitMQ at %s: %w", where, err)
+	}
+	w.closers = append(w.closers, sub.Close)
+	pub, err := amqp.NewPublisher(ac, wmLog)
+	if err != nil {
+		return nil, nil, nil, 0, fmt.Errorf("worker: connect to RabbitMQ at %s: %w", where, err)
+	}
+	w.closers = append([]func() error{pub.Close}, w.closers...)
+	return pub, sub, sub, w.cfg.MQ.Consumers, nil
+}
+
+// Handle registers h for actions of the given type. Call it before Run.
+func (w *Worker) Handle(actionType string, h Handler) error {
+	if w.sub == nil {
+		return fmt.Errorf("%w: Handle(%q) on a %s worker", ErrRoleNotSupported, actionType, w.cfg.Role)
+	}
+	return w.sub.Handle(actionType, h)
+}
+
+// HandleFunc registers f for actions of the given type. Call it before Run.
+func (w *Worker) HandleFunc(actionType string, f func(ctx context.Context, a Action) error) error {
+	return w.Handle(actionType, HandlerFunc(f))
+}
+
+// Publisher returns the worker's publisher. It works before Run: what it
+// publishes waits in its queue until a subscriber takes it.
+func (w *Worker) Publisher() *Publisher { return w.pub }
+
+// Publish is shorthand for w.Publisher().Publish.
+func (w *Worker) Publish(ctx context.Context, actions ...Action) error {
+	return w.pub.Publish(ctx, actions...)
+}
+
+// Store returns the worker's store: its [StateSink], and the poison and
+// deferred tables.
+func (w *Worker) Store() *persist.Store { return w.store }
+
+// Running is closed when Run has started consuming.
+func (w *Worker) Running() <-chan struct{} { return w.running }
+
+// Run runs the worker until ctx is done: the subscriber consumes (unless this
+// is a publisher-only worker) and parked retries are republished when due.
+// When ctx is done it stops taking actions, lets in-flight handlers finish
+// within ShutdownTimeout, then closes the transport and the store. It returns
+// nil after a clean shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.ran || w.closed {
+		w.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	w.ran = true
+	w.mu.Unlock()
+	defer w.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+
+	if w.sub != nil && len(w.sub.Queues()) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.sub.Run(runCtx); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+		select {
+		case <-w.sub.Running():
+		case err := <-errs:
+			cancel()
+			wg.Wait()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.pumpDeferred(runCtx)
+		}()
+	} else if w.sub != nil {
+		w.log.Warn("worker has no handlers: it will not consume any queue")
+	}
+	close(w.running)
+	w.log.Info("worker running", "role", w.cfg.Role, "transport", w.describeMQ(), "store", w.store.Describe())
+
+	<-runCtx.Done()
+	wg.Wait()
+	close(errs)
+	var err error
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	w.log.Info("worker stopped")
+	return err
+}
+
+func (w *Worker) describeMQ() string {
+	if k, _ := w.cfg.MQ.transport(); k == transportMemory {
+		return "memory (gochannel)"
+	}
+	return redactedURL(w.cfg.MQ.URL)
+}
+
+// pumpDeferred republishes parked retries when they are due.
+func (w *Worker) pumpDeferred(ctx context.Context) {
+	t := time.NewTicker(w.cfg.DeferredInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := w.republishDue(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("republishing parked retries failed; will try again", "err", err)
+		}
+	}
+}
+
+// republishDue republishes every parked action that is due and removes it
+// from the store. A crash between the two republishes it again later: handlers
+// are idempotent.
+func (w *Worker) republishDue(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		due, err := w.store.DueDeferred(ctx, time.Now().UTC(), 100)
+		if err != nil || len(due) == 0 {
+			return n, err
+		}
+		ids := make([]int64, 0, len(due))
+		for _, d := range due {
+			if err := w.pub.publishRaw(d.Topic, d.MessageUUID, d.Metadata, d.Payload); err != nil {
+				if len(ids) > 0 {
+					err = errors.Join(err, w.store.DeleteDeferred(ctx, ids...))
+				}
+				return n, err
+			}
+			ids = append(ids, d.ID)
+		}
+		if err := w.store.DeleteDeferred(ctx, ids...); err != nil {
+			return n, err
+		}
+		n += len(ids)
+		if len(due) < 100 {
+			return n, nil
+		}
+	}
+}
+
+// Close releases the transport and the store. Run calls it on return; call it
+// yourself only for a worker you never run. It is safe to call more than once.
+func (w *Worker) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	var err error
+	for _, c := range w.closers {
+		err = errors.Join(err, c())
+	}
+	if w.store != nil {
+		err = errors.Join(err, w.store.Close())
+	}
+	return err
+}
