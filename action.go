@@ -171,6 +171,9 @@ func setIf(md message.Metadata, k, v string) {
 // decode turns a delivered message back into an Action. Every failure wraps
 // ErrInvalidAction (or ErrPayloadTooLarge) and is permanent: retrying cannot fix it.
 func decode(m *message.Message, maxBytes int) (Action, error) {
+	if reason := m.Metadata.Get(metaMalformed); reason != "" {
+		return Action{}, fmt.Errorf("%w: message %s: %s", ErrInvalidAction, m.UUID, reason)
+	}
 	if len(m.Payload) > maxBytes {
 		return Action{}, fmt.Errorf("%w: message %s is %d bytes, limit is %d (Config.MaxPayloadBytes)", ErrPayloadTooLarge, m.UUID, len(m.Payload), maxBytes)
 	}

@@ -45,7 +45,7 @@ type Config struct {
 	// context is done before cancelling them. Default 30s.
 	ShutdownTimeout time.Duration
 	// DeferredInterval is how often parked retries are checked and republished
-	// when due. Default 1s.
+	// when due, and history is copied to a separate analytics database. Default 1s.
 	DeferredInterval time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger

@@ -347,8 +347,12 @@ func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
 	for k, v := range msg.Metadata {
 		md[k] = v
 	}
+	id := msg.UUID
+	if id == "" {
+		id = watermill.NewUUID()
+	}
 	return persist.Parked{
-		MessageUUID: msg.UUID,
+		MessageUUID: id,
 		Topic:       topic,
 		ActionType:  msg.Metadata.Get(MetaType),
 		Metadata:    md,

@@ -93,10 +93,7 @@ func (w *Worker) transport() (message.Publisher, message.Subscriber, message.Sub
 		w.closers = append(w.closers, mem.Close)
 		return mem, mem, mem, 1, nil
 	}
-	ac := amqp.NewDurableQueueConfig(w.cfg.MQ.URL)
-	ac.Publish.ConfirmDelivery = true
-	ac.Publish.ChannelPoolSize = w.cfg.MQ.PublishChannels
-	ac.Consume.Qos.PrefetchCount = w.cfg.MQ.Prefetch
+	ac := amqpConfig(w.cfg.MQ)
 	where := redactedURL(w.cfg.MQ.URL)
 	// The subscriber side also declares the queues for the publisher, so
 	// every role creates it.
@@ -143,7 +140,8 @@ func (w *Worker) Store() *persist.Store { return w.store }
 func (w *Worker) Running() <-chan struct{} { return w.running }
 
 // Run runs the worker until ctx is done: the subscriber consumes (unless this
-// is a publisher-only worker) and parked retries are republished when due.
+// is a publisher-only worker), parked retries are republished when due, and
+// history is copied to the analytics database.
 // When ctx is done it stops taking actions, lets in-flight handlers finish
 // within ShutdownTimeout, then closes the transport and the store. It returns
 // nil after a clean shutdown.
@@ -178,14 +176,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			wg.Wait()
 			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.pumpDeferred(runCtx)
-		}()
 	} else if w.sub != nil {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.maintain(runCtx)
+	}()
 	close(w.running)
 	w.log.Info("worker running", "role", w.cfg.Role, "transport", w.describeMQ(), "store", w.store.Describe())
 
@@ -207,8 +205,10 @@ func (w *Worker) describeMQ() string {
 	return redactedURL(w.cfg.MQ.URL)
 }
 
-// pumpDeferred republishes parked retries when they are due.
-func (w *Worker) pumpDeferred(ctx context.Context) {
+// maintain republishes parked retries when they are due and moves history
+// from the provisioning outbox to the analytics database (a no-op when they
+// are the same database).
+func (w *Worker) maintain(ctx context.Context) {
 	t := time.NewTicker(w.cfg.DeferredInterval)
 	defer t.Stop()
 	for {
@@ -219,6 +219,9 @@ func (w *Worker) pumpDeferred(ctx context.Context) {
 		}
 		if _, err := w.republishDue(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("republishing parked retries failed; will try again", "err", err)
+		}
+		if _, err := w.store.FlushHistory(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("copying history to the analytics database failed; will try again", "err", err)
 		}
 	}
 }

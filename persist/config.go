@@ -17,7 +17,8 @@ const (
 	// SQLite is the embedded default: a pure-Go SQLite (no cgo) in a local file
 	// or in memory.
 	SQLite Driver = "sqlite"
-	// MySQL is MySQL 5.7+ or MariaDB 10.3+ over the go-sql-driver/mysql driver.
+	// MySQL is MySQL (5.7 or later) or MariaDB (10.3 or later) through
+	// go-sql-driver/mysql.
 	MySQL Driver = "mysql"
 )
 
@@ -51,7 +52,7 @@ type DBConfig struct {
 	// connection, and ":memory:" uses one connection for everything.
 	MaxOpenConns int
 	// MaxIdleConns caps idle connections kept open. MySQL default 10; SQLite
-	// keeps its read pool open.
+	// default: the read pool size.
 	MaxIdleConns int
 	// ConnMaxLifetime recycles MySQL connections older than this so the server's
 	// wait_timeout never closes one under us. Default 3 minutes. Ignored for

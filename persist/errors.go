@@ -38,7 +38,7 @@ func invalidf(format string, args ...any) error {
 
 // errConflict means another writer changed a row between our read and our
 // write; the whole transaction is retried.
-var errConflict = errors.New("persist: concurrent update conflict")
+var errConflict = errors.New("rows changed concurrently")
 
 // redactedError carries an error whose text contained a secret. It keeps the
 // original for errors.Is/As but prints the scrubbed text.
@@ -87,7 +87,7 @@ func retry(ctx context.Context, fn func() error) error {
 			return err
 		}
 	}
-	return err
+	return fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
 }
 
 // retryable reports whether err is worth a fresh attempt of the whole

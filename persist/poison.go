@@ -19,11 +19,13 @@ type Parked struct {
 	ActionType  string // the action's type; poison only
 	// Metadata is the message's metadata. It is stored as is: callers must
 	// not put secrets in it.
-	Metadata   map[string]string
-	Payload    []byte
-	Reason     string    // why the message was parked; poison only
-	Attempts   int       // delivery attempts so far
-	FailedAt   time.Time // poison only; zero means now
+	Metadata map[string]string
+	Payload  []byte
+	Reason   string    // why the message was parked; poison only
+	Attempts int       // delivery attempts so far
+	FailedAt time.Time // poison only; zero means now
+	// ReplayedAt is when [Store.MarkPoisonReplayed] last marked the message;
+	// nil if it has not been replayed since it last failed. Poison only.
 	ReplayedAt *time.Time
 }
 
@@ -117,8 +119,7 @@ func (s *Store) AddPoison(ctx context.Context, p Parked) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(p.ActionType) > maxActionLen:
+	if len(p.ActionType) > maxActionLen {
 		return invalidf("persist: add poison %s: ActionType is longer than %d bytes", p.MessageUUID, maxActionLen)
 	}
 	failed := p.FailedAt

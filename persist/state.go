@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -82,8 +83,8 @@ const (
 )
 
 var (
-	resourceKey = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}}
-	historyKey  = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
+	resourceKeyColumns = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}}
+	historyKeyColumns  = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
 )
 
 // observation is a validated, canonicalised observation.
@@ -95,7 +96,7 @@ type observation struct {
 	observedAt time.Time // dbTime
 }
 
-type resourceKeyT struct{ kind, id string }
+type resKey struct{ kind, id string }
 
 // Save stores one page of a listing and returns what changed, in the order the
 // resources first appear in the snapshot.
@@ -127,7 +128,7 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	err = retry(ctx, func() error {
 		stored, err := loadResources(s.prov.reader.WithContext(ctx), t.Account, obs)
 		if err == nil {
-			p = s.plan(t, obs, stored, now)
+			p = planSave(t, obs, stored, now)
 		}
 		return err
 	})
@@ -148,7 +149,7 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 			if err != nil {
 				return err
 			}
-			p = s.plan(t, obs, stored, now)
+			p = planSave(t, obs, stored, now)
 			return p.write(tx, historyTable)
 		})
 	})
@@ -166,13 +167,15 @@ func prepareSnapshot(t state.Target, snap state.Snapshot, now time.Time) ([]obse
 		return nil, invalidf("persist: save %s: Target.Account is required", t)
 	case t.Kind == "":
 		return nil, invalidf("persist: save %s: Target.Kind is required", t)
+	case len(t.Kind) > maxKindLen:
+		return nil, invalidf("persist: save %s: Target.Kind is longer than %d bytes", t, maxKindLen)
 	case len(t.Account) > maxAccountLen:
 		return nil, invalidf("persist: save %s: Target.Account is longer than %d bytes", t, maxAccountLen)
 	case len(t.Customer) > maxCustomerLen:
 		return nil, invalidf("persist: save %s: Target.Customer is longer than %d bytes", t, maxCustomerLen)
 	}
 	out := make([]observation, 0, len(snap.Observations))
-	seen := make(map[resourceKeyT]int, len(snap.Observations))
+	seen := make(map[resKey]int, len(snap.Observations))
 	for i, o := range snap.Observations {
 		bad := func(format string, args ...any) error {
 			return invalidf("persist: save %s: observation %d (id %q): %s", t, i, o.ID, fmt.Sprintf(format, args...))
@@ -186,6 +189,10 @@ func prepareSnapshot(t state.Target, snap state.Snapshot, now time.Time) ([]obse
 			return nil, bad("ID is required")
 		case len(o.ID) > maxResourceLen:
 			return nil, bad("ID is longer than %d bytes", maxResourceLen)
+		case strings.HasSuffix(o.ID, " "):
+			// MySQL compares VARCHAR keys ignoring trailing spaces; SQLite does
+			// not. Refusing them keeps both databases in agreement.
+			return nil, bad("ID ends with a space")
 		case len(kind) > maxKindLen:
 			return nil, bad("Kind is longer than %d bytes", maxKindLen)
 		}
@@ -199,7 +206,7 @@ func prepareSnapshot(t state.Target, snap state.Snapshot, now time.Time) ([]obse
 		}
 		sum := sha256.Sum256([]byte(attrs))
 		ob := observation{index: i, kind: kind, id: o.ID, attrs: attrs, hash: hex.EncodeToString(sum[:]), observedAt: at}
-		k := resourceKeyT{kind, o.ID}
+		k := resKey{kind, o.ID}
 		if j, dup := seen[k]; dup {
 			if !ob.observedAt.Before(out[j].observedAt) {
 				out[j] = ob
@@ -257,7 +264,7 @@ func jsonType(v any) string {
 }
 
 // loadResources reads the stored rows for the observations' ids.
-func loadResources(db *gorm.DB, account string, obs []observation) (map[resourceKeyT]resourceRow, error) {
+func loadResources(db *gorm.DB, account string, obs []observation) (map[resKey]resourceRow, error) {
 	byKind := map[string][]string{}
 	var kinds []string
 	for _, o := range obs {
@@ -266,7 +273,7 @@ func loadResources(db *gorm.DB, account string, obs []observation) (map[resource
 		}
 		byKind[o.kind] = append(byKind[o.kind], o.id)
 	}
-	stored := make(map[resourceKeyT]resourceRow, len(obs))
+	stored := make(map[resKey]resourceRow, len(obs))
 	for _, kind := range kinds {
 		for ids := range slices.Chunk(byKind[kind], inListChunk) {
 			var rows []resourceRow
@@ -275,7 +282,7 @@ func loadResources(db *gorm.DB, account string, obs []observation) (map[resource
 				return nil, fmt.Errorf("read %s: %w", tblResources, err)
 			}
 			for _, r := range rows {
-				stored[resourceKeyT{r.Kind, r.ResourceID}] = r
+				stored[resKey{r.Kind, r.ResourceID}] = r
 			}
 		}
 	}
@@ -295,10 +302,11 @@ type savePlan struct {
 	changes []state.Change
 }
 
-func (s *Store) plan(t state.Target, obs []observation, stored map[resourceKeyT]resourceRow, now time.Time) savePlan {
+// planSave decides, per observation, whether to create, update or skip.
+func planSave(t state.Target, obs []observation, stored map[resKey]resourceRow, now time.Time) savePlan {
 	var p savePlan
 	for _, o := range obs {
-		old, exists := stored[resourceKeyT{o.kind, o.id}]
+		old, exists := stored[resKey{o.kind, o.id}]
 		if exists && (old.Hash == o.hash || old.ObservedAt.After(o.observedAt)) {
 			continue // unchanged, or older than what is stored
 		}
@@ -365,7 +373,7 @@ func diffFields(before, after string) []string {
 // whole transaction with fresh rows.
 func (p savePlan) write(tx *gorm.DB, historyTable string) error {
 	if len(p.creates) > 0 {
-		res := tx.Clauses(clause.OnConflict{Columns: resourceKey, DoNothing: true}).CreateInBatches(p.creates, insertBatch)
+		res := tx.Clauses(clause.OnConflict{Columns: resourceKeyColumns, DoNothing: true}).CreateInBatches(p.creates, insertBatch)
 		if res.Error != nil {
 			return fmt.Errorf("insert %s: %w", tblResources, res.Error)
 		}
@@ -479,7 +487,7 @@ func (s *Store) FlushHistory(ctx context.Context) (int, error) {
 		}
 		err = retry(ctx, func() error {
 			return s.ana.writer.WithContext(ctx).Table(tblHistory).
-				Clauses(clause.OnConflict{Columns: historyKey, DoNothing: true}).
+				Clauses(clause.OnConflict{Columns: historyKeyColumns, DoNothing: true}).
 				CreateInBatches(rows, insertBatch).Error
 		})
 		if err != nil {

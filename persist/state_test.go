@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/state"
@@ -232,6 +233,8 @@ var saveScenarios = []saveScenario{
 			{"NoKind", state.Target{Account: "a"}, snapshot(good), "Target.Kind is required"},
 			{"NoID", target, snapshot(good, obs("", `{}`, t0)), `observation 1 (id ""): ID is required`},
 			{"LongID", target, snapshot(obs(string(make([]byte, 256)), `{}`, t0)), "ID is longer than 255 bytes"},
+			{"TrailingSpace", target, snapshot(obs("i-1 ", `{}`, t0)), `observation 0 (id "i-1 "): ID ends with a space`},
+			{"LongKind", state.Target{Account: "a", Kind: string(make([]byte, 65))}, snapshot(good), "Target.Kind is longer than 64 bytes"},
 			{"Array", target, snapshot(good, obs("i-2", `[1,2]`, t0)), `observation 1 (id "i-2"): attributes: must be a JSON object, got an array`},
 			{"String", target, snapshot(obs("i-3", `"x"`, t0)), `observation 0 (id "i-3"): attributes: must be a JSON object, got a string`},
 			{"Null", target, snapshot(obs("i-4", `null`, t0)), `attributes: must be a JSON object, got null`},
@@ -280,6 +283,38 @@ var saveScenarios = []saveScenario{
 		require.Len(t, changes, 1)
 		require.Equal(t, "i-1000", changes[0].Target.Resource)
 		require.Equal(t, []string{"v"}, changes[0].Fields)
+	}},
+
+	{"StalePlanConflicts", func(t *testing.T, s *Store, clock *testClock) {
+		// A plan made from rows that another writer has since changed must not
+		// be applied: the write reports errConflict and Save starts over.
+		ctx := context.Background()
+		prepared := func(attrs string, at time.Time) []observation {
+			o, err := prepareSnapshot(target, snapshot(obs("i-1", attrs, at)), t0)
+			require.NoError(t, err)
+			return o
+		}
+		staleCreate := planSave(target, prepared(`{"v":1}`, t0), nil, t0)
+		_, err := s.Save(ctx, target, snapshot(obs("i-1", `{"v":0}`, t0)))
+		require.NoError(t, err)
+		err = s.DB().Transaction(func(tx *gorm.DB) error { return staleCreate.write(tx, tblHistory) })
+		require.ErrorIs(t, err, errConflict)
+
+		stored, err := loadResources(s.DB(), target.Account, prepared(`{}`, t0))
+		require.NoError(t, err)
+		staleUpdate := planSave(target, prepared(`{"v":2}`, t0.Add(time.Second)), stored, t0)
+		_, err = s.Save(ctx, target, snapshot(obs("i-1", `{"v":3}`, t0.Add(time.Second))))
+		require.NoError(t, err)
+		err = s.DB().Transaction(func(tx *gorm.DB) error { return staleUpdate.write(tx, tblHistory) })
+		require.ErrorIs(t, err, errConflict)
+
+		r, err := s.Resource(ctx, "acct-1", "server", "i-1")
+		require.NoError(t, err)
+		require.Equal(t, `{"v":3}`, string(r.Attributes))
+		require.EqualValues(t, 2, r.Version)
+		h, err := s.History(ctx, "acct-1", "server", "i-1")
+		require.NoError(t, err)
+		require.Len(t, h, 2, "the rolled-back writes left no history")
 	}},
 
 	{"ConcurrentSaves", func(t *testing.T, s *Store, clock *testClock) {

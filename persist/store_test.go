@@ -162,3 +162,34 @@ func TestRetryable(t *testing.T) {
 	require.False(t, retryable(ErrInvalid))
 	require.False(t, retryable(errors.New("boom")))
 }
+
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	err := retry(context.Background(), func() error { calls++; return errConflict })
+	require.ErrorIs(t, err, errConflict)
+	require.ErrorContains(t, err, "gave up after 5 attempts")
+	require.Equal(t, maxAttempts, calls)
+
+	calls = 0
+	err = retry(context.Background(), func() error {
+		calls++
+		if calls < 3 {
+			return errConflict
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, calls)
+
+	calls = 0
+	err = retry(context.Background(), func() error { calls++; return ErrInvalid })
+	require.ErrorIs(t, err, ErrInvalid)
+	require.Equal(t, 1, calls, "permanent errors are not retried")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	err = retry(ctx, func() error { calls++; cancel(); return errConflict })
+	require.ErrorIs(t, err, errConflict)
+	require.Equal(t, 1, calls, "no retry once the context is done")
+}

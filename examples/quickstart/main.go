@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -40,7 +41,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *dbPath, *serve, logger); err != nil {
+	if err := run(ctx, os.Stdout, *dbPath, *serve, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
@@ -55,7 +56,7 @@ type serverList struct {
 	} `json:"servers"`
 }
 
-func run(ctx context.Context, dbPath string, serve bool, logger *slog.Logger) error {
+func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *slog.Logger) error {
 	// A fresh file each run keeps the summary the same every time.
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		_ = os.Remove(dbPath + suffix)
@@ -88,7 +89,7 @@ func run(ctx context.Context, dbPath string, serve bool, logger *slog.Logger) er
 			return err // transient: retried
 		}
 		for _, c := range cs {
-			fmt.Printf("  change: %-7s server %s v%d %v\n", c.Op, c.Target.Resource, c.Version, c.Fields)
+			fmt.Fprintf(out, "  change: %-7s server %s v%d %v\n", c.Op, c.Target.Resource, c.Version, c.Fields)
 		}
 		changes.Add(int64(len(cs)))
 		handled.Add(1)
@@ -152,30 +153,30 @@ func run(ctx context.Context, dbPath string, serve bool, logger *slog.Logger) er
 		return a
 	}
 
-	fmt.Println("1. state: first poll sees 3 servers")
+	fmt.Fprintln(out, "1. state: first poll sees 3 servers")
 	must(w.Publish(ctx, observed("PENDING", "RUNNING", "RUNNING")))
 	if err := wait(1); err != nil {
 		return err
 	}
-	fmt.Println("   second poll: nothing changed (no writes)")
+	fmt.Fprintln(out, "   second poll: nothing changed (no writes)")
 	must(w.Publish(ctx, observed("PENDING", "RUNNING", "RUNNING")))
 	if err := wait(1); err != nil {
 		return err
 	}
-	fmt.Println("   third poll: i-001 is now RUNNING")
+	fmt.Fprintln(out, "   third poll: i-001 is now RUNNING")
 	must(w.Publish(ctx, observed("RUNNING", "RUNNING", "RUNNING")))
 	if err := wait(1); err != nil {
 		return err
 	}
 
-	fmt.Println("2. retry: firewall.authorize fails twice, then succeeds")
+	fmt.Fprintln(out, "2. retry: firewall.authorize fails twice, then succeeds")
 	fw, _ := worker.NewAction("firewall.authorize", map[string]any{"port": 22, "cidr": "10.0.0.0/8"})
 	must(w.Publish(ctx, fw))
 	if err := wait(1); err != nil {
 		return err
 	}
 
-	fmt.Println("3. poison: report.generate fails permanently")
+	fmt.Fprintln(out, "3. poison: report.generate fails permanently")
 	rep, _ := worker.NewAction("report.generate", map[string]any{"month": "2026-11"})
 	rep.Customer = "acme"
 	must(w.Publish(ctx, rep))
@@ -190,8 +191,8 @@ func run(ctx context.Context, dbPath string, serve bool, logger *slog.Logger) er
 		}
 	}
 	p := poisoned[0]
-	fmt.Printf("   poisoned: #%d %s after %d attempt(s): %s\n", p.ID, p.Action.Type, p.Attempts, p.Reason)
-	fmt.Println("   enabling reports and replaying it")
+	fmt.Fprintf(out, "   poisoned: #%d %s after %d attempt(s): %s\n", p.ID, p.Action.Type, p.Attempts, p.Reason)
+	fmt.Fprintln(out, "   enabling reports and replaying it")
 	enabled.Store(true)
 	must(w.Replay(ctx, p.ID))
 	if err := wait(1); err != nil {
@@ -202,16 +203,16 @@ func run(ctx context.Context, dbPath string, serve bool, logger *slog.Logger) er
 		return err
 	}
 
-	fmt.Println()
-	fmt.Println("summary")
-	fmt.Printf("  actions handled:     %d\n", handled.Load())
-	fmt.Printf("  state changes saved: %d\n", changes.Load())
-	fmt.Printf("  transient failures:  %d (retried)\n", flakyFailures.Load()-1)
-	fmt.Printf("  poisoned, replayed:  1, 1 (%d still poisoned)\n", len(left))
-	fmt.Printf("  store:               %s\n", w.Store().Describe())
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "summary")
+	fmt.Fprintf(out, "  actions handled:     %d\n", handled.Load())
+	fmt.Fprintf(out, "  state changes saved: %d\n", changes.Load())
+	fmt.Fprintf(out, "  transient failures:  %d (retried)\n", flakyFailures.Load()-1)
+	fmt.Fprintf(out, "  poisoned, replayed:  1, 1 (%d still poisoned)\n", len(left))
+	fmt.Fprintf(out, "  store:               %s\n", w.Store().Describe())
 
 	if serve {
-		fmt.Println("\nserving; press Ctrl-C to stop")
+		fmt.Fprintln(out, "\nserving; press Ctrl-C to stop")
 		<-ctx.Done()
 	}
 	cancel()

@@ -1,0 +1,321 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratusworks/worker/internal/testenv"
+	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/state"
+	"github.com/stretchr/testify/require"
+)
+
+type observedPayload struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// scenario is the publish → handle → persist scenario every backend must pass.
+// pub publishes before any subscriber exists; sub (which may be the same
+// worker) is started afterwards and must handle every action, save state, poison
+// the bad one, and handle it after a replay.
+func scenario(t *testing.T, pub *Worker, sub func() *Worker) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 50
+
+	// 1. Publish before any subscriber exists.
+	var actions []Action
+	for i := 0; i < n; i++ {
+		a, err := NewAction("server.observed", observedPayload{ID: fmt.Sprintf("i-%03d", i), State: "RUNNING"})
+		require.NoError(t, err)
+		a.Account, a.Customer = "acct-1", "acme"
+		actions = append(actions, a)
+	}
+	require.NoError(t, pub.Publish(ctx, actions[:n/2]...)) // a batch
+	for _, a := range actions[n/2:] {
+		require.NoError(t, pub.Publish(ctx, a)) // one at a time
+	}
+	bad, err := NewAction("report.generate", map[string]string{"month": "2026-11"})
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(ctx, bad))
+
+	// 2. Start the subscriber.
+	w := sub()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	handled := make(chan string, 2*n)
+	var fixed sync.Once
+	fixedCh := make(chan struct{})
+	require.NoError(t, w.HandleFunc("server.observed", func(ctx context.Context, a Action) error {
+		var p observedPayload
+		if err := a.Decode(&p); err != nil {
+			return Permanent(err)
+		}
+		attrs, _ := json.Marshal(map[string]string{"state": p.State})
+		_, err := w.Store().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"},
+			state.Snapshot{Observations: []state.Observation{{ID: p.ID, Attributes: attrs, ObservedAt: a.CreatedAt}}})
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		seen[a.ID]++
+		mu.Unlock()
+		handled <- a.ID
+		return nil
+	}))
+	require.NoError(t, w.HandleFunc("report.generate", func(ctx context.Context, a Action) error {
+		select {
+		case <-fixedCh:
+			handled <- a.ID
+			return nil
+		default:
+			return Permanent(errors.New("reports are disabled for acme"))
+		}
+	}))
+	runErr := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { runErr <- w.Run(runCtx) }()
+	defer func() {
+		stop()
+		require.NoError(t, <-runErr)
+	}()
+
+	for i := 0; i < n; i++ {
+		select {
+		case <-handled:
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d actions handled", i, n)
+		}
+	}
+	mu.Lock()
+	require.Len(t, seen, n, "every action published before the subscriber started was handled")
+	mu.Unlock()
+
+	// 3. State was persisted once per server.
+	for i := 0; i < n; i++ {
+		r, err := w.Store().Resource(ctx, "acct-1", "server", fmt.Sprintf("i-%03d", i))
+		require.NoError(t, err)
+		require.Equal(t, int64(1), r.Version)
+		require.JSONEq(t, `{"state":"RUNNING"}`, string(r.Attributes))
+	}
+
+	// 4. The bad action is in the poison store with its reason; replay it once fixed.
+	var poisoned []PoisonedAction
+	require.Eventually(t, func() bool {
+		poisoned, err = w.Poisoned(ctx, PoisonQuery{})
+		return err == nil && len(poisoned) == 1
+	}, 20*time.Second, 20*time.Millisecond)
+	p := poisoned[0]
+	require.Equal(t, bad.ID, p.Action.ID)
+	require.Equal(t, "report.generate", p.Action.Type)
+	require.Equal(t, 1, p.Attempts)
+	require.Contains(t, p.Reason, "reports are disabled")
+	fixed.Do(func() { close(fixedCh) })
+	require.NoError(t, w.Replay(ctx, p.ID))
+	select {
+	case id := <-handled:
+		require.Equal(t, bad.ID, id)
+	case <-ctx.Done():
+		t.Fatal("replayed action was not handled")
+	}
+	left, err := w.Poisoned(ctx, PoisonQuery{})
+	require.NoError(t, err)
+	require.Empty(t, left)
+	all, err := w.Poisoned(ctx, PoisonQuery{IncludeReplayed: true})
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	require.NotNil(t, all[0].ReplayedAt)
+}
+
+func newTestWorker(t *testing.T, cfg Config) *Worker {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger()
+	}
+	w, err := New(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func sqliteConfig(t *testing.T) persist.Config {
+	return persist.Config{Provisioning: persist.DBConfig{DSN: filepath.Join(t.TempDir(), "worker.db")}, Logger: discardLogger()}
+}
+
+func TestScenarioEmbedded(t *testing.T) {
+	t.Parallel()
+	w := newTestWorker(t, Config{Store: sqliteConfig(t), Retry: RetryPolicy{InitialInterval: time.Millisecond}})
+	scenario(t, w, func() *Worker { return w })
+}
+
+// TestScenarioRabbitMQMariaDB runs the same scenario as the embedded test on
+// real services, with the classic split: a publisher-only process publishes
+// before any subscriber exists; a subscriber-only process handles.
+func TestScenarioRabbitMQMariaDB(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	dsn := testenv.MySQLDSN(t)
+	top := Topology{Prefix: testenv.UniqueName(t)}
+	top.setDefaults()
+	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	base := Config{
+		MQ:       MQConfig{URL: url},
+		Store:    persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, Logger: discardLogger()},
+		Topology: top,
+		Retry:    RetryPolicy{InitialInterval: time.Millisecond},
+	}
+	pubCfg := base
+	pubCfg.Role = RolePublisher
+	pub := newTestWorker(t, pubCfg)
+	scenario(t, pub, func() *Worker {
+		require.NoError(t, pub.Close()) // the publisher process is gone before the subscriber starts
+		subCfg := base
+		subCfg.Role = RoleSubscriber
+		return newTestWorker(t, subCfg)
+	})
+}
+
+func TestWorkerDeferredRetryRoundTrip(t *testing.T) {
+	t.Parallel()
+	w := newTestWorker(t, Config{
+		Store:            sqliteConfig(t),
+		Retry:            RetryPolicy{InitialInterval: 50 * time.Millisecond, MaxInterval: 50 * time.Millisecond, InlineMax: time.Millisecond},
+		DeferredInterval: 10 * time.Millisecond,
+	})
+	attempts := make(chan int, 5)
+	require.NoError(t, w.HandleFunc("t", func(_ context.Context, a Action) error {
+		attempts <- a.Attempt
+		if a.Attempt < 3 {
+			return errors.New("throttled")
+		}
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	require.NoError(t, w.Publish(ctx, Action{Type: "t"}))
+	for want := 1; want <= 3; want++ {
+		require.Equal(t, want, recv(t, attempts))
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestWorkerReplayAll(t *testing.T) {
+	t.Parallel()
+	w := newTestWorker(t, Config{Store: sqliteConfig(t)})
+	var mu sync.Mutex
+	ok := false
+	handled := make(chan string, 10)
+	require.NoError(t, w.HandleFunc("t", func(_ context.Context, a Action) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok {
+			return Permanent(errors.New("not yet"))
+		}
+		handled <- a.ID
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Running()
+	require.NoError(t, w.Publish(ctx, Action{Type: "t", ID: "a"}, Action{Type: "t", ID: "b"}, Action{Type: "t", ID: "c"}))
+	require.Eventually(t, func() bool {
+		p, err := w.Poisoned(ctx, PoisonQuery{})
+		return err == nil && len(p) == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	ok = true
+	mu.Unlock()
+	n, err := w.ReplayAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	got := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		got[recv(t, handled)] = true
+	}
+	require.Equal(t, map[string]bool{"a": true, "b": true, "c": true}, got)
+	require.ErrorIs(t, w.Replay(ctx, 9999), persist.ErrNotFound)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestWorkerRoles(t *testing.T) {
+	t.Parallel()
+	pub := newTestWorker(t, Config{Role: RolePublisher, Store: sqliteConfig(t)})
+	require.ErrorIs(t, pub.HandleFunc("t", func(context.Context, Action) error { return nil }), ErrRoleNotSupported)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	<-pub.Running()
+	require.NoError(t, pub.Publish(ctx, Action{Type: "t"}))
+	cancel()
+	require.NoError(t, <-done)
+	require.ErrorIs(t, pub.Run(context.Background()), ErrAlreadyRunning)
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		text string
+	}{
+		{"BadRole", Config{Role: "boss"}, `Role "boss"`},
+		{"BadURLScheme", Config{MQ: MQConfig{URL: "nats://localhost:4222"}}, "MQ.URL"},
+		{"URLPasswordNotShown", Config{MQ: MQConfig{URL: "http://user:hunter2@host/"}}, "MQ.URL"},
+		{"NegativeConsumers", Config{MQ: MQConfig{Consumers: -1}}, "MQ.Consumers"},
+		{"NegativePrefetch", Config{MQ: MQConfig{Prefetch: -1}}, "MQ.Prefetch"},
+		{"NegativeConcurrency", Config{Concurrency: -3}, "Concurrency"},
+		{"NegativeShutdown", Config{ShutdownTimeout: -time.Second}, "ShutdownTimeout"},
+		{"BadRetry", Config{Retry: RetryPolicy{Multiplier: 0.5}}, "Retry.Multiplier"},
+		{"BadStoreDriver", Config{Store: persist.Config{Provisioning: persist.DBConfig{Driver: "postgres"}}}, "Provisioning.Driver"},
+		{"BadTopology", Config{Topology: Topology{Prefix: "A B"}}, "Topology.Prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.Validate()
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.Contains(t, err.Error(), tt.text)
+			require.NotContains(t, err.Error(), "hunter2")
+		})
+	}
+	require.NoError(t, Config{}.Validate())
+}
+
+// TestNewUnreachable: a worker whose database or broker is down fails at New
+// with an error that names where it tried to connect, never the password.
+func TestNewUnreachable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"MySQL", Config{Store: persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: "app:s3cretpw@tcp(127.0.0.1:1)/prov"}}}, "127.0.0.1:1"},
+		{"RabbitMQ", Config{MQ: MQConfig{URL: "amqp://app:s3cretpw@127.0.0.1:1/"}, Store: persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}}}, "127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.cfg.Logger = discardLogger()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := New(ctx, tt.cfg)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+			require.NotContains(t, err.Error(), "s3cretpw")
+		})
+	}
+}
