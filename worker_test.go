@@ -319,3 +319,10 @@ func TestNewUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// The store this module ships implements the root interfaces.
+var (
+	_ StateSink   = (*persist.Store)(nil)
+	_ PoisonStore = (*persist.Store)(nil)
+	_ DeferStore  = (*persist.Store)(nil)
+)

@@ -383,7 +383,7 @@ func TestSave(t *testing.T) {
 	})
 }
 
-// TestSaveConcurrentProcessesSQLite runs the concurrent scenario through two
+// TestSaveTwoStoresOneSQLiteFile runs concurrent saves through two
 // stores on one SQLite file: two writers, as two processes would have, which
 // must queue on the busy timeout instead of failing with SQLITE_BUSY.
 func TestSaveTwoStoresOneSQLiteFile(t *testing.T) {
