@@ -83,16 +83,16 @@ func (c *Config) setDefaults() {
 	c.Topology.setDefaults()
 	c.Retry.setDefaults()
 	if c.Concurrency == 0 {
-		c.Concurrency = 64
+		c.Concurrency = defaultConcurrency
 	}
 	if c.HandlerTimeout == 0 {
-		c.HandlerTimeout = time.Minute
+		c.HandlerTimeout = defaultHandlerTimeout
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = defaultMaxPayload
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		c.ShutdownTimeout = defaultDrainTimeout
 	}
 	if c.DeferredInterval == 0 {
 		c.DeferredInterval = time.Second

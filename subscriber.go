@@ -29,6 +29,13 @@ type DeferStore interface {
 	Defer(ctx context.Context, p persist.Parked, due time.Time) error
 }
 
+// Defaults shared by Config and SubscriberConfig.
+const (
+	defaultConcurrency    = 64
+	defaultHandlerTimeout = time.Minute
+	defaultDrainTimeout   = 30 * time.Second
+)
+
 // SubscriberConfig configures a [Subscriber]. Zero fields take the stated defaults.
 type SubscriberConfig struct {
 	// Subscriber is the transport to consume from. Required.
@@ -69,16 +76,16 @@ func (c *SubscriberConfig) setDefaults() {
 		c.Consumers = 1
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 64
+		c.Concurrency = defaultConcurrency
 	}
 	if c.HandlerTimeout == 0 {
-		c.HandlerTimeout = time.Minute
+		c.HandlerTimeout = defaultHandlerTimeout
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = defaultMaxPayload
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 30 * time.Second
+		c.DrainTimeout = defaultDrainTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
