@@ -74,9 +74,9 @@ type StatusPage struct {
 
 // LaunchRequest describes a server to launch.
 type LaunchRequest struct {
-	Name  string            `json:"name"`
-	Image string            `json:"image"`
-	Size  string            `json:"size,omitempty"`
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	Size  string `json:"size,omitempty"`
 	// Tags are set on the server. Launch handlers put the idempotency key in a
 	// tag so that a redelivered launch finds the server instead of launching again.
 	Tags map[string]string `json:"tags,omitempty"`
