@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // WireVersion is the version of the message format this package writes. A
@@ -171,7 +172,7 @@ func setIf(md message.Metadata, k, v string) {
 // decode turns a delivered message back into an Action. Every failure wraps
 // ErrInvalidAction (or ErrPayloadTooLarge) and is permanent: retrying cannot fix it.
 func decode(m *message.Message, maxBytes int) (Action, error) {
-	if reason := m.Metadata.Get(metaMalformed); reason != "" {
+	if reason := m.Metadata.Get(rabbitmq.MetadataMalformed); reason != "" {
 		return Action{}, fmt.Errorf("%w: message %s: %s", ErrInvalidAction, m.UUID, reason)
 	}
 	if len(m.Payload) > maxBytes {

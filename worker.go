@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // Worker wires a transport, a [Publisher], a [Subscriber] and a
@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w.store = store
 
-	pub, sub, declarer, consumers, err := w.transport()
+	pub, sub, declarer, consumers, err := w.transport(ctx)
 	if err != nil {
 		_ = w.Close()
 		return nil, err
@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 }
 
 // transport builds the publisher and subscriber sides of the configured MQ.
-func (w *Worker) transport() (message.Publisher, message.Subscriber, message.SubscribeInitializer, int, error) {
+func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subscriber, message.SubscribeInitializer, int, error) {
 	kind, _ := w.cfg.MQ.transport()
 	wmLog := watermill.NewSlogLoggerWithLevelMapping(w.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	if kind == transportMemory {
@@ -93,18 +93,18 @@ func (w *Worker) transport() (message.Publisher, message.Subscriber, message.Sub
 		w.closers = append(w.closers, mem.Close)
 		return mem, mem, mem, 1, nil
 	}
-	ac := amqpConfig(w.cfg.MQ)
-	where := redactedURL(w.cfg.MQ.URL)
-	// The subscriber side also declares the queues for the publisher, so
-	// every role creates it.
-	sub, err := amqp.NewSubscriber(ac, wmLog)
+	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, Logger: w.log}
+	// The subscriber side is created in every role: it also declares the
+	// queues for the publisher (Config.Topology), so nothing published before
+	// a subscriber exists is lost.
+	sub, err := rabbitmq.NewSubscriber(ctx, rc)
 	if err != nil {
-		return nil, nil, nil, 0, fmt.Errorf("worker: connect to RabbitMQ at %s: %w", where, err)
+		return nil, nil, nil, 0, fmt.Errorf("worker: %w", err)
 	}
 	w.closers = append(w.closers, sub.Close)
-	pub, err := amqp.NewPublisher(ac, wmLog)
+	pub, err := rabbitmq.NewPublisher(ctx, rc)
 	if err != nil {
-		return nil, nil, nil, 0, fmt.Errorf("worker: connect to RabbitMQ at %s: %w", where, err)
+		return nil, nil, nil, 0, fmt.Errorf("worker: %w", err)
 	}
 	w.closers = append([]func() error{pub.Close}, w.closers...)
 	return pub, sub, sub, w.cfg.MQ.Consumers, nil

@@ -69,7 +69,7 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 		return len(ps) == 3
 	}, 20*time.Second, 20*time.Millisecond)
 	require.Len(t, reasons, 3, "%v", reasons)
-	for id, want := range map[string]string{"empty": "empty body", "int-header": "not a string"} {
+	for id, want := range map[string]string{"empty": "empty body", "int-header": "headers are not strings: [attempt (int32)]"} {
 		require.Contains(t, reasons[id], want, id)
 	}
 	for id, r := range reasons {

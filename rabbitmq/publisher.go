@@ -1,0 +1,346 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// UUIDHeader carries the Watermill message UUID, as watermill-amqp does, so
+// the two interoperate.
+const UUIDHeader = "_watermill_message_uuid"
+
+// Publisher publishes Watermill messages to RabbitMQ queues with pipelined
+// publisher confirms. It is safe for concurrent use.
+type Publisher struct {
+	cfg  Config
+	conn *conn
+	id   string // prefix of AMQP message ids, unique per publisher
+	seq  atomic.Uint64
+
+	mu       sync.Mutex // serializes channel set-up and frame writes
+	cur      *confirmChannel
+	declared map[string]bool // queues declared on cur's connection
+
+	closed atomic.Bool
+}
+
+// confirmChannel is one confirm-mode channel and the messages awaiting its confirms.
+type confirmChannel struct {
+	ch   *amqp.Channel
+	conn *amqp.Connection
+
+	mu       sync.Mutex
+	pending  map[uint64]*waiter // by delivery tag
+	byID     map[string]*waiter // by AMQP message id, to match returns
+	dead     bool
+	deadDone chan struct{}
+}
+
+type waiter struct {
+	id   string
+	done chan struct{}
+	err  error
+}
+
+// errConnLost is the fate of a message whose channel closed before its confirm.
+var errConnLost = errors.New("connection lost before the broker confirmed")
+
+// NewPublisher connects to the broker (failing fast with a clear error if it
+// cannot) and returns a Publisher that keeps reconnecting in the background.
+func NewPublisher(ctx context.Context, cfg Config) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	c, err := dialConn(ctx, cfg, "publisher")
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{cfg: cfg, conn: c, id: watermill.NewShortUUID(), declared: map[string]bool{}}, nil
+}
+
+// SubscribeInitialize declares the durable queue topic so that messages
+// published to it wait there until a consumer comes. Publish declares the
+// queues it uses anyway; call this to declare them up front.
+func (p *Publisher) SubscribeInitialize(topic string) error {
+	ctx, cancel := p.timeout(context.Background())
+	defer cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := p.channelLocked(ctx, topic)
+	return err
+}
+
+func (p *Publisher) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.cfg.PublishTimeout > 0 {
+		return context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	}
+	return context.WithTimeout(ctx, p.cfg.DialTimeout)
+}
+
+// Publish sends the messages to the queue named topic and returns nil only
+// when the broker confirmed all of them. Messages whose confirm was lost with
+// the connection are sent again (at least once) until PublishTimeout.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := p.timeout(context.Background())
+	defer cancel()
+	todo := msgs
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		failed, err := p.publishOnce(ctx, topic, todo)
+		if err != nil {
+			return err // not retryable (unroutable, closed, bad headers) or out of time
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		lastErr = failed[0].err
+		if p.cfg.PublishTimeout < 0 {
+			return fmt.Errorf("%w: %d of %d message(s) to %s: %v", ErrNotConfirmed, len(failed), len(msgs), topic, lastErr)
+		}
+		todo = todo[:0:0]
+		for _, f := range failed {
+			todo = append(todo, f.msg)
+		}
+		wait := time.Duration(attempt) * 50 * time.Millisecond
+		if wait > time.Second {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d of %d message(s) to %s within %v: %v", ErrNotConfirmed, len(todo), len(msgs), topic, p.cfg.PublishTimeout, lastErr)
+		case <-time.After(wait):
+		}
+	}
+}
+
+type failedMsg struct {
+	msg *message.Message
+	err error
+}
+
+// publishOnce writes the messages on the current confirm channel and waits for
+// their confirms. It returns the messages whose fate is unknown or nacked.
+func (p *Publisher) publishOnce(ctx context.Context, topic string, msgs []*message.Message) ([]failedMsg, error) {
+	waiters := make([]*waiter, len(msgs))
+	var failed []failedMsg
+
+	p.mu.Lock()
+	cc, err := p.channelLocked(ctx, topic)
+	if err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	for i, m := range msgs {
+		pub, err := toPublishing(m)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		w := &waiter{id: p.id + "-" + strconv.FormatUint(p.seq.Add(1), 36), done: make(chan struct{})}
+		pub.MessageId = w.id
+		waiters[i] = w // every message gets a verdict, failures included
+		if !cc.add(cc.ch.GetNextPublishSeqNo(), w) {
+			w.err = errConnLost
+			close(w.done)
+			continue
+		}
+		if err := cc.ch.PublishWithContext(ctx, "", topic, true, false, pub); err != nil {
+			cc.fail(w, err)
+			if errors.Is(err, amqp.ErrClosed) {
+				p.cur = nil
+			}
+		}
+	}
+	p.mu.Unlock()
+
+	for i, w := range waiters {
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: no confirm for message %s to %s within %v", ErrNotConfirmed, msgs[i].UUID, topic, p.cfg.PublishTimeout)
+		}
+		switch {
+		case w.err == nil:
+		case errors.Is(w.err, ErrUnroutable):
+			return nil, fmt.Errorf("publish message %s: %w", msgs[i].UUID, w.err)
+		default:
+			failed = append(failed, failedMsg{msgs[i], w.err})
+		}
+	}
+	return failed, nil
+}
+
+// channelLocked returns a live confirm channel, opening one (and declaring
+// topic's queue on it) when needed. p.mu must be held.
+func (p *Publisher) channelLocked(ctx context.Context, topic string) (*confirmChannel, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	if p.cur != nil && (p.cur.isDead() || p.cur.ch.IsClosed()) {
+		p.cur = nil
+	}
+	if p.cur == nil {
+		get := p.conn.get
+		if p.cfg.PublishTimeout < 0 {
+			get = func(context.Context) (*amqp.Connection, error) { return p.conn.getNow() }
+		}
+		ac, err := get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := ac.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: open channel: %v", ErrNotConnected, err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			_ = ch.Close()
+			return nil, fmt.Errorf("%w: enable confirms: %v", ErrNotConnected, err)
+		}
+		cc := &confirmChannel{ch: ch, conn: ac, pending: map[uint64]*waiter{}, byID: map[string]*waiter{}, deadDone: make(chan struct{})}
+		go cc.listen(ch.NotifyPublish(make(chan amqp.Confirmation, 256)), ch.NotifyReturn(make(chan amqp.Return)))
+		p.cur = cc
+		p.declared = map[string]bool{}
+	}
+	if topic != "" && !p.declared[topic] {
+		if _, err := p.cur.ch.QueueDeclare(topic, true, false, false, false, nil); err != nil {
+			p.cur = nil
+			return nil, fmt.Errorf("rabbitmq: declare queue %s: %w", topic, err)
+		}
+		p.declared[topic] = true
+	}
+	return p.cur, nil
+}
+
+func (cc *confirmChannel) add(tag uint64, w *waiter) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.dead {
+		return false
+	}
+	cc.pending[tag] = w
+	cc.byID[w.id] = w
+	return true
+}
+
+// fail resolves a waiter whose message could not be written.
+func (cc *confirmChannel) fail(w *waiter, err error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for tag, pw := range cc.pending {
+		if pw == w {
+			delete(cc.pending, tag)
+		}
+	}
+	delete(cc.byID, w.id)
+	w.err = fmt.Errorf("%w: %v", errConnLost, err)
+	close(w.done)
+}
+
+func (cc *confirmChannel) isDead() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.dead
+}
+
+// listen resolves waiters from the broker's confirms and returns. A return
+// (unroutable) always arrives before the confirm of the same message and the
+// returns channel is unbuffered, so this one goroutine sees it first.
+func (cc *confirmChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
+	returned := map[string]string{}
+	for {
+		select {
+		case r, ok := <-returns:
+			if ok {
+				returned[r.MessageId] = fmt.Sprintf("%d %s (exchange %q, routing key %q)", r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
+			} else {
+				returns = nil
+			}
+		case c, ok := <-confirms:
+			if !ok {
+				cc.die()
+				return
+			}
+			cc.mu.Lock()
+			w := cc.pending[c.DeliveryTag]
+			delete(cc.pending, c.DeliveryTag)
+			if w != nil {
+				delete(cc.byID, w.id)
+			}
+			cc.mu.Unlock()
+			if w == nil {
+				continue
+			}
+			switch reason, ret := returned[w.id]; {
+			case ret:
+				delete(returned, w.id)
+				w.err = fmt.Errorf("%w: %s", ErrUnroutable, reason)
+			case !c.Ack:
+				w.err = errors.New("broker nacked the message")
+			}
+			close(w.done)
+		}
+	}
+}
+
+// die fails every message still waiting: the channel is gone and their fate unknown.
+func (cc *confirmChannel) die() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.dead {
+		return
+	}
+	cc.dead = true
+	for tag, w := range cc.pending {
+		w.err = errConnLost
+		close(w.done)
+		delete(cc.pending, tag)
+	}
+	cc.byID = nil
+	close(cc.deadDone)
+}
+
+// toPublishing encodes a message: body as is, metadata as string headers,
+// the UUID in UUIDHeader, persistent delivery.
+func toPublishing(m *message.Message) (amqp.Publishing, error) {
+	h := make(amqp.Table, len(m.Metadata)+1)
+	for k, v := range m.Metadata {
+		h[k] = v
+	}
+	h[UUIDHeader] = m.UUID
+	return amqp.Publishing{
+		Headers:      h,
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    time.Now(),
+		Body:         m.Payload,
+	}, nil
+}
+
+// Close stops the publisher; Publish calls in progress fail.
+func (p *Publisher) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.mu.Lock()
+	if p.cur != nil {
+		_ = p.cur.ch.Close()
+		p.cur = nil
+	}
+	p.mu.Unlock()
+	return p.conn.close()
+}

@@ -1,0 +1,236 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Subscriber consumes Watermill messages from RabbitMQ queues. It is safe for
+// concurrent use; each Subscribe is an independent consumer.
+type Subscriber struct {
+	cfg     Config
+	conn    *conn
+	closing chan struct{}
+	closed  atomic.Bool
+	subs    sync.WaitGroup
+}
+
+// NewSubscriber connects to the broker (failing fast with a clear error if it
+// cannot) and returns a Subscriber that keeps reconnecting in the background.
+func NewSubscriber(ctx context.Context, cfg Config) (*Subscriber, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	c, err := dialConn(ctx, cfg, "subscriber")
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{cfg: cfg, conn: c, closing: make(chan struct{})}, nil
+}
+
+// SubscribeInitialize declares the durable queue topic.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	defer cancel()
+	ac, err := s.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := ac.Channel()
+	if err != nil {
+		return fmt.Errorf("%w: open channel: %v", ErrNotConnected, err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(topic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("rabbitmq: declare queue %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe consumes from the queue named topic until ctx is done or the
+// subscriber is closed. The next message is handed out only after the
+// previous one was acked or nacked; the broker is acked (or, for a nack,
+// asked to requeue) only then. When ctx is done the consumer stops taking
+// deliveries, the message in hand is still acked or nacked when its handler
+// decides, and then the channel closes.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	// Set up the first consumer synchronously so that errors surface here.
+	cons, err := s.consume(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	s.subs.Add(1)
+	go s.run(ctx, topic, cons, out)
+	return out, nil
+}
+
+type consumer struct {
+	ch         *amqp.Channel
+	deliveries <-chan amqp.Delivery
+	tag        string
+}
+
+func (s *Subscriber) consume(ctx context.Context, topic string) (*consumer, error) {
+	ac, err := s.conn.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := ac.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: open channel: %v", ErrNotConnected, err)
+	}
+	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("rabbitmq: set prefetch %d: %w", s.cfg.Prefetch, err)
+	}
+	if _, err := ch.QueueDeclare(topic, true, false, false, false, nil); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("rabbitmq: declare queue %s: %w", topic, err)
+	}
+	tag := "worker-" + watermill.NewShortUUID()
+	d, err := ch.Consume(topic, tag, false, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("rabbitmq: consume %s: %w", topic, err)
+	}
+	return &consumer{ch: ch, deliveries: d, tag: tag}, nil
+}
+
+func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out chan *message.Message) {
+	defer s.subs.Done()
+	defer close(out)
+	log := s.cfg.Logger.With("component", "rabbitmq", "queue", topic)
+	for {
+		stopped := s.deliver(ctx, cons, out)
+		_ = cons.ch.Close() // unacked prefetched deliveries go back to the queue
+		if stopped {
+			return
+		}
+		// The channel or connection dropped: consume again once reconnected.
+		for {
+			if ctx.Err() != nil || s.closed.Load() {
+				return
+			}
+			var err error
+			cctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-s.closing:
+					cancel()
+				case <-cctx.Done():
+				}
+			}()
+			cons, err = s.consume(cctx, topic)
+			cancel()
+			if err == nil {
+				log.Info("consuming again after reconnect")
+				break
+			}
+			log.Warn("cannot consume yet, retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.closing:
+				return
+			case <-time.After(s.cfg.ReconnectInitial):
+			}
+		}
+	}
+}
+
+// deliver hands deliveries out one at a time. It returns true when the
+// subscription should end (ctx done or subscriber closed), false when the
+// channel dropped.
+func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *message.Message) bool {
+	for {
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-cons.deliveries:
+			if !ok {
+				return ctx.Err() != nil || s.closed.Load()
+			}
+		case <-ctx.Done():
+			return true
+		case <-s.closing:
+			return true
+		}
+		msg := toMessage(d)
+		mctx, cancel := context.WithCancel(ctx)
+		msg.SetContext(mctx)
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			cancel()
+			_ = d.Nack(false, true)
+			return true
+		case <-s.closing:
+			cancel()
+			_ = d.Nack(false, true)
+			return true
+		}
+		// Wait for the verdict even if ctx ends meanwhile: a draining handler
+		// still gets its ack through. Only Close cuts it short.
+		select {
+		case <-msg.Acked():
+			_ = d.Ack(false)
+		case <-msg.Nacked():
+			_ = d.Nack(false, true)
+		case <-s.closing:
+			_ = d.Nack(false, true)
+		}
+		cancel()
+	}
+}
+
+// toMessage turns a delivery into a message. A delivery with headers that are
+// not strings is marked malformed instead of failing, so that it can be
+// poisoned rather than requeued forever.
+func toMessage(d amqp.Delivery) *message.Message {
+	id, _ := d.Headers[UUIDHeader].(string)
+	if id == "" {
+		id = d.MessageId
+	}
+	if id == "" {
+		id = watermill.NewUUID()
+	}
+	msg := message.NewMessage(id, d.Body)
+	var bad []string
+	for k, v := range d.Headers {
+		if k == UUIDHeader {
+			continue
+		}
+		if sv, ok := v.(string); ok {
+			msg.Metadata[k] = sv
+		} else {
+			bad = append(bad, fmt.Sprintf("%s (%T)", k, v))
+		}
+	}
+	if len(bad) > 0 {
+		msg.Metadata[MetadataMalformed] = fmt.Sprintf("delivery headers are not strings: %v", bad)
+	}
+	return msg
+}
+
+// Close stops every subscription (messages in hand are nacked and requeued)
+// and closes the connection.
+func (s *Subscriber) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.closing)
+	s.subs.Wait()
+	return s.conn.close()
+}
