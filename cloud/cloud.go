@@ -19,6 +19,7 @@ type Provider interface {
 // ListOptions selects one page of a listing.
 type ListOptions struct {
 	// PageToken is the NextToken of the previous page; "" for the first page.
+	// A token is valid only for the listing (account and call) that issued it.
 	PageToken string
 	// PageSize is the most items wanted; 0 means the provider's default. A
 	// provider may return fewer.

@@ -15,6 +15,9 @@ var (
 	ErrQuota          = errors.New("cloud: quota exceeded")
 	ErrCommunication  = errors.New("cloud: communication failure")
 	ErrNotSupported   = errors.New("cloud: not supported by this provider")
+	// ErrInvalidRequest means the request itself is wrong (a launch without an
+	// image, a malformed rule or page token): retrying it cannot help.
+	ErrInvalidRequest = errors.New("cloud: invalid request")
 )
 
 // ThrottledError means the provider refused the call for rate; try again after RetryAfter.
@@ -42,7 +45,7 @@ func RetryAfter(err error) (time.Duration, bool) {
 
 // IsTransient reports whether retrying the same call later can succeed:
 // throttling, communication failures and capacity shortages are transient;
-// not found, authentication, quota and not supported are permanent. Unknown
+// not found, authentication, quota, not supported and invalid requests are permanent. Unknown
 // errors are treated as transient.
 func IsTransient(err error) bool {
 	if err == nil {
@@ -53,7 +56,7 @@ func IsTransient(err error) bool {
 	}
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrAuthentication),
-		errors.Is(err, ErrQuota), errors.Is(err, ErrNotSupported):
+		errors.Is(err, ErrQuota), errors.Is(err, ErrNotSupported), errors.Is(err, ErrInvalidRequest):
 		return false
 	}
 	return true

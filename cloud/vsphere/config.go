@@ -1,0 +1,163 @@
+package vsphere
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by every configuration error; the message names
+// the field. It never quotes the password or a URL's user information.
+var ErrInvalidConfig = errors.New("vsphere: invalid config")
+
+// DefaultTimeout is the default for [Config.Timeout].
+const DefaultTimeout = time.Minute
+
+// Config configures a [Provider]. Zero fields take the defaults stated on them.
+type Config struct {
+	// URL is the vCenter SDK endpoint, e.g. "https://vcenter.example.com/sdk".
+	// Required. It must not carry credentials (use Username and Password); the
+	// path defaults to "/sdk". Plain http is accepted only with Insecure set.
+	URL string
+	// Username to log in as, e.g. "svc-worker@vsphere.local". Required.
+	Username string
+	// Password for Username. Required. It never appears in errors or logs.
+	Password Secret
+	// Insecure turns off TLS certificate verification (and permits an http
+	// URL). For vcsim and throwaway labs only: with it, anyone on the path can
+	// read the password. Prefer CAFile for a vCenter with a private CA.
+	Insecure bool
+	// CAFile is a PEM file of CA certificates to trust in addition to the
+	// system pool (several files separated by the OS path-list separator).
+	// Default: the system pool only.
+	CAFile string
+	// Timeout bounds each request to vCenter (connect, send, wait for the
+	// answer). Default: DefaultTimeout (1m). Tasks (clone, destroy) are
+	// asynchronous and not bounded by it.
+	Timeout time.Duration
+
+	// Datacenter is the datacenter's name or inventory path. Default: the only
+	// datacenter; New fails, listing the choices, if there are several.
+	Datacenter string
+	// Folder is the VM folder new servers are cloned into (an inventory path,
+	// or a path relative to the datacenter's VM folder). Default: the
+	// datacenter's root VM folder. Listings always cover the datacenter's
+	// whole VM folder tree.
+	Folder string
+	// ResourcePool new servers run in (an inventory path such as
+	// "/DC0/host/Cluster1/Resources"). Default: the root pool of the
+	// datacenter's only cluster or standalone host; New fails, listing the
+	// choices, if there are several.
+	ResourcePool string
+	// Datastore new servers' disks are placed on (a name or inventory path).
+	// Default: the template's own datastore.
+	Datastore string
+
+	// Templates maps a cloud image name (LaunchRequest.Image) to a template VM
+	// (its name, or its inventory path). An image missing from the map is
+	// looked up as a template VM of that name in the datacenter.
+	Templates map[string]string
+	// Sizes maps a size name (LaunchRequest.Size) to hardware. A launch
+	// without a size keeps the template's CPUs and memory; a launch naming a
+	// size missing from the map fails with an error matching cloud.ErrNotFound.
+	Sizes map[string]Size
+
+	// Account is the account id callers pass to every call: one vCenter
+	// connection is one account, and calls naming another account fail with
+	// an error matching cloud.ErrNotFound. Default: URL's host[:port].
+	Account string
+
+	// Logger receives warnings about best-effort steps (mirroring tags into
+	// custom attributes). Default: discard.
+	Logger *slog.Logger
+}
+
+// Size is a server's hardware.
+type Size struct {
+	CPUs     int32 `json:"cpus"`
+	MemoryMB int64 `json:"memory_mb"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Account == "" {
+		if u, err := c.parseURL(); err == nil {
+			c.Account = u.Host
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// parseURL parses URL, defaulting the path to /sdk. Its errors never quote the
+// URL, which might hold credentials.
+func (c Config) parseURL() (*url.URL, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, errors.New("is not a URL")
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/sdk"
+	}
+	return u, nil
+}
+
+func configError(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}
+
+// Validate reports the first invalid field, naming it. Zero fields are valid
+// unless marked required (they take their defaults). Validate does not
+// contact vCenter: names of inventory objects are checked by [New].
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.URL == "" {
+		return configError("URL", "is required (https://vcenter.example.com/sdk)")
+	}
+	u, err := c.parseURL()
+	if err != nil {
+		return configError("URL", "%v", err)
+	}
+	switch {
+	case u.User != nil:
+		return configError("URL", "must not contain credentials: set Username and Password")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return configError("URL", "must be https://host/sdk, got scheme %q", u.Scheme)
+	case u.Scheme == "http" && !c.Insecure:
+		return configError("URL", "is plain http, which would send the password in clear; use https (http is allowed only with Insecure)")
+	case u.Host == "":
+		return configError("URL", "has no host")
+	case c.Username == "":
+		return configError("Username", "is required")
+	case c.Password.IsZero():
+		return configError("Password", "is required")
+	case c.Timeout < 0:
+		return configError("Timeout", "must not be negative, got %v", c.Timeout)
+	}
+	for image, tmpl := range c.Templates {
+		switch {
+		case image == "":
+			return configError("Templates", "has an empty image name")
+		case tmpl == "":
+			return configError(fmt.Sprintf("Templates[%q]", image), "is empty: want a template VM name or path")
+		}
+	}
+	for name, s := range c.Sizes {
+		field := fmt.Sprintf("Sizes[%q]", name)
+		switch {
+		case name == "":
+			return configError("Sizes", "has an empty size name")
+		case s.CPUs < 1:
+			return configError(field+".CPUs", "must be at least 1, got %d", s.CPUs)
+		case s.MemoryMB < 4 || s.MemoryMB%4 != 0:
+			return configError(field+".MemoryMB", "must be a positive multiple of 4 (a vSphere rule), got %d", s.MemoryMB)
+		}
+	}
+	return nil
+}

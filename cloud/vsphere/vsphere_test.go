@@ -1,0 +1,655 @@
+package vsphere
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/task"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/stratusworks/worker/cloud"
+)
+
+const (
+	testUser     = "svc-worker@vsphere.local"
+	testPassword = "pa55-Word-never-print-me"
+	testAccount  = "vc-test"
+	templateName = "DC0_C0_RP0_VM4"
+	testImage    = "ubuntu-24.04"
+)
+
+// env is one vcsim vCenter on loopback. By default: one datacenter, one
+// cluster of one host, five VMs: VM0 and VM3 on, VM1 off, VM2 suspended, VM4
+// a template (image "ubuntu-24.04").
+type env struct {
+	model  *simulator.Model
+	server *simulator.Server
+	admin  *vim25.Client // a separate session, to arrange and inspect the simulator
+	cfg    Config
+}
+
+func newEnv(t *testing.T, adjust ...func(*simulator.Model)) *env {
+	t.Helper()
+	m := simulator.VPX()
+	m.Datacenter, m.Host, m.Cluster, m.ClusterHost, m.Pool, m.Portgroup = 1, 0, 1, 1, 0, 0
+	m.Machine = 5
+	for _, f := range adjust {
+		f(m)
+	}
+	require.NoError(t, m.Create())
+	t.Cleanup(m.Remove)
+	m.Service.TLS = new(tls.Config)
+	m.Service.Listen = &url.URL{User: url.UserPassword(testUser, testPassword)}
+	s := m.Service.NewServer()
+	t.Cleanup(s.Close)
+
+	c, err := govmomi.NewClient(context.Background(), s.URL, true)
+	require.NoError(t, err)
+	e := &env{model: m, server: s, admin: c.Client, cfg: Config{
+		URL:       "https://" + s.URL.Host + "/sdk",
+		Username:  testUser,
+		Password:  NewSecret(testPassword),
+		Insecure:  true,
+		Account:   testAccount,
+		Templates: map[string]string{testImage: templateName},
+		Sizes:     map[string]Size{"small": {CPUs: 2, MemoryMB: 2048}},
+	}}
+	if m.Datacenter == 1 && m.Machine == 5 {
+		e.arrange(t)
+	}
+	return e
+}
+
+func (e *env) arrange(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	wait := func(task *object.Task, err error) {
+		require.NoError(t, err)
+		require.NoError(t, task.Wait(ctx))
+	}
+	wait(e.vm(t, "DC0_C0_RP0_VM1").PowerOff(ctx))
+	wait(e.vm(t, "DC0_C0_RP0_VM2").Suspend(ctx))
+	tmpl := e.vm(t, templateName)
+	wait(tmpl.PowerOff(ctx))
+	require.NoError(t, tmpl.MarkAsTemplate(ctx))
+}
+
+func (e *env) vm(t *testing.T, name string) *object.VirtualMachine {
+	t.Helper()
+	v, err := find.NewFinder(e.admin).VirtualMachine(context.Background(), name)
+	require.NoError(t, err)
+	return v
+}
+
+func (e *env) provider(t *testing.T) *Provider {
+	t.Helper()
+	p, err := New(context.Background(), e.cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	return p
+}
+
+// allVMs returns every VM (templates included) by name, as the admin sees them.
+func (e *env) allVMs(t *testing.T) map[string]mo.VirtualMachine {
+	t.Helper()
+	ctx := context.Background()
+	var vms []mo.VirtualMachine
+	v, err := find.NewFinder(e.admin).VirtualMachineList(ctx, "*")
+	require.NoError(t, err)
+	refs := make([]types.ManagedObjectReference, len(v))
+	for i := range v {
+		refs[i] = v[i].Reference()
+	}
+	require.NoError(t, property.DefaultCollector(e.admin).Retrieve(ctx, refs,
+		[]string{"name", "customValue", "summary.config"}, &vms))
+	out := map[string]mo.VirtualMachine{}
+	for _, vm := range vms {
+		out[vm.Name] = vm
+	}
+	return out
+}
+
+// waitOp polls the operation until it is terminal.
+func waitOp(t *testing.T, p *Provider, id string) cloud.Operation {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		op, err := p.Operation(context.Background(), testAccount, id)
+		require.NoError(t, err)
+		if op.State.Terminal() {
+			return op
+		}
+		require.True(t, time.Now().Before(deadline), "operation %s still %s", id, op.State)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestListServersPaginates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+
+	var got []cloud.Server
+	tok, pages := "", 0
+	for {
+		page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{PageSize: 2, PageToken: tok})
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page.Servers), 2)
+		got = append(got, page.Servers...)
+		pages++
+		if tok = page.NextToken; tok == "" {
+			break
+		}
+		require.Less(t, pages, 10, "pagination does not end")
+	}
+	require.Equal(t, 2, pages)
+
+	states := map[string]cloud.ServerState{}
+	ids := map[string]bool{}
+	for _, s := range got {
+		require.False(t, ids[s.ID], "server %s listed twice", s.ID)
+		ids[s.ID] = true
+		states[s.Name] = s.State
+		require.Equal(t, testAccount, s.Account)
+		require.Equal(t, "DC0", s.Region)
+		require.False(t, s.LaunchedAt.IsZero())
+		require.NotEmpty(t, s.Size)
+	}
+	require.Equal(t, map[string]cloud.ServerState{
+		"DC0_C0_RP0_VM0": cloud.StateRunning,
+		"DC0_C0_RP0_VM1": cloud.StateStopped,
+		"DC0_C0_RP0_VM2": cloud.StateStopped, // suspended
+		"DC0_C0_RP0_VM3": cloud.StateRunning,
+	}, states, "the template is not a server")
+	require.True(t, slices.IsSortedFunc(got, func(a, b cloud.Server) int { return compareIDs(a.ID, b.ID) }))
+
+	t.Run("DefaultPageSizeReturnsAll", func(t *testing.T) {
+		page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
+		require.NoError(t, err)
+		require.Equal(t, got, page.Servers)
+		require.Empty(t, page.NextToken)
+	})
+	t.Run("TokenOfDeletedServerStillWorks", func(t *testing.T) {
+		page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{PageToken: got[1].ID + "0000"})
+		require.NoError(t, err)
+		require.Empty(t, page.Servers, "vm-N0000 sorts after every id here")
+		page, err = p.ListServers(ctx, testAccount, cloud.ListOptions{PageToken: "vm-0"})
+		require.NoError(t, err)
+		require.Len(t, page.Servers, 4)
+	})
+}
+
+func TestListServerStatusMatchesListServers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+
+	full, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
+	require.NoError(t, err)
+	var want []cloud.ServerStatus
+	for _, s := range full.Servers {
+		want = append(want, cloud.ServerStatus{ID: s.ID, State: s.State})
+	}
+	var got []cloud.ServerStatus
+	tok := ""
+	for {
+		page, err := p.ListServerStatus(ctx, testAccount, cloud.ListOptions{PageSize: 3, PageToken: tok})
+		require.NoError(t, err)
+		got = append(got, page.Statuses...)
+		if tok = page.NextToken; tok == "" {
+			break
+		}
+	}
+	require.Equal(t, want, got)
+}
+
+func TestGetServer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+	vms := e.allVMs(t)
+
+	s, err := p.GetServer(ctx, testAccount, vms["DC0_C0_RP0_VM0"].Self.Value)
+	require.NoError(t, err)
+	require.Equal(t, "DC0_C0_RP0_VM0", s.Name)
+	require.Equal(t, cloud.StateRunning, s.State)
+
+	for name, id := range map[string]string{
+		"Unknown":  "vm-99999",
+		"NotAVM":   "host-1",
+		"Empty":    "",
+		"Template": vms[templateName].Self.Value,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := p.GetServer(ctx, testAccount, id)
+			require.ErrorIs(t, err, cloud.ErrNotFound)
+		})
+	}
+	t.Run("OtherAccount", func(t *testing.T) {
+		_, err := p.GetServer(ctx, "someone-else", s.ID)
+		require.ErrorIs(t, err, cloud.ErrNotFound)
+		require.Contains(t, err.Error(), "someone-else")
+	})
+}
+
+func TestLaunchTagFindTerminate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+
+	req := cloud.LaunchRequest{
+		Name: "web-1", Image: testImage, Size: "small",
+		Tags: map[string]string{"idempotency-key": "launch-42", "owner": "alice"},
+	}
+	op, err := p.Launch(ctx, testAccount, req)
+	require.NoError(t, err)
+	require.Equal(t, kindLaunch, op.Kind)
+	require.Equal(t, cloud.OpRunning, op.State)
+	require.Regexp(t, `^task-\d+$`, op.ID)
+
+	done := waitOp(t, p, op.ID)
+	require.Equal(t, cloud.OpSucceeded, done.State, done.Error)
+	require.Regexp(t, `^vm-\d+$`, done.ResourceID)
+
+	again, err := p.Operation(ctx, testAccount, op.ID)
+	require.NoError(t, err)
+	require.Equal(t, done, again, "a finished operation stays queryable and stable")
+
+	s, err := p.GetServer(ctx, testAccount, done.ResourceID)
+	require.NoError(t, err)
+	require.Equal(t, "web-1", s.Name)
+	require.Equal(t, cloud.StateRunning, s.State)
+	require.Equal(t, req.Tags, s.Tags)
+	require.Equal(t, testImage, s.Image)
+	require.Equal(t, "small", s.Size)
+
+	vm := e.allVMs(t)["web-1"]
+	require.EqualValues(t, 2, vm.Summary.Config.NumCpu)
+	require.EqualValues(t, 2048, vm.Summary.Config.MemorySizeMB)
+	require.Len(t, vm.CustomValue, 2, "tags are mirrored into custom attributes")
+
+	found, err := p.FindServersByTag(ctx, testAccount, "idempotency-key", "launch-42")
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	require.Equal(t, s, found[0])
+	none, err := p.FindServersByTag(ctx, testAccount, "idempotency-key", "launch-43")
+	require.NoError(t, err)
+	require.Empty(t, none)
+
+	term, err := p.Terminate(ctx, testAccount, s.ID)
+	require.NoError(t, err)
+	require.Equal(t, kindTerminate, term.Kind)
+	require.Equal(t, s.ID, term.ResourceID)
+	termDone := waitOp(t, p, term.ID)
+	require.Equal(t, cloud.OpSucceeded, termDone.State, termDone.Error)
+
+	_, err = p.GetServer(ctx, testAccount, s.ID)
+	require.ErrorIs(t, err, cloud.ErrNotFound)
+	found, err = p.FindServersByTag(ctx, testAccount, "idempotency-key", "launch-42")
+	require.NoError(t, err)
+	require.Empty(t, found)
+	_, err = p.Terminate(ctx, testAccount, s.ID)
+	require.ErrorIs(t, err, cloud.ErrNotFound, "terminating a gone server")
+}
+
+// launchOnce is the shape of the SDK's launch handler: the idempotency key
+// lives in a tag, so a redelivered action (after a crash between the cloud
+// call and recording the job) finds the server instead of launching another.
+// It returns the existing server's id, or the new launch's operation.
+func launchOnce(ctx context.Context, c cloud.Compute, account, key string, req cloud.LaunchRequest) (string, *cloud.Operation, error) {
+	const tag = "idempotency-key"
+	found, err := c.FindServersByTag(ctx, account, tag, key)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(found) > 0 {
+		return found[0].ID, nil, nil
+	}
+	tags := map[string]string{tag: key}
+	for k, v := range req.Tags {
+		tags[k] = v
+	}
+	req.Tags = tags
+	op, err := c.Launch(ctx, account, req)
+	if err != nil {
+		return "", nil, err
+	}
+	return "", &op, nil
+}
+
+func TestCrashAfterLaunchFindsServerByTag(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	const key = "action-7f3c"
+	req := cloud.LaunchRequest{Name: "db-1", Image: testImage}
+
+	// First delivery: the handler launches, then "crashes" before recording
+	// the operation: the provider (process) is gone, the operation forgotten.
+	first, err := New(ctx, e.cfg)
+	require.NoError(t, err)
+	id, op, err := launchOnce(ctx, first, testAccount, key, req)
+	require.NoError(t, err)
+	require.Empty(t, id)
+	require.NotNil(t, op)
+	require.NoError(t, first.Close())
+
+	// The clone finishes in vCenter regardless.
+	task := object.NewTask(e.admin, types.ManagedObjectReference{Type: "Task", Value: op.ID})
+	require.NoError(t, task.Wait(ctx))
+
+	// Redelivery in a new process: the tag finds the server; nothing is cloned.
+	second := e.provider(t)
+	before := len(e.allVMs(t))
+	id, op2, err := launchOnce(ctx, second, testAccount, key, req)
+	require.NoError(t, err)
+	require.Nil(t, op2, "no second launch")
+	require.NotEmpty(t, id)
+	require.Len(t, e.allVMs(t), before)
+
+	found, err := second.FindServersByTag(ctx, testAccount, "idempotency-key", key)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	require.Equal(t, "db-1", found[0].Name)
+
+	// Another process can still read the first launch's task.
+	got, err := second.Operation(ctx, testAccount, op.ID)
+	require.NoError(t, err)
+	require.Equal(t, cloud.OpSucceeded, got.State)
+	require.Equal(t, kindLaunch, got.Kind)
+	require.Equal(t, id, got.ResourceID)
+}
+
+func TestOperationAfterVCenterForgetsTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+	forget := func(id string) {
+		ref := types.ManagedObjectReference{Type: "Task", Value: id}
+		require.NoError(t, object.NewTask(e.admin, ref).Wait(ctx))
+		e.model.Service.Context.Map.Remove(e.model.Service.Context, ref)
+	}
+
+	op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "cache-1", Image: testImage,
+		Tags: map[string]string{"role": "cache"}})
+	require.NoError(t, err)
+	forget(op.ID)
+	done := waitOp(t, p, op.ID)
+	require.Equal(t, cloud.OpSucceeded, done.State, done.Error)
+	s, err := p.GetServer(ctx, testAccount, done.ResourceID)
+	require.NoError(t, err)
+	require.Equal(t, "cache-1", s.Name)
+	require.Equal(t, cloud.StateRunning, s.State)
+
+	term, err := p.Terminate(ctx, testAccount, s.ID)
+	require.NoError(t, err)
+	forget(term.ID)
+	require.Equal(t, cloud.OpSucceeded, waitOp(t, p, term.ID).State)
+
+	t.Run("UnknownTask", func(t *testing.T) {
+		_, err := p.Operation(ctx, testAccount, "task-999999")
+		require.ErrorIs(t, err, cloud.ErrNotFound)
+	})
+}
+
+func TestLaunchFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+
+	t.Run("UnknownImage", func(t *testing.T) {
+		_, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "x", Image: "windows-95"})
+		require.ErrorIs(t, err, cloud.ErrNotFound)
+		require.Contains(t, err.Error(), "windows-95")
+	})
+	t.Run("UnmappedImageMustBeATemplate", func(t *testing.T) {
+		_, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "x", Image: "DC0_C0_RP0_VM0"})
+		require.ErrorIs(t, err, cloud.ErrNotFound)
+	})
+	t.Run("TemplateByName", func(t *testing.T) {
+		op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Image: templateName})
+		require.NoError(t, err)
+		done := waitOp(t, p, op.ID)
+		require.Equal(t, cloud.OpSucceeded, done.State, done.Error)
+	})
+	t.Run("UnknownSize", func(t *testing.T) {
+		_, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "x", Image: testImage, Size: "huge"})
+		require.ErrorIs(t, err, cloud.ErrNotFound)
+		require.Contains(t, err.Error(), "small", "names the configured sizes")
+	})
+	t.Run("DuplicateNameFailsTheOperation", func(t *testing.T) {
+		op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "DC0_C0_RP0_VM0", Image: testImage})
+		require.NoError(t, err)
+		done := waitOp(t, p, op.ID)
+		require.Equal(t, cloud.OpFailed, done.State)
+		require.Contains(t, done.Error, "DuplicateName")
+	})
+	t.Run("InsufficientResourcesIsCapacity", func(t *testing.T) {
+		e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+			MethodName: "CloneVM_Task", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+			FaultType: simulator.FaultTypeCustom, Fault: &types.InsufficientMemoryResourcesFault{}, Enabled: true,
+		})
+		_, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "big", Image: testImage})
+		require.ErrorIs(t, err, cloud.ErrCapacity)
+		require.True(t, cloud.IsTransient(err))
+	})
+}
+
+func TestSessionExpiryLogsInAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.provider(t)
+	ctx := context.Background()
+
+	require.NoError(t, p.sm.Logout(ctx)) // as if vCenter expired the session
+	page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Servers, 4)
+
+	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+		FaultType: simulator.FaultTypeNotAuthenticated, Enabled: true,
+	})
+	_, err = p.ListServerStatus(ctx, testAccount, cloud.ListOptions{})
+	require.NoError(t, err, "one NotAuthenticated is retried after a login")
+
+	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 2,
+		FaultType: simulator.FaultTypeNotAuthenticated, Enabled: true,
+	})
+	_, err = p.ListServerStatus(ctx, testAccount, cloud.ListOptions{})
+	require.ErrorIs(t, err, cloud.ErrAuthentication, "but only once per call")
+}
+
+func TestWrongPasswordIsAuthentication(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := e.cfg
+	const wrong = "hunter2-wrong-Secret"
+	cfg.Password = NewSecret(wrong)
+	_, err := New(context.Background(), cfg)
+	require.ErrorIs(t, err, cloud.ErrAuthentication)
+	require.False(t, cloud.IsTransient(err))
+	for _, s := range []string{err.Error(), fmtAll(err)} {
+		require.NotContains(t, s, wrong)
+		require.NotContains(t, s, testPassword)
+	}
+}
+
+func TestUnreachableIsCommunication(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	_, err := New(context.Background(), Config{
+		URL: "https://127.0.0.1:1/sdk", Username: testUser, Password: NewSecret(testPassword), Timeout: 5 * time.Second,
+	})
+	require.ErrorIs(t, err, cloud.ErrCommunication)
+	require.True(t, cloud.IsTransient(err))
+	require.Less(t, time.Since(start), 3*time.Second)
+	require.NotContains(t, fmtAll(err), testPassword)
+}
+
+func TestCAFileVerifiesTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(m *simulator.Model) { m.Machine = 1 })
+	cfg := e.cfg
+	cfg.Insecure = false
+	_, err := New(context.Background(), cfg)
+	require.ErrorIs(t, err, cloud.ErrCommunication, "vcsim's certificate is not in the system pool")
+
+	cfg.CAFile, err = e.server.CertificateFile()
+	require.NoError(t, err)
+	p, err := New(context.Background(), cfg)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+}
+
+func TestDatacenterChoice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(m *simulator.Model) { m.Datacenter, m.Machine = 2, 1 })
+	ctx := context.Background()
+
+	_, err := New(ctx, e.cfg)
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.ErrorContains(t, err, "Datacenter")
+	require.ErrorContains(t, err, "DC0, DC1")
+
+	cfg := e.cfg
+	cfg.Datacenter = "DC9"
+	_, err = New(ctx, cfg)
+	require.ErrorIs(t, err, cloud.ErrNotFound)
+	require.ErrorContains(t, err, "DC0, DC1")
+
+	cfg.Datacenter = "DC1"
+	p, err := New(ctx, cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Servers, 1)
+	require.Equal(t, "DC1", page.Servers[0].Region)
+	require.Equal(t, "DC1_C0_RP0_VM0", page.Servers[0].Name)
+
+	other := e.allVMs(t)["DC0_C0_RP0_VM0"].Self.Value
+	_, err = p.GetServer(ctx, testAccount, other)
+	require.ErrorIs(t, err, cloud.ErrNotFound, "a VM of another datacenter is not this provider's")
+}
+
+func TestNetworkAndBillingNotSupported(t *testing.T) {
+	t.Parallel()
+	p := &Provider{}
+	_, err := p.Network()
+	require.ErrorIs(t, err, cloud.ErrNotSupported)
+	_, err = p.Billing()
+	require.ErrorIs(t, err, cloud.ErrNotSupported)
+	require.False(t, cloud.IsTransient(err))
+	require.Equal(t, "vsphere", p.Name())
+}
+
+func TestContextCancellation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(m *simulator.Model) { m.Machine = 1 })
+	p := e.provider(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	_, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, cloud.ErrCommunication, "the caller gave up; the cloud did not fail")
+	_, err = p.Launch(ctx, testAccount, cloud.LaunchRequest{Image: testImage})
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = New(ctx, e.cfg)
+	require.ErrorIs(t, err, context.Canceled)
+
+	// Cancelled mid-call: the request is abandoned, not retried.
+	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+		FaultType: simulator.FaultTypeGeneric, Delay: 500, Enabled: true,
+	})
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = p.ListServerStatus(ctx, testAccount, cloud.ListOptions{})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 400*time.Millisecond)
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	vim := func(f types.BaseMethodFault) error {
+		return errors.Join(errors.New("call"), taskErr(f))
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"InvalidLogin", vim(&types.InvalidLogin{}), cloud.ErrAuthentication},
+		{"NotAuthenticated", vim(&types.NotAuthenticated{}), cloud.ErrAuthentication},
+		{"NoPermission", vim(&types.NoPermission{}), cloud.ErrAuthentication},
+		{"ManagedObjectNotFound", vim(&types.ManagedObjectNotFound{}), cloud.ErrNotFound},
+		{"InsufficientCpu", vim(&types.InsufficientCpuResourcesFault{}), cloud.ErrCapacity},
+		{"InsufficientHostCapacity", vim(&types.InsufficientHostCapacityFault{}), cloud.ErrCapacity},
+		{"NoDiskSpace", vim(&types.NoDiskSpace{}), cloud.ErrCapacity},
+		{"NotEnoughLicenses", vim(&types.NotEnoughLicenses{}), cloud.ErrQuota},
+		{"HostNotConnected", vim(&types.HostNotConnected{}), cloud.ErrCommunication},
+		{"Refused", &url.Error{Op: "Post", URL: "/sdk", Err: errors.New("connection refused")}, cloud.ErrCommunication},
+		{"Unknown", vim(&types.DuplicateName{}), nil},
+		{"Plain", errors.New("boom"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := classify("op", tc.err)
+			if tc.want == nil {
+				require.NoError(t, got)
+				return
+			}
+			require.ErrorIs(t, got, tc.want)
+			require.ErrorIs(t, wrap(context.Background(), "op", tc.err), tc.want)
+		})
+	}
+	t.Run("Throttled", func(t *testing.T) {
+		err := wrap(context.Background(), "list", &url.Error{Op: "Post", URL: "/sdk", Err: errors.New("429 Too Many Requests")})
+		_, ok := cloud.RetryAfter(err)
+		require.True(t, ok)
+	})
+}
+
+func TestCompareIDsIsATotalOrder(t *testing.T) {
+	t.Parallel()
+	ids := []string{"vm-10", "vm-9", "vm-10x", "vm-2", "host-3", "vmx", "vm-100", "a"}
+	slices.SortFunc(ids, compareIDs)
+	require.Equal(t, []string{"host-3", "vm-2", "vm-9", "vm-10", "vm-100", "a", "vm-10x", "vmx"}, ids)
+	for _, a := range ids {
+		for _, b := range ids {
+			require.Equal(t, compareIDs(a, b), -compareIDs(b, a))
+		}
+	}
+}
+
+func taskErr(f types.BaseMethodFault) error {
+	return task.Error{LocalizedMethodFault: &types.LocalizedMethodFault{Fault: f, LocalizedMessage: "simulated"}}
+}
+
+// fmtAll formats err with the verbs that could reveal more than Error().
+func fmtAll(err error) string {
+	return fmt.Sprintf("%v|%+v|%#v|%s|%q", err, err, err, err, err)
+}
