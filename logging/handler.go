@@ -1,0 +1,318 @@
+package logging
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"gopkg.in/natefinch/lumberjack.v2"
+)
+
+// ErrClosed is returned when writing to a customer file after
+// [CustomerHandler.Close]. Records still reach the process handler.
+var ErrClosed = errors.New("logging: handler closed")
+
+// CustomerHandler is a [log/slog.Handler] that passes every record to the
+// process handler and also writes records that name a customer to that
+// customer's file. It is safe for concurrent use; handlers derived with
+// WithAttrs and WithGroup share files with their parent.
+type CustomerHandler struct {
+	st       *shared
+	next     slog.Handler
+	ops      []op   // WithAttrs/WithGroup calls, replayed on customer handlers
+	customer string // customer set by WithAttrs at the top level
+	groups   int    // open groups: attributes are no longer top level
+}
+
+// op is one WithAttrs (group == "") or WithGroup call.
+type op struct {
+	group string
+	attrs []slog.Attr
+}
+
+// shared is the state common to a handler and those derived from it.
+type shared struct {
+	cfg   Config
+	opts  *slog.HandlerOptions
+	mu    sync.Mutex
+	done  bool
+	files map[string]*customerFile // every customer seen, open or not
+	open  *list.List               // of *customerFile whose file may be open; front = most recent
+}
+
+type customerFile struct {
+	customer string
+	log      *lumberjack.Logger
+	elem     *list.Element // in shared.open; nil when closed
+	refs     int           // writers using log right now
+}
+
+var _ slog.Handler = (*CustomerHandler)(nil)
+
+// NewCustomerHandler returns a handler that passes every record to next and
+// also writes records carrying a customer attribute to that customer's file.
+// It validates cfg (after defaults) and names the bad field in its error.
+func NewCustomerHandler(next slog.Handler, cfg Config) (*CustomerHandler, error) {
+	if next == nil {
+		return nil, errors.New("logging: next handler is nil")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &CustomerHandler{
+		st: &shared{
+			cfg:   cfg,
+			opts:  &slog.HandlerOptions{Level: slog.LevelDebug - 100, ReplaceAttr: cfg.ReplaceAttr},
+			files: make(map[string]*customerFile),
+			open:  list.New(),
+		},
+		next: next,
+	}, nil
+}
+
+// Enabled reports whether the process handler or the customer files want
+// records of this level.
+func (h *CustomerHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.next.Enabled(ctx, level) || level >= h.st.cfg.Level.Level()
+}
+
+// Handle passes r to the process handler if it is enabled for r's level, and
+// writes r to its customer's file if r names a customer and its level is at
+// least Config.Level. Errors of both are joined.
+func (h *CustomerHandler) Handle(ctx context.Context, r slog.Record) error {
+	customer := h.customer
+	if h.groups == 0 {
+		r.Attrs(func(a slog.Attr) bool {
+			if c, ok := h.customerOf(a); ok {
+				customer = c
+			}
+			return true
+		})
+	}
+	toCustomer := customer != "" && r.Level >= h.st.cfg.Level.Level()
+	var errNext, errCustomer error
+	if h.next.Enabled(ctx, r.Level) {
+		rec := r
+		if toCustomer {
+			rec = r.Clone() // the two handlers must not share attribute storage
+		}
+		errNext = h.next.Handle(ctx, rec)
+	}
+	if toCustomer {
+		errCustomer = h.writeCustomer(ctx, customer, r)
+	}
+	return errors.Join(errNext, errCustomer)
+}
+
+// customerOf returns the customer named by a top-level attribute, looking
+// into groups with an empty key, which slog inlines.
+func (h *CustomerHandler) customerOf(a slog.Attr) (string, bool) {
+	v := a.Value.Resolve()
+	if a.Key == "" && v.Kind() == slog.KindGroup {
+		found, ok := "", false
+		for _, g := range v.Group() {
+			if c, gok := h.customerOf(g); gok {
+				found, ok = c, true
+			}
+		}
+		return found, ok
+	}
+	if a.Key != h.st.cfg.Key || v.Kind() == slog.KindGroup {
+		return "", false
+	}
+	c := v.String()
+	return c, c != ""
+}
+
+func (h *CustomerHandler) writeCustomer(ctx context.Context, customer string, r slog.Record) error {
+	f, err := h.st.acquire(customer)
+	if err != nil {
+		return fmt.Errorf("logging: customer %q: %w", customer, err)
+	}
+	defer h.st.release(f)
+	var jh slog.Handler = slog.NewJSONHandler(f.log, h.st.opts)
+	for _, o := range h.ops {
+		if o.group != "" {
+			jh = jh.WithGroup(o.group)
+		} else {
+			jh = jh.WithAttrs(o.attrs)
+		}
+	}
+	if err := jh.Handle(ctx, r); err != nil {
+		return fmt.Errorf("logging: customer %q: %w", customer, err)
+	}
+	return nil
+}
+
+// WithAttrs returns a handler whose records carry attrs, in both the process
+// handler and the customer files. A top-level customer attribute among attrs
+// routes every record of the new handler.
+func (h *CustomerHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	h2 := *h
+	h2.next = h.next.WithAttrs(attrs)
+	h2.ops = append(slices.Clip(h.ops), op{attrs: slices.Clone(attrs)})
+	if h.groups == 0 {
+		for _, a := range attrs {
+			if c, ok := h.customerOf(a); ok {
+				h2.customer = c
+			}
+		}
+	}
+	return &h2
+}
+
+// WithGroup returns a handler that nests later attributes in group name.
+func (h *CustomerHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := *h
+	h2.next = h.next.WithGroup(name)
+	h2.ops = append(slices.Clip(h.ops), op{group: name})
+	h2.groups++
+	return &h2
+}
+
+// CustomerDir returns the directory of a customer's logs:
+// CustomerDir(Config.Dir, customer). Its signature suits components that
+// store other files for a customer, such as guest logs.
+func (h *CustomerHandler) CustomerDir(customer string) (string, error) {
+	return CustomerDir(h.st.cfg.Dir, customer)
+}
+
+// FilePath returns the path of a customer's log file.
+func (h *CustomerHandler) FilePath(customer string) (string, error) {
+	dir, err := h.CustomerDir(customer)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, h.st.cfg.FileName), nil
+}
+
+// Rotate starts a new file for the customer now, keeping the old one as a
+// backup subject to retention, as lumberjack does at MaxSizeMB.
+func (h *CustomerHandler) Rotate(customer string) error {
+	f, err := h.st.acquire(customer)
+	if err != nil {
+		return fmt.Errorf("logging: customer %q: %w", customer, err)
+	}
+	defer h.st.release(f)
+	if err := f.log.Rotate(); err != nil {
+		return fmt.Errorf("logging: rotate customer %q: %w", customer, err)
+	}
+	return nil
+}
+
+// Close closes every customer file. Later customer records fail with
+// [ErrClosed]; the process handler keeps receiving records. Close is
+// idempotent.
+func (h *CustomerHandler) Close() error {
+	s := h.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	var errs []error
+	for e := s.open.Front(); e != nil; {
+		next := e.Next()
+		f := e.Value.(*customerFile)
+		if f.refs == 0 { // busy files are closed by release
+			errs = append(errs, s.closeLocked(f))
+		}
+		e = next
+	}
+	return errors.Join(errs...)
+}
+
+// acquire returns the customer's file, opened for writing and marked busy
+// until release.
+func (s *shared) acquire(customer string) (*customerFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil, ErrClosed
+	}
+	f := s.files[customer]
+	if f == nil {
+		dir, err := CustomerDir(s.cfg.Dir, customer)
+		if err != nil {
+			return nil, err
+		}
+		f = &customerFile{customer: customer, log: &lumberjack.Logger{
+			Filename:   filepath.Join(dir, s.cfg.FileName),
+			MaxSize:    s.cfg.MaxSizeMB,
+			MaxBackups: lumberjackLimit(s.cfg.MaxBackups),
+			MaxAge:     lumberjackLimit(s.cfg.MaxAgeDays),
+			Compress:   s.cfg.Compress,
+		}}
+		s.files[customer] = f
+	}
+	if f.elem == nil {
+		if err := prepareFile(f.log.Filename); err != nil {
+			return nil, err
+		}
+		f.elem = s.open.PushFront(f)
+		s.trimLocked()
+	} else {
+		s.open.MoveToFront(f.elem)
+	}
+	f.refs++
+	return f, nil
+}
+
+func (s *shared) release(f *customerFile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.refs--
+	if f.refs > 0 {
+		return
+	}
+	if s.done {
+		if f.elem != nil {
+			_ = s.closeLocked(f)
+		}
+		return
+	}
+	s.trimLocked()
+}
+
+// trimLocked closes idle files, least recently used first, until at most
+// MaxOpen remain.
+func (s *shared) trimLocked() {
+	for e := s.open.Back(); e != nil && s.open.Len() > s.cfg.MaxOpen; {
+		prev := e.Prev()
+		if f := e.Value.(*customerFile); f.refs == 0 {
+			_ = s.closeLocked(f)
+		}
+		e = prev
+	}
+}
+
+func (s *shared) closeLocked(f *customerFile) error {
+	s.open.Remove(f.elem)
+	f.elem = nil
+	return f.log.Close() // lumberjack reopens and appends on the next write
+}
+
+// prepareFile creates the customer directory and file with our permissions
+// before lumberjack opens it; lumberjack keeps an existing file's mode when
+// it rotates.
+func prepareFile(name string) error {
+	if err := os.MkdirAll(filepath.Dir(name), DirPerm); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, FilePerm)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
