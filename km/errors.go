@@ -1,0 +1,66 @@
+package km
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors callers can branch on with [errors.Is]. Their messages, and the
+// messages of every error this package returns, name credentials and master
+// keys only by their identifiers (customer, account, name, key id and
+// version); they never contain secret values or key material.
+var (
+	// ErrNotFound means the credential does not exist.
+	ErrNotFound = errors.New("km: credential not found")
+	// ErrWrongKey means the keyring holds a master key with the id and version
+	// recorded in the envelope, but it is not the key that sealed it (its key
+	// check value differs): the keyring was loaded from the wrong file or
+	// environment.
+	ErrWrongKey = errors.New("km: wrong master key")
+	// ErrTampered means an envelope or a sealed payload failed authentication:
+	// its bytes were modified, it is malformed, or it was moved to another
+	// credential (customer, account or name differ from those it was sealed
+	// for).
+	ErrTampered = errors.New("km: authentication failed (tampered or moved)")
+	// ErrUnknownKey means an envelope names a master key id and version that
+	// the keyring does not hold.
+	ErrUnknownKey = errors.New("km: unknown master key")
+	// ErrInsecureKeyFile means a master key file is readable or writable by
+	// group or other users, or is not a regular file.
+	ErrInsecureKeyFile = errors.New("km: insecure key file")
+	// ErrUnauthorized means the remote key manager rejected the request's
+	// authentication (wrong provisioning key, stale timestamp, replay), or a
+	// response from it failed authentication.
+	ErrUnauthorized = errors.New("km: unauthorized")
+	// ErrInvalid marks input or configuration this package rejects; the
+	// message names the bad field. Retrying the same call cannot succeed.
+	ErrInvalid = errors.New("km: invalid")
+	// ErrClosed means the keyring (or a store using it) has been closed.
+	ErrClosed = errors.New("km: closed")
+)
+
+// invalidError is a validation message that matches [ErrInvalid] without
+// repeating its text.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{msg: "km: " + fmt.Sprintf(format, args...)}
+}
+
+// sentinelError carries its own message and matches one sentinel, so messages
+// can be specific ("master key prod version 3 …") without repeating the
+// sentinel's text.
+type sentinelError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *sentinelError) Error() string        { return e.msg }
+func (e *sentinelError) Is(target error) bool { return target == e.sentinel }
+
+func errorf(sentinel error, format string, args ...any) error {
+	return &sentinelError{msg: "km: " + fmt.Sprintf(format, args...), sentinel: sentinel}
+}

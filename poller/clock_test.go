@@ -1,0 +1,83 @@
+package poller
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFakeClock(t *testing.T) {
+	t.Run("AdvanceFiresInOrder", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		a, b := c.NewTimer(2*time.Second), c.NewTimer(time.Second)
+		require.Equal(t, 2, c.Timers())
+		c.Advance(500 * time.Millisecond)
+		require.Empty(t, a.C())
+		require.Empty(t, b.C())
+		c.Advance(time.Second)
+		require.Equal(t, t0.Add(1500*time.Millisecond), <-b.C())
+		require.Empty(t, a.C())
+		c.Set(t0.Add(time.Minute))
+		require.Equal(t, t0.Add(time.Minute), <-a.C())
+		require.Equal(t, 0, c.Timers())
+	})
+	t.Run("StopAndReset", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		tm := c.NewTimer(time.Second)
+		require.True(t, tm.Stop())
+		require.False(t, tm.Stop())
+		c.Advance(time.Hour)
+		require.Empty(t, tm.C())
+		require.False(t, tm.Reset(time.Second))
+		require.True(t, tm.Reset(2*time.Second))
+		c.Advance(2 * time.Second)
+		require.Len(t, tm.C(), 1)
+		require.False(t, tm.Reset(time.Second), "Reset drains the stale fire")
+		require.Empty(t, tm.C())
+	})
+	t.Run("NonPositiveFiresAtOnce", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		require.Equal(t, t0, <-c.NewTimer(0).C())
+		require.Equal(t, t0, <-c.NewTimer(-time.Second).C())
+	})
+	t.Run("BlockUntilTimers", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		done := make(chan struct{})
+		go func() {
+			c.BlockUntilTimers(2)
+			close(done)
+		}()
+		c.NewTimer(time.Second)
+		c.NewTimer(time.Second)
+		<-done
+	})
+	t.Run("Real", func(t *testing.T) {
+		c := RealClock()
+		require.WithinDuration(t, time.Now(), c.Now(), time.Second)
+		tm := c.NewTimer(time.Hour)
+		require.True(t, tm.Stop())
+		require.False(t, tm.Reset(0))
+		<-tm.C()
+	})
+}
+
+func TestIndex(t *testing.T) {
+	s, _ := newTestSchedule(t, Config{})
+	rng := newTestRand(3)
+	live := map[string]bool{}
+	for step := range 20_000 {
+		r := resourceID(rng.IntN(3000))
+		tg := target(accountID(rng.IntN(3)), "server", r)
+		key := tg.String()
+		if rng.IntN(3) == 0 {
+			require.Equal(t, live[key], s.Remove(tg), "step %d", step)
+			delete(live, key)
+		} else {
+			require.NoError(t, s.Set(tg, time.Minute))
+			live[key] = true
+		}
+	}
+	require.Equal(t, len(live), s.Stats().Targets)
+	checkInvariants(t, s)
+}

@@ -1,0 +1,180 @@
+package poller
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by every error that [Config.Validate] returns.
+var ErrInvalidConfig = errors.New("poller: invalid config")
+
+// ErrInvalidTarget is wrapped by errors about a target or interval passed to
+// [Schedule.Register], [Schedule.Watch] or [Schedule.Set].
+var ErrInvalidTarget = errors.New("poller: invalid target")
+
+// Defaults used by [New] for zero [Config] fields.
+const (
+	DefaultJitter          = 0.1
+	DefaultInFlightTimeout = 5 * time.Minute
+	DefaultBatchSize       = 1000
+	DefaultBackoffInitial  = 5 * time.Second
+	DefaultBackoffMax      = 15 * time.Minute
+	DefaultBackoffFactor   = 2.0
+)
+
+// MaxInterval is the longest interval a target may have (jitter offsets are
+// stored in 32-bit milliseconds).
+const MaxInterval = 30 * 24 * time.Hour
+
+// DefaultBudget is the per-account API budget used when Config.Budget is zero:
+// ten polls a second with bursts of twenty.
+var DefaultBudget = Limit{PerSecond: 10, Burst: 20}
+
+// Unlimited is a [Limit] that never makes a target wait.
+var Unlimited = Limit{PerSecond: math.Inf(1)}
+
+// Limit is a token bucket: one token per dispatched poll, refilled at
+// PerSecond up to Burst. The zero Limit means "use the default".
+type Limit struct {
+	// PerSecond is the sustained rate. +Inf (see [Unlimited]) disables the budget.
+	PerSecond float64
+	// Burst is the bucket size. Zero means max(1, ceil(PerSecond)).
+	Burst int
+}
+
+func (l Limit) unlimited() bool { return math.IsInf(l.PerSecond, 1) }
+
+func (l Limit) normalized() Limit {
+	if l.Burst == 0 && !l.unlimited() {
+		l.Burst = max(1, int(math.Ceil(l.PerSecond)))
+	}
+	return l
+}
+
+func (l Limit) validate(field string) error {
+	switch {
+	case math.IsNaN(l.PerSecond) || l.PerSecond < 0:
+		return fmt.Errorf("%w: %s.PerSecond must be positive, got %v", ErrInvalidConfig, field, l.PerSecond)
+	case l.PerSecond == 0 && l.Burst != 0:
+		return fmt.Errorf("%w: %s.PerSecond must be positive when Burst is set", ErrInvalidConfig, field)
+	case l.Burst < 0:
+		return fmt.Errorf("%w: %s.Burst must not be negative, got %d", ErrInvalidConfig, field, l.Burst)
+	}
+	return nil
+}
+
+// Backoff is the retry policy for failing targets. After the n-th consecutive
+// failure a target is retried after min(Initial × Multiplier^(n-1), max(Max,
+// interval)), spread by ±Jitter. So a failing target is retried sooner than its
+// interval at first (its state is stale) and, once failures pile up, no more
+// often than once per Max (a broken API is not hammered) — but a target whose
+// interval is longer than Max is never retried less often than a healthy one.
+// The first success resets the count.
+type Backoff struct {
+	Initial    time.Duration // default 5s
+	Max        time.Duration // default 15m
+	Multiplier float64       // default 2; must be ≥ 1
+}
+
+// Config configures a [Schedule]. The zero Config is valid: every field has a
+// default, stated in its comment.
+type Config struct {
+	// Clock tells the time and makes timers. Default: the system clock. Tests
+	// use a [FakeClock].
+	Clock Clock
+
+	// Jitter spreads every next-due time by up to ±Jitter × interval, so
+	// targets registered together drift apart. 0 means 0.1; negative disables
+	// jitter; at most 0.5. Jitter does not accumulate: a healthy target stays
+	// on its grid of start + k × interval.
+	Jitter float64
+
+	// Seed seeds the jitter and the initial spread. 0 picks a random seed; any
+	// other value makes the schedule deterministic (same calls, same times).
+	Seed uint64
+
+	// InitialSpread bounds how a new target's first due time is spread: it is
+	// uniform in [now, now + min(interval, InitialSpread)], so a million targets
+	// added at once do not fire together. 0 means the target's interval;
+	// negative means no spread (a new target is due at once).
+	InitialSpread time.Duration
+
+	// Backoff is the retry policy for failing and throttled targets.
+	Backoff Backoff
+
+	// InFlightTimeout is the lease of a dispatched poll: a poll not reported
+	// within it is considered lost and its target becomes due again (counted
+	// as a failure). Default 5m.
+	InFlightTimeout time.Duration
+
+	// Budget is the API budget of every account, spent when a poll is
+	// dispatched. Default [DefaultBudget]; [Unlimited] disables it.
+	Budget Limit
+
+	// Budgets, if set, returns the budget of one account; it is called once,
+	// when the schedule first sees the account, with the schedule's lock held
+	// (it must not call the Schedule). A zero or invalid Limit means Budget.
+	Budgets func(account string) Limit
+
+	// BatchSize caps the dispatches [Schedule.Run] hands to its callback in
+	// one call. Default 1000.
+	BatchSize int
+}
+
+// Validate reports the first invalid field, by name. Zero fields are valid
+// (they take their defaults).
+func (c Config) Validate() error {
+	switch {
+	case math.IsNaN(c.Jitter) || c.Jitter > 0.5:
+		return fmt.Errorf("%w: Jitter must be at most 0.5, got %v", ErrInvalidConfig, c.Jitter)
+	case c.Backoff.Initial < 0:
+		return fmt.Errorf("%w: Backoff.Initial must not be negative, got %v", ErrInvalidConfig, c.Backoff.Initial)
+	case c.Backoff.Max < 0:
+		return fmt.Errorf("%w: Backoff.Max must not be negative, got %v", ErrInvalidConfig, c.Backoff.Max)
+	case c.Backoff.Initial > 0 && c.Backoff.Max > 0 && c.Backoff.Max < c.Backoff.Initial:
+		return fmt.Errorf("%w: Backoff.Max (%v) must not be less than Backoff.Initial (%v)", ErrInvalidConfig, c.Backoff.Max, c.Backoff.Initial)
+	case math.IsNaN(c.Backoff.Multiplier) || math.IsInf(c.Backoff.Multiplier, 0) ||
+		(c.Backoff.Multiplier != 0 && c.Backoff.Multiplier < 1):
+		return fmt.Errorf("%w: Backoff.Multiplier must be at least 1, got %v", ErrInvalidConfig, c.Backoff.Multiplier)
+	case c.InFlightTimeout < 0:
+		return fmt.Errorf("%w: InFlightTimeout must not be negative, got %v", ErrInvalidConfig, c.InFlightTimeout)
+	case c.BatchSize < 0:
+		return fmt.Errorf("%w: BatchSize must not be negative, got %d", ErrInvalidConfig, c.BatchSize)
+	}
+	return c.Budget.validate("Budget")
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = RealClock()
+	}
+	switch {
+	case c.Jitter == 0:
+		c.Jitter = DefaultJitter
+	case c.Jitter < 0:
+		c.Jitter = 0
+	}
+	if c.Backoff.Initial == 0 {
+		c.Backoff.Initial = DefaultBackoffInitial
+	}
+	if c.Backoff.Max == 0 {
+		c.Backoff.Max = max(DefaultBackoffMax, c.Backoff.Initial)
+	}
+	if c.Backoff.Multiplier == 0 {
+		c.Backoff.Multiplier = DefaultBackoffFactor
+	}
+	if c.InFlightTimeout == 0 {
+		c.InFlightTimeout = DefaultInFlightTimeout
+	}
+	if c.Budget == (Limit{}) {
+		c.Budget = DefaultBudget
+	}
+	c.Budget = c.Budget.normalized()
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	return c
+}

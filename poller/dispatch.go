@@ -1,0 +1,336 @@
+package poller
+
+import (
+	"math"
+	"time"
+
+	"github.com/stratusworks/worker/state"
+)
+
+// Dispatch is one poll handed out by [Schedule.Due]: poll Target, then report
+// the outcome with [Schedule.Report]. Lease identifies this dispatch: once the
+// target is dispatched again, removed or unwatched, the lease is stale. A
+// Dispatch survives a JSON round trip (Target and Lease are enough to report).
+type Dispatch struct {
+	Target state.Target `json:"target"`
+	Lease  uint64       `json:"lease"`
+	// DueAt is when the target was due; the dispatch is late by now − DueAt.
+	DueAt time.Time `json:"due_at"`
+
+	slot uint32 // slot+1 of the target in the schedule that made it; 0 = look it up
+}
+
+// Outcome is the result of a poll, reported with [Schedule.Report].
+type Outcome struct {
+	// Err is the poll's error; nil means success.
+	Err error
+	// Throttled reports that the cloud refused the call for rate reasons. The
+	// target is retried after RetryAfter and its whole account is paused until
+	// then. Throttled counts as a failure even when Err is nil.
+	Throttled bool
+	// RetryAfter is how long the cloud asked to wait; 0 means the backoff delay.
+	RetryAfter time.Duration
+	// Complete removes the target after a successful poll: a tracked job that
+	// reached a terminal state needs no more checks. Ignored on failure.
+	Complete bool
+	// Calls is how many API calls the poll made (pages of a listing). The
+	// dispatch paid for one; the rest are charged to the account's budget now,
+	// which may put it in debt and delay its next dispatches. 0 means 1.
+	Calls int
+}
+
+// Due pops up to n targets that are due at now (n ≤ 0: all of them),
+// whose account has budget, and marks each in flight with a new lease. A
+// target whose lease expired unreported is due again. Targets of an account
+// without budget wait for it, oldest first, without delaying other accounts.
+// Dispatches come out roughly in due order.
+func (s *Schedule) Due(now time.Time, n int) []Dispatch {
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Dispatch
+	for n <= 0 || len(out) < n {
+		heapDue := len(s.heap) > 0 && s.heap[0].key <= t
+		readyDue := len(s.ready) > 0 && s.ready[0].readyAt <= t
+		if !heapDue && !readyDue {
+			break
+		}
+		if heapDue && (!readyDue || s.heap[0].key <= s.ready[0].readyAt) {
+			it := s.heap[0]
+			e := s.ent(it.slot)
+			if e.state == stInFlight { // lease expired: the poll is lost
+				s.inFlight--
+				e.state, e.lease, e.due, e.jit = stIdle, 0, it.key, 0
+				e.failures = satInc(e.failures)
+			}
+			a := s.accountByID[e.account]
+			if a.bhead < len(a.backlog) || !s.take(a, t) {
+				// no budget, or older targets of the account wait for it
+				s.hremove(0)
+				s.enqueue(a, it.slot, e)
+				if a.readyIdx < 0 {
+					s.readySet(a, s.readyTime(a, t, true))
+				}
+				continue
+			}
+			out = append(out, s.dispatch(it.slot, e, t))
+			continue
+		}
+		a := s.ready[0]
+		if !s.take(a, t) {
+			s.readySet(a, s.readyTime(a, t, true))
+			continue
+		}
+		sl := a.backlog[a.bhead]
+		a.backlog[a.bhead] = 0
+		a.bhead++
+		s.waiting--
+		if a.bhead == len(a.backlog) {
+			a.backlog, a.bhead = a.backlog[:0], 0
+			s.readyRemove(a)
+		} else {
+			if a.bhead >= 1024 && a.bhead > len(a.backlog)/2 { // reclaim the consumed head
+				a.backlog = a.backlog[:copy(a.backlog, a.backlog[a.bhead:])]
+				a.bhead = 0
+			}
+			s.readySet(a, s.readyTime(a, t, false))
+		}
+		out = append(out, s.dispatch(sl, s.ent(sl), t))
+	}
+	return out
+}
+
+// dispatch marks e in flight with a new lease that expires InFlightTimeout
+// after now.
+func (s *Schedule) dispatch(sl uint32, e *entry, now int64) Dispatch {
+	s.lease++
+	e.lease = s.lease
+	e.state = stInFlight
+	s.inFlight++
+	exp := now + int64(s.cfg.InFlightTimeout)
+	if e.heapIdx >= 0 {
+		s.hset(int(e.heapIdx), exp)
+	} else {
+		s.hpush(sl, exp)
+	}
+	return Dispatch{Target: s.target(e), Lease: e.lease, DueAt: s.time(e.due), slot: sl + 1}
+}
+
+// Current reports whether d is the outstanding dispatch of its target. A
+// subscriber checks it before running a poll and drops a stale one (its target
+// already re-dispatched, removed or unwatched).
+func (s *Schedule) Current(d Dispatch) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _, ok := s.find(d)
+	return ok
+}
+
+// Report records the outcome of a dispatched poll and schedules the target's
+// next poll:
+//   - success: one interval after the time the poll was due (± jitter), so
+//     slow or slightly late polls do not stretch the interval; a dispatch more
+//     than half an interval late restarts the grid from the dispatch time;
+//     never earlier than now. Failures reset.
+//   - error: after the backoff delay (see [Backoff]) from now.
+//   - throttled: after RetryAfter (or the backoff delay) from now, and the
+//     target's account is paused until then ([Schedule.Pause]).
+//   - Complete: the target is removed.
+//
+// A stale report (see [Schedule.Current]) changes nothing and returns false.
+func (s *Schedule) Report(d Dispatch, o Outcome) bool {
+	now := s.clock.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl, e, ok := s.find(d)
+	if !ok {
+		return false
+	}
+	a := s.accountByID[e.account]
+	if o.Calls > 1 && a.lim != nil {
+		a.lim.ReserveN(time.Unix(0, now), min(o.Calls-1, a.lim.Burst()))
+	}
+	dispatchedAt := s.heap[e.heapIdx].key - int64(s.cfg.InFlightTimeout)
+	e.state, e.lease = stIdle, 0
+	s.inFlight--
+	var next int64
+	var jit int64 // ns
+	switch {
+	case o.Throttled:
+		e.failures = satInc(e.failures)
+		delay := int64(o.RetryAfter)
+		if delay <= 0 {
+			delay = s.backoff(e)
+		}
+		s.pause(a, now+delay)
+		jit = s.jitter(delay, true)
+		next = now + delay + jit
+	case o.Err != nil:
+		e.failures = satInc(e.failures)
+		delay := s.backoff(e)
+		jit = s.jitter(delay, false)
+		next = now + delay + jit
+	case o.Complete:
+		s.remove(sl, e)
+		if a.n == 0 && !a.watched {
+			s.freeAccount(a)
+		}
+		return true
+	default:
+		e.failures = 0
+		every := s.every(e)
+		nominal := e.due - int64(e.jit)*int64(time.Millisecond) // the grid point just polled
+		if dispatchedAt-nominal > every/2 {
+			nominal = dispatchedAt // far behind: restart the grid rather than catch up
+		}
+		nominal += every
+		jit = s.jitter(every, false)
+		next = nominal + jit
+		if next < now {
+			next, jit = now, 0
+		}
+	}
+	e.due, e.jit = next, int32(jit/int64(time.Millisecond))
+	s.hset(int(e.heapIdx), next)
+	s.notify(next)
+	return true
+}
+
+// Pause makes the account's targets wait until the given time: they become
+// due as usual but are not dispatched before it. Other accounts are not
+// affected. An earlier pause than the current one changes nothing.
+func (s *Schedule) Pause(account string, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[account]; a != nil {
+		s.pause(a, until.UnixNano())
+	}
+}
+
+// NextWake returns when the next target is due (or an account's budget frees
+// a waiting target); false when nothing is scheduled.
+func (s *Schedule) NextWake() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.nextWake()
+	return s.time(t), ok
+}
+
+func (s *Schedule) nextWake() (int64, bool) {
+	t, ok := int64(math.MaxInt64), false
+	if len(s.heap) > 0 {
+		t, ok = s.heap[0].key, true
+	}
+	if len(s.ready) > 0 && s.ready[0].readyAt < t {
+		t, ok = s.ready[0].readyAt, true
+	}
+	return t, ok
+}
+
+// find returns the in-flight entry whose lease is d's.
+func (s *Schedule) find(d Dispatch) (uint32, *entry, bool) {
+	var sl uint32
+	if d.slot != 0 {
+		sl = d.slot - 1
+		if sl >= s.nslots {
+			return 0, nil, false
+		}
+	} else {
+		var ok bool
+		if sl, ok = s.lookup(d.Target); !ok {
+			return 0, nil, false
+		}
+	}
+	e := s.ent(sl)
+	if e.state != stInFlight || e.lease != d.Lease || d.Lease == 0 {
+		return 0, nil, false
+	}
+	return sl, e, true
+}
+
+func (s *Schedule) backoff(e *entry) int64 {
+	ceiling := max(int64(s.cfg.Backoff.Max), s.every(e))
+	d := float64(s.cfg.Backoff.Initial) * math.Pow(s.cfg.Backoff.Multiplier, float64(e.failures)-1)
+	if d >= float64(ceiling) || math.IsInf(d, 1) {
+		return ceiling
+	}
+	return int64(d)
+}
+
+// jitter returns a random offset within ±Jitter×base (within [0, Jitter×base]
+// when positive is set), truncated to whole milliseconds.
+func (s *Schedule) jitter(base int64, positive bool) int64 {
+	if s.cfg.Jitter == 0 {
+		return 0
+	}
+	r := s.rng.Float64()
+	if !positive {
+		r = 2*r - 1
+	}
+	ms := int64(r * s.cfg.Jitter * float64(base) / float64(time.Millisecond))
+	ms = max(min(ms, math.MaxInt32), math.MinInt32)
+	return ms * int64(time.Millisecond)
+}
+
+// take spends one token of the account's budget at now.
+func (s *Schedule) take(a *account, now int64) bool {
+	if now < a.paused {
+		return false
+	}
+	return a.lim == nil || a.lim.AllowN(time.Unix(0, now), 1)
+}
+
+// readyTime returns when the account can next dispatch; after now when
+// failed (take just failed), so Due always makes progress.
+func (s *Schedule) readyTime(a *account, now int64, failed bool) int64 {
+	t := max(now, a.paused)
+	if a.lim != nil {
+		if tok := a.lim.TokensAt(time.Unix(0, t)); tok < 1 {
+			t += int64(math.Ceil((1 - tok) / float64(a.lim.Limit()) * float64(time.Second)))
+		}
+	}
+	if failed && t <= now {
+		t = now + 1
+	}
+	return t
+}
+
+func (s *Schedule) pause(a *account, until int64) {
+	if until <= a.paused {
+		return
+	}
+	a.paused = until
+	if a.readyIdx >= 0 && a.readyAt < until {
+		s.readySet(a, until)
+	}
+}
+
+func (s *Schedule) enqueue(a *account, sl uint32, e *entry) {
+	e.state = stWaiting
+	a.backlog = append(a.backlog, sl)
+	s.waiting++
+}
+
+// unqueue removes a waiting target from its account's backlog (a linear scan:
+// removing single targets of a starved account is rare).
+func (s *Schedule) unqueue(a *account, sl uint32) {
+	for i := a.bhead; i < len(a.backlog); i++ {
+		if a.backlog[i] == sl {
+			copy(a.backlog[i:], a.backlog[i+1:])
+			a.backlog = a.backlog[:len(a.backlog)-1]
+			break
+		}
+	}
+	s.waiting--
+	if a.bhead == len(a.backlog) {
+		a.backlog, a.bhead = a.backlog[:0], 0
+		s.readyRemove(a)
+	}
+}
+
+func satInc(n uint16) uint16 {
+	if n == math.MaxUint16 {
+		return n
+	}
+	return n + 1
+}
