@@ -236,20 +236,15 @@ func (w *Worker) republishDue(ctx context.Context) (int, error) {
 		if err != nil || len(due) == 0 {
 			return n, err
 		}
-		ids := make([]int64, 0, len(due))
-		for _, d := range due {
+		for i, d := range due {
 			if err := w.pub.publishRaw(d.Topic, d.MessageUUID, d.Metadata, d.Payload); err != nil {
-				if len(ids) > 0 {
-					err = errors.Join(err, w.store.DeleteDeferred(ctx, ids...))
-				}
-				return n, err
+				return n, errors.Join(err, w.store.DeleteDeferred(ctx, due[:i]...))
 			}
-			ids = append(ids, d.ID)
 		}
-		if err := w.store.DeleteDeferred(ctx, ids...); err != nil {
+		if err := w.store.DeleteDeferred(ctx, due...); err != nil {
 			return n, err
 		}
-		n += len(ids)
+		n += len(due)
 		if len(due) < 100 {
 			return n, nil
 		}

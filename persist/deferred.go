@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -75,13 +76,24 @@ func (s *Store) DueDeferred(ctx context.Context, now time.Time, limit int) ([]De
 	return out, nil
 }
 
-// DeleteDeferred removes deferred messages by ID. Unknown ids are ignored.
-func (s *Store) DeleteDeferred(ctx context.Context, ids ...int64) error {
-	if len(ids) == 0 {
+// DeleteDeferred removes deferred messages that were republished. A row is
+// removed only if it is still the one that was read: a message deferred again
+// in the meantime (a new due time or attempt count — its retry already ran
+// and failed) keeps its new row. Unknown rows are ignored.
+func (s *Store) DeleteDeferred(ctx context.Context, ds ...Deferred) error {
+	if len(ds) == 0 {
 		return nil
 	}
 	err := retry(ctx, func() error {
-		return s.prov.writer.WithContext(ctx).Where("id IN ?", ids).Delete(&deferredRow{}).Error
+		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for _, d := range ds {
+				if err := tx.Where("id = ? AND due_at = ? AND attempts = ?", d.ID, dbTime(d.DueAt), d.Attempts).
+					Delete(&deferredRow{}).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("persist: delete deferred: %w", err)

@@ -53,11 +53,20 @@ func TestDeferred(t *testing.T) {
 		require.Equal(t, []byte("v2"), got[0].Payload)
 		require.Nil(t, got[0].Metadata)
 
-		require.NoError(t, s.DeleteDeferred(ctx, got[0].ID, got[1].ID, 424242))
+		require.NoError(t, s.DeleteDeferred(ctx, got[0], got[1], Deferred{Parked: Parked{ID: 424242}}))
 		require.NoError(t, s.DeleteDeferred(ctx))
 		got, err = s.DueDeferred(ctx, due(24*time.Hour), 0)
 		require.NoError(t, err)
 		require.Equal(t, []string{"m-3", "m-4"}, deferredUUIDs(got))
+
+		// m-3 is republished, fails again and is deferred anew before the
+		// republisher deletes the row it read: the new deferral survives.
+		require.NoError(t, s.Defer(ctx, Parked{MessageUUID: "m-3", Topic: "t", Attempts: 7}, due(48*time.Hour)))
+		require.NoError(t, s.DeleteDeferred(ctx, got[0]))
+		again, err := s.DueDeferred(ctx, due(72*time.Hour), 0)
+		require.NoError(t, err)
+		require.Equal(t, []string{"m-4", "m-3"}, deferredUUIDs(again))
+		require.Equal(t, 7, again[1].Attempts)
 
 		require.ErrorIs(t, s.Defer(ctx, Parked{}, due(0)), ErrInvalid)
 		require.ErrorIs(t, s.Defer(ctx, Parked{MessageUUID: "m-9"}, time.Time{}), ErrInvalid)
