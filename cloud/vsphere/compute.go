@@ -87,7 +87,8 @@ func (p *Provider) ListServers(ctx context.Context, account string, opts cloud.L
 }
 
 // ListServerStatus returns one page of ids and states: one property
-// collector call retrieving three small properties per VM.
+// collector call retrieving three small properties per VM (plus creating and
+// destroying the container view it reads through).
 func (p *Provider) ListServerStatus(ctx context.Context, account string, opts cloud.ListOptions) (cloud.StatusPage, error) {
 	const op = "list server status"
 	if err := p.checkAccount(op, account); err != nil {
@@ -190,7 +191,9 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 // server with FindServersByTag. The returned operation's id is the clone
 // task's; see [Provider.Operation] for what happens when it completes.
 //
-// An unknown image or size matches cloud.ErrNotFound. req.Name defaults to
+// A missing image fails with an error matching cloud.ErrInvalidRequest; an
+// unknown image or size with one matching both cloud.ErrInvalidRequest and
+// cloud.ErrNotFound. req.Name defaults to
 // the image name plus a random suffix; a name already used in the folder
 // makes the operation fail (vSphere's DuplicateName), which is a second guard
 // against duplicates when names are deterministic.
@@ -200,14 +203,14 @@ func (p *Provider) Launch(ctx context.Context, account string, req cloud.LaunchR
 		return cloud.Operation{}, err
 	}
 	if req.Image == "" {
-		return cloud.Operation{}, fmt.Errorf("vsphere: launch: no image: %w", cloud.ErrNotFound)
+		return cloud.Operation{}, fmt.Errorf("vsphere: launch: image is required: %w", cloud.ErrInvalidRequest)
 	}
 	var spec types.VirtualMachineConfigSpec
 	if req.Size != "" {
 		size, ok := p.cfg.Sizes[req.Size]
 		if !ok {
-			return cloud.Operation{}, fmt.Errorf("vsphere: launch: size %q: %w (configured sizes: %s)",
-				req.Size, cloud.ErrNotFound, strings.Join(slices.Sorted(maps.Keys(p.cfg.Sizes)), ", "))
+			return cloud.Operation{}, fmt.Errorf("vsphere: launch: unknown size %q: %w: %w (configured sizes: %s)",
+				req.Size, cloud.ErrInvalidRequest, cloud.ErrNotFound, strings.Join(slices.Sorted(maps.Keys(p.cfg.Sizes)), ", "))
 		}
 		spec.NumCPUs, spec.MemoryMB = size.CPUs, size.MemoryMB
 	}
@@ -241,7 +244,7 @@ func (p *Provider) Launch(ctx context.Context, account string, req cloud.LaunchR
 		id := task.Reference().Value
 		p.ops.add(&opRecord{
 			id: id, kind: kindLaunch, name: name, nonce: nonce, tags: maps.Clone(req.Tags),
-			folder: p.folder.Reference(),
+			folder: p.folder.Reference(), spec: spec,
 		})
 		result = cloud.Operation{ID: id, Kind: kindLaunch, State: cloud.OpRunning, UpdatedAt: time.Now()}
 		return nil
@@ -297,7 +300,7 @@ func (p *Provider) template(ctx context.Context, image string) (*object.VirtualM
 		if err != nil {
 			var nf *find.NotFoundError
 			if errors.As(err, &nf) {
-				return nil, fmt.Errorf("image %q: template %q: %w", image, target, cloud.ErrNotFound)
+				return nil, fmt.Errorf("unknown image %q: template %q: %w: %w", image, target, cloud.ErrInvalidRequest, cloud.ErrNotFound)
 			}
 			return nil, err
 		}
@@ -320,12 +323,13 @@ func (p *Provider) template(ctx context.Context, image string) (*object.VirtualM
 		if mapped {
 			what = "VM"
 		}
-		return nil, fmt.Errorf("image %q: no %s named %q in datacenter %s: %w", image, what, target, p.dcName, cloud.ErrNotFound)
+		return nil, fmt.Errorf("unknown image %q: no %s named %q in datacenter %s: %w: %w",
+			image, what, target, p.dcName, cloud.ErrInvalidRequest, cloud.ErrNotFound)
 	case 1:
 		return object.NewVirtualMachine(p.client, match[0]), nil
 	default:
-		return nil, fmt.Errorf("image %q: %d VMs are named %q in datacenter %s; map the image to an inventory path in Config.Templates",
-			image, len(match), target, p.dcName)
+		return nil, fmt.Errorf("image %q: %d VMs are named %q in datacenter %s (map the image to an inventory path in Config.Templates): %w",
+			image, len(match), target, p.dcName, cloud.ErrInvalidRequest)
 	}
 }
 

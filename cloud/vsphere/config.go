@@ -61,7 +61,8 @@ type Config struct {
 	Templates map[string]string
 	// Sizes maps a size name (LaunchRequest.Size) to hardware. A launch
 	// without a size keeps the template's CPUs and memory; a launch naming a
-	// size missing from the map fails with an error matching cloud.ErrNotFound.
+	// size missing from the map fails with an error matching
+	// cloud.ErrInvalidRequest and cloud.ErrNotFound.
 	Sizes map[string]Size
 
 	// Account is the account id callers pass to every call: one vCenter

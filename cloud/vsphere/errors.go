@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/vmware/govmomi/fault"
@@ -26,6 +27,7 @@ import (
 //	ManagedObjectNotFound, NotFound                               -> ErrNotFound
 //	InsufficientResourcesFault (and subtypes), NoDiskSpace        -> ErrCapacity
 //	NotEnoughLicenses                                             -> ErrQuota
+//	InvalidArgument (and subtypes), DuplicateName, InvalidName    -> ErrInvalidRequest
 //	HostCommunication (and subtypes), refused/reset/timed-out
 //	connections, TLS failures, non-SOAP HTTP statuses             -> ErrCommunication
 //	HTTP 429                                                      -> *cloud.ThrottledError
@@ -62,13 +64,17 @@ func classify(op string, err error) error {
 	return nil
 }
 
-// isFault reports whether err carries a vSphere fault somewhere in its chain.
+// isFault reports whether err carries a vSphere fault somewhere in its tree.
 func isFault(err error) bool {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		switch e.(type) {
-		case types.HasLocalizedMethodFault, types.BaseMethodFault, interface{ Fault() types.BaseMethodFault }:
-			return true
-		}
+	switch e := err.(type) {
+	case nil:
+		return false
+	case types.HasLocalizedMethodFault, types.BaseMethodFault, interface{ Fault() types.BaseMethodFault }:
+		return true
+	case interface{ Unwrap() error }:
+		return isFault(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(e.Unwrap(), isFault)
 	}
 	return false
 }
@@ -86,6 +92,8 @@ func classifyFault(f types.BaseMethodFault) error {
 		return cloud.ErrQuota
 	case types.BaseHostCommunication:
 		return cloud.ErrCommunication
+	case types.BaseInvalidArgument, *types.DuplicateName, *types.InvalidName:
+		return cloud.ErrInvalidRequest
 	}
 	return nil
 }
@@ -129,7 +137,7 @@ func inTaxonomy(err error) bool {
 		return true
 	}
 	for _, s := range []error{cloud.ErrNotFound, cloud.ErrAuthentication, cloud.ErrCapacity,
-		cloud.ErrQuota, cloud.ErrCommunication, cloud.ErrNotSupported} {
+		cloud.ErrQuota, cloud.ErrCommunication, cloud.ErrNotSupported, cloud.ErrInvalidRequest} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -30,12 +30,14 @@ const maxTrackedOperations = 1024
 // -> OpSucceeded, error -> OpFailed with the fault's name and message.
 // ResourceID is the new VM's id for a clone, the VM's id for other VM tasks.
 //
-// For launches this Provider started, success also needs the follow-up steps
-// a clone task does not do everywhere: when the clone task succeeds,
-// Operation mirrors the tags into custom attributes (best effort) and, if the
-// VM is still off (vcsim ignores CloneSpec.PowerOn), powers it on; the
-// operation stays OpRunning until that power-on task succeeds. Meanwhile
-// listings report the VM as PENDING.
+// For launches this Provider started, success also needs follow-up steps
+// that vCenter does inside the clone task but a simulator may not: when the
+// clone task succeeds, Operation checks that the VM carries the clone's config
+// spec (tags, image, size in extraConfig; CPUs and memory) and applies it if
+// not (vcsim ignores CloneSpec.Config); mirrors the tags into custom
+// attributes (best effort); and, if the VM is still off (vcsim ignores
+// CloneSpec.PowerOn), powers it on. The operation stays OpRunning until that
+// power-on task succeeds; meanwhile listings report the VM as PENDING.
 //
 // vCenter forgets finished tasks after a while (about ten minutes). The
 // Provider keeps a bounded in-process record of the last 1024 operations it
@@ -114,6 +116,28 @@ func (p *Provider) evaluate(ctx context.Context, id string, rec *opRecord) (clou
 func (p *Provider) finishLaunch(ctx context.Context, rec *opRecord, res cloud.Operation) (cloud.Operation, error) {
 	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: res.ResourceID}
 	p.ops.setVM(rec, vm.Value)
+	if !rec.configured {
+		// vCenter applies the clone's config spec; a clone that ignored it
+		// (vcsim does) gets it now, before the first power-on.
+		var m mo.VirtualMachine
+		if err := p.pc.RetrieveOne(ctx, vm, []string{"config.extraConfig"}, &m); err != nil {
+			return res, err
+		}
+		if extraConfig(m, keyLaunch) != rec.nonce {
+			task, err := object.NewVirtualMachine(p.client, vm).Reconfigure(ctx, rec.spec)
+			if err != nil {
+				return res, err
+			}
+			if err := task.Wait(ctx); err != nil {
+				if isNotAuthenticated(err) || ctx.Err() != nil {
+					return res, err
+				}
+				res.State, res.Error = cloud.OpFailed, "apply config spec: "+err.Error()
+				return res, nil
+			}
+		}
+		rec.configured = true
+	}
 	if !rec.mirrored {
 		if err := p.mirrorTags(ctx, vm, rec.tags); err != nil {
 			if isNotAuthenticated(err) || ctx.Err() != nil {
@@ -263,7 +287,10 @@ type opRecord struct {
 	folder types.ManagedObjectReference
 	tags   map[string]string
 
+	spec types.VirtualMachineConfigSpec // the clone's config spec
+
 	busy        sync.Mutex
+	configured  bool
 	mirrored    bool
 	powerOnTask string
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/find"
@@ -27,6 +28,9 @@ import (
 
 // Name is the provider's name, as returned by [Provider.Name].
 const Name = "vsphere"
+
+// ErrClosed is returned by calls on a closed [Provider].
+var ErrClosed = errors.New("vsphere: provider closed")
 
 // Provider is a [cloud.Provider] for one vCenter datacenter, reached through
 // one authenticated session. It implements [cloud.Compute] and
@@ -58,6 +62,7 @@ type Provider struct {
 
 	ops *opLog
 
+	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -123,6 +128,9 @@ func (p *Provider) relogin(ctx context.Context, gen uint64) error {
 	if p.loginGen != gen {
 		return nil
 	}
+	// Log out first: when vCenter still knows the session (it refused one
+	// call, say), Login on it fails. An expired session just says so.
+	_ = p.sm.Logout(ctx)
 	if err := p.login(ctx); err != nil {
 		return err
 	}
@@ -142,6 +150,9 @@ func (p *Provider) generation() uint64 {
 func (p *Provider) do(ctx context.Context, op string, f func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vsphere: %s: %w", op, err)
+	}
+	if p.closed.Load() {
+		return fmt.Errorf("vsphere: %s: %w", op, ErrClosed)
 	}
 	gen := p.generation()
 	err := f(ctx)
@@ -191,6 +202,7 @@ func (p *Provider) Billing() (cloud.Billing, error) { return nil, cloud.NotSuppo
 // Close logs out of vCenter. Calls after Close fail. Close is idempotent.
 func (p *Provider) Close() error {
 	p.closeOnce.Do(func() {
+		p.closed.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := p.sm.Logout(ctx); err != nil && !isNotAuthenticated(err) {
@@ -236,7 +248,9 @@ func (p *Provider) resolve(ctx context.Context) error {
 		}
 		p.dcName, p.vmFolder = dc.Name, dc.VmFolder
 		if p.dc.InventoryPath == "" {
-			p.dc.InventoryPath = "/" + dc.Name
+			if p.dc.InventoryPath, err = find.InventoryPath(ctx, p.client, p.dc.Reference()); err != nil {
+				return err
+			}
 		}
 		finder.SetDatacenter(p.dc)
 
@@ -259,7 +273,8 @@ func (p *Provider) resolve(ctx context.Context) error {
 			case 1:
 				p.pool = pools[0]
 			case 0:
-				return fmt.Errorf("%w: datacenter %s has no cluster or host to run servers on", cloud.ErrNotFound, p.dcName)
+				return fmt.Errorf("%w: datacenter %s has no cluster or host at the top of its host folder: set Config.ResourcePool",
+					cloud.ErrNotFound, p.dcName)
 			default:
 				paths := make([]string, len(pools))
 				for i, rp := range pools {
