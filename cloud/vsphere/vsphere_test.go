@@ -1,138 +1,51 @@
-package vsphere
+package vsphere_test
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/vmware/govmomi"
-	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/task"
-	"github.com/vmware/govmomi/view"
-	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/vsphere"
+	"github.com/stratusworks/worker/cloud/vsphere/vcsimtest"
 )
+
+// The tests against vcsim. They do not run in parallel (see vcsimtest).
 
 const (
-	testUser     = "svc-worker@vsphere.local"
-	testPassword = "pa55-Word-never-print-me"
-	testAccount  = "vc-test"
+	testUser     = vcsimtest.DefaultUsername
+	testPassword = vcsimtest.DefaultPassword
+	testAccount  = vcsimtest.DefaultAccount
+	testImage    = vcsimtest.DefaultImage
 	templateName = "DC0_C0_RP0_VM4"
-	testImage    = "ubuntu-24.04"
 )
 
-// env is one vcsim vCenter on loopback. By default: one datacenter, one
-// cluster of one host, five VMs: VM0 and VM3 on, VM1 off, VM2 suspended, VM4
-// a template (image "ubuntu-24.04").
-type env struct {
-	model  *simulator.Model
-	server *simulator.Server
-	admin  *vim25.Client // a separate session, to arrange and inspect the simulator
-	cfg    Config
-}
-
-// newEnv starts a fresh simulator. Tests using it do not run in parallel:
-// vcsim v0.52.0 shares package-level state between models (the evaluation
-// license, option templates), which the race detector flags when two models
-// are created or served at once.
-func newEnv(t *testing.T, adjust ...func(*simulator.Model)) *env {
+// newSim starts a simulator with one datacenter, one cluster of one host and
+// five VMs: VM0 and VM3 on, VM1 off, VM2 suspended, VM4 the template.
+func newSim(t *testing.T) *vcsimtest.Sim {
 	t.Helper()
-	m := simulator.VPX()
-	m.Datacenter, m.Host, m.Cluster, m.ClusterHost, m.Pool, m.Portgroup = 1, 0, 1, 1, 0, 0
-	m.Machine = 5
-	for _, f := range adjust {
-		f(m)
-	}
-	require.NoError(t, m.Create())
-	t.Cleanup(m.Remove)
-	m.Service.TLS = new(tls.Config)
-	m.Service.Listen = &url.URL{User: url.UserPassword(testUser, testPassword)}
-	s := m.Service.NewServer()
-	t.Cleanup(s.Close)
-
-	c, err := govmomi.NewClient(context.Background(), s.URL, true)
-	require.NoError(t, err)
-	e := &env{model: m, server: s, admin: c.Client, cfg: Config{
-		URL:       "https://" + s.URL.Host + "/sdk",
-		Username:  testUser,
-		Password:  NewSecret(testPassword),
-		Insecure:  true,
-		Account:   testAccount,
-		Templates: map[string]string{testImage: templateName},
-		Sizes:     map[string]Size{"small": {CPUs: 2, MemoryMB: 2048}},
-	}}
-	if m.Datacenter == 1 && m.Machine == 5 {
-		e.arrange(t)
-	}
-	return e
-}
-
-func (e *env) arrange(t *testing.T) {
-	t.Helper()
+	sim := vcsimtest.New(t, vcsimtest.Options{Servers: 4})
+	require.Equal(t, templateName, sim.Template())
 	ctx := context.Background()
 	wait := func(task *object.Task, err error) {
 		require.NoError(t, err)
 		require.NoError(t, task.Wait(ctx))
 	}
-	wait(e.vm(t, "DC0_C0_RP0_VM1").PowerOff(ctx))
-	wait(e.vm(t, "DC0_C0_RP0_VM2").Suspend(ctx))
-	tmpl := e.vm(t, templateName)
-	wait(tmpl.PowerOff(ctx))
-	require.NoError(t, tmpl.MarkAsTemplate(ctx))
-	honourCloneSpec(e.model, tmpl.Reference())
-}
-
-// plainVcsim removes the cloneSpecVM wrapper: clones ignore CloneSpec.Config.
-func (e *env) plainVcsim(t *testing.T) {
-	ref := e.vm(t, templateName).Reference()
-	e.model.Map().Put(e.model.Map().Get(ref).(*cloneSpecVM).VirtualMachine)
-}
-
-func (e *env) vm(t *testing.T, name string) *object.VirtualMachine {
-	t.Helper()
-	v, err := find.NewFinder(e.admin).VirtualMachine(context.Background(), name)
-	require.NoError(t, err)
-	return v
-}
-
-func (e *env) provider(t *testing.T) *Provider {
-	t.Helper()
-	p, err := New(context.Background(), e.cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	return p
-}
-
-// allVMs returns every VM (templates included) by name, as the admin sees them.
-func (e *env) allVMs(t *testing.T) map[string]mo.VirtualMachine {
-	t.Helper()
-	ctx := context.Background()
-	v, err := view.NewManager(e.admin).CreateContainerView(ctx, e.admin.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
-	require.NoError(t, err)
-	defer v.Destroy(ctx)
-	var vms []mo.VirtualMachine
-	require.NoError(t, v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "customValue", "summary.config"}, &vms))
-	out := map[string]mo.VirtualMachine{}
-	for _, vm := range vms {
-		out[vm.Name] = vm
-	}
-	return out
+	wait(sim.VM(t, "DC0_C0_RP0_VM1").PowerOff(ctx))
+	wait(sim.VM(t, "DC0_C0_RP0_VM2").Suspend(ctx))
+	return sim
 }
 
 // waitOp polls the operation until it is terminal.
-func waitOp(t *testing.T, p *Provider, id string) cloud.Operation {
+func waitOp(t *testing.T, p *vsphere.Provider, id string) cloud.Operation {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -148,14 +61,14 @@ func waitOp(t *testing.T, p *Provider, id string) cloud.Operation {
 
 // TestReadOnly runs the tests that change nothing against one simulator.
 func TestReadOnly(t *testing.T) {
-	e := newEnv(t)
-	p := e.provider(t)
-	t.Run("ListServersPaginates", func(t *testing.T) { testListServersPaginates(t, e, p) })
-	t.Run("ListServerStatusMatchesListServers", func(t *testing.T) { testListServerStatusMatchesListServers(t, e, p) })
-	t.Run("GetServer", func(t *testing.T) { testGetServer(t, e, p) })
+	sim := newSim(t)
+	p := sim.Provider(t)
+	t.Run("ListServersPaginates", func(t *testing.T) { testListServersPaginates(t, sim, p) })
+	t.Run("ListServerStatusMatchesListServers", func(t *testing.T) { testListServerStatusMatchesListServers(t, sim, p) })
+	t.Run("GetServer", func(t *testing.T) { testGetServer(t, sim, p) })
 }
 
-func testListServersPaginates(t *testing.T, e *env, p *Provider) {
+func testListServersPaginates(t *testing.T, sim *vcsimtest.Sim, p *vsphere.Provider) {
 	ctx := context.Background()
 
 	var got []cloud.Server
@@ -190,7 +103,7 @@ func testListServersPaginates(t *testing.T, e *env, p *Provider) {
 		"DC0_C0_RP0_VM2": cloud.StateStopped, // suspended
 		"DC0_C0_RP0_VM3": cloud.StateRunning,
 	}, states, "the template is not a server")
-	require.True(t, slices.IsSortedFunc(got, func(a, b cloud.Server) int { return compareIDs(a.ID, b.ID) }))
+	require.True(t, slices.IsSortedFunc(got, func(a, b cloud.Server) int { return vsphere.CompareIDs(a.ID, b.ID) }))
 
 	t.Run("DefaultPageSizeReturnsAll", func(t *testing.T) {
 		page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
@@ -208,7 +121,7 @@ func testListServersPaginates(t *testing.T, e *env, p *Provider) {
 	})
 }
 
-func testListServerStatusMatchesListServers(t *testing.T, e *env, p *Provider) {
+func testListServerStatusMatchesListServers(t *testing.T, sim *vcsimtest.Sim, p *vsphere.Provider) {
 	ctx := context.Background()
 
 	full, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
@@ -230,9 +143,9 @@ func testListServerStatusMatchesListServers(t *testing.T, e *env, p *Provider) {
 	require.Equal(t, want, got)
 }
 
-func testGetServer(t *testing.T, e *env, p *Provider) {
+func testGetServer(t *testing.T, sim *vcsimtest.Sim, p *vsphere.Provider) {
 	ctx := context.Background()
-	vms := e.allVMs(t)
+	vms := sim.VMs(t)
 
 	s, err := p.GetServer(ctx, testAccount, vms["DC0_C0_RP0_VM0"].Self.Value)
 	require.NoError(t, err)
@@ -258,8 +171,8 @@ func testGetServer(t *testing.T, e *env, p *Provider) {
 }
 
 func TestLaunchTagFindTerminate(t *testing.T) {
-	e := newEnv(t)
-	p := e.provider(t)
+	sim := newSim(t)
+	p := sim.Provider(t)
 	ctx := context.Background()
 
 	req := cloud.LaunchRequest{
@@ -268,7 +181,7 @@ func TestLaunchTagFindTerminate(t *testing.T) {
 	}
 	op, err := p.Launch(ctx, testAccount, req)
 	require.NoError(t, err)
-	require.Equal(t, kindLaunch, op.Kind)
+	require.Equal(t, vsphere.KindLaunch, op.Kind)
 	require.Equal(t, cloud.OpRunning, op.State)
 	require.Regexp(t, `^task-\d+$`, op.ID)
 
@@ -288,7 +201,7 @@ func TestLaunchTagFindTerminate(t *testing.T) {
 	require.Equal(t, testImage, s.Image)
 	require.Equal(t, "small", s.Size)
 
-	vm := e.allVMs(t)["web-1"]
+	vm := sim.VMs(t)["web-1"]
 	require.EqualValues(t, 2, vm.Summary.Config.NumCpu)
 	require.EqualValues(t, 2048, vm.Summary.Config.MemorySizeMB)
 	require.Len(t, vm.CustomValue, 2, "tags are mirrored into custom attributes")
@@ -303,7 +216,7 @@ func TestLaunchTagFindTerminate(t *testing.T) {
 
 	term, err := p.Terminate(ctx, testAccount, s.ID)
 	require.NoError(t, err)
-	require.Equal(t, kindTerminate, term.Kind)
+	require.Equal(t, vsphere.KindTerminate, term.Kind)
 	require.Equal(t, s.ID, term.ResourceID)
 	termDone := waitOp(t, p, term.ID)
 	require.Equal(t, cloud.OpSucceeded, termDone.State, termDone.Error)
@@ -343,14 +256,14 @@ func launchOnce(ctx context.Context, c cloud.Compute, account, key string, req c
 }
 
 func TestCrashAfterLaunchFindsServerByTag(t *testing.T) {
-	e := newEnv(t)
+	sim := newSim(t)
 	ctx := context.Background()
 	const key = "action-7f3c"
 	req := cloud.LaunchRequest{Name: "db-1", Image: testImage}
 
 	// First delivery: the handler launches, then "crashes" before recording
 	// the operation: the provider (process) is gone, the operation forgotten.
-	first, err := New(ctx, e.cfg)
+	first, err := vsphere.New(ctx, sim.Config(testAccount))
 	require.NoError(t, err)
 	id, op, err := launchOnce(ctx, first, testAccount, key, req)
 	require.NoError(t, err)
@@ -359,17 +272,17 @@ func TestCrashAfterLaunchFindsServerByTag(t *testing.T) {
 	require.NoError(t, first.Close())
 
 	// The clone finishes in vCenter regardless.
-	task := object.NewTask(e.admin, types.ManagedObjectReference{Type: "Task", Value: op.ID})
+	task := object.NewTask(sim.Client, types.ManagedObjectReference{Type: "Task", Value: op.ID})
 	require.NoError(t, task.Wait(ctx))
 
 	// Redelivery in a new process: the tag finds the server; nothing is cloned.
-	second := e.provider(t)
-	before := len(e.allVMs(t))
+	second := sim.Provider(t)
+	before := len(sim.VMs(t))
 	id, op2, err := launchOnce(ctx, second, testAccount, key, req)
 	require.NoError(t, err)
 	require.Nil(t, op2, "no second launch")
 	require.NotEmpty(t, id)
-	require.Len(t, e.allVMs(t), before)
+	require.Len(t, sim.VMs(t), before)
 
 	found, err := second.FindServersByTag(ctx, testAccount, "idempotency-key", key)
 	require.NoError(t, err)
@@ -380,18 +293,18 @@ func TestCrashAfterLaunchFindsServerByTag(t *testing.T) {
 	got, err := second.Operation(ctx, testAccount, op.ID)
 	require.NoError(t, err)
 	require.Equal(t, cloud.OpSucceeded, got.State)
-	require.Equal(t, kindLaunch, got.Kind)
+	require.Equal(t, vsphere.KindLaunch, got.Kind)
 	require.Equal(t, id, got.ResourceID)
 }
 
 func TestOperationAfterVCenterForgetsTask(t *testing.T) {
-	e := newEnv(t)
-	p := e.provider(t)
+	sim := newSim(t)
+	p := sim.Provider(t)
 	ctx := context.Background()
 	forget := func(id string) {
 		ref := types.ManagedObjectReference{Type: "Task", Value: id}
-		require.NoError(t, object.NewTask(e.admin, ref).Wait(ctx))
-		e.model.Service.Context.Map.Remove(e.model.Service.Context, ref)
+		require.NoError(t, object.NewTask(sim.Client, ref).Wait(ctx))
+		sim.Model.Service.Context.Map.Remove(sim.Model.Service.Context, ref)
 	}
 
 	op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "cache-1", Image: testImage,
@@ -417,8 +330,8 @@ func TestOperationAfterVCenterForgetsTask(t *testing.T) {
 }
 
 func TestLaunchFailures(t *testing.T) {
-	e := newEnv(t)
-	p := e.provider(t)
+	sim := newSim(t)
+	p := sim.Provider(t)
 	ctx := context.Background()
 
 	t.Run("UnknownImage", func(t *testing.T) {
@@ -456,7 +369,7 @@ func TestLaunchFailures(t *testing.T) {
 		require.Contains(t, done.Error, "DuplicateName")
 	})
 	t.Run("InsufficientResourcesIsCapacity", func(t *testing.T) {
-		e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 			MethodName: "CloneVM_Task", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
 			FaultType: simulator.FaultTypeCustom, Fault: &types.InsufficientMemoryResourcesFault{}, Enabled: true,
 		})
@@ -469,9 +382,8 @@ func TestLaunchFailures(t *testing.T) {
 // On plain vcsim, clones ignore CloneSpec.Config and CloneSpec.PowerOn: the
 // follow-up steps of Operation apply them.
 func TestLaunchOnSimulatorIgnoringCloneSpec(t *testing.T) {
-	e := newEnv(t)
-	e.plainVcsim(t)
-	p := e.provider(t)
+	sim := vcsimtest.New(t, vcsimtest.Options{PlainClone: true})
+	p := sim.Provider(t)
 	ctx := context.Background()
 
 	op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Name: "app-1", Image: testImage, Size: "small",
@@ -484,27 +396,27 @@ func TestLaunchOnSimulatorIgnoringCloneSpec(t *testing.T) {
 	require.Equal(t, cloud.StateRunning, s.State)
 	require.Equal(t, map[string]string{"team": "blue"}, s.Tags)
 	require.Equal(t, "small", s.Size)
-	require.EqualValues(t, 2, e.allVMs(t)["app-1"].Summary.Config.NumCpu)
+	require.EqualValues(t, 2, sim.VMs(t)["app-1"].Summary.Config.NumCpu)
 }
 
 func TestSessionExpiryLogsInAgain(t *testing.T) {
-	e := newEnv(t)
-	p := e.provider(t)
+	sim := newSim(t)
+	p := sim.Provider(t)
 	ctx := context.Background()
 
-	require.NoError(t, p.sm.Logout(ctx)) // as if vCenter expired the session
+	require.NoError(t, vsphere.ExpireSession(ctx, p)) // as if vCenter expired the session
 	page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
 	require.NoError(t, err)
 	require.Len(t, page.Servers, 4)
 
-	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+	sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
 		FaultType: simulator.FaultTypeNotAuthenticated, Enabled: true,
 	})
 	_, err = p.ListServerStatus(ctx, testAccount, cloud.ListOptions{})
 	require.NoError(t, err, "one NotAuthenticated is retried after a login")
 
-	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+	sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 2,
 		FaultType: simulator.FaultTypeNotAuthenticated, Enabled: true,
 	})
@@ -513,11 +425,11 @@ func TestSessionExpiryLogsInAgain(t *testing.T) {
 }
 
 func TestWrongPasswordIsAuthentication(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.cfg
+	sim := newSim(t)
+	cfg := sim.Config(testAccount)
 	const wrong = "hunter2-wrong-Secret"
-	cfg.Password = NewSecret(wrong)
-	_, err := New(context.Background(), cfg)
+	cfg.Password = vsphere.NewSecret(wrong)
+	_, err := vsphere.New(context.Background(), cfg)
 	require.ErrorIs(t, err, cloud.ErrAuthentication)
 	require.False(t, cloud.IsTransient(err))
 	for _, s := range []string{err.Error(), fmtAll(err)} {
@@ -529,8 +441,8 @@ func TestWrongPasswordIsAuthentication(t *testing.T) {
 func TestUnreachableIsCommunication(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	_, err := New(context.Background(), Config{
-		URL: "https://127.0.0.1:1/sdk", Username: testUser, Password: NewSecret(testPassword), Timeout: 5 * time.Second,
+	_, err := vsphere.New(context.Background(), vsphere.Config{
+		URL: "https://127.0.0.1:1/sdk", Username: testUser, Password: vsphere.NewSecret(testPassword), Timeout: 5 * time.Second,
 	})
 	require.ErrorIs(t, err, cloud.ErrCommunication)
 	require.True(t, cloud.IsTransient(err))
@@ -539,36 +451,39 @@ func TestUnreachableIsCommunication(t *testing.T) {
 }
 
 func TestCAFileVerifiesTLS(t *testing.T) {
-	e := newEnv(t, func(m *simulator.Model) { m.Machine = 1 })
-	cfg := e.cfg
-	cfg.Insecure = false
-	_, err := New(context.Background(), cfg)
+	sim := vcsimtest.New(t, vcsimtest.Options{VerifyTLS: true})
+	cfg := sim.Config(testAccount)
+	require.False(t, cfg.Insecure)
+	require.NotEmpty(t, cfg.CAFile)
+
+	noCA := cfg
+	noCA.CAFile = ""
+	_, err := vsphere.New(context.Background(), noCA)
 	require.ErrorIs(t, err, cloud.ErrCommunication, "vcsim's certificate is not in the system pool")
 
-	cfg.CAFile, err = e.server.CertificateFile()
-	require.NoError(t, err)
-	p, err := New(context.Background(), cfg)
+	p, err := vsphere.New(context.Background(), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.Close())
 }
 
 func TestDatacenterChoice(t *testing.T) {
-	e := newEnv(t, func(m *simulator.Model) { m.Datacenter, m.Machine = 2, 1 })
+	sim := vcsimtest.New(t, vcsimtest.Options{Datacenters: 2, Servers: 1})
 	ctx := context.Background()
 
-	_, err := New(ctx, e.cfg)
-	require.ErrorIs(t, err, ErrInvalidConfig)
+	cfg := sim.Config(testAccount)
+	cfg.Datacenter = ""
+	_, err := vsphere.New(ctx, cfg)
+	require.ErrorIs(t, err, vsphere.ErrInvalidConfig)
 	require.ErrorContains(t, err, "Datacenter")
 	require.ErrorContains(t, err, "DC0, DC1")
 
-	cfg := e.cfg
 	cfg.Datacenter = "DC9"
-	_, err = New(ctx, cfg)
+	_, err = vsphere.New(ctx, cfg)
 	require.ErrorIs(t, err, cloud.ErrNotFound)
 	require.ErrorContains(t, err, "DC0, DC1")
 
 	cfg.Datacenter = "DC1"
-	p, err := New(ctx, cfg)
+	p, err := vsphere.New(ctx, cfg)
 	require.NoError(t, err)
 	defer p.Close()
 	page, err := p.ListServers(ctx, testAccount, cloud.ListOptions{})
@@ -577,25 +492,14 @@ func TestDatacenterChoice(t *testing.T) {
 	require.Equal(t, "DC1", page.Servers[0].Region)
 	require.Equal(t, "DC1_C0_RP0_VM0", page.Servers[0].Name)
 
-	other := e.allVMs(t)["DC0_C0_RP0_VM0"].Self.Value
+	other := sim.VMs(t)["DC0_C0_RP0_VM0"].Self.Value
 	_, err = p.GetServer(ctx, testAccount, other)
 	require.ErrorIs(t, err, cloud.ErrNotFound, "a VM of another datacenter is not this provider's")
 }
 
-func TestNetworkAndBillingNotSupported(t *testing.T) {
-	t.Parallel()
-	p := &Provider{}
-	_, err := p.Network()
-	require.ErrorIs(t, err, cloud.ErrNotSupported)
-	_, err = p.Billing()
-	require.ErrorIs(t, err, cloud.ErrNotSupported)
-	require.False(t, cloud.IsTransient(err))
-	require.Equal(t, "vsphere", p.Name())
-}
-
 func TestContextCancellation(t *testing.T) {
-	e := newEnv(t, func(m *simulator.Model) { m.Machine = 1 })
-	p := e.provider(t)
+	sim := vcsimtest.New(t, vcsimtest.Options{})
+	p := sim.Provider(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 
@@ -604,7 +508,7 @@ func TestContextCancellation(t *testing.T) {
 	require.NotErrorIs(t, err, cloud.ErrCommunication, "the caller gave up; the cloud did not fail")
 	_, err = p.Launch(ctx, testAccount, cloud.LaunchRequest{Image: testImage})
 	require.ErrorIs(t, err, context.Canceled)
-	_, err = New(ctx, e.cfg)
+	_, err = vsphere.New(ctx, sim.Config(testAccount))
 	require.ErrorIs(t, err, context.Canceled)
 
 	t.Run("MidCall", func(t *testing.T) {
@@ -621,80 +525,22 @@ func TestContextCancellation(t *testing.T) {
 				defer c.Close()
 			}
 		}()
-		cfg := e.cfg
+		cfg := sim.Config(testAccount)
 		cfg.URL = "https://" + l.Addr().String() + "/sdk"
 
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		_, err = New(ctx, cfg)
+		_, err = vsphere.New(ctx, cfg)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.NotErrorIs(t, err, cloud.ErrCommunication)
 		require.Less(t, time.Since(start), time.Second)
 
 		// Config.Timeout, by contrast, is the cloud being too slow.
 		cfg.Timeout = 50 * time.Millisecond
-		_, err = New(context.Background(), cfg)
+		_, err = vsphere.New(context.Background(), cfg)
 		require.ErrorIs(t, err, cloud.ErrCommunication)
 	})
-}
-
-func TestClassify(t *testing.T) {
-	t.Parallel()
-	vim := func(f types.BaseMethodFault) error {
-		return errors.Join(errors.New("call"), taskErr(f))
-	}
-	for _, tc := range []struct {
-		name string
-		err  error
-		want error
-	}{
-		{"InvalidLogin", vim(&types.InvalidLogin{}), cloud.ErrAuthentication},
-		{"NotAuthenticated", vim(&types.NotAuthenticated{}), cloud.ErrAuthentication},
-		{"NoPermission", vim(&types.NoPermission{}), cloud.ErrAuthentication},
-		{"ManagedObjectNotFound", vim(&types.ManagedObjectNotFound{}), cloud.ErrNotFound},
-		{"InsufficientCpu", vim(&types.InsufficientCpuResourcesFault{}), cloud.ErrCapacity},
-		{"InsufficientHostCapacity", vim(&types.InsufficientHostCapacityFault{}), cloud.ErrCapacity},
-		{"NoDiskSpace", vim(&types.NoDiskSpace{}), cloud.ErrCapacity},
-		{"NotEnoughLicenses", vim(&types.NotEnoughLicenses{}), cloud.ErrQuota},
-		{"HostNotConnected", vim(&types.HostNotConnected{}), cloud.ErrCommunication},
-		{"Refused", &url.Error{Op: "Post", URL: "/sdk", Err: errors.New("connection refused")}, cloud.ErrCommunication},
-		{"DuplicateName", vim(&types.DuplicateName{}), cloud.ErrInvalidRequest},
-		{"InvalidArgument", vim(&types.InvalidArgument{}), cloud.ErrInvalidRequest},
-		{"Unknown", vim(&types.InvalidPowerState{}), nil},
-		{"Plain", errors.New("boom"), nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := classify("op", tc.err)
-			if tc.want == nil {
-				require.NoError(t, got)
-				return
-			}
-			require.ErrorIs(t, got, tc.want)
-			require.ErrorIs(t, wrap(context.Background(), "op", tc.err), tc.want)
-		})
-	}
-	t.Run("Throttled", func(t *testing.T) {
-		err := wrap(context.Background(), "list", &url.Error{Op: "Post", URL: "/sdk", Err: errors.New("429 Too Many Requests")})
-		_, ok := cloud.RetryAfter(err)
-		require.True(t, ok)
-	})
-}
-
-func TestCompareIDsIsATotalOrder(t *testing.T) {
-	t.Parallel()
-	ids := []string{"vm-10", "vm-9", "vm-10x", "vm-2", "host-3", "vmx", "vm-100", "a"}
-	slices.SortFunc(ids, compareIDs)
-	require.Equal(t, []string{"host-3", "vm-2", "vm-9", "vm-10", "vm-100", "a", "vm-10x", "vmx"}, ids)
-	for _, a := range ids {
-		for _, b := range ids {
-			require.Equal(t, compareIDs(a, b), -compareIDs(b, a))
-		}
-	}
-}
-
-func taskErr(f types.BaseMethodFault) error {
-	return task.Error{LocalizedMethodFault: &types.LocalizedMethodFault{Fault: f, LocalizedMessage: "simulated"}}
 }
 
 // fmtAll formats err with the verbs that could reveal more than Error().
@@ -702,32 +548,12 @@ func fmtAll(err error) string {
 	return fmt.Sprintf("%v|%+v|%#v|%s|%q", err, err, err, err, err)
 }
 
-func TestInflightOperationsOverrideState(t *testing.T) {
-	t.Parallel()
-	l := newOpLog(2)
-	launch := &opRecord{id: "task-1", kind: kindLaunch}
-	l.add(launch)
-	l.add(&opRecord{id: "task-2", kind: kindTerminate, vmID: "vm-2"})
-	require.Equal(t, map[string]cloud.ServerState{"vm-2": cloud.StateStopping}, l.inflight(),
-		"a launch whose VM is not known yet changes nothing")
-	l.setVM(launch, "vm-1")
-	on := mo.VirtualMachine{}
-	on.Self.Value, on.Runtime.PowerState = "vm-1", types.VirtualMachinePowerStatePoweredOff
-	require.Equal(t, cloud.StatePending, serverState(on, l.inflight()))
-	l.finish(launch, cloud.Operation{State: cloud.OpSucceeded, ResourceID: "vm-1"})
-	require.Equal(t, cloud.StateStopped, serverState(on, l.inflight()))
-
-	l.add(&opRecord{id: "task-3", kind: kindLaunch})
-	require.Nil(t, l.get("task-1"), "the oldest record is forgotten beyond the bound")
-	require.NotNil(t, l.get("task-3"))
-}
-
 func TestClosedProviderRefusesCalls(t *testing.T) {
-	e := newEnv(t, func(m *simulator.Model) { m.Machine = 1 })
-	p, err := New(context.Background(), e.cfg)
+	sim := vcsimtest.New(t, vcsimtest.Options{})
+	p, err := vsphere.New(context.Background(), sim.Config(testAccount))
 	require.NoError(t, err)
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Close(), "idempotent")
 	_, err = p.ListServers(context.Background(), testAccount, cloud.ListOptions{})
-	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, err, vsphere.ErrClosed)
 }

@@ -1,4 +1,4 @@
-package vsphere
+package vcsimtest
 
 import (
 	"github.com/vmware/govmomi/simulator"
@@ -7,14 +7,23 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// cloneSpecVM makes vcsim's CloneVM_Task honour CloneSpec.Config the way
-// vCenter does. vcsim v0.52.0 builds the clone from the template and copies
-// ExtraConfig, NumCPUs and MemoryMB from the spec into a copy of its config
-// that it then discards (simulator/virtual_machine.go, CloneVMTask), so a
-// clone never carries the launch's tags. Wrapping the template, the clone
-// task here runs vcsim's clone, then reconfigures the new VM with the spec,
-// and only then completes: whoever sees the task finished sees the tags.
-// (On vCenter the spec is applied as the VM is created.)
+// HonourCloneSpec makes the clone task of the VM (or template) ref in m apply
+// CloneSpec.Config the way vCenter does. [New] does it for its templates
+// unless Options.PlainClone is set.
+//
+// vcsim v0.52.0 builds a clone from its source and copies ExtraConfig,
+// NumCPUs and MemoryMB from the spec into a copy of the config that it then
+// discards (simulator/virtual_machine.go, CloneVMTask), so a clone never
+// carries a launch's tags. Wrapped, the clone task runs vcsim's clone, then
+// reconfigures the new VM with those three parts of the spec, and only then
+// completes: whoever sees the task finished sees the tags. (On vCenter the
+// spec is applied as the VM is created.)
+func HonourCloneSpec(m *simulator.Model, ref types.ManagedObjectReference) {
+	vm := m.Map().Get(ref).(*simulator.VirtualMachine)
+	m.Map().Put(&cloneSpecVM{vm})
+}
+
+// cloneSpecVM is a simulator VM whose clone task applies the clone spec.
 type cloneSpecVM struct {
 	*simulator.VirtualMachine
 }
@@ -41,9 +50,4 @@ func (vm *cloneSpecVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Ta
 		return ref, nil
 	})
 	return &methods.CloneVM_TaskBody{Res: &types.CloneVM_TaskResponse{Returnval: task.Run(ctx)}}
-}
-
-// honourCloneSpec installs cloneSpecVM around the VM ref.
-func honourCloneSpec(m *simulator.Model, ref types.ManagedObjectReference) {
-	m.Map().Put(&cloneSpecVM{m.Map().Get(ref).(*simulator.VirtualMachine)})
 }
