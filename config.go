@@ -3,10 +3,13 @@ package worker
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"time"
 
+	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 )
 
 // Role selects which parts of the worker a process runs. The classic service
@@ -49,6 +52,31 @@ type Config struct {
 	DeferredInterval time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// Cloud is the provider the built-in handlers use: server.launch (which is
+	// registered only when Cloud is set) and job.check. Pollers bring their own.
+	Cloud cloud.Provider
+	// Schedule tunes the poll schedule of publisher processes: jitter, backoff,
+	// per-account API budget, in-flight lease, clock. See poller.Config.
+	Schedule poller.Config
+	// DeletionGrace is how long a resource must be missing from complete
+	// listings before it is deleted from the state (eventual consistency).
+	// Default 5m.
+	DeletionGrace time.Duration
+	// JobCheckInterval is how often a tracked job's operation is checked. Default 10s.
+	JobCheckInterval time.Duration
+	// JobTimeout is a tracked job's default deadline. Default 1h.
+	JobTimeout time.Duration
+	// LaunchConsistencyWindow is how long after an interrupted launch the
+	// worker keeps looking for the server by its key before launching again;
+	// set it above the cloud's listing delay. Default 2m.
+	LaunchConsistencyWindow time.Duration
+	// SourceCIDR is where this worker's connections to guests come from
+	// (SOURCE_CIDR). When set, server.launch authorizes ingress from it to
+	// ManagementPort on the launch's firewall.
+	SourceCIDR netip.Prefix
+	// ManagementPort is the guests' management (SSH) port. Default 22.
+	ManagementPort int
 }
 
 // MQConfig selects the transport.
@@ -100,6 +128,21 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.DeletionGrace == 0 {
+		c.DeletionGrace = 5 * time.Minute
+	}
+	if c.JobCheckInterval == 0 {
+		c.JobCheckInterval = 10 * time.Second
+	}
+	if c.JobTimeout == 0 {
+		c.JobTimeout = time.Hour
+	}
+	if c.LaunchConsistencyWindow == 0 {
+		c.LaunchConsistencyWindow = 2 * time.Minute
+	}
+	if c.ManagementPort == 0 {
+		c.ManagementPort = 22
+	}
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -131,6 +174,21 @@ func (c Config) Validate() error {
 		return configError("ShutdownTimeout", "is %v, must not be negative", c.ShutdownTimeout)
 	case c.DeferredInterval < 0:
 		return configError("DeferredInterval", "is %v, must not be negative", c.DeferredInterval)
+	}
+	switch {
+	case c.DeletionGrace < 0:
+		return configError("DeletionGrace", "is %v, must not be negative", c.DeletionGrace)
+	case c.JobCheckInterval < 0:
+		return configError("JobCheckInterval", "is %v, must not be negative", c.JobCheckInterval)
+	case c.JobTimeout < 0:
+		return configError("JobTimeout", "is %v, must not be negative", c.JobTimeout)
+	case c.LaunchConsistencyWindow < 0:
+		return configError("LaunchConsistencyWindow", "is %v, must not be negative", c.LaunchConsistencyWindow)
+	case c.ManagementPort < 1 || c.ManagementPort > 65535:
+		return configError("ManagementPort", "is %d, must be 1-65535", c.ManagementPort)
+	}
+	if err := c.Schedule.Validate(); err != nil {
+		return fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
 	if err := c.Topology.Validate(); err != nil {
 		return err

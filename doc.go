@@ -70,6 +70,49 @@
 // source of truth. A body larger than Config.MaxPayloadBytes (default 1 MiB)
 // is refused by the publisher and poisoned by the subscriber.
 //
+// # Polling cloud state
+//
+// A [Poller] reads one kind of resource (package cloud has pollers for
+// servers, server status, firewalls and budgets on any cloud.Provider).
+// [Worker.Register] sets its kind's default interval, [Worker.Watch] polls
+// every registered kind of an account, [Worker.Schedule] gives one resource
+// its own interval. The schedule (package poller) lives in publisher
+// processes: it dispatches a "poll" action when a target is due and not in
+// flight, spends the account's API budget, and receives the outcome back, so
+// backoff on errors, RetryAfter on throttling and the per-account budget hold
+// for the whole fleet. A failing or throttled account never delays another. A
+// poll whose target was polled or unwatched since it was dispatched is dropped.
+//
+// A subscriber runs the poll page by page into the store ([StateSink]):
+// unchanged resources write nothing; changed ones are upserted with their
+// history and a change event in one transaction (the outbox). After the last
+// page of a complete listing, resources it did not return are marked missing
+// and deleted once missing for Config.DeletionGrace. Status-only pollers send
+// partial observations that patch the stored state, so full and status-only
+// listings never make a resource flap.
+//
+// # Events
+//
+// Publisher processes relay the outbox to the events queue: "<kind>.changed"
+// (created or updated; the payload is the state.Change with the changed
+// fields), "<kind>.deleted", and "job.completed", "job.failed",
+// "job.timed_out". An event's action ID is its outbox id: a crash between
+// publishing and marking it sent publishes it again with the same id, for
+// consumers to drop.
+//
+// # Jobs and launches
+//
+// [Worker.TrackJob] (or a "job.track" action from a dispatcher) follows a
+// cloud operation until it is terminal or its deadline passes; jobs are
+// stored, so tracking survives restarts, and the terminal transition is a
+// conditional update, so its event is published once however many workers
+// check it. With Config.Cloud set, the built-in "server.launch" handler
+// launches exactly one server per Action.Key: it claims a launch intent, tags
+// the server with the key ([LaunchTag]), finds the server by that tag when a
+// redelivered action's earlier attempt may have launched it, and tracks the
+// launch as a job. With Config.SourceCIDR set it first opens the launch's
+// firewall to the worker's source addresses on the management port.
+//
 // # Roles
 //
 // Config.Role selects what a process runs: RoleAll (the default), or

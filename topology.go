@@ -16,20 +16,25 @@ const (
 	QueueActions Queue = "actions" // requests: server.launch, host-defined types (the default)
 	QueuePolls   Queue = "polls"   // poll and job.check: frequent, cheap, droppable when stale
 	QueueEvents  Queue = "events"  // state changes and job outcomes for other systems
+	// QueueSchedule carries poll outcomes from subscribers back to the process
+	// that holds the schedule (publishers). Only that process consumes it.
+	QueueSchedule Queue = "schedule"
 )
 
 // Queues lists every queue of the topology in a fixed order.
-var queues = [...]Queue{QueueActions, QueuePolls, QueueEvents}
+var queues = [...]Queue{QueueActions, QueuePolls, QueueEvents, QueueSchedule}
 
 // DefaultRoutes maps the built-in action types to their queues. Types not
 // listed go to QueueActions.
 func DefaultRoutes() map[string]Queue {
 	return map[string]Queue{
-		"poll":      QueuePolls,
-		"job.check": QueuePolls,
-		"*.changed": QueueEvents,
-		"*.deleted": QueueEvents,
-		"job.*":     QueueEvents,
+		"poll":        QueuePolls,
+		"job.check":   QueuePolls,
+		"job.track":   QueueActions,
+		"poll.report": QueueSchedule,
+		"*.changed":   QueueEvents,
+		"*.deleted":   QueueEvents,
+		"job.*":       QueueEvents,
 	}
 }
 
@@ -66,8 +71,8 @@ func (t Topology) Validate() error {
 		return configError("Topology.Prefix", "%q must be lower-case letters, digits and . _ -", t.Prefix)
 	}
 	for k, q := range t.Routes {
-		if q != QueueActions && q != QueuePolls && q != QueueEvents {
-			return configError("Topology.Routes", "[%q] = %q is not a queue (want actions, polls or events)", k, q)
+		if q != QueueActions && q != QueuePolls && q != QueueEvents && q != QueueSchedule {
+			return configError("Topology.Routes", "[%q] = %q is not a queue (want actions, polls, events or schedule)", k, q)
 		}
 		pat := strings.TrimSuffix(strings.TrimPrefix(k, "*"), "*")
 		if strings.Count(k, "*") > 1 || (pat != "" && !validType(strings.Trim(pat, "."))) || pat == "" {

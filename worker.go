@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/rabbitmq"
 )
 
@@ -22,7 +23,12 @@ type Worker struct {
 	log   *slog.Logger
 	store *persist.Store
 	pub   *Publisher
-	sub   *Subscriber // nil in RolePublisher
+	sub   *Subscriber // in publishers it only consumes poll reports
+	sched *poller.Schedule // nil in RoleSubscriber
+
+	pollers     map[string]Poller
+	now         func() time.Time
+	afterLaunch func() error // tests: runs right after the cloud launch call
 
 	closers []func() error // transport parts, closed in order after the subscriber stops
 
@@ -42,8 +48,22 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.Store.Logger == nil {
 		cfg.Store.Logger = cfg.Logger
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{})}
+	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{}), pollers: map[string]Poller{}, now: time.Now}
+	if cfg.Schedule.Clock != nil {
+		w.now = cfg.Schedule.Clock.Now
+	}
+	if cfg.Role != RoleSubscriber {
+		sched, err := poller.New(cfg.Schedule)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
+		}
+		w.sched = sched
+	}
 
+	if cfg.Store.Now == nil {
+		cfg.Store.Now = w.now // one clock for the schedule, the store and the handlers
+		w.cfg.Store.Now = w.now
+	}
 	store, err := persist.Open(ctx, cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("worker: open store: %w", err)
@@ -62,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		_ = w.Close()
 		return nil, err
 	}
-	if cfg.Role != RolePublisher {
+	{
 		w.sub, err = NewSubscriber(SubscriberConfig{
 			Subscriber:      sub,
 			Topology:        cfg.Topology,
@@ -81,7 +101,42 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			return nil, err
 		}
 	}
+	if err := w.builtins(); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
 	return w, nil
+}
+
+// builtins registers the handlers the worker itself provides.
+func (w *Worker) builtins() error {
+	var hs []struct {
+		typ string
+		h   HandlerFunc
+	}
+	add := func(typ string, h HandlerFunc) {
+		hs = append(hs, struct {
+			typ string
+			h   HandlerFunc
+		}{typ, h})
+	}
+	if w.cfg.Role != RolePublisher {
+		add(TypePoll, w.handlePoll)
+		add(TypeJobCheck, w.handleJobCheck)
+		add(TypeJobTrack, w.handleJobTrack)
+		if w.cfg.Cloud != nil {
+			add(TypeServerLaunch, w.handleLaunch)
+		}
+	}
+	if w.sched != nil {
+		add(TypePollReport, w.handlePollReport)
+	}
+	for _, b := range hs {
+		if err := w.sub.Handle(b.typ, b.h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // transport builds the publisher and subscriber sides of the configured MQ.
@@ -112,7 +167,7 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 
 // Handle registers h for actions of the given type. Call it before Run.
 func (w *Worker) Handle(actionType string, h Handler) error {
-	if w.sub == nil {
+	if w.cfg.Role == RolePublisher {
 		return fmt.Errorf("%w: Handle(%q) on a %s worker", ErrRoleNotSupported, actionType, w.cfg.Role)
 	}
 	return w.sub.Handle(actionType, h)
@@ -158,7 +213,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 
 	if w.sub != nil && len(w.sub.Queues()) > 0 {
 		wg.Add(1)
@@ -178,6 +233,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	} else if w.sub != nil {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
+	}
+	if w.sched != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.sched.Run(runCtx, w.dispatch); err != nil {
+				errs <- fmt.Errorf("worker: schedule: %w", err)
+				cancel()
+			}
+		}()
 	}
 	wg.Add(1)
 	go func() {
@@ -211,7 +276,17 @@ func (w *Worker) describeMQ() string {
 func (w *Worker) maintain(ctx context.Context) {
 	t := time.NewTicker(w.cfg.DeferredInterval)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
+		if w.sched != nil {
+			if err := w.relayEvents(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("publishing change events failed; will try again", "err", err)
+			}
+			if tick%30 == 0 {
+				if err := w.syncJobs(ctx); err != nil && ctx.Err() == nil {
+					w.log.Warn("scheduling running jobs failed; will try again", "err", err)
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -222,6 +297,34 @@ func (w *Worker) maintain(ctx context.Context) {
 		}
 		if _, err := w.store.FlushHistory(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("copying history to the analytics database failed; will try again", "err", err)
+		}
+	}
+}
+
+// relayEvents publishes the change and job events that saves committed to
+// the outbox, then marks them sent. A crash in between publishes them again:
+// events carry their id (the action ID), so consumers drop the duplicate.
+func (w *Worker) relayEvents(ctx context.Context) error {
+	for {
+		evs, err := w.store.PendingEvents(ctx, 100)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		actions := make([]Action, 0, len(evs))
+		ids := make([]string, 0, len(evs))
+		for _, e := range evs {
+			actions = append(actions, Action{ID: e.ID, Key: e.ID, Type: e.Type, Account: e.Account, Customer: e.Customer,
+				Resource: e.ResourceID, CreatedAt: e.CreatedAt, Payload: e.Payload})
+			ids = append(ids, e.ID)
+		}
+		if err := w.pub.Publish(ctx, actions...); err != nil {
+			return err
+		}
+		if err := w.store.MarkEventsSent(ctx, ids...); err != nil {
+			return err
+		}
+		if len(evs) < 100 {
+			return nil
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package persist stores what the worker knows in a relational database
 // through GORM: the current state of every observed cloud resource, its
-// history, poison messages and deferred retries. It implements the root
-// package's StateSink with [Store.Save].
+// history, the outbox of change and job events, tracked jobs, launch
+// intents, guest log offsets, poison messages and deferred retries. It
+// implements the root package's StateSink with [Store.Save].
 //
 // # Databases
 //
@@ -30,7 +31,9 @@
 // worker_analytics_schema_migrations for history). Several processes may start
 // at once: they serialise on a MySQL named lock or on the SQLite write lock,
 // and each migration runs once. A database migrated by a newer binary is
-// refused with [ErrSchemaTooNew].
+// refused with [ErrSchemaTooNew]. The provisioning migrations also create
+// km's credential table (worker_km_credentials) exactly as km.Migrate would,
+// case-sensitive on MySQL too.
 //
 // # Change detection
 //
@@ -41,6 +44,26 @@
 // version, append history and come back as [state.Change] values, all in one
 // transaction. Concurrent writers to the same resource are reconciled with
 // optimistic concurrency on the version, and the transaction is retried.
+// Partial observations (a status-only listing) patch the stored attributes
+// instead of replacing them, so a resource never flaps between two shapes.
+//
+// # Deleted resources
+//
+// After the last page of a complete listing, [Store.Sweep] compares the
+// stored resources with what the listing saw. A resource missed once is
+// marked; one still missing after a grace period is deleted, leaving a
+// tombstone that keeps its version so that a resource seen again continues
+// the sequence. A steady state (everything seen) writes nothing.
+//
+// # Events, jobs and launches
+//
+// Every change Save and Sweep record, and every job [Store.FinishJob]
+// finishes, also writes an [Event] to the outbox table worker_outbox in the
+// same transaction; a relay publishes [Store.PendingEvents] and marks them
+// with [Store.MarkEventsSent]. [Store.TrackJob] records a running cloud
+// operation and FinishJob ends it exactly once, whichever worker gets there
+// first. [Store.ClaimLaunch] makes a server launch idempotent by the action's
+// key. [Store.GuestOffsets] keeps the guest log collector's offsets.
 //
 // # Errors
 //

@@ -35,6 +35,13 @@ var (
 		steps: []migration{
 			{Version: 1, Name: "create resources, history outbox, poison and deferred tables", Up: createTables(
 				resourcesDDL, outboxDDL, poisonDDL, deferredDDL)},
+			{Version: 2, Name: "track missing and deleted resources", Up: addColumns(tblResources,
+				"missing_since $TIME NULL", "deleted_at $TIME NULL")},
+			{Version: 3, Name: "create event outbox table", Up: createTables(eventsDDL)},
+			{Version: 4, Name: "create jobs table", Up: createTables(jobsDDL)},
+			{Version: 5, Name: "create launch intents table", Up: createTables(launchIntentsDDL)},
+			{Version: 6, Name: "create guest log offsets table", Up: createTables(guestOffsetsDDL)},
+			{Version: 7, Name: "create km credentials table", Up: createKMCredentials},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -52,6 +59,13 @@ const (
 	tblOutbox    = "worker_history_outbox"
 	tblPoison    = "worker_poison"
 	tblDeferred  = "worker_deferred"
+	tblEvents    = "worker_outbox" // change and job events for the relay
+	tblJobs      = "worker_jobs"
+	tblLaunches  = "worker_launch_intents"
+	tblOffsets   = "worker_guest_offsets"
+	// tblKMCredentials is km.TableName; persist creates it so that the
+	// provisioning database's schema is versioned in one place.
+	tblKMCredentials = "worker_km_credentials"
 )
 
 // tableDef is dialect-neutral DDL. Column types use tokens that ddlTypes
@@ -91,6 +105,15 @@ const (
 	maxUUIDLen     = 191
 	maxTopicLen    = 255
 	maxActionLen   = 128
+	maxEventIDLen  = 64
+	maxEventType   = 128
+	maxJobIDLen    = 191
+	maxOpIDLen     = 255
+	maxStateLen    = 16
+	maxKeyLen      = 191 // launch idempotency keys
+	maxPathLen     = 320 // guest log paths: (128+255+320)*4 = 2812 bytes of key
+	maxIdentityLen = 255
+	maxTailHashLen = 64
 )
 
 var resourceKeyDDLColumns = []string{
@@ -159,6 +182,148 @@ var (
 		indexes: []string{"due_at"},
 	}
 )
+
+var (
+	eventsDDL = tableDef{
+		name: tblEvents,
+		columns: []string{
+			"id $ID",
+			fmt.Sprintf("event_id VARCHAR(%d) NOT NULL", maxEventIDLen),
+			fmt.Sprintf("type VARCHAR(%d) NOT NULL", maxEventType),
+			fmt.Sprintf("account VARCHAR(%d) NOT NULL", maxAccountLen),
+			fmt.Sprintf("customer VARCHAR(%d) NOT NULL", maxCustomerLen),
+			fmt.Sprintf("kind VARCHAR(%d) NOT NULL", maxKindLen),
+			fmt.Sprintf("resource_id VARCHAR(%d) NOT NULL", maxResourceLen),
+			"payload $TEXT NOT NULL",
+			"created_at $TIME NOT NULL",
+			"sent_at $TIME NULL",
+		},
+		unique:  []string{"event_id"},
+		indexes: []string{"sent_at, id"},
+	}
+	jobsDDL = tableDef{
+		name: tblJobs,
+		columns: []string{
+			fmt.Sprintf("id VARCHAR(%d) NOT NULL", maxJobIDLen),
+			fmt.Sprintf("account VARCHAR(%d) NOT NULL", maxAccountLen),
+			fmt.Sprintf("customer VARCHAR(%d) NOT NULL", maxCustomerLen),
+			fmt.Sprintf("kind VARCHAR(%d) NOT NULL", maxKindLen),
+			fmt.Sprintf("operation_id VARCHAR(%d) NOT NULL", maxOpIDLen),
+			fmt.Sprintf("resource_id VARCHAR(%d) NOT NULL", maxResourceLen),
+			fmt.Sprintf("state VARCHAR(%d) NOT NULL", maxStateLen),
+			"result $TEXT NULL",
+			"error $TEXT NOT NULL",
+			"deadline $TIME NULL",
+			"created_at $TIME NOT NULL",
+			"updated_at $TIME NOT NULL",
+			"version BIGINT NOT NULL",
+		},
+		primaryKey: "id",
+		indexes:    []string{"state, id"},
+	}
+	// The key column is idempotency_key: KEY is reserved in MySQL.
+	launchIntentsDDL = tableDef{
+		name: tblLaunches,
+		columns: []string{
+			fmt.Sprintf("idempotency_key VARCHAR(%d) NOT NULL", maxKeyLen),
+			fmt.Sprintf("account VARCHAR(%d) NOT NULL", maxAccountLen),
+			fmt.Sprintf("customer VARCHAR(%d) NOT NULL", maxCustomerLen),
+			"request $TEXT NOT NULL",
+			fmt.Sprintf("state VARCHAR(%d) NOT NULL", maxStateLen),
+			fmt.Sprintf("server_id VARCHAR(%d) NOT NULL", maxResourceLen),
+			fmt.Sprintf("operation_id VARCHAR(%d) NOT NULL", maxOpIDLen),
+			fmt.Sprintf("job_id VARCHAR(%d) NOT NULL", maxJobIDLen),
+			"claimed_at $TIME NOT NULL",
+			"updated_at $TIME NOT NULL",
+		},
+		primaryKey: "idempotency_key",
+	}
+	guestOffsetsDDL = tableDef{
+		name: tblOffsets,
+		columns: []string{
+			fmt.Sprintf("account VARCHAR(%d) NOT NULL", maxAccountLen),
+			fmt.Sprintf("server_id VARCHAR(%d) NOT NULL", maxResourceLen),
+			fmt.Sprintf("path VARCHAR(%d) NOT NULL", maxPathLen),
+			fmt.Sprintf("identity VARCHAR(%d) NOT NULL", maxIdentityLen),
+			"bytes BIGINT NOT NULL",
+			"size BIGINT NOT NULL",
+			fmt.Sprintf("tail_hash VARCHAR(%d) NOT NULL", maxTailHashLen),
+			"local_size BIGINT NOT NULL",
+			"updated_at $TIME NOT NULL",
+		},
+		primaryKey: "account, server_id, path",
+	}
+)
+
+// kmCredentialsDDL creates km's credential table with the columns, types and
+// index names that km's GORM model (km.Migrate) would create, so that
+// km.NewLocalStore finds nothing to change. On MySQL the collation is
+// utf8mb4_bin: customer, account and name compare case-sensitively, as they
+// do on SQLite.
+var kmCredentialsDDL = map[Driver][]string{
+	// One line, backquoted names and DEFAULT "", exactly as GORM writes it:
+	// the SQLite migrator reads columns back by parsing this statement, and
+	// would rebuild the table over any difference it sees.
+	SQLite: {
+		"CREATE TABLE IF NOT EXISTS `" + tblKMCredentials + "` (`id` integer PRIMARY KEY AUTOINCREMENT," +
+			"`customer` text NOT NULL,`account` text NOT NULL,`name` text NOT NULL," +
+			"`provider` text NOT NULL DEFAULT \"\",`kind` text NOT NULL,`field_names` text NOT NULL," +
+			"`meta` text NOT NULL,`envelope` blob NOT NULL,`key_id` text NOT NULL,`key_version` integer NOT NULL," +
+			"`revision` integer NOT NULL DEFAULT 1,`created_at` datetime NOT NULL,`updated_at` datetime NOT NULL)",
+		`CREATE UNIQUE INDEX IF NOT EXISTS ux_worker_km_credentials_key ON ` + tblKMCredentials + ` (customer, account, name)`,
+		`CREATE INDEX IF NOT EXISTS ix_worker_km_credentials_keyver ON ` + tblKMCredentials + ` (key_id, key_version)`,
+	},
+	MySQL: {
+		`CREATE TABLE IF NOT EXISTS ` + tblKMCredentials + ` (
+	id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+	customer VARCHAR(191) NOT NULL,
+	account VARCHAR(191) NOT NULL,
+	name VARCHAR(191) NOT NULL,
+	provider VARCHAR(191) NOT NULL DEFAULT '',
+	kind VARCHAR(16) NOT NULL,
+	field_names TEXT NOT NULL,
+	meta TEXT NOT NULL,
+	envelope LONGBLOB NOT NULL,
+	key_id VARCHAR(64) NOT NULL,
+	key_version BIGINT NOT NULL,
+	revision BIGINT NOT NULL DEFAULT 1,
+	created_at DATETIME(3) NOT NULL,
+	updated_at DATETIME(3) NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE KEY ux_worker_km_credentials_key (customer, account, name),
+	KEY ix_worker_km_credentials_keyver (key_id, key_version)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+	},
+}
+
+func createKMCredentials(tx *gorm.DB) error {
+	for _, stmt := range kmCredentialsDDL[Driver(tx.Dialector.Name())] {
+		if err := tx.Exec(stmt).Error; err != nil {
+			return fmt.Errorf("create table %s: %w", tblKMCredentials, err)
+		}
+	}
+	return nil
+}
+
+// addColumns adds columns ("name type", with $-tokens) that are not there
+// yet. Neither dialect has a portable ADD COLUMN IF NOT EXISTS, and MySQL
+// DDL is not transactional, so each column is checked first: a step
+// interrupted half-way runs again cleanly.
+func addColumns(table string, columns ...string) func(tx *gorm.DB) error {
+	return func(tx *gorm.DB) error {
+		d := Driver(tx.Dialector.Name())
+		for _, col := range columns {
+			name, _, _ := strings.Cut(col, " ")
+			if tx.Migrator().HasColumn(table, name) {
+				continue
+			}
+			if err := tx.Exec(ddlTypes[d].Replace("ALTER TABLE " + table + " ADD COLUMN " + col)).Error; err != nil {
+				return fmt.Errorf("add column %s.%s: %w", table, name, err)
+			}
+		}
+		return nil
+	}
+}
 
 func indexName(table, cols, suffix string) string {
 	return table + "_" + strings.NewReplacer(", ", "_", ",", "_").Replace(cols) + "_" + suffix

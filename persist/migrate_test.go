@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/internal/testenv"
+	"github.com/stratusworks/worker/km"
 )
 
 func TestMigrationStepsAreOrdered(t *testing.T) {
@@ -44,8 +47,12 @@ func requireMigratedOnce(t *testing.T, s *Store) {
 			require.Equal(t, 1, r.N, "%s version %d", set.table, r.Version)
 		}
 	}
-	for _, table := range []string{tblResources, tblHistory, tblOutbox, tblPoison, tblDeferred} {
+	for _, table := range []string{tblResources, tblHistory, tblOutbox, tblPoison, tblDeferred,
+		tblEvents, tblJobs, tblLaunches, tblOffsets, tblKMCredentials} {
 		require.True(t, s.DB().Migrator().HasTable(table), table)
+	}
+	for _, col := range []string{"missing_since", "deleted_at"} {
+		require.True(t, s.DB().Migrator().HasColumn(tblResources, col), col)
 	}
 }
 
@@ -148,4 +155,59 @@ func TestMigrateConcurrentProcesses(t *testing.T) {
 			requireMigratedOnce(t, s)
 		})
 	}
+}
+
+// TestAddColumnsRerun runs the column step again, as after a crash between
+// its DDL (not transactional on MySQL) and recording its version.
+func TestAddColumnsRerun(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := openStore(t, Config{Provisioning: b.db(t)})
+		require.NoError(t, provisioningMigrations.steps[1].Up(s.DB()))
+		require.NoError(t, createKMCredentials(s.DB()))
+	})
+}
+
+// TestKMCredentialsTable checks that the km credential table created by
+// persist's migrations is the one km's own GORM model expects: km.Migrate
+// finds nothing to create or alter, and a LocalStore works on it.
+func TestKMCredentialsTable(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := openStore(t, Config{Provisioning: b.db(t)})
+		var mu sync.Mutex
+		var ddl []string
+		name := "persist_test:record_ddl"
+		require.NoError(t, s.DB().Callback().Raw().After("gorm:raw").Register(name, func(db *gorm.DB) {
+			sql := strings.ToUpper(strings.TrimSpace(db.Statement.SQL.String()))
+			for _, verb := range []string{"CREATE", "ALTER", "DROP"} {
+				if strings.HasPrefix(sql, verb) {
+					mu.Lock()
+					ddl = append(ddl, db.Statement.SQL.String())
+					mu.Unlock()
+				}
+			}
+		}))
+		ctx := context.Background()
+		require.NoError(t, km.Migrate(ctx, s.DB()))
+		require.Empty(t, ddl, "km.Migrate must find the table as its model describes it")
+
+		kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret(bytes.Repeat([]byte{7}, 32))})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = kr.Close() })
+		ks, err := km.NewLocalStore(s.DB(), kr)
+		require.NoError(t, err)
+		require.Empty(t, ddl)
+		for _, name := range []string{"default", "Default"} { // case-sensitive on both dialects
+			require.NoError(t, ks.Put(ctx, km.Credential{Customer: "acme", Account: "a-1", Kind: km.KindCloud, Name: name,
+				Fields: map[string]km.Secret{"secret": km.NewSecret([]byte("s3cret-" + name))}}))
+		}
+		c, err := ks.Get(ctx, "acme", "a-1", "Default")
+		require.NoError(t, err)
+		require.NoError(t, c.Field("secret").Use(func(p []byte) error {
+			require.Equal(t, "s3cret-Default", string(p))
+			return nil
+		}))
+		require.EqualValues(t, 2, countRows(t, s.DB(), tblKMCredentials))
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ type Resource struct {
 	Attributes json.RawMessage
 	ObservedAt time.Time // when the provider reported this state (UTC)
 	UpdatedAt  time.Time // when the store last changed the row (UTC)
+	// MissingSince is when a complete listing first missed the resource (see
+	// [Store.Sweep]); nil while listings see it.
+	MissingSince *time.Time
 }
 
 // HistoryEntry is one recorded change of a resource.
@@ -58,6 +62,11 @@ type resourceRow struct {
 	Attributes string    `gorm:"column:attributes"`
 	ObservedAt time.Time `gorm:"column:observed_at"`
 	UpdatedAt  time.Time `gorm:"column:updated_at;autoUpdateTime:false"`
+	// MissingSince is set by Sweep when a complete listing misses the row.
+	MissingSince *time.Time `gorm:"column:missing_since"`
+	// DeletedAt marks a tombstone: the resource was deleted, the row keeps its
+	// version so that a re-created resource continues the sequence.
+	DeletedAt *time.Time `gorm:"column:deleted_at"`
 }
 
 func (resourceRow) TableName() string { return tblResources }
@@ -94,6 +103,7 @@ type observation struct {
 	attrs      string // canonical JSON object
 	hash       string
 	observedAt time.Time // dbTime
+	partial    bool      // attrs patch the stored attributes
 }
 
 type resKey struct{ kind, id string }
@@ -109,8 +119,21 @@ type resKey struct{ kind, id string }
 // the last). Concurrent saves of the same resource, from any process, are
 // resolved by optimistic concurrency on the row version.
 //
-// snap.Complete is accepted, but deletion detection (resources missing from a
-// complete listing) is not implemented yet: Save never reports Deleted.
+// A partial observation ([state.Observation].Partial) patches the stored
+// attributes: its top-level keys replace the stored ones and the others are
+// kept, and the merged object is compared as usual. A partial observation of a
+// resource that is not stored (or was deleted) creates it with just its own
+// attributes.
+//
+// Every change is also written to the event outbox (see [Event]) in the same
+// transaction: "<kind>.changed" events carrying the [state.Change].
+//
+// Save never reports Deleted: after the last page of a complete listing
+// (snap.Complete), call [Store.Sweep] with the ids the listing saw. An
+// observation of a resource that Sweep marked missing clears the mark (a
+// write, even when nothing else changed); an observation of a deleted
+// resource re-creates it (Created, its version continuing after the
+// deletion's) unless it is older than the deletion.
 //
 // Invalid input (missing account, kind or id, attributes that are not a JSON
 // object, over-long keys) fails with an error matching [ErrInvalid] that names
@@ -135,7 +158,7 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	if err != nil {
 		return nil, fmt.Errorf("persist: save %s: %w", t, err)
 	}
-	if len(p.changes) == 0 {
+	if len(p.changes) == 0 && len(p.clears) == 0 {
 		return nil, nil
 	}
 
@@ -205,7 +228,7 @@ func prepareSnapshot(t state.Target, snap state.Snapshot, now time.Time) ([]obse
 			at = dbTime(o.ObservedAt)
 		}
 		sum := sha256.Sum256([]byte(attrs))
-		ob := observation{index: i, kind: kind, id: o.ID, attrs: attrs, hash: hex.EncodeToString(sum[:]), observedAt: at}
+		ob := observation{index: i, kind: kind, id: o.ID, attrs: attrs, hash: hex.EncodeToString(sum[:]), observedAt: at, partial: o.Partial}
 		k := resKey{kind, o.ID}
 		if j, dup := seen[k]; dup {
 			if !ob.observedAt.Before(out[j].observedAt) {
@@ -296,48 +319,103 @@ type rowUpdate struct {
 
 // savePlan is what a save has to write, computed from the stored rows.
 type savePlan struct {
+	account string
 	creates []resourceRow
-	updates []rowUpdate
+	updates []rowUpdate // includes re-creations of deleted resources
+	clears  []resKey    // seen again: clear missing_since, nothing else changed
 	history []historyRow
+	events  []eventRow
 	changes []state.Change
 }
 
 // planSave decides, per observation, whether to create, update or skip.
 func planSave(t state.Target, obs []observation, stored map[resKey]resourceRow, now time.Time) savePlan {
-	var p savePlan
+	p := savePlan{account: t.Account}
 	for _, o := range obs {
-		old, exists := stored[resKey{o.kind, o.id}]
-		if exists && (old.Hash == o.hash || old.ObservedAt.After(o.observedAt)) {
-			continue // unchanged, or older than what is stored
+		k := resKey{o.kind, o.id}
+		old, exists := stored[k]
+		if exists && old.ObservedAt.After(o.observedAt) {
+			continue // older than what is stored (for a tombstone: than the deletion)
+		}
+		live := exists && old.DeletedAt == nil
+		attrs, hash := o.attrs, o.hash
+		if live && o.partial {
+			attrs, hash = mergePartial(old, o.attrs)
+		}
+		if live && old.Hash == hash {
+			if old.MissingSince != nil {
+				p.clears = append(p.clears, k)
+			}
+			continue // unchanged
 		}
 		row := resourceRow{
 			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
-			Hash: o.hash, Version: 1, Attributes: o.attrs, ObservedAt: o.observedAt, UpdatedAt: now,
+			Hash: hash, Version: 1, Attributes: attrs, ObservedAt: o.observedAt, UpdatedAt: now,
 		}
 		ch := state.Change{
 			Op:     state.Created,
 			Target: state.Target{Account: t.Account, Customer: t.Customer, Kind: o.kind, Resource: o.id},
-			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(o.attrs), ObservedAt: o.observedAt},
+			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(attrs), ObservedAt: o.observedAt},
 		}
-		if exists {
+		switch {
+		case live:
 			row.Version = old.Version + 1
 			ch.Op = state.Updated
 			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.Attributes), ObservedAt: old.ObservedAt.UTC()}
-			ch.Fields = diffFields(old.Attributes, o.attrs)
+			ch.Fields = diffFields(old.Attributes, attrs)
 			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
-		} else {
+		case exists: // a tombstone: created again, the version sequence goes on
+			row.Version = old.Version + 1
+			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
+		default:
 			p.creates = append(p.creates, row)
 		}
 		ch.Version = row.Version
-		fields, _ := json.Marshal(nonNil(ch.Fields))
-		p.history = append(p.history, historyRow{
-			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
-			Op: string(ch.Op), Version: row.Version, Fields: string(fields), Attributes: o.attrs,
-			ObservedAt: o.observedAt, RecordedAt: now,
-		})
-		p.changes = append(p.changes, ch)
+		p.record(ch, attrs, o.observedAt, now)
 	}
 	return p
+}
+
+// record adds a change with its history entry and outbox event.
+func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Time) {
+	fields, _ := json.Marshal(nonNil(ch.Fields))
+	p.history = append(p.history, historyRow{
+		Account: ch.Target.Account, Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Customer: ch.Target.Customer,
+		Op: string(ch.Op), Version: ch.Version, Fields: string(fields), Attributes: attrs,
+		ObservedAt: observedAt, RecordedAt: now,
+	})
+	p.events = append(p.events, changeEvent(ch, now))
+	p.changes = append(p.changes, ch)
+}
+
+// mergePartial patches the stored attributes with a partial observation's
+// top-level keys and returns the canonical result and its hash; when the
+// patch changes nothing it returns the stored ones without re-encoding.
+func mergePartial(old resourceRow, partial string) (attrs, hash string) {
+	var stored, patch map[string]json.RawMessage
+	_ = json.Unmarshal([]byte(old.Attributes), &stored) // both are canonical objects
+	_ = json.Unmarshal([]byte(partial), &patch)
+	changed := false
+	for k, v := range patch {
+		if sv, ok := stored[k]; !ok || !bytes.Equal(sv, v) {
+			changed = true
+			break
+		}
+	}
+	if !changed {
+		return old.Attributes, old.Hash
+	}
+	if stored == nil {
+		stored = make(map[string]json.RawMessage, len(patch))
+	}
+	maps.Copy(stored, patch)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // values are canonical already; keep them byte for byte
+	_ = enc.Encode(stored)   // sorted keys, as canonicalObject writes them
+	attrs = string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	sum := sha256.Sum256([]byte(attrs))
+	return attrs, hex.EncodeToString(sum[:])
 }
 
 func nonNil(s []string) []string {
@@ -387,7 +465,7 @@ func (p savePlan) write(tx *gorm.DB, historyTable string) error {
 			Where("account = ? AND kind = ? AND resource_id = ? AND version = ?", r.Account, r.Kind, r.ResourceID, u.prevVersion).
 			Updates(map[string]any{
 				"customer": r.Customer, "hash": r.Hash, "version": r.Version, "attributes": r.Attributes,
-				"observed_at": r.ObservedAt, "updated_at": r.UpdatedAt,
+				"observed_at": r.ObservedAt, "updated_at": r.UpdatedAt, "missing_since": nil, "deleted_at": nil,
 			})
 		if res.Error != nil {
 			return fmt.Errorf("update %s: %w", tblResources, res.Error)
@@ -396,21 +474,43 @@ func (p savePlan) write(tx *gorm.DB, historyTable string) error {
 			return errConflict
 		}
 	}
+	if err := clearMissing(tx, p.account, p.clears); err != nil {
+		return err
+	}
 	if len(p.history) > 0 {
 		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", historyTable, err)
+		}
+	}
+	return insertEvents(tx, p.events)
+}
+
+// clearMissing clears missing_since on live rows that were seen again.
+func clearMissing(tx *gorm.DB, account string, keys []resKey) error {
+	byKind := map[string][]string{}
+	for _, k := range keys {
+		byKind[k.kind] = append(byKind[k.kind], k.id)
+	}
+	for kind, ids := range byKind {
+		for chunk := range slices.Chunk(ids, inListChunk) {
+			err := tx.Model(&resourceRow{}).
+				Where("account = ? AND kind = ? AND resource_id IN ? AND missing_since IS NOT NULL AND deleted_at IS NULL", account, kind, chunk).
+				Update("missing_since", nil).Error
+			if err != nil {
+				return fmt.Errorf("update %s: %w", tblResources, err)
+			}
 		}
 	}
 	return nil
 }
 
 // Resource returns the stored state of one resource, or an error matching
-// [ErrNotFound].
+// [ErrNotFound]; a deleted resource is not found.
 func (s *Store) Resource(ctx context.Context, account, kind, id string) (Resource, error) {
 	var rows []resourceRow
 	err := retry(ctx, func() error {
 		return s.prov.reader.WithContext(ctx).
-			Where("account = ? AND kind = ? AND resource_id = ?", account, kind, id).
+			Where("account = ? AND kind = ? AND resource_id = ? AND deleted_at IS NULL", account, kind, id).
 			Limit(1).Find(&rows).Error
 	})
 	if err != nil {
@@ -420,11 +520,16 @@ func (s *Store) Resource(ctx context.Context, account, kind, id string) (Resourc
 		return Resource{}, fmt.Errorf("persist: resource %s/%s/%s: %w", account, kind, id, ErrNotFound)
 	}
 	r := rows[0]
-	return Resource{
+	res := Resource{
 		Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
 		Hash: r.Hash, Version: r.Version, Attributes: json.RawMessage(r.Attributes),
 		ObservedAt: r.ObservedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-	}, nil
+	}
+	if r.MissingSince != nil {
+		at := r.MissingSince.UTC()
+		res.MissingSince = &at
+	}
+	return res, nil
 }
 
 // History returns the recorded changes of one resource from the analytics

@@ -26,6 +26,9 @@ type Store struct {
 	now  func() time.Time
 	prov *database // provisioning
 	ana  *database // analytics; == prov when they are the same database
+
+	sweepBatch int // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
+	purgeBatch int // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
 }
 
 // database is one opened database: a writer handle and a reader handle, which
@@ -230,7 +233,10 @@ func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, 
 func openSQLitePool(ctx context.Context, dsn, desc string) (*sql.DB, error) {
 	pool, err := sql.Open(sqlite.DriverName, dsn)
 	if err == nil {
-		err = pool.PingContext(ctx)
+		// Connections switch a new file to WAL as they open. When several
+		// processes do that at once, SQLite may answer SQLITE_BUSY at once
+		// rather than wait (deadlock avoidance), so a busy ping is retried.
+		err = retry(ctx, func() error { return pool.PingContext(ctx) })
 		if err != nil {
 			_ = pool.Close()
 		}

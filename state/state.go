@@ -35,6 +35,12 @@ type Observation struct {
 	// ObservedAt is when the provider reported this state. An observation older
 	// than the one already stored never replaces it. Zero means "now".
 	ObservedAt time.Time `json:"observed_at"`
+	// Partial attributes patch the stored state: their top-level keys replace
+	// the stored ones, keys they omit are kept. A status-only listing sends
+	// {"state": …} as a partial observation so that it never makes a resource
+	// flap between its full and status-only shapes. A partial observation of a
+	// resource that is not stored yet creates it with just those attributes.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // Snapshot is one page of a listing. Large accounts arrive page by page.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,7 +24,10 @@ import (
 	"time"
 
 	"github.com/stratusworks/worker"
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/sim"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/state"
 )
 
@@ -61,11 +65,34 @@ func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		_ = os.Remove(dbPath + suffix)
 	}
+	// A simulated cloud: async launches, pagination, eventual consistency.
+	simCloud, err := sim.New(sim.Config{LaunchDelay: 400 * time.Millisecond, TerminateDelay: 200 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := simCloud.AddServer("acct-42", cloud.Server{Name: fmt.Sprintf("db-%d", i), Image: "debian-12", State: cloud.StateRunning}); err != nil {
+			return err
+		}
+	}
+	fw, err := simCloud.AddFirewall("acct-42", cloud.Firewall{Name: "default"})
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(ctx, worker.Config{
-		Store:  persist.Config{Provisioning: persist.DBConfig{DSN: dbPath}},
-		Retry:  worker.RetryPolicy{InitialInterval: 50 * time.Millisecond, MaxAttempts: 3},
-		Logger: logger,
+		Store:            persist.Config{Provisioning: persist.DBConfig{DSN: dbPath}},
+		Retry:            worker.RetryPolicy{InitialInterval: 50 * time.Millisecond, MaxAttempts: 3},
+		Logger:           logger,
+		Cloud:            simCloud,
+		Schedule:         poller.Config{InitialSpread: -1},
+		DeletionGrace:    time.Second,
+		JobCheckInterval: 200 * time.Millisecond,
+		SourceCIDR:       netip.MustParsePrefix("10.20.0.0/24"),
 	})
+	if err != nil {
+		return err
+	}
+	events, err := watchCloud(w, simCloud)
 	if err != nil {
 		return err
 	}
@@ -170,8 +197,8 @@ func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *
 	}
 
 	fmt.Fprintln(out, "2. retry: firewall.authorize fails twice, then succeeds")
-	fw, _ := worker.NewAction("firewall.authorize", map[string]any{"port": 22, "cidr": "10.0.0.0/8"})
-	must(w.Publish(ctx, fw))
+	fwa, _ := worker.NewAction("firewall.authorize", map[string]any{"port": 22, "cidr": "10.0.0.0/8"})
+	must(w.Publish(ctx, fwa))
 	if err := wait(1); err != nil {
 		return err
 	}
@@ -203,12 +230,18 @@ func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *
 		return err
 	}
 
+	cloudSummary, err := cloudScenario(ctx, out, w, simCloud, fw.ID, events)
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "summary")
 	fmt.Fprintf(out, "  actions handled:     %d\n", handled.Load())
 	fmt.Fprintf(out, "  state changes saved: %d\n", changes.Load())
 	fmt.Fprintf(out, "  transient failures:  %d (retried)\n", flakyFailures.Load()-1)
 	fmt.Fprintf(out, "  poisoned, replayed:  1, 1 (%d still poisoned)\n", len(left))
+	fmt.Fprintf(out, "  cloud:               %s\n", cloudSummary)
 	fmt.Fprintf(out, "  store:               %s\n", w.Store().Describe())
 
 	if serve {

@@ -28,6 +28,9 @@ func TestQuickstart(t *testing.T) {
 		"actions handled:     5",
 		"state changes saved: 4",
 		"poisoned, replayed:  1, 1 (0 still poisoned)",
+		"first polls stored 3 servers and 1 firewall",
+		"job completed; servers in the cloud: 4; firewall rules: 1 (ingress from SOURCE_CIDR)",
+		"1 server launched from 2 deliveries, 1 deletion detected",
 		"sqlite " + db,
 	} {
 		require.Contains(t, s, want)

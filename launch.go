@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/persist"
+)
+
+// LaunchTag is the server tag that carries a launch's idempotency key
+// (Action.Key). A redelivered launch finds the server by it instead of
+// launching a second one.
+const LaunchTag = "stratusworks-launch-key"
+
+// LaunchRequest is the payload of a "server.launch" action.
+type LaunchRequest struct {
+	cloud.LaunchRequest
+	// Firewall, when set, is the firewall (security group) of the new server:
+	// before launching, the worker authorizes ingress to the management port
+	// from Config.SourceCIDR on it, so that guest log collection can connect.
+	Firewall string `json:"firewall,omitempty"`
+}
+
+// handleLaunch launches a server exactly once per Action.Key, however often
+// the action is delivered:
+//
+//  1. it claims a launch intent keyed by Action.Key (a row in the store);
+//  2. if an earlier attempt already recorded its launch, it only makes sure the
+//     job is tracked;
+//  3. if an earlier attempt claimed but did not record (it may have crashed
+//     after the cloud call), it looks for a server tagged with the key; a cloud
+//     with eventual consistency may not list it yet, so until
+//     Config.LaunchConsistencyWindow has passed since the claim it retries
+//     rather than launch;
+//  4. otherwise it launches with the key as a tag, records the launch and
+//     tracks the operation as a job ("launch/<key>").
+func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
+	var req LaunchRequest
+	if err := a.Decode(&req); err != nil {
+		return Permanent(err)
+	}
+	if a.Account == "" {
+		return Permanent(fmt.Errorf("%w: server.launch %s has no Account", ErrInvalidAction, a.ID))
+	}
+	compute, err := w.cfg.Cloud.Compute()
+	if err != nil {
+		return Permanent(err)
+	}
+	intent, fresh, err := w.store.ClaimLaunch(ctx, persist.LaunchIntent{Key: a.Key, Account: a.Account, Customer: a.Customer, Request: a.Payload})
+	if err != nil {
+		return err
+	}
+	jobID := "launch/" + a.Key
+	if intent.State == persist.LaunchLaunched {
+		return w.trackLaunch(ctx, a, jobID, intent.OperationID, intent.ServerID)
+	}
+	if !fresh {
+		found, err := compute.FindServersByTag(ctx, a.Account, LaunchTag, a.Key)
+		if err != nil {
+			return cloudErr(err)
+		}
+		if len(found) > 0 {
+			s := found[0]
+			w.log.Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
+			if err := w.store.RecordLaunch(ctx, a.Key, s.ID, "", jobID); err != nil {
+				return err
+			}
+			return w.trackLaunch(ctx, a, jobID, "", s.ID)
+		}
+		if age := w.now().Sub(intent.ClaimedAt); age < w.cfg.LaunchConsistencyWindow {
+			return fmt.Errorf("worker: launch %s was claimed %v ago and its server is not listed yet; waiting out the consistency window (%v) before launching", a.Key, age.Round(1e6), w.cfg.LaunchConsistencyWindow)
+		}
+	}
+	if err := w.authorizeSource(ctx, a.Account, req.Firewall); err != nil {
+		return err
+	}
+	lr := req.LaunchRequest
+	lr.Tags = maps.Clone(lr.Tags)
+	if lr.Tags == nil {
+		lr.Tags = map[string]string{}
+	}
+	lr.Tags[LaunchTag] = a.Key
+	op, err := compute.Launch(ctx, a.Account, lr)
+	if err != nil {
+		return cloudErr(err)
+	}
+	if w.afterLaunch != nil { // tests: simulate a crash between the cloud call and the record
+		if err := w.afterLaunch(); err != nil {
+			return err
+		}
+	}
+	if err := w.store.RecordLaunch(ctx, a.Key, op.ResourceID, op.ID, jobID); err != nil {
+		return err
+	}
+	return w.trackLaunch(ctx, a, jobID, op.ID, op.ResourceID)
+}
+
+func (w *Worker) trackLaunch(ctx context.Context, a Action, jobID, opID, serverID string) error {
+	return w.TrackJob(ctx, persist.Job{ID: jobID, Account: a.Account, Customer: a.Customer, Kind: "launch", OperationID: opID, ResourceID: serverID})
+}
+
+// authorizeSource opens the management port of a launch's firewall to
+// Config.SourceCIDR, the addresses guest connections leave from. Authorize is
+// idempotent in the cloud API, so a redelivered launch adds nothing.
+func (w *Worker) authorizeSource(ctx context.Context, account, firewall string) error {
+	if firewall == "" || !w.cfg.SourceCIDR.IsValid() {
+		return nil
+	}
+	network, err := w.cfg.Cloud.Network()
+	if err != nil {
+		return Permanent(fmt.Errorf("worker: launch asks for firewall %s but the cloud has no network service: %w", firewall, err))
+	}
+	_, err = network.Authorize(ctx, account, firewall, cloud.Rule{
+		Direction: cloud.Ingress, Protocol: "tcp", FromPort: w.cfg.ManagementPort, ToPort: w.cfg.ManagementPort,
+		CIDR: w.cfg.SourceCIDR.String(),
+	})
+	return cloudErr(err)
+}
+
+// cloudErr marks cloud errors that retrying cannot fix as permanent.
+func cloudErr(err error) error {
+	if err != nil && !cloud.IsTransient(err) && !errors.Is(err, context.Canceled) {
+		return Permanent(err)
+	}
+	return err
+}

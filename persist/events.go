@@ -1,0 +1,187 @@
+package persist
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/stratusworks/worker/state"
+)
+
+// Event is a change or job event waiting in the outbox (table worker_outbox)
+// to be published. It is written in the same transaction as the state it
+// describes, so an event is never lost and never announces a change that
+// was rolled back; a relay publishes [Store.PendingEvents] and then calls
+// [Store.MarkEventsSent]. A relay that stops in between publishes the same
+// events again: consumers dedupe by ID.
+type Event struct {
+	// ID is the event's unique id (a UUID); consumers dedupe by it.
+	ID string `json:"id"`
+	// Type is "<kind>.changed" or "<kind>.deleted" for a resource change (e.g.
+	// "server.changed"), and "job.completed", "job.failed" or "job.timed_out"
+	// for a finished job.
+	Type       string `json:"type"`
+	Account    string `json:"account"`
+	Customer   string `json:"customer,omitempty"`
+	Kind       string `json:"kind"`                  // the resource's or the job's kind
+	ResourceID string `json:"resource_id,omitempty"` // the resource the event is about, if any
+	// Payload is the JSON of a [state.Change] for resource events and of a
+	// [Job] (its final state) for job events.
+	Payload   json.RawMessage `json:"payload"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Event types for finished jobs.
+const (
+	EventJobCompleted = "job.completed"
+	EventJobFailed    = "job.failed"
+	EventJobTimedOut  = "job.timed_out"
+)
+
+// Suffixes of resource event types: "<kind>.changed" is a creation or an
+// update, "<kind>.deleted" a deletion.
+const (
+	EventChangedSuffix = ".changed"
+	EventDeletedSuffix = ".deleted"
+)
+
+const (
+	defaultEventLimit = 100
+	defaultPurgeBatch = 1000 // rows per DELETE when purging sent events
+)
+
+type eventRow struct {
+	ID         int64      `gorm:"column:id;primaryKey;autoIncrement"`
+	EventID    string     `gorm:"column:event_id"`
+	Type       string     `gorm:"column:type"`
+	Account    string     `gorm:"column:account"`
+	Customer   string     `gorm:"column:customer"`
+	Kind       string     `gorm:"column:kind"`
+	ResourceID string     `gorm:"column:resource_id"`
+	Payload    string     `gorm:"column:payload"`
+	CreatedAt  time.Time  `gorm:"column:created_at;autoCreateTime:false"`
+	SentAt     *time.Time `gorm:"column:sent_at"`
+}
+
+func (eventRow) TableName() string { return tblEvents }
+
+func (r eventRow) decode() Event {
+	return Event{
+		ID: r.EventID, Type: r.Type, Account: r.Account, Customer: r.Customer, Kind: r.Kind,
+		ResourceID: r.ResourceID, Payload: json.RawMessage(r.Payload), CreatedAt: r.CreatedAt.UTC(),
+	}
+}
+
+// newEventID returns a time-ordered UUID (version 7), which keeps inserts
+// into the unique index on event_id local.
+func newEventID() string {
+	if id, err := uuid.NewV7(); err == nil {
+		return id.String()
+	}
+	return uuid.NewString()
+}
+
+// changeEvent is the outbox row announcing one resource change.
+func changeEvent(ch state.Change, now time.Time) eventRow {
+	typ := ch.Target.Kind + EventChangedSuffix
+	if ch.Op == state.Deleted {
+		typ = ch.Target.Kind + EventDeletedSuffix
+	}
+	payload, _ := json.Marshal(ch) // plain data; cannot fail
+	return eventRow{
+		EventID: newEventID(), Type: typ, Account: ch.Target.Account, Customer: ch.Target.Customer,
+		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: string(payload), CreatedAt: now,
+	}
+}
+
+// insertEvents writes outbox rows inside tx.
+func insertEvents(tx *gorm.DB, events []eventRow) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := tx.CreateInBatches(events, insertBatch).Error; err != nil {
+		return fmt.Errorf("insert %s: %w", tblEvents, err)
+	}
+	return nil
+}
+
+// PendingEvents returns up to limit events not yet marked sent, oldest first.
+// A limit <= 0 means 100. It does not claim them: relays running at the same
+// time may both publish an event, which consumers dedupe by ID.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = defaultEventLimit
+	}
+	var rows []eventRow
+	err := retry(ctx, func() error {
+		return s.prov.reader.WithContext(ctx).Where("sent_at IS NULL").Order("id").Limit(limit).Find(&rows).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: pending events: %w", err)
+	}
+	out := make([]Event, len(rows))
+	for i, r := range rows {
+		out[i] = r.decode()
+	}
+	return out, nil
+}
+
+// MarkEventsSent records that the events with these ids were published.
+// It is idempotent: unknown ids and events already marked are ignored.
+func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := dbTime(s.now())
+	for chunk := range slices.Chunk(ids, inListChunk) {
+		err := retry(ctx, func() error {
+			return s.prov.writer.WithContext(ctx).Model(&eventRow{}).
+				Where("event_id IN ? AND sent_at IS NULL", chunk).Update("sent_at", now).Error
+		})
+		if err != nil {
+			return fmt.Errorf("persist: mark events sent: %w", err)
+		}
+	}
+	return nil
+}
+
+// PurgeSentEvents deletes events that were marked sent before olderThan and
+// returns how many it deleted. Unsent events are never purged. It deletes in
+// batches, so a large backlog does not hold one long transaction.
+func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, error) {
+	cutoff := dbTime(olderThan)
+	batch := s.purgeBatch
+	if batch <= 0 {
+		batch = defaultPurgeBatch
+	}
+	total := 0
+	for {
+		var ids []int64
+		var deleted int64
+		err := retry(ctx, func() error {
+			db := s.prov.writer.WithContext(ctx)
+			if err := db.Model(&eventRow{}).Where("sent_at IS NOT NULL AND sent_at < ?", cutoff).
+				Order("sent_at, id").Limit(batch).Pluck("id", &ids).Error; err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return nil
+			}
+			res := db.Where("id IN ?", ids).Delete(&eventRow{})
+			deleted = res.RowsAffected
+			return res.Error
+		})
+		if err != nil {
+			return total, fmt.Errorf("persist: purge sent events: %w", err)
+		}
+		total += int(deleted)
+		if len(ids) < batch {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package persist
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/stratusworks/worker/state"
+)
+
+func eventIDs(evs []Event) []string {
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+func TestEvents(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		clock := newTestClock()
+		s := openStore(t, Config{Provisioning: b.db(t), Now: clock.Now})
+		ctx := context.Background()
+
+		changes, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":1}`, t0), obs("i-2", `{"a":2}`, t0)))
+		require.NoError(t, err)
+		clock.Set(t0.Add(time.Minute))
+		more, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":3}`, t0.Add(time.Second)), obs("i-2", `{"a":2}`, t0.Add(time.Second))))
+		require.NoError(t, err)
+		changes = append(changes, more...)
+		require.Len(t, changes, 3)
+
+		evs, err := s.PendingEvents(ctx, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 3, "one event per change; the unchanged i-2 has none")
+		seen := map[string]bool{}
+		for i, e := range evs {
+			require.Len(t, e.ID, 36)
+			require.False(t, seen[e.ID], "event ids are unique")
+			seen[e.ID] = true
+			require.Equal(t, "server.changed", e.Type)
+			require.Equal(t, "acct-1", e.Account)
+			require.Equal(t, "cust-1", e.Customer)
+			require.Equal(t, "server", e.Kind)
+			require.Equal(t, changes[i].Target.Resource, e.ResourceID, "oldest first")
+			var ch state.Change
+			require.NoError(t, json.Unmarshal(e.Payload, &ch))
+			require.Equal(t, changes[i], ch)
+		}
+		require.Equal(t, t0, evs[0].CreatedAt)
+		require.Equal(t, t0.Add(time.Minute), evs[2].CreatedAt)
+
+		page, err := s.PendingEvents(ctx, 2)
+		require.NoError(t, err)
+		require.Equal(t, eventIDs(evs[:2]), eventIDs(page))
+
+		// Marking is idempotent and ignores unknown ids.
+		require.NoError(t, s.MarkEventsSent(ctx, evs[0].ID))
+		require.NoError(t, s.MarkEventsSent(ctx, evs[0].ID, evs[1].ID, "no-such-event"))
+		require.NoError(t, s.MarkEventsSent(ctx))
+		left, err := s.PendingEvents(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, eventIDs(evs[2:]), eventIDs(left))
+
+		// Purge deletes sent events marked before the cutoff, never unsent ones.
+		n, err := s.PurgeSentEvents(ctx, t0.Add(time.Minute))
+		require.NoError(t, err)
+		require.Zero(t, n, "marked at t0+1m: not before the cutoff")
+		n, err = s.PurgeSentEvents(ctx, t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.EqualValues(t, 1, countRows(t, s.DB(), tblEvents))
+		left, err = s.PendingEvents(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, eventIDs(evs[2:]), eventIDs(left))
+	})
+}
+
+// TestSaveEventsAtomic fails Save's transaction after its outbox insert has
+// run: neither the state, nor history, nor the event may remain.
+func TestSaveEventsAtomic(t *testing.T) {
+	t.Parallel()
+	errBoom := errors.New("boom after the outbox insert")
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := openStore(t, Config{Provisioning: b.db(t)})
+		ctx := context.Background()
+		name := "persist_test:fail_after_outbox"
+		inserted := 0
+		require.NoError(t, s.DB().Callback().Create().After("gorm:create").Register(name, func(db *gorm.DB) {
+			if db.Statement.Table == tblEvents && db.Error == nil {
+				inserted++
+				_ = db.AddError(errBoom)
+			}
+		}))
+		_, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":1}`, t0)))
+		require.ErrorIs(t, err, errBoom)
+		require.Equal(t, 1, inserted, "the event was inserted before the failure")
+		for _, table := range []string{tblResources, tblHistory, tblEvents} {
+			require.Zero(t, countRows(t, s.DB(), table), table)
+		}
+
+		require.NoError(t, s.DB().Callback().Create().Remove(name))
+		changes, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":1}`, t0)))
+		require.NoError(t, err)
+		require.Len(t, changes, 1)
+		evs, err := s.PendingEvents(ctx, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 1)
+	})
+}
+
+func TestPurgeSentEventsBatches(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, Config{Provisioning: DBConfig{DSN: MemoryDSN}})
+	s.purgeBatch = 10
+	ctx := context.Background()
+	rows := make([]eventRow, 25)
+	for i := range rows {
+		sent := t0
+		rows[i] = eventRow{EventID: newEventID(), Type: "x.changed", Account: "a", Kind: "x", Payload: "{}", CreatedAt: t0, SentAt: &sent}
+	}
+	require.NoError(t, insertEvents(s.DB(), rows))
+	n, err := s.PurgeSentEvents(ctx, t0.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 25, n)
+	require.Zero(t, countRows(t, s.DB(), tblEvents))
+}
