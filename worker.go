@@ -23,7 +23,7 @@ type Worker struct {
 	log   *slog.Logger
 	store *persist.Store
 	pub   *Publisher
-	sub   *Subscriber // in publishers it only consumes poll reports
+	sub   *Subscriber      // in publishers it only consumes poll reports
 	sched *poller.Schedule // nil in RoleSubscriber
 
 	pollers     map[string]Poller
