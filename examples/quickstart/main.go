@@ -176,7 +176,7 @@ func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *
 		}
 		a, err := worker.NewAction("servers.observed", l)
 		must(err)
-		a.Account, a.Customer = "acct-42", "acme"
+		a.Account, a.Customer = "acct-7", "acme"
 		return a
 	}
 
