@@ -164,7 +164,7 @@ func TestTopologyQueueFor(t *testing.T) {
 	for typ, want := range tests {
 		require.Equal(t, want, top.QueueFor(typ), typ)
 	}
-	require.Equal(t, []string{"worker.actions", "worker.polls", "worker.events", "worker.schedule"}, top.Topics())
+	require.Equal(t, []string{"worker.actions", "worker.polls", "worker.events", "worker.schedule", "worker.poison"}, top.Topics())
 }
 
 func TestTopologyValidate(t *testing.T) {

@@ -91,8 +91,6 @@ type MQConfig struct {
 	Consumers int
 	// Prefetch is the RabbitMQ prefetch count of each consumer. Default 4.
 	Prefetch int
-	// PublishChannels is how many channels RabbitMQ publishing uses at once. Default 8.
-	PublishChannels int
 }
 
 func (c *Config) setDefaults() {
@@ -104,9 +102,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.MQ.Prefetch == 0 {
 		c.MQ.Prefetch = 4
-	}
-	if c.MQ.PublishChannels == 0 {
-		c.MQ.PublishChannels = 8
 	}
 	c.Topology.setDefaults()
 	c.Retry.setDefaults()
@@ -162,8 +157,6 @@ func (c Config) Validate() error {
 		return configError("MQ.Consumers", "is %d, must be at least 1", c.MQ.Consumers)
 	case c.MQ.Prefetch < 1:
 		return configError("MQ.Prefetch", "is %d, must be at least 1", c.MQ.Prefetch)
-	case c.MQ.PublishChannels < 1:
-		return configError("MQ.PublishChannels", "is %d, must be at least 1", c.MQ.PublishChannels)
 	case c.Concurrency < 1:
 		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
 	case c.HandlerTimeout < 0:

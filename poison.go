@@ -118,3 +118,43 @@ func (w *Worker) ReplayAll(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+// Metadata of the copies on the poison queue.
+const (
+	MetaPoisonReason   = "worker_poison_reason"   // why it was poisoned (first 2000 bytes)
+	MetaPoisonAttempts = "worker_poison_attempts" // how many attempts it had
+	MetaPoisonTopic    = "worker_poison_topic"    // the queue it came from
+)
+
+// mirroredPoison records poisoned actions in the store and, once that is
+// durable, puts a copy on the broker's poison queue. A copy that cannot be
+// published is logged, not retried: the store already holds the action.
+type mirroredPoison struct {
+	store PoisonStore
+	pub   message.Publisher
+	topic string
+	log   interface {
+		Warn(msg string, args ...any)
+	}
+}
+
+func (m mirroredPoison) AddPoison(ctx context.Context, p persist.Parked) error {
+	if err := m.store.AddPoison(ctx, p); err != nil {
+		return err
+	}
+	msg := message.NewMessage(p.MessageUUID, p.Payload)
+	for k, v := range p.Metadata {
+		msg.Metadata.Set(k, v)
+	}
+	reason := p.Reason
+	if len(reason) > 2000 {
+		reason = reason[:2000]
+	}
+	msg.Metadata.Set(MetaPoisonReason, reason)
+	msg.Metadata.Set(MetaPoisonAttempts, strconv.Itoa(p.Attempts))
+	msg.Metadata.Set(MetaPoisonTopic, p.Topic)
+	if err := m.pub.Publish(m.topic, msg); err != nil {
+		m.log.Warn("poisoned action stored, but its copy on the poison queue failed", "id", p.MessageUUID, "err", err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,9 +73,78 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 	for id, want := range map[string]string{"empty": "empty body", "int-header": "headers are not strings: [attempt (int32)]"} {
 		require.Contains(t, reasons[id], want, id)
 	}
+	// The broker's poison queue holds a copy of each, with the reason.
+	require.Eventually(t, func() bool {
+		pq, err := ch.QueueDeclarePassive(top.Topic(QueuePoison), true, false, false, false, nil)
+		return err == nil && pq.Messages == 3
+	}, 10*time.Second, 10*time.Millisecond)
+	d, got, err := ch.Get(top.Topic(QueuePoison), false)
+	require.NoError(t, err)
+	require.True(t, got)
+	require.NotEmpty(t, d.Headers[MetaPoisonReason])
 	for id, r := range reasons {
 		if id != "empty" && id != "int-header" {
 			require.True(t, strings.Contains(r, "not a JSON action"), "%s: %s", id, r)
 		}
 	}
+}
+
+// TestRabbitMQCompetingSubscribers: two subscriber-only workers (as two
+// processes would) consume the same queue; they share the work and every
+// action is handled once.
+func TestRabbitMQCompetingSubscribers(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	top := Topology{Prefix: testenv.UniqueName(t)}
+	top.setDefaults()
+	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	base := Config{MQ: MQConfig{URL: url}, Topology: top}
+
+	const n = 400
+	var mu sync.Mutex
+	byWorker := map[int]int{}
+	seen := map[string]int{}
+	all := make(chan struct{})
+	for i := 0; i < 2; i++ {
+		cfg := base
+		cfg.Role = RoleSubscriber
+		cfg.Store = persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()}
+		w := newTestWorker(t, cfg)
+		require.NoError(t, w.HandleFunc("t", func(_ context.Context, a Action) error {
+			time.Sleep(time.Millisecond) // a little work, so both get some
+			mu.Lock()
+			defer mu.Unlock()
+			byWorker[i]++
+			seen[a.ID]++
+			if len(seen) == n {
+				close(all)
+			}
+			return nil
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		<-w.Running()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	pubCfg := base
+	pubCfg.Role = RolePublisher
+	pubCfg.Store = persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()}
+	pub := newTestWorker(t, pubCfg)
+	for i := 0; i < n; i++ {
+		require.NoError(t, pub.Publish(context.Background(), Action{Type: "t"}))
+	}
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("handled %d of %d", len(seen), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Greater(t, byWorker[0], 0, "both subscribers take work")
+	require.Greater(t, byWorker[1], 0, "both subscribers take work")
+	for id, c := range seen {
+		require.Equal(t, 1, c, "action %s handled twice", id)
+	}
+	t.Logf("worker 0 handled %d, worker 1 handled %d", byWorker[0], byWorker[1])
 }

@@ -19,10 +19,15 @@ const (
 	// QueueSchedule carries poll outcomes from subscribers back to the process
 	// that holds the schedule (publishers). Only that process consumes it.
 	QueueSchedule Queue = "schedule"
+	// QueuePoison holds a copy of every poisoned action on RabbitMQ, with the
+	// reason in its metadata, for tools that watch the broker. The poison store
+	// (a database table) stays the source of truth for listing and replay. No
+	// action type routes to it and no worker consumes it.
+	QueuePoison Queue = "poison"
 )
 
 // Queues lists every queue of the topology in a fixed order.
-var queues = [...]Queue{QueueActions, QueuePolls, QueueEvents, QueueSchedule}
+var queues = [...]Queue{QueueActions, QueuePolls, QueueEvents, QueueSchedule, QueuePoison}
 
 // DefaultRoutes maps the built-in action types to their queues. Types not
 // listed go to QueueActions.

@@ -82,6 +82,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		_ = w.Close()
 		return nil, err
 	}
+	var poison PoisonStore = store
+	if kind, _ := cfg.MQ.transport(); kind == transportAMQP {
+		poison = mirroredPoison{store: store, pub: pub, topic: w.pub.Topology().Topic(QueuePoison), log: w.log}
+	}
 	{
 		w.sub, err = NewSubscriber(SubscriberConfig{
 			Subscriber:      sub,
@@ -90,7 +94,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			Concurrency:     cfg.Concurrency,
 			HandlerTimeout:  cfg.HandlerTimeout,
 			Retry:           cfg.Retry,
-			Poison:          store,
+			Poison:          poison,
 			Defer:           store,
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
 			DrainTimeout:    cfg.ShutdownTimeout,
