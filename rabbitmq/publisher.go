@@ -35,14 +35,11 @@ type Publisher struct {
 
 // confirmChannel is one confirm-mode channel and the messages awaiting its confirms.
 type confirmChannel struct {
-	ch   *amqp.Channel
-	conn *amqp.Connection
+	ch *amqp.Channel
 
-	mu       sync.Mutex
-	pending  map[uint64]*waiter // by delivery tag
-	byID     map[string]*waiter // by AMQP message id, to match returns
-	dead     bool
-	deadDone chan struct{}
+	mu      sync.Mutex
+	pending map[uint64]*waiter // by delivery tag
+	dead    bool
 }
 
 type waiter struct {
@@ -147,11 +144,7 @@ func (p *Publisher) publishOnce(ctx context.Context, topic string, msgs []*messa
 		return nil, err
 	}
 	for i, m := range msgs {
-		pub, err := toPublishing(m)
-		if err != nil {
-			p.mu.Unlock()
-			return nil, err
-		}
+		pub := toPublishing(m)
 		w := &waiter{id: p.id + "-" + strconv.FormatUint(p.seq.Add(1), 36), done: make(chan struct{})}
 		pub.MessageId = w.id
 		waiters[i] = w // every message gets a verdict, failures included
@@ -212,7 +205,7 @@ func (p *Publisher) channelLocked(ctx context.Context, topic string) (*confirmCh
 			_ = ch.Close()
 			return nil, fmt.Errorf("%w: enable confirms: %v", ErrNotConnected, err)
 		}
-		cc := &confirmChannel{ch: ch, conn: ac, pending: map[uint64]*waiter{}, byID: map[string]*waiter{}, deadDone: make(chan struct{})}
+		cc := &confirmChannel{ch: ch, pending: map[uint64]*waiter{}}
 		go cc.listen(ch.NotifyPublish(make(chan amqp.Confirmation, 256)), ch.NotifyReturn(make(chan amqp.Return)))
 		p.cur = cc
 		p.declared = map[string]bool{}
@@ -234,7 +227,6 @@ func (cc *confirmChannel) add(tag uint64, w *waiter) bool {
 		return false
 	}
 	cc.pending[tag] = w
-	cc.byID[w.id] = w
 	return true
 }
 
@@ -247,7 +239,6 @@ func (cc *confirmChannel) fail(w *waiter, err error) {
 			delete(cc.pending, tag)
 		}
 	}
-	delete(cc.byID, w.id)
 	w.err = fmt.Errorf("%w: %v", errConnLost, err)
 	close(w.done)
 }
@@ -279,9 +270,6 @@ func (cc *confirmChannel) listen(confirms <-chan amqp.Confirmation, returns <-ch
 			cc.mu.Lock()
 			w := cc.pending[c.DeliveryTag]
 			delete(cc.pending, c.DeliveryTag)
-			if w != nil {
-				delete(cc.byID, w.id)
-			}
 			cc.mu.Unlock()
 			if w == nil {
 				continue
@@ -311,13 +299,11 @@ func (cc *confirmChannel) die() {
 		close(w.done)
 		delete(cc.pending, tag)
 	}
-	cc.byID = nil
-	close(cc.deadDone)
 }
 
 // toPublishing encodes a message: body as is, metadata as string headers,
 // the UUID in UUIDHeader, persistent delivery.
-func toPublishing(m *message.Message) (amqp.Publishing, error) {
+func toPublishing(m *message.Message) amqp.Publishing {
 	h := make(amqp.Table, len(m.Metadata)+1)
 	for k, v := range m.Metadata {
 		h[k] = v
@@ -328,7 +314,7 @@ func toPublishing(m *message.Message) (amqp.Publishing, error) {
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Body:         m.Payload,
-	}, nil
+	}
 }
 
 // Close stops the publisher; Publish calls in progress fail.
