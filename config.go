@@ -77,6 +77,9 @@ type Config struct {
 	SourceCIDR netip.Prefix
 	// ManagementPort is the guests' management (SSH) port. Default 22.
 	ManagementPort int
+	// GuestLogs enables scheduled collection of guest VM logs over SSH
+	// (see GuestLogsConfig). Default: off.
+	GuestLogs GuestLogsConfig
 }
 
 // MQConfig selects the transport.
@@ -179,6 +182,9 @@ func (c Config) Validate() error {
 		return configError("LaunchConsistencyWindow", "is %v, must not be negative", c.LaunchConsistencyWindow)
 	case c.ManagementPort < 1 || c.ManagementPort > 65535:
 		return configError("ManagementPort", "is %d, must be 1-65535", c.ManagementPort)
+	}
+	if err := c.GuestLogs.validate(&c); err != nil {
+		return err
 	}
 	if err := c.Schedule.Validate(); err != nil {
 		return fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)

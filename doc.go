@@ -113,6 +113,18 @@
 // launch as a job. With Config.SourceCIDR set it first opens the launch's
 // firewall to the worker's source addresses on the management port.
 //
+// # Guest logs
+//
+// With Config.GuestLogs.Interval set, [Worker.Watch] also schedules the
+// collection of an account's guest VM logs: a "guest.logs" action (polls
+// queue) lists the account's stored servers and copies the new complete lines
+// of each RUNNING server's log files over SSH (package cloud/guest) into
+// <customer dir>/guests/<account>/<server>/. Connections leave from an
+// address of this host inside Config.SourceCIDR, host keys are always
+// verified, logins come from GuestLogs.Collector.Credentials (km.SSHLogins
+// reads them from the key manager), and offsets live in the provisioning
+// database, so a restart neither duplicates nor skips lines.
+//
 // # Roles
 //
 // Config.Role selects what a process runs: RoleAll (the default), or

@@ -36,8 +36,8 @@ func (w *Worker) Register(p Poller, every time.Duration) error {
 		return fmt.Errorf("%w: Register: poller is nil", ErrInvalidConfig)
 	}
 	kind := p.Kind()
-	if !validType(kind) || kind == jobKind {
-		return fmt.Errorf("%w: Register: kind %q must be a-z 0-9 . _ - and not %q", ErrInvalidConfig, kind, jobKind)
+	if !validType(kind) || kind == jobKind || kind == guestLogsKind {
+		return fmt.Errorf("%w: Register: kind %q must be a-z 0-9 . _ - and not %q or %q", ErrInvalidConfig, kind, jobKind, guestLogsKind)
 	}
 	if every <= 0 {
 		return fmt.Errorf("%w: Register(%q): interval %v must be positive", ErrInvalidConfig, kind, every)
@@ -94,8 +94,11 @@ func (w *Worker) dispatch(ctx context.Context, ds []poller.Dispatch) error {
 	actions := make([]Action, 0, len(ds))
 	for _, d := range ds {
 		typ := TypePoll
-		if d.Target.Kind == jobKind {
+		switch d.Target.Kind {
+		case jobKind:
 			typ = TypeJobCheck
+		case guestLogsKind:
+			typ = TypeGuestLogs
 		}
 		a, err := NewAction(typ, d)
 		if err != nil {

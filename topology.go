@@ -35,6 +35,7 @@ func DefaultRoutes() map[string]Queue {
 	return map[string]Queue{
 		"poll":        QueuePolls,
 		"job.check":   QueuePolls,
+		"guest.logs":  QueuePolls,
 		"job.track":   QueueActions,
 		"poll.report": QueueSchedule,
 		"*.changed":   QueueEvents,

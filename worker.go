@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/cloud/guest"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/rabbitmq"
@@ -19,12 +20,13 @@ import (
 // [persist.Store] into one process. Create it with [New], register handlers
 // with [Worker.Handle], then call [Worker.Run].
 type Worker struct {
-	cfg   Config
-	log   *slog.Logger
-	store *persist.Store
-	pub   *Publisher
-	sub   *Subscriber      // in publishers it only consumes poll reports
-	sched *poller.Schedule // nil in RoleSubscriber
+	cfg    Config
+	log    *slog.Logger
+	store  *persist.Store
+	pub    *Publisher
+	sub    *Subscriber      // in publishers it only consumes poll reports
+	sched  *poller.Schedule // nil in RoleSubscriber
+	guests *guest.Collector // nil unless GuestLogs is enabled in a subscriber
 
 	pollers     map[string]Poller
 	now         func() time.Time
@@ -105,6 +107,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			return nil, err
 		}
 	}
+	if err := w.setupGuestLogs(); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
 	if err := w.builtins(); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -130,6 +136,9 @@ func (w *Worker) builtins() error {
 		add(TypeJobTrack, w.handleJobTrack)
 		if w.cfg.Cloud != nil {
 			add(TypeServerLaunch, w.handleLaunch)
+		}
+		if w.guests != nil {
+			add(TypeGuestLogs, w.handleGuestLogs)
 		}
 	}
 	if w.sched != nil {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/internal/sshtest"
 	"github.com/stratusworks/worker/logging"
 )
 
@@ -27,7 +28,7 @@ const (
 )
 
 type env struct {
-	srv     *sshServer
+	srv     *sshtest.Server
 	client  ssh.Signer
 	logDir  string
 	offsets *MemoryOffsets
@@ -35,9 +36,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	client := newSigner(t)
+	client := sshtest.NewSigner(t)
 	return &env{
-		srv:     newSSHServer(t, client.PublicKey(), 0),
+		srv:     sshtest.New(t, client.PublicKey(), 0),
 		client:  client,
 		logDir:  filepath.Join(t.TempDir(), "logs"),
 		offsets: NewMemoryOffsets(),
@@ -47,7 +48,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) config() CollectorConfig {
 	return CollectorConfig{
 		SourceCIDR: netip.MustParsePrefix("127.0.0.0/8"),
-		HostKeys:   PinnedKeys(map[string]ssh.PublicKey{e.srv.addr: e.srv.hostKey}),
+		HostKeys:   PinnedKeys(map[string]ssh.PublicKey{e.srv.Addr: e.srv.HostKey}),
 		Credentials: CredentialsFunc(func(context.Context, string, string, string) (string, []ssh.AuthMethod, error) {
 			return "collector", []ssh.AuthMethod{ssh.PublicKeys(e.client)}, nil
 		}),
@@ -71,7 +72,7 @@ func (e *env) collector(t *testing.T, mods ...func(*CollectorConfig)) *Collector
 }
 
 func (e *env) guest(id string) Guest {
-	return Guest{Customer: "acme", Account: "acct-1", ServerID: id, Address: e.srv.addr, State: cloud.StateRunning}
+	return Guest{Customer: "acme", Account: "acct-1", ServerID: id, Address: e.srv.Addr, State: cloud.StateRunning}
 }
 
 func (e *env) local(t *testing.T, id, name string) string {
@@ -109,7 +110,7 @@ func TestIncrementalCollection(t *testing.T) {
 	e := newEnv(t)
 	c := e.collector(t)
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "one\ntwo\n")
+	e.srv.Write(t, syslog, "one\ntwo\n")
 
 	r := collectOne(t, c, g)
 	require.Equal(t, "one\ntwo\n", e.local(t, "srv-1", "syslog"))
@@ -117,16 +118,16 @@ func TestIncrementalCollection(t *testing.T) {
 	require.True(t, fileResult(t, r, messages).Absent, "an absent file is skipped, not an error")
 	require.Equal(t, filepath.Join(e.logDir, "acme", "guests", "acct-1", "srv-1", "syslog"), fileResult(t, r, syslog).Local)
 
-	e.srv.append(t, syslog, "three\n")
+	e.srv.Append(t, syslog, "three\n")
 	r = collectOne(t, c, g)
 	require.EqualValues(t, 6, r.Bytes(), "only the new bytes are read")
-	require.Equal(t, e.srv.read(t, syslog), e.local(t, "srv-1", "syslog"))
+	require.Equal(t, e.srv.Read(t, syslog), e.local(t, "srv-1", "syslog"))
 
 	r = collectOne(t, c, g)
 	require.Zero(t, r.Bytes())
-	require.Equal(t, e.srv.read(t, syslog), e.local(t, "srv-1", "syslog"))
+	require.Equal(t, e.srv.Read(t, syslog), e.local(t, "srv-1", "syslog"))
 
-	e.srv.write(t, messages, "m1\n")
+	e.srv.Write(t, messages, "m1\n")
 	collectOne(t, c, g)
 	require.Equal(t, "m1\n", e.local(t, "srv-1", "messages"))
 
@@ -140,12 +141,12 @@ func TestPartialLineWaitsUntilComplete(t *testing.T) {
 	e := newEnv(t)
 	c := e.collector(t)
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "a\nhalf")
+	e.srv.Write(t, syslog, "a\nhalf")
 	r := collectOne(t, c, g)
 	require.Equal(t, "a\n", e.local(t, "srv-1", "syslog"))
 	require.EqualValues(t, 4, fileResult(t, r, syslog).Pending)
 
-	e.srv.append(t, syslog, " done\nb")
+	e.srv.Append(t, syslog, " done\nb")
 	collectOne(t, c, g)
 	require.Equal(t, "a\nhalf done\n", e.local(t, "srv-1", "syslog"))
 }
@@ -154,13 +155,13 @@ func TestRestartNeitherDuplicatesNorSkips(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "1\n2\n")
+	e.srv.Write(t, syslog, "1\n2\n")
 	collectOne(t, e.collector(t), g)
-	e.srv.append(t, syslog, "3\n4")
+	e.srv.Append(t, syslog, "3\n4")
 	collectOne(t, e.collector(t), g) // a new process, same offset store
-	e.srv.append(t, syslog, "\n5\n")
+	e.srv.Append(t, syslog, "\n5\n")
 	collectOne(t, e.collector(t), g)
-	require.Equal(t, e.srv.read(t, syslog), e.local(t, "srv-1", "syslog"))
+	require.Equal(t, e.srv.Read(t, syslog), e.local(t, "srv-1", "syslog"))
 }
 
 // crashingOffsets fails Put while armed: as if the process died after the
@@ -183,11 +184,11 @@ func TestCrashBetweenAppendAndOffset(t *testing.T) {
 	store := &crashingOffsets{Offsets: e.offsets}
 	withStore := func(c *CollectorConfig) { c.Offsets = store }
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "1\n2\n")
+	e.srv.Write(t, syslog, "1\n2\n")
 	collectOne(t, e.collector(t, withStore), g)
 
 	// Appended and synced, offset not stored.
-	e.srv.append(t, syslog, "3\n")
+	e.srv.Append(t, syslog, "3\n")
 	store.armed.Store(true)
 	res := e.collector(t, withStore).Collect(t.Context(), []Guest{g})
 	require.ErrorContains(t, res[0].Err, "crash")
@@ -195,7 +196,7 @@ func TestCrashBetweenAppendAndOffset(t *testing.T) {
 
 	// Restart: the unrecorded append is cut off and copied again, once.
 	store.armed.Store(false)
-	e.srv.append(t, syslog, "4\n")
+	e.srv.Append(t, syslog, "4\n")
 	collectOne(t, e.collector(t, withStore), g)
 	require.Equal(t, "1\n2\n3\n4\n", e.local(t, "srv-1", "syslog"))
 
@@ -206,9 +207,9 @@ func TestCrashBetweenAppendAndOffset(t *testing.T) {
 	_, err = f.WriteString("5-torn")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	e.srv.append(t, syslog, "5\n")
+	e.srv.Append(t, syslog, "5\n")
 	collectOne(t, e.collector(t, withStore), g)
-	require.Equal(t, e.srv.read(t, syslog), e.local(t, "srv-1", "syslog"))
+	require.Equal(t, e.srv.Read(t, syslog), e.local(t, "srv-1", "syslog"))
 }
 
 func TestRotationReadsTheRotatedTail(t *testing.T) {
@@ -216,21 +217,21 @@ func TestRotationReadsTheRotatedTail(t *testing.T) {
 	e := newEnv(t)
 	c := e.collector(t)
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "a\n")
+	e.srv.Write(t, syslog, "a\n")
 	collectOne(t, c, g)
 
-	e.srv.append(t, syslog, "b\n") // written before rotation, not yet collected
-	require.NoError(t, os.Rename(e.srv.path(syslog), e.srv.path(syslog+".1")))
-	e.srv.write(t, syslog, "c\n")
+	e.srv.Append(t, syslog, "b\n") // written before rotation, not yet collected
+	require.NoError(t, os.Rename(e.srv.Path(syslog), e.srv.Path(syslog+".1")))
+	e.srv.Write(t, syslog, "c\n")
 	r := collectOne(t, c, g)
 	require.True(t, fileResult(t, r, syslog).Rotated)
 	require.Equal(t, "a\nb\nc\n", e.local(t, "srv-1", "syslog"))
 
 	// Rotated again, the old file gone (compressed, deleted): start over.
-	require.NoError(t, os.Remove(e.srv.path(syslog+".1")))
-	require.NoError(t, os.Rename(e.srv.path(syslog), e.srv.path(syslog+".1")))
-	require.NoError(t, os.Remove(e.srv.path(syslog+".1")))
-	e.srv.write(t, syslog, "dd\n")
+	require.NoError(t, os.Remove(e.srv.Path(syslog+".1")))
+	require.NoError(t, os.Rename(e.srv.Path(syslog), e.srv.Path(syslog+".1")))
+	require.NoError(t, os.Remove(e.srv.Path(syslog+".1")))
+	e.srv.Write(t, syslog, "dd\n")
 	r = collectOne(t, c, g)
 	// The file system may give the new file the old one's inode: then the
 	// tail check, not the identity, tells it apart.
@@ -247,11 +248,11 @@ func TestTruncation(t *testing.T) {
 	e := newEnv(t)
 	c := e.collector(t)
 	g := e.guest("srv-1")
-	e.srv.write(t, syslog, "aaaa\nbbbb\n")
+	e.srv.Write(t, syslog, "aaaa\nbbbb\n")
 	collectOne(t, c, g)
 
 	t.Run("Shrunk", func(t *testing.T) {
-		e.srv.write(t, syslog, "x\n") // same inode, smaller
+		e.srv.Write(t, syslog, "x\n") // same inode, smaller
 		r := collectOne(t, c, g)
 		require.True(t, fileResult(t, r, syslog).Truncated)
 		require.Equal(t, "aaaa\nbbbb\nx\n", e.local(t, "srv-1", "syslog"))
@@ -260,7 +261,7 @@ func TestTruncation(t *testing.T) {
 	t.Run("TruncatedAndGrownPastOffset", func(t *testing.T) {
 		// Same inode, larger than the offset, other content: only the
 		// tail check can tell.
-		e.srv.write(t, syslog, "new 1\nnew 2\n")
+		e.srv.Write(t, syslog, "new 1\nnew 2\n")
 		r := collectOne(t, c, g)
 		require.True(t, fileResult(t, r, syslog).Truncated)
 		require.Equal(t, "aaaa\nbbbb\nx\nnew 1\nnew 2\n", e.local(t, "srv-1", "syslog"))
@@ -276,7 +277,7 @@ func TestSmallReadsConverge(t *testing.T) {
 	for i := range 100 {
 		b.WriteString(strings.Repeat(string(rune('a'+i%26)), i%12) + "\n")
 	}
-	e.srv.write(t, syslog, b.String())
+	e.srv.Write(t, syslog, b.String())
 	for range 100 {
 		if e.local(t, "srv-1", "syslog") == b.String() {
 			break
@@ -287,18 +288,18 @@ func TestSmallReadsConverge(t *testing.T) {
 	require.Equal(t, b.String(), e.local(t, "srv-1", "syslog"))
 
 	// A line longer than MaxReadBytes is split rather than blocking.
-	e.srv.append(t, syslog, strings.Repeat("z", 60)+"\n")
+	e.srv.Append(t, syslog, strings.Repeat("z", 60)+"\n")
 	for range 4 {
 		collectOne(t, c, g)
 	}
-	require.Equal(t, e.srv.read(t, syslog), e.local(t, "srv-1", "syslog"))
+	require.Equal(t, e.srv.Read(t, syslog), e.local(t, "srv-1", "syslog"))
 }
 
 func TestHostKeyMismatchIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "secret\n")
-	other := newSigner(t).PublicKey()
+	e.srv.Write(t, syslog, "secret\n")
+	other := sshtest.NewSigner(t).PublicKey()
 
 	c := e.collector(t, func(c *CollectorConfig) {
 		c.HostKeys = PinnedKeys(map[string]ssh.PublicKey{"127.0.0.1": other})
@@ -306,9 +307,9 @@ func TestHostKeyMismatchIsRefused(t *testing.T) {
 	r := c.Collect(t.Context(), []Guest{e.guest("srv-1")})[0]
 	require.ErrorIs(t, r.Err, ErrHostKeyMismatch)
 	require.ErrorContains(t, r.Err, "srv-1")
-	require.ErrorContains(t, r.Err, e.srv.addr)
+	require.ErrorContains(t, r.Err, e.srv.Addr)
 	require.Empty(t, e.local(t, "srv-1", "syslog"))
-	_, cmds := e.srv.seen()
+	_, cmds := e.srv.Seen()
 	require.Empty(t, cmds, "no command ran")
 	o, err := e.offsets.Get(t.Context(), GuestFile{"acct-1", "srv-1", syslog})
 	require.NoError(t, err)
@@ -321,12 +322,12 @@ func TestHostKeyMismatchIsRefused(t *testing.T) {
 func TestKnownHostsFile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "ok\n")
+	e.srv.Write(t, syslog, "ok\n")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	require.NoError(t, os.WriteFile(good, []byte(knownhosts.Line([]string{e.srv.addr}, e.srv.hostKey)+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(good, []byte(knownhosts.Line([]string{e.srv.Addr}, e.srv.HostKey)+"\n"), 0o600))
 	bad := filepath.Join(dir, "bad")
-	require.NoError(t, os.WriteFile(bad, []byte(knownhosts.Line([]string{e.srv.addr}, newSigner(t).PublicKey())+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte(knownhosts.Line([]string{e.srv.Addr}, sshtest.NewSigner(t).PublicKey())+"\n"), 0o600))
 
 	cb, err := KnownHostsFile(good)
 	require.NoError(t, err)
@@ -349,14 +350,14 @@ func TestKnownHostsFile(t *testing.T) {
 func TestUnreachableGuestTimesOutWithoutBlockingOthers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "fine\n")
+	e.srv.Write(t, syslog, "fine\n")
 	const timeout = time.Second
 	c := e.collector(t, func(c *CollectorConfig) {
 		c.Timeout = timeout
 		c.Concurrency = 2
 	})
 	hang := e.guest("hang")
-	hang.Address = hangingServer(t)
+	hang.Address = sshtest.Hanging(t)
 	start := time.Now()
 	res := c.Collect(t.Context(), []Guest{hang, e.guest("srv-1")})
 	elapsed := time.Since(start)
@@ -377,7 +378,7 @@ func TestCancelledContext(t *testing.T) {
 	e := newEnv(t)
 	c := e.collector(t)
 	hang := e.guest("hang")
-	hang.Address = hangingServer(t)
+	hang.Address = sshtest.Hanging(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	res := c.Collect(ctx, []Guest{hang})
@@ -388,13 +389,13 @@ func TestCancelledContext(t *testing.T) {
 func TestConnectionsLeaveFromSourceCIDR(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "x\n")
+	e.srv.Write(t, syslog, "x\n")
 
 	t.Run("Loopback8", func(t *testing.T) {
 		c := e.collector(t)
 		require.True(t, netip.MustParsePrefix("127.0.0.0/8").Contains(c.SourceAddr()))
 		collectOne(t, c, e.guest("srv-1"))
-		remotes, _ := e.srv.seen()
+		remotes, _ := e.srv.Seen()
 		require.NotEmpty(t, remotes)
 		for _, a := range remotes {
 			require.True(t, netip.MustParsePrefix("127.0.0.0/8").Contains(a), "server saw %v", a)
@@ -410,7 +411,7 @@ func TestConnectionsLeaveFromSourceCIDR(t *testing.T) {
 			t.Skipf("this host cannot bind %v: %v", want, r.Err)
 		}
 		require.NoError(t, r.Err)
-		remotes, _ := e.srv.seen()
+		remotes, _ := e.srv.Seen()
 		require.Equal(t, want, remotes[len(remotes)-1])
 	})
 }
@@ -440,7 +441,7 @@ func TestSourceCIDRWithoutLocalAddress(t *testing.T) {
 func TestNonRunningGuestsAreSkipped(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "x\n")
+	e.srv.Write(t, syslog, "x\n")
 	c := e.collector(t)
 	var targets []Guest
 	for _, s := range []cloud.ServerState{cloud.StatePending, cloud.StateStopped, cloud.StateTerminated, cloud.StateError, ""} {
@@ -454,20 +455,20 @@ func TestNonRunningGuestsAreSkipped(t *testing.T) {
 		require.Contains(t, r.Skipped, "not RUNNING")
 		require.Empty(t, r.Files)
 	}
-	remotes, _ := e.srv.seen()
+	remotes, _ := e.srv.Seen()
 	require.Empty(t, remotes, "no guest was contacted")
 }
 
 func TestConcurrencyLimit(t *testing.T) {
 	t.Parallel()
-	client := newSigner(t)
+	client := sshtest.NewSigner(t)
 	e := &env{
-		srv:     newSSHServer(t, client.PublicKey(), 30*time.Millisecond),
+		srv:     sshtest.New(t, client.PublicKey(), 30*time.Millisecond),
 		client:  client,
 		logDir:  t.TempDir(),
 		offsets: NewMemoryOffsets(),
 	}
-	e.srv.write(t, syslog, "x\n")
+	e.srv.Write(t, syslog, "x\n")
 	c := e.collector(t, func(c *CollectorConfig) { c.Concurrency = 2 })
 	var targets []Guest
 	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
@@ -477,8 +478,8 @@ func TestConcurrencyLimit(t *testing.T) {
 		require.NoError(t, r.Err)
 		require.EqualValues(t, 2, r.Bytes())
 	}
-	t.Logf("at most %d guests at once", e.srv.maxInflight.Load())
-	require.LessOrEqual(t, e.srv.maxInflight.Load(), int32(2))
+	t.Logf("at most %d guests at once", e.srv.MaxInflight())
+	require.LessOrEqual(t, e.srv.MaxInflight(), 2)
 }
 
 func TestGuestAlreadyBeingCollected(t *testing.T) {
@@ -496,7 +497,7 @@ func TestQuotedPathsAndHostileIDs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	odd := "/var/log/it's here.log"
-	e.srv.write(t, odd, "quoted\n")
+	e.srv.Write(t, odd, "quoted\n")
 	c := e.collector(t, func(c *CollectorConfig) { c.Files = []string{odd} })
 	g := e.guest("../../escape")
 	g.Customer = "../../etc"
@@ -513,7 +514,7 @@ func TestQuotedPathsAndHostileIDs(t *testing.T) {
 func TestLogsGoToTheCustomerLog(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.srv.write(t, syslog, "x\n")
+	e.srv.Write(t, syslog, "x\n")
 	h, err := logging.NewCustomerHandler(slog.DiscardHandler, logging.Config{Dir: e.logDir})
 	require.NoError(t, err)
 	defer h.Close()

@@ -1,8 +1,13 @@
-package guest
+// Package sshtest runs a real SSH server on loopback for tests of the guest
+// log collector. Its sessions execute the two commands the collector sends
+// (a stat and a ranged read) over real files under a temporary directory that
+// stands for the guest's "/"; anything else fails like an unknown command.
+package sshtest
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -23,22 +28,26 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// sshServer is a real SSH server on loopback whose sessions execute the two
-// commands the collector uses, over real files under root (the guest's "/").
-type sshServer struct {
-	root    string
-	addr    string
-	hostKey ssh.PublicKey
-	delay   time.Duration // before each command, to widen concurrency windows
+// Server is a running SSH server. It is closed by the test's cleanup.
+type Server struct {
+	// Addr is the server's "127.0.0.1:port".
+	Addr string
+	// HostKey is the server's host public key, for pinning.
+	HostKey ssh.PublicKey
+	// Root is the directory that stands for the guest's "/".
+	Root string
+
+	delay time.Duration
 
 	mu       sync.Mutex
-	remotes  []netip.Addr // source address of every session
+	remotes  []netip.Addr
 	commands []string
 
 	inflight, maxInflight atomic.Int32
 }
 
-func newSigner(t *testing.T) ssh.Signer {
+// NewSigner returns a fresh ed25519 key.
+func NewSigner(t testing.TB) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
@@ -47,10 +56,12 @@ func newSigner(t *testing.T) ssh.Signer {
 	return s
 }
 
-func newSSHServer(t *testing.T, clientKey ssh.PublicKey, delay time.Duration) *sshServer {
+// New starts a server on 127.0.0.1 that accepts only clientKey. delay is
+// slept before each command, to widen concurrency windows.
+func New(t testing.TB, clientKey ssh.PublicKey, delay time.Duration) *Server {
 	t.Helper()
-	host := newSigner(t)
-	s := &sshServer{root: t.TempDir(), hostKey: host.PublicKey(), delay: delay}
+	host := NewSigner(t)
+	s := &Server{Root: t.TempDir(), HostKey: host.PublicKey(), delay: delay}
 	srv := &gliderssh.Server{
 		Handler: s.handle,
 		PublicKeyHandler: func(_ gliderssh.Context, key gliderssh.PublicKey) bool {
@@ -60,7 +71,7 @@ func newSSHServer(t *testing.T, clientKey ssh.PublicKey, delay time.Duration) *s
 	srv.AddHostKey(host)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s.addr = ln.Addr().String()
+	s.Addr = ln.Addr().String()
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s
@@ -74,7 +85,7 @@ var (
 
 func unquote(s string) string { return strings.ReplaceAll(s, `'\''`, `'`) }
 
-func (s *sshServer) handle(sess gliderssh.Session) {
+func (s *Server) handle(sess gliderssh.Session) {
 	ap, _ := netip.ParseAddrPort(sess.RemoteAddr().String())
 	s.mu.Lock()
 	s.remotes = append(s.remotes, ap.Addr())
@@ -91,7 +102,7 @@ func (s *sshServer) handle(sess gliderssh.Session) {
 }
 
 // exec runs one command; its exit status is returned.
-func (s *sshServer) exec(sess gliderssh.Session, cmd string) int {
+func (s *Server) exec(sess gliderssh.Session, cmd string) int {
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(sess.Stderr(), format+"\n", args...)
 		return 1
@@ -100,7 +111,7 @@ func (s *sshServer) exec(sess gliderssh.Session, cmd string) int {
 		if m[1] != m[2] {
 			return fail("stat: two different paths")
 		}
-		fi, err := os.Stat(s.path(unquote(m[1])))
+		fi, err := os.Stat(s.Path(unquote(m[1])))
 		if os.IsNotExist(err) {
 			_, _ = io.WriteString(sess, "absent\n")
 			return 0
@@ -115,7 +126,7 @@ func (s *sshServer) exec(sess gliderssh.Session, cmd string) int {
 	if m := readRe.FindStringSubmatch(cmd); m != nil {
 		from, _ := strconv.ParseInt(m[1], 10, 64)
 		n, _ := strconv.ParseInt(m[3], 10, 64)
-		f, err := os.Open(s.path(unquote(m[2])))
+		f, err := os.Open(s.Path(unquote(m[2])))
 		if err != nil {
 			fmt.Fprintf(sess.Stderr(), "tail: %v\n", err)
 			return 0 // the pipeline's status is head's
@@ -130,41 +141,52 @@ func (s *sshServer) exec(sess gliderssh.Session, cmd string) int {
 	return fail("sh: unsupported command: %q", cmd)
 }
 
-func (s *sshServer) path(remote string) string {
-	return filepath.Join(s.root, filepath.FromSlash(remote))
+// Path is the local path of a remote one.
+func (s *Server) Path(remote string) string {
+	return filepath.Join(s.Root, filepath.FromSlash(remote))
 }
 
-func (s *sshServer) write(t *testing.T, remote, content string) {
+// Write replaces the remote file's content.
+func (s *Server) Write(t testing.TB, remote, content string) {
 	t.Helper()
-	p := s.path(remote)
+	p := s.Path(remote)
 	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 }
 
-func (s *sshServer) append(t *testing.T, remote, content string) {
+// Append appends to the remote file, creating it if needed.
+func (s *Server) Append(t testing.TB, remote, content string) {
 	t.Helper()
-	f, err := os.OpenFile(s.path(remote), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	require.NoError(t, os.MkdirAll(filepath.Dir(s.Path(remote)), 0o755))
+	f, err := os.OpenFile(s.Path(remote), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 	require.NoError(t, err)
 	_, err = f.WriteString(content)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 }
 
-func (s *sshServer) read(t *testing.T, remote string) string {
+// Read returns the remote file's content.
+func (s *Server) Read(t testing.TB, remote string) string {
 	t.Helper()
-	b, err := os.ReadFile(s.path(remote))
+	b, err := os.ReadFile(s.Path(remote))
 	require.NoError(t, err)
 	return string(b)
 }
 
-func (s *sshServer) seen() (remotes []netip.Addr, commands []string) {
+// Seen returns the source address of every session so far and the command
+// it ran.
+func (s *Server) Seen() (remotes []netip.Addr, commands []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]netip.Addr(nil), s.remotes...), append([]string(nil), s.commands...)
 }
 
-// hangingServer accepts TCP connections and never says a word.
-func hangingServer(t *testing.T) string {
+// MaxInflight is the most commands that ran at once.
+func (s *Server) MaxInflight() int { return int(s.maxInflight.Load()) }
+
+// Hanging returns the address of a listener that accepts TCP connections and
+// never says a word: an unreachable guest.
+func Hanging(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -190,4 +212,17 @@ func hangingServer(t *testing.T) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// NewKeyPEM returns a fresh ed25519 signer and its private key in OpenSSH
+// PEM form, as a key manager would store it.
+func NewKeyPEM(t testing.TB) (ssh.Signer, []byte) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	s, err := ssh.NewSignerFromKey(priv)
+	require.NoError(t, err)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	require.NoError(t, err)
+	return s, pem.EncodeToMemory(block)
 }

@@ -1,0 +1,203 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/guest"
+	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
+)
+
+// TypeGuestLogs is the built-in action that collects the logs of one watched
+// account's running guests (payload: the schedule's dispatch).
+const TypeGuestLogs = "guest.logs"
+
+// guestLogsKind is the schedule kind of guest-log collection; it is reserved.
+const guestLogsKind = "guest-logs"
+
+// DefaultServerKind is the stored kind whose resources are servers, as
+// cloud.ServerPoller stores them.
+const DefaultServerKind = "server"
+
+// GuestLogsConfig enables and tunes the collection of guest VM logs over SSH
+// (package cloud/guest). When Interval is set, every account given to
+// [Worker.Watch] is also scheduled for collection at that interval: a
+// "guest.logs" action lists the account's servers from the store (kept
+// current by a registered server poller), and the collector copies the new
+// complete lines of each RUNNING server's log files into the owning
+// customer's directory. Offsets are kept in the provisioning database, so a
+// restart neither duplicates nor skips lines. Guests that fail (unreachable,
+// host key mismatch, no credential) are logged with their customer and
+// retried at the next collection; they never hold up the others.
+//
+// A collection of one account runs within Config.HandlerTimeout; files it
+// did not finish continue from their offsets next time.
+type GuestLogsConfig struct {
+	// Interval is how often each watched account's guests are collected.
+	// Default 0: no collection.
+	Interval time.Duration
+	// ServerKind is the stored kind listing the servers. Default "server".
+	ServerKind string
+	// Collector configures the SSH side. Required when Interval is set:
+	// HostKeys, Credentials (for example km.SSHLogins over the key
+	// manager) and OutputDir or LogDir (for example
+	// (*logging.CustomerHandler).CustomerDir). Defaults filled by the
+	// worker: SourceCIDR from Config.SourceCIDR, Offsets from the store
+	// (persist.Store.GuestOffsets), Logger from Config.Logger; the rest as
+	// in guest.CollectorConfig.
+	Collector guest.CollectorConfig
+}
+
+func (c GuestLogsConfig) enabled() bool { return c.Interval > 0 }
+
+// collectorConfig is Collector with the worker's defaults filled in.
+func (c GuestLogsConfig) collectorConfig(cfg *Config, offsets guest.Offsets) guest.CollectorConfig {
+	cc := c.Collector
+	if !cc.SourceCIDR.IsValid() {
+		cc.SourceCIDR = cfg.SourceCIDR
+	}
+	if cc.Offsets == nil {
+		cc.Offsets = offsets
+	}
+	if cc.Logger == nil {
+		cc.Logger = cfg.Logger
+	}
+	return cc
+}
+
+func (c GuestLogsConfig) validate(cfg *Config) error {
+	switch {
+	case c.Interval < 0:
+		return configError("GuestLogs.Interval", "is %v, must not be negative", c.Interval)
+	case c.ServerKind != "" && !validType(c.ServerKind):
+		return configError("GuestLogs.ServerKind", "%q must be a-z 0-9 . _ -", c.ServerKind)
+	case !c.enabled() || cfg.Role == RolePublisher:
+		return nil // publishers only schedule collections
+	case !c.Collector.SourceCIDR.IsValid() && !cfg.SourceCIDR.IsValid():
+		return configError("GuestLogs", "needs a source network: set SourceCIDR (or GuestLogs.Collector.SourceCIDR)")
+	}
+	// Offsets default to the store's; stand in for them here.
+	if err := c.collectorConfig(cfg, guest.NewMemoryOffsets()).Validate(); err != nil {
+		return fmt.Errorf("%w: GuestLogs.Collector: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// setupGuestLogs schedules the collection kind (publishers) and builds the
+// collector (subscribers). NewCollector fails when this host has no address
+// inside the source network: such a subscriber could not reach any guest.
+func (w *Worker) setupGuestLogs() error {
+	gl := w.cfg.GuestLogs
+	if !gl.enabled() {
+		return nil
+	}
+	if w.sched != nil {
+		if err := w.sched.Register(guestLogsKind, gl.Interval); err != nil {
+			return fmt.Errorf("worker: guest logs: %w", err)
+		}
+	}
+	if w.cfg.Role == RolePublisher {
+		return nil
+	}
+	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets()))
+	if err != nil {
+		return fmt.Errorf("%w: GuestLogs: %w", ErrInvalidConfig, err)
+	}
+	w.guests = c
+	w.log.Info("guest log collection enabled", "every", gl.Interval, "source", c.SourceAddr().String())
+	return nil
+}
+
+// GuestSource is the local address guest connections leave from, or the zero
+// Addr when this process does not collect guest logs.
+func (w *Worker) GuestSource() netip.Addr {
+	if w.guests == nil {
+		return netip.Addr{}
+	}
+	return w.guests.SourceAddr()
+}
+
+// handleGuestLogs collects one account's running guests.
+func (w *Worker) handleGuestLogs(ctx context.Context, a Action) error {
+	d, err := decodeDispatch(a)
+	if err != nil {
+		return err
+	}
+	if w.stale(d) {
+		w.log.Debug("stale guest-log collection dropped", "target", d.Target.String(), "lease", d.Lease)
+		return nil
+	}
+	return w.report(ctx, d, w.collectGuests(ctx, d.Target.Account, d.Target.Customer))
+}
+
+func (w *Worker) collectGuests(ctx context.Context, account, customer string) poller.Outcome {
+	guests, err := w.runningGuests(ctx, account, customer)
+	if err != nil {
+		return poller.Outcome{Err: fmt.Errorf("guest logs of %s: %w", account, err)}
+	}
+	if len(guests) == 0 {
+		return poller.Outcome{}
+	}
+	results := w.guests.Collect(ctx, guests)
+	var failed, skipped int
+	var bytes int64
+	for _, r := range results {
+		switch {
+		case r.Skipped != "":
+			skipped++
+		case r.Err != nil:
+			failed++
+		}
+		bytes += r.Bytes()
+	}
+	if ctx.Err() != nil {
+		// Cut off by the handler timeout or shutdown: what was copied is
+		// recorded; the rest continues next time.
+		return poller.Outcome{Err: fmt.Errorf("guest logs of %s: %w", account, ctx.Err())}
+	}
+	w.log.Info("guest logs collected", "account", account, "customer", customer,
+		"guests", len(guests), "failed", failed, "skipped", skipped, "bytes", bytes)
+	return poller.Outcome{}
+}
+
+// runningGuests lists the account's stored servers that are RUNNING.
+func (w *Worker) runningGuests(ctx context.Context, account, customer string) ([]guest.Guest, error) {
+	kind := w.cfg.GuestLogs.ServerKind
+	if kind == "" {
+		kind = DefaultServerKind
+	}
+	var out []guest.Guest
+	after := ""
+	for {
+		page, err := w.store.Resources(ctx, account, kind, after, persist.MaxResourcesPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page {
+			var s cloud.Server
+			if err := json.Unmarshal(r.Attributes, &s); err != nil {
+				w.log.Warn("stored server is not a cloud.Server; its logs are not collected",
+					"account", account, "server", r.ID, "err", err)
+				continue
+			}
+			if s.State != cloud.StateRunning {
+				continue
+			}
+			s.ID, s.Account = r.ID, r.Account
+			owner := r.Customer
+			if owner == "" {
+				owner = customer
+			}
+			out = append(out, guest.FromServer(owner, s))
+		}
+		if len(page) < persist.MaxResourcesPage {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}

@@ -1,0 +1,225 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/guest"
+	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/internal/sshtest"
+	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/logging"
+)
+
+const guestSyslog = "/var/log/syslog"
+
+// guestLogsEnv is a guest SSH server, a key manager holding the account's
+// SSH key, and a log directory.
+type guestLogsEnv struct {
+	srv    *sshtest.Server
+	logins km.SSHLogins
+	logDir string
+}
+
+func newGuestLogsEnv(t *testing.T, customer, account string) *guestLogsEnv {
+	t.Helper()
+	ctx := context.Background()
+	client, key := sshtest.NewKeyPEM(t)
+	env := &guestLogsEnv{srv: sshtest.New(t, client.PublicKey(), 0), logDir: filepath.Join(t.TempDir(), "logs")}
+
+	// The SSH key lives in km, sealed under a master key, in its own database.
+	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "km.db")), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	sqlDB.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	require.NoError(t, km.Migrate(ctx, db))
+	kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret([]byte(strings.Repeat("k", 32)))})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kr.Close() })
+	store, err := km.NewLocalStore(db, kr)
+	require.NoError(t, err)
+	require.NoError(t, store.Put(ctx, km.Credential{Customer: customer, Account: account, Kind: km.KindSSH, Name: "ssh",
+		Meta: map[string]string{km.MetaUser: "collector"}, Fields: map[string]km.Secret{km.FieldPrivateKey: km.NewSecret(key)}}))
+	env.logins = km.SSHLogins{Store: store}
+	return env
+}
+
+func (e *guestLogsEnv) config(every time.Duration, hangingAddr string) GuestLogsConfig {
+	return GuestLogsConfig{
+		Interval: every,
+		Collector: guest.CollectorConfig{
+			HostKeys:    guest.PinnedKeys(map[string]ssh.PublicKey{e.srv.Addr: e.srv.HostKey, hangingAddr: e.srv.HostKey}),
+			Credentials: e.logins,
+			Files:       []string{guestSyslog},
+			Timeout:     2 * time.Second,
+			LogDir:      e.logDir,
+		},
+	}
+}
+
+func (e *guestLogsEnv) local(t *testing.T, customer, account, serverID string) string {
+	t.Helper()
+	dir, err := logging.CustomerDir(e.logDir, customer)
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(dir, "guests", account, serverID, "syslog"))
+	if errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestGuestLogsScheduledCollection: a watched account's RUNNING servers have
+// their logs collected on the guest-log interval, with the SSH key from km,
+// from an address inside SOURCE_CIDR, into the customer's directory; new lines
+// arrive at the next collection, a restarted worker neither duplicates nor
+// skips lines, a stopped server is not contacted and an unreachable one does
+// not block the others.
+func TestGuestLogsScheduledCollection(t *testing.T) {
+	t.Parallel()
+	env := newGuestLogsEnv(t, "acme", "acct-1")
+	hanging := sshtest.Hanging(t)
+	gl := env.config(time.Minute, hanging)
+	withGuestLogs := func(c *Config, _ *sim.Config) {
+		c.SourceCIDR = netip.MustParsePrefix("127.0.0.0/8")
+		c.GuestLogs = gl
+	}
+	h := newCloudHarness(t, withGuestLogs)
+	up, err := h.sim.AddServer("acct-1", cloud.Server{Name: "web", State: cloud.StateRunning, PrivateIPs: []string{env.srv.Addr}})
+	require.NoError(t, err)
+	_, err = h.sim.AddServer("acct-1", cloud.Server{Name: "stopped", State: cloud.StateStopped, PrivateIPs: []string{hanging}})
+	require.NoError(t, err)
+	_, err = h.sim.AddServer("acct-1", cloud.Server{Name: "unreachable", State: cloud.StateRunning, PrivateIPs: []string{hanging}})
+	require.NoError(t, err)
+	env.srv.Write(t, guestSyslog, "boot 1\nboot 2\n")
+
+	compute, err := h.sim.Compute()
+	require.NoError(t, err)
+	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
+	require.NoError(t, h.w.Watch("acct-1", "acme"))
+	require.True(t, h.w.GuestSource().IsLoopback())
+	h.run(h.w)
+	h.settle()
+	h.advance(time.Minute, 10*time.Second) // the first collection may have run before the first listing was stored
+	require.Equal(t, "boot 1\nboot 2\n", env.local(t, "acme", "acct-1", up.ID))
+
+	env.srv.Append(t, guestSyslog, "cron ran\npartial")
+	h.advance(time.Minute, 10*time.Second)
+	require.Equal(t, "boot 1\nboot 2\ncron ran\n", env.local(t, "acme", "acct-1", up.ID), "only complete lines")
+
+	// Restart: the offsets are in the store, so nothing is read twice.
+	h.stop()
+	env.srv.Append(t, guestSyslog, " line\nafter restart\n")
+	h.w = h.newWorker(h.w.cfg)
+	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
+	require.NoError(t, h.w.Watch("acct-1", "acme"))
+	h.run(h.w)
+	h.advance(2*time.Minute, 10*time.Second)
+	require.Equal(t, "boot 1\nboot 2\ncron ran\npartial line\nafter restart\n", env.local(t, "acme", "acct-1", up.ID))
+
+	remotes, _ := env.srv.Seen()
+	require.NotEmpty(t, remotes)
+	for _, r := range remotes {
+		require.True(t, netip.MustParsePrefix("127.0.0.0/8").Contains(r), "connection from %s", r)
+	}
+	entries, err := os.ReadDir(filepath.Join(env.logDir, "acme", "guests", "acct-1"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the reachable running server has a directory")
+}
+
+func TestGuestLogsConfig(t *testing.T) {
+	t.Parallel()
+	env := newGuestLogsEnv(t, "acme", "acct-1")
+	ok := env.config(time.Minute, "127.0.0.1:1")
+	cidr := netip.MustParsePrefix("127.0.0.0/8")
+	tests := []struct {
+		name string
+		cfg  func(c *Config)
+		want string // "" = valid
+	}{
+		{name: "off by default", cfg: func(c *Config) {}},
+		{name: "enabled", cfg: func(c *Config) { c.SourceCIDR = cidr; c.GuestLogs = ok }},
+		{name: "negative interval", cfg: func(c *Config) { c.GuestLogs.Interval = -time.Second }, want: "GuestLogs.Interval"},
+		{name: "no source network", cfg: func(c *Config) { c.GuestLogs = ok }, want: "SourceCIDR"},
+		{name: "collector source network", cfg: func(c *Config) { c.GuestLogs = ok; c.GuestLogs.Collector.SourceCIDR = cidr }},
+		{name: "no host keys", cfg: func(c *Config) {
+			c.SourceCIDR = cidr
+			c.GuestLogs = ok
+			c.GuestLogs.Collector.HostKeys = nil
+		}, want: "GuestLogs.Collector: guest: CollectorConfig.HostKeys is required"},
+		{name: "no credentials", cfg: func(c *Config) {
+			c.SourceCIDR = cidr
+			c.GuestLogs = ok
+			c.GuestLogs.Collector.Credentials = nil
+		}, want: "Credentials is required"},
+		{name: "bad server kind", cfg: func(c *Config) {
+			c.SourceCIDR = cidr
+			c.GuestLogs = ok
+			c.GuestLogs.ServerKind = "Servers!"
+		}, want: "GuestLogs.ServerKind"},
+		{name: "publisher needs only the interval", cfg: func(c *Config) {
+			c.Role = RolePublisher
+			c.GuestLogs = GuestLogsConfig{Interval: time.Minute}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Config
+			tt.cfg(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+
+	t.Run("no local address in the source network", func(t *testing.T) {
+		foreign := foreignPrefix(t)
+		cfg := Config{Store: sqliteConfig(t), SourceCIDR: foreign, GuestLogs: ok}
+		_, err := New(context.Background(), cfg)
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		require.ErrorContains(t, err, foreign.String())
+		require.ErrorContains(t, err, "no address of this host is inside it")
+	})
+}
+
+// foreignPrefix returns a documentation network none of this host's
+// addresses is in.
+func foreignPrefix(t *testing.T) netip.Prefix {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	require.NoError(t, err)
+next:
+	for _, p := range []string{"203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8:5eed::/48"} {
+		pfx := netip.MustParsePrefix(p)
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && pfx.Contains(ip.Unmap()) {
+					continue next
+				}
+			}
+		}
+		return pfx
+	}
+	t.Skip("this host has an address in every documentation network tried")
+	return netip.Prefix{}
+}
