@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 )
@@ -77,6 +78,18 @@ type Config struct {
 	SourceCIDR netip.Prefix
 	// ManagementPort is the guests' management (SSH) port. Default 22.
 	ManagementPort int
+	// Keyring holds the master keys of the embedded key manager. With it,
+	// Worker.Credentials is an encrypted credential store in the
+	// provisioning database (km.LocalStore, table worker_km_credentials)
+	// behind a cache of CredentialCacheTTL, and guest-log collection logs in
+	// with the SSH credentials kept there (km.SSHLogins) unless
+	// GuestLogs.Collector.Credentials is set. Load it with km.LoadKeyFile or
+	// km.KeyFromEnv, never from the main configuration; the worker does not
+	// close it. Default nil: no embedded credential store.
+	Keyring *km.Keyring
+	// CredentialCacheTTL is how long credentials read from the embedded store
+	// are kept in memory. Default 5m.
+	CredentialCacheTTL time.Duration
 	// GuestLogs enables scheduled collection of guest VM logs over SSH
 	// (see GuestLogsConfig). Default: off.
 	GuestLogs GuestLogsConfig
@@ -141,6 +154,9 @@ func (c *Config) setDefaults() {
 	if c.ManagementPort == 0 {
 		c.ManagementPort = 22
 	}
+	if c.CredentialCacheTTL == 0 {
+		c.CredentialCacheTTL = 5 * time.Minute
+	}
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -182,6 +198,8 @@ func (c Config) Validate() error {
 		return configError("LaunchConsistencyWindow", "is %v, must not be negative", c.LaunchConsistencyWindow)
 	case c.ManagementPort < 1 || c.ManagementPort > 65535:
 		return configError("ManagementPort", "is %d, must be 1-65535", c.ManagementPort)
+	case c.CredentialCacheTTL < 0:
+		return configError("CredentialCacheTTL", "is %v, must not be negative", c.CredentialCacheTTL)
 	}
 	if err := c.GuestLogs.validate(&c); err != nil {
 		return err

@@ -7,8 +7,11 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/guest"
+	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 )
@@ -44,20 +47,24 @@ type GuestLogsConfig struct {
 	// ServerKind is the stored kind listing the servers. Default "server".
 	ServerKind string
 	// Collector configures the SSH side. Required when Interval is set:
-	// HostKeys, Credentials (for example km.SSHLogins over the key
-	// manager) and OutputDir or LogDir (for example
+	// HostKeys, and OutputDir or LogDir (for example
 	// (*logging.CustomerHandler).CustomerDir). Defaults filled by the
-	// worker: SourceCIDR from Config.SourceCIDR, Offsets from the store
-	// (persist.Store.GuestOffsets), Logger from Config.Logger; the rest as
-	// in guest.CollectorConfig.
+	// worker: Credentials from the embedded key manager (km.SSHLogins over
+	// Worker.Credentials; needs Config.Keyring; set km.SSHLogins over a
+	// km.Client for a remote one), SourceCIDR from Config.SourceCIDR,
+	// Offsets from the store (persist.Store.GuestOffsets), Logger from
+	// Config.Logger; the rest as in guest.CollectorConfig.
 	Collector guest.CollectorConfig
 }
 
 func (c GuestLogsConfig) enabled() bool { return c.Interval > 0 }
 
 // collectorConfig is Collector with the worker's defaults filled in.
-func (c GuestLogsConfig) collectorConfig(cfg *Config, offsets guest.Offsets) guest.CollectorConfig {
+func (c GuestLogsConfig) collectorConfig(cfg *Config, offsets guest.Offsets, creds km.Store) guest.CollectorConfig {
 	cc := c.Collector
+	if cc.Credentials == nil && creds != nil {
+		cc.Credentials = km.SSHLogins{Store: creds}
+	}
 	if !cc.SourceCIDR.IsValid() {
 		cc.SourceCIDR = cfg.SourceCIDR
 	}
@@ -81,8 +88,19 @@ func (c GuestLogsConfig) validate(cfg *Config) error {
 	case !c.Collector.SourceCIDR.IsValid() && !cfg.SourceCIDR.IsValid():
 		return configError("GuestLogs", "needs a source network: set SourceCIDR (or GuestLogs.Collector.SourceCIDR)")
 	}
-	// Offsets default to the store's; stand in for them here.
-	if err := c.collectorConfig(cfg, guest.NewMemoryOffsets()).Validate(); err != nil {
+	if c.Collector.Credentials == nil && cfg.Keyring == nil {
+		return configError("GuestLogs.Collector.Credentials", "is required without a Keyring (the embedded key manager)")
+	}
+	// Offsets default to the store's and credentials may to the embedded
+	// key manager's; stand in for them here.
+	stand := guest.CredentialsFunc(func(context.Context, string, string, string) (string, []ssh.AuthMethod, error) {
+		return "", nil, nil
+	})
+	cc := c.collectorConfig(cfg, guest.NewMemoryOffsets(), nil)
+	if cc.Credentials == nil {
+		cc.Credentials = stand
+	}
+	if err := cc.Validate(); err != nil {
 		return fmt.Errorf("%w: GuestLogs.Collector: %w", ErrInvalidConfig, err)
 	}
 	return nil
@@ -104,7 +122,11 @@ func (w *Worker) setupGuestLogs() error {
 	if w.cfg.Role == RolePublisher {
 		return nil
 	}
-	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets()))
+	var creds km.Store
+	if w.creds != nil {
+		creds = w.creds
+	}
+	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets(), creds))
 	if err != nil {
 		return fmt.Errorf("%w: GuestLogs: %w", ErrInvalidConfig, err)
 	}
@@ -200,4 +222,26 @@ func (w *Worker) runningGuests(ctx context.Context, account, customer string) ([
 		}
 		after = page[len(page)-1].ID
 	}
+}
+
+// Credentials is the embedded key manager's credential store (encrypted in
+// the provisioning database, cached for Config.CredentialCacheTTL), or nil
+// when Config.Keyring is not set. Put customers' cloud and SSH credentials
+// in it; guest-log collection reads SSH logins from it.
+func (w *Worker) Credentials() *km.Cache { return w.creds }
+
+// openCredentials opens the embedded credential store when a keyring is set.
+func (w *Worker) openCredentials() error {
+	if w.cfg.Keyring == nil {
+		return nil
+	}
+	ls, err := km.NewLocalStore(w.store.DB(), w.cfg.Keyring)
+	if err != nil {
+		return fmt.Errorf("worker: credential store: %w", err)
+	}
+	w.creds, err = km.NewCache(ls, w.cfg.CredentialCacheTTL, nil)
+	if err != nil {
+		return fmt.Errorf("worker: credential store: %w", err)
+	}
+	return nil
 }

@@ -27,48 +27,53 @@ import (
 
 const guestSyslog = "/var/log/syslog"
 
-// guestLogsEnv is a guest SSH server, a key manager holding the account's
-// SSH key, and a log directory.
+// guestLogsEnv is a guest SSH server, the SSH credential that logs in to it,
+// a keyring and a log directory.
 type guestLogsEnv struct {
-	srv    *sshtest.Server
-	logins km.SSHLogins
-	logDir string
+	srv     *sshtest.Server
+	key     []byte // the client's private key, OpenSSH PEM
+	keyring *km.Keyring
+	logDir  string
 }
 
-func newGuestLogsEnv(t *testing.T, customer, account string) *guestLogsEnv {
+func newGuestLogsEnv(t *testing.T) *guestLogsEnv {
 	t.Helper()
-	ctx := context.Background()
 	client, key := sshtest.NewKeyPEM(t)
-	env := &guestLogsEnv{srv: sshtest.New(t, client.PublicKey(), 0), logDir: filepath.Join(t.TempDir(), "logs")}
+	kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret([]byte(strings.Repeat("k", 32)))})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kr.Close() })
+	return &guestLogsEnv{srv: sshtest.New(t, client.PublicKey(), 0), key: key, keyring: kr, logDir: filepath.Join(t.TempDir(), "logs")}
+}
 
-	// The SSH key lives in km, sealed under a master key, in its own database.
+// putKey stores the account's SSH credential.
+func (e *guestLogsEnv) putKey(t *testing.T, s km.Store, customer, account string) {
+	t.Helper()
+	require.NoError(t, s.Put(context.Background(), km.Credential{Customer: customer, Account: account, Kind: km.KindSSH, Name: "ssh",
+		Meta: map[string]string{km.MetaUser: "collector"}, Fields: map[string]km.Secret{km.FieldPrivateKey: km.NewSecret(e.key)}}))
+}
+
+// separateKM is a key manager in its own database, standing for a remote one.
+func (e *guestLogsEnv) separateKM(t *testing.T) km.Store {
+	t.Helper()
 	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "km.db")), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
 	sqlDB.SetMaxOpenConns(1)
 	t.Cleanup(func() { _ = sqlDB.Close() })
-	require.NoError(t, km.Migrate(ctx, db))
-	kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret([]byte(strings.Repeat("k", 32)))})
+	store, err := km.NewLocalStore(db, e.keyring)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = kr.Close() })
-	store, err := km.NewLocalStore(db, kr)
-	require.NoError(t, err)
-	require.NoError(t, store.Put(ctx, km.Credential{Customer: customer, Account: account, Kind: km.KindSSH, Name: "ssh",
-		Meta: map[string]string{km.MetaUser: "collector"}, Fields: map[string]km.Secret{km.FieldPrivateKey: km.NewSecret(key)}}))
-	env.logins = km.SSHLogins{Store: store}
-	return env
+	return store
 }
 
 func (e *guestLogsEnv) config(every time.Duration, hangingAddr string) GuestLogsConfig {
 	return GuestLogsConfig{
 		Interval: every,
 		Collector: guest.CollectorConfig{
-			HostKeys:    guest.PinnedKeys(map[string]ssh.PublicKey{e.srv.Addr: e.srv.HostKey, hangingAddr: e.srv.HostKey}),
-			Credentials: e.logins,
-			Files:       []string{guestSyslog},
-			Timeout:     2 * time.Second,
-			LogDir:      e.logDir,
+			HostKeys: guest.PinnedKeys(map[string]ssh.PublicKey{e.srv.Addr: e.srv.HostKey, hangingAddr: e.srv.HostKey}),
+			Files:    []string{guestSyslog},
+			Timeout:  2 * time.Second,
+			LogDir:   e.logDir,
 		},
 	}
 }
@@ -93,14 +98,16 @@ func (e *guestLogsEnv) local(t *testing.T, customer, account, serverID string) s
 // not block the others.
 func TestGuestLogsScheduledCollection(t *testing.T) {
 	t.Parallel()
-	env := newGuestLogsEnv(t, "acme", "acct-1")
+	env := newGuestLogsEnv(t)
 	hanging := sshtest.Hanging(t)
 	gl := env.config(time.Minute, hanging)
 	withGuestLogs := func(c *Config, _ *sim.Config) {
 		c.SourceCIDR = netip.MustParsePrefix("127.0.0.0/8")
 		c.GuestLogs = gl
+		c.Keyring = env.keyring // logins from the embedded key manager
 	}
 	h := newCloudHarness(t, withGuestLogs)
+	env.putKey(t, h.w.Credentials(), "acme", "acct-1")
 	up, err := h.sim.AddServer("acct-1", cloud.Server{Name: "web", State: cloud.StateRunning, PrivateIPs: []string{env.srv.Addr}})
 	require.NoError(t, err)
 	_, err = h.sim.AddServer("acct-1", cloud.Server{Name: "stopped", State: cloud.StateStopped, PrivateIPs: []string{hanging}})
@@ -145,8 +152,9 @@ func TestGuestLogsScheduledCollection(t *testing.T) {
 
 func TestGuestLogsConfig(t *testing.T) {
 	t.Parallel()
-	env := newGuestLogsEnv(t, "acme", "acct-1")
+	env := newGuestLogsEnv(t)
 	ok := env.config(time.Minute, "127.0.0.1:1")
+	ok.Collector.Credentials = km.SSHLogins{Store: env.separateKM(t)}
 	cidr := netip.MustParsePrefix("127.0.0.0/8")
 	tests := []struct {
 		name string
@@ -167,7 +175,14 @@ func TestGuestLogsConfig(t *testing.T) {
 			c.SourceCIDR = cidr
 			c.GuestLogs = ok
 			c.GuestLogs.Collector.Credentials = nil
-		}, want: "Credentials is required"},
+		}, want: "GuestLogs.Collector.Credentials is required without a Keyring"},
+		{name: "credentials from the embedded key manager", cfg: func(c *Config) {
+			c.SourceCIDR = cidr
+			c.GuestLogs = ok
+			c.GuestLogs.Collector.Credentials = nil
+			c.Keyring = env.keyring
+		}},
+		{name: "negative credential cache TTL", cfg: func(c *Config) { c.CredentialCacheTTL = -1 }, want: "CredentialCacheTTL"},
 		{name: "bad server kind", cfg: func(c *Config) {
 			c.SourceCIDR = cidr
 			c.GuestLogs = ok

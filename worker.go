@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stratusworks/worker/cloud/guest"
+	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/rabbitmq"
@@ -27,6 +28,7 @@ type Worker struct {
 	sub    *Subscriber      // in publishers it only consumes poll reports
 	sched  *poller.Schedule // nil in RoleSubscriber
 	guests *guest.Collector // nil unless GuestLogs is enabled in a subscriber
+	creds  *km.Cache        // nil without Config.Keyring
 
 	pollers     map[string]Poller
 	now         func() time.Time
@@ -106,6 +108,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			_ = w.Close()
 			return nil, err
 		}
+	}
+	if err := w.openCredentials(); err != nil {
+		_ = w.Close()
+		return nil, err
 	}
 	if err := w.setupGuestLogs(); err != nil {
 		_ = w.Close()
@@ -377,6 +383,9 @@ func (w *Worker) Close() error {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	if w.creds != nil {
+		w.creds.Purge() // wipes the cached secrets
+	}
 	var err error
 	for _, c := range w.closers {
 		err = errors.Join(err, c())
