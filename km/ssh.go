@@ -53,7 +53,8 @@ func (l SSHLogins) SSHAuth(ctx context.Context, customer, account, serverID stri
 	where := fmt.Sprintf("ssh login for server %q: credential %s/%s/%s", serverID, customer, account, name)
 	cred, err := l.Store.Get(ctx, customer, account, name)
 	if err != nil {
-		return "", nil, fmt.Errorf("km: %s: %w", where, err)
+		// The store's errors name the credential already.
+		return "", nil, fmt.Errorf("km: ssh login for server %q: %w", serverID, err)
 	}
 	defer cred.Destroy()
 	if cred.Kind != KindSSH {
