@@ -29,16 +29,21 @@ func (s *Store) Resources(ctx context.Context, account, kind, after string, limi
 	}
 	out := make([]Resource, 0, len(rows))
 	for _, r := range rows {
-		res := Resource{
-			Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
-			Hash: r.Hash, Version: r.Version, Attributes: json.RawMessage(r.Attributes),
-			ObservedAt: r.ObservedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		}
-		if r.MissingSince != nil {
-			at := r.MissingSince.UTC()
-			res.MissingSince = &at
-		}
-		out = append(out, res)
+		out = append(out, r.resource())
 	}
 	return out, nil
+}
+
+// resource is the row as the store's callers see it.
+func (r resourceRow) resource() Resource {
+	res := Resource{
+		Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
+		Hash: r.Hash, Version: r.Version, Attributes: json.RawMessage(r.Attributes),
+		ObservedAt: r.ObservedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+	if r.MissingSince != nil {
+		at := r.MissingSince.UTC()
+		res.MissingSince = &at
+	}
+	return res
 }

@@ -519,17 +519,7 @@ func (s *Store) Resource(ctx context.Context, account, kind, id string) (Resourc
 	if len(rows) == 0 {
 		return Resource{}, fmt.Errorf("persist: resource %s/%s/%s: %w", account, kind, id, ErrNotFound)
 	}
-	r := rows[0]
-	res := Resource{
-		Account: r.Account, Customer: r.Customer, Kind: r.Kind, ID: r.ResourceID,
-		Hash: r.Hash, Version: r.Version, Attributes: json.RawMessage(r.Attributes),
-		ObservedAt: r.ObservedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-	}
-	if r.MissingSince != nil {
-		at := r.MissingSince.UTC()
-		res.MissingSince = &at
-	}
-	return res, nil
+	return rows[0].resource(), nil
 }
 
 // History returns the recorded changes of one resource from the analytics
