@@ -21,8 +21,11 @@ import (
 	"github.com/stratusworks/worker/cloud/guest"
 	"github.com/stratusworks/worker/cloud/sim"
 	"github.com/stratusworks/worker/internal/sshtest"
+	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/logging"
+	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 )
 
 const guestSyslog = "/var/log/syslog"
@@ -237,4 +240,65 @@ next:
 	}
 	t.Skip("this host has an address in every documentation network tried")
 	return netip.Prefix{}
+}
+
+// TestGuestLogsSplitRolesRabbitMQMariaDB: the classic split on real services.
+// The publisher process schedules the collection; the subscriber process (the
+// one on the guests' network) lists the servers it polled into MariaDB and
+// collects them with the key from the embedded key manager, which lives in
+// the same database; outcomes go back to the publisher's schedule as
+// poll.report actions.
+func TestGuestLogsSplitRolesRabbitMQMariaDB(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	dsn := testenv.MySQLDSN(t)
+	top := Topology{Prefix: testenv.UniqueName(t)}
+	top.setDefaults()
+	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+
+	env := newGuestLogsEnv(t)
+	cloudSim, err := sim.New(sim.Config{Seed: 3})
+	require.NoError(t, err)
+	up, err := cloudSim.AddServer("acct-9", cloud.Server{Name: "db", State: cloud.StateRunning, PrivateIPs: []string{env.srv.Addr}})
+	require.NoError(t, err)
+	env.srv.Write(t, guestSyslog, "first\n")
+	compute, err := cloudSim.Compute()
+	require.NoError(t, err)
+
+	base := Config{
+		MQ:        MQConfig{URL: url},
+		Store:     persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, Logger: discardLogger()},
+		Topology:  top,
+		Schedule:  poller.Config{Seed: 1, Jitter: -1, InitialSpread: -1, Budget: poller.Unlimited},
+		GuestLogs: GuestLogsConfig{Interval: 500 * time.Millisecond},
+	}
+	run := func(w *Worker) {
+		require.NoError(t, w.Register(cloud.ServerPoller{Compute: compute}, 500*time.Millisecond))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		<-w.Running()
+		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	}
+
+	subCfg := base
+	subCfg.Role = RoleSubscriber
+	subCfg.SourceCIDR = netip.MustParsePrefix("127.0.0.0/8")
+	subCfg.Keyring = env.keyring
+	subCfg.GuestLogs = env.config(500*time.Millisecond, "127.0.0.1:1")
+	sub := newTestWorker(t, subCfg)
+	env.putKey(t, sub.Credentials(), "acme", "acct-9")
+	run(sub)
+
+	pubCfg := base
+	pubCfg.Role = RolePublisher
+	pub := newTestWorker(t, pubCfg)
+	require.Nil(t, pub.Credentials())
+	require.False(t, pub.GuestSource().IsValid(), "a publisher does not collect")
+	run(pub)
+	require.NoError(t, pub.Watch("acct-9", "acme"))
+
+	require.Eventually(t, func() bool { return env.local(t, "acme", "acct-9", up.ID) == "first\n" }, 30*time.Second, 20*time.Millisecond)
+	env.srv.Append(t, guestSyslog, "second\n")
+	require.Eventually(t, func() bool { return env.local(t, "acme", "acct-9", up.ID) == "first\nsecond\n" }, 30*time.Second, 20*time.Millisecond)
 }
