@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/state"
 )
@@ -97,17 +96,6 @@ func changeEvent(ch state.Change, now time.Time) eventRow {
 		EventID: newEventID(), Type: typ, Account: ch.Target.Account, Customer: ch.Target.Customer,
 		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: string(payload), CreatedAt: now,
 	}
-}
-
-// insertEvents writes outbox rows inside tx.
-func insertEvents(tx *gorm.DB, events []eventRow) error {
-	if len(events) == 0 {
-		return nil
-	}
-	if err := tx.CreateInBatches(events, insertBatch).Error; err != nil {
-		return fmt.Errorf("insert %s: %w", tblEvents, err)
-	}
-	return nil
 }
 
 // PendingEvents returns up to limit events not yet marked sent, oldest first.

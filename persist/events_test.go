@@ -92,7 +92,7 @@ func TestSaveEventsAtomic(t *testing.T) {
 		ctx := context.Background()
 		name := "persist_test:fail_after_outbox"
 		inserted := 0
-		require.NoError(t, s.DB().Callback().Create().After("gorm:create").Register(name, func(db *gorm.DB) {
+		require.NoError(t, s.DB().Callback().Raw().After("gorm:raw").Register(name, func(db *gorm.DB) {
 			if db.Statement.Table == tblEvents && db.Error == nil {
 				inserted++
 				_ = db.AddError(errBoom)
@@ -105,7 +105,7 @@ func TestSaveEventsAtomic(t *testing.T) {
 			require.Zero(t, countRows(t, s.DB(), table), table)
 		}
 
-		require.NoError(t, s.DB().Callback().Create().Remove(name))
+		require.NoError(t, s.DB().Callback().Raw().Remove(name))
 		changes, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":1}`, t0)))
 		require.NoError(t, err)
 		require.Len(t, changes, 1)

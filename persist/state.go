@@ -91,10 +91,7 @@ const (
 	insertBatch = 200 // rows per multi-row INSERT
 )
 
-var (
-	resourceKeyColumns = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}}
-	historyKeyColumns  = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
-)
+var historyKeyColumns = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
 
 // observation is a validated, canonicalised observation.
 type observation struct {
@@ -144,35 +141,33 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	if err != nil || len(obs) == 0 {
 		return nil, err
 	}
-
-	// Steady state first, without taking the write lock: most polls change
-	// nothing, and then nothing is written at all.
-	var p savePlan
-	err = retry(ctx, func() error {
-		stored, err := loadResources(s.prov.reader.WithContext(ctx), t.Account, obs)
-		if err == nil {
-			p = planSave(t, obs, stored, now)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("persist: save %s: %w", t, err)
-	}
-	if len(p.changes) == 0 && len(p.clears) == 0 {
-		return nil, nil
-	}
-
 	historyTable := tblHistory
 	if s.ana != s.prov {
 		historyTable = tblOutbox
 	}
+
+	var p savePlan
 	err = retry(ctx, func() error {
+		// Steady state first, without taking the write lock: most polls change
+		// nothing, and then nothing is written at all. This read compares
+		// hashes only.
+		stored, err := loadStored(s.prov.reader.WithContext(ctx), t.Account, obs, false)
+		if err != nil {
+			return err
+		}
+		todo := toWrite(obs, stored)
+		p = savePlan{}
+		if len(todo) == 0 {
+			return nil
+		}
+		// The rows to write are read again, with their attributes, under the
+		// transaction; the upsert's version check catches what changed since.
 		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			stored, err := loadResources(tx, t.Account, obs)
+			fresh, err := loadStored(tx, t.Account, todo, true)
 			if err != nil {
 				return err
 			}
-			p = planSave(t, obs, stored, now)
+			p = planSave(t, todo, fresh, now)
 			return p.write(tx, historyTable)
 		})
 	})
@@ -286,8 +281,19 @@ func jsonType(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// loadResources reads the stored rows for the observations' ids.
-func loadResources(db *gorm.DB, account string, obs []observation) (map[resKey]resourceRow, error) {
+// storedRow is what Save reads of a stored resource.
+type storedRow struct {
+	hash       string
+	version    int64
+	observedAt time.Time
+	missing    bool   // missing_since is set
+	deleted    bool   // a tombstone
+	attributes string // read only for the rows about to be written
+}
+
+// loadStored reads the stored rows for the observations' ids, with their
+// attributes when withAttributes is set.
+func loadStored(db *gorm.DB, account string, obs []observation, withAttributes bool) (map[resKey]storedRow, error) {
 	byKind := map[string][]string{}
 	var kinds []string
 	for _, o := range obs {
@@ -296,81 +302,123 @@ func loadResources(db *gorm.DB, account string, obs []observation) (map[resKey]r
 		}
 		byKind[o.kind] = append(byKind[o.kind], o.id)
 	}
-	stored := make(map[resKey]resourceRow, len(obs))
+	cols := "resource_id, hash, version, observed_at, missing_since IS NOT NULL, deleted_at IS NOT NULL"
+	if withAttributes {
+		cols += ", attributes"
+	}
+	stored := make(map[resKey]storedRow, len(obs))
 	for _, kind := range kinds {
 		for ids := range slices.Chunk(byKind[kind], inListChunk) {
-			var rows []resourceRow
-			err := db.Where("account = ? AND kind = ? AND resource_id IN ?", account, kind, ids).Find(&rows).Error
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", tblResources, err)
+			args := make([]any, 0, 2+len(ids))
+			args = append(args, account, kind)
+			for _, id := range ids {
+				args = append(args, id)
 			}
-			for _, r := range rows {
-				stored[resKey{r.Kind, r.ResourceID}] = r
+			q := "SELECT " + cols + " FROM " + tblResources + " WHERE account = ? AND kind = ? AND resource_id IN (" + placeholders(len(ids)) + ")"
+			if err := scanStored(db, q, args, kind, withAttributes, stored); err != nil {
+				return nil, fmt.Errorf("read %s: %w", tblResources, err)
 			}
 		}
 	}
 	return stored, nil
 }
 
-type rowUpdate struct {
+func scanStored(db *gorm.DB, q string, args []any, kind string, withAttributes bool, into map[resKey]storedRow) error {
+	rows, err := db.Raw(q, args...).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			r  storedRow
+		)
+		dest := []any{&id, &r.hash, &r.version, &r.observedAt, &r.missing, &r.deleted}
+		if withAttributes {
+			dest = append(dest, &r.attributes)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		into[resKey{kind, id}] = r
+	}
+	return rows.Err()
+}
+
+// toWrite returns the observations that may need a write: new, changed,
+// re-created or seen again after Sweep marked them missing. Partial
+// observations of stored resources are included, since only the merge tells.
+func toWrite(obs []observation, stored map[resKey]storedRow) []observation {
+	var out []observation
+	for _, o := range obs {
+		old, exists := stored[resKey{o.kind, o.id}]
+		switch {
+		case exists && old.observedAt.After(o.observedAt):
+			// older than what is stored: ignored
+		case !exists || old.deleted || o.partial || old.hash != o.hash || old.missing:
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// rowWrite is one row of the resources upsert.
+type rowWrite struct {
 	row         resourceRow
-	prevVersion int64
+	prevVersion int64 // the stored version it replaces; 0 for a creation
 }
 
 // savePlan is what a save has to write, computed from the stored rows.
 type savePlan struct {
 	account string
-	creates []resourceRow
-	updates []rowUpdate // includes re-creations of deleted resources
-	clears  []resKey    // seen again: clear missing_since, nothing else changed
+	writes  []rowWrite // creations, updates and re-creations of deleted resources
+	clears  []resKey   // seen again: clear missing_since, nothing else changed
 	history []historyRow
 	events  []eventRow
 	changes []state.Change
 }
 
 // planSave decides, per observation, whether to create, update or skip.
-func planSave(t state.Target, obs []observation, stored map[resKey]resourceRow, now time.Time) savePlan {
+func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) savePlan {
 	p := savePlan{account: t.Account}
 	for _, o := range obs {
 		k := resKey{o.kind, o.id}
 		old, exists := stored[k]
-		if exists && old.ObservedAt.After(o.observedAt) {
+		if exists && old.observedAt.After(o.observedAt) {
 			continue // older than what is stored (for a tombstone: than the deletion)
 		}
-		live := exists && old.DeletedAt == nil
+		live := exists && !old.deleted
 		attrs, hash := o.attrs, o.hash
 		if live && o.partial {
-			attrs, hash = mergePartial(old, o.attrs)
+			attrs, hash = mergePartial(old.attributes, old.hash, o.attrs)
 		}
-		if live && old.Hash == hash {
-			if old.MissingSince != nil {
+		if live && old.hash == hash {
+			if old.missing {
 				p.clears = append(p.clears, k)
 			}
 			continue // unchanged
 		}
-		row := resourceRow{
+		w := rowWrite{row: resourceRow{
 			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
 			Hash: hash, Version: 1, Attributes: attrs, ObservedAt: o.observedAt, UpdatedAt: now,
-		}
+		}}
 		ch := state.Change{
 			Op:     state.Created,
 			Target: state.Target{Account: t.Account, Customer: t.Customer, Kind: o.kind, Resource: o.id},
 			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(attrs), ObservedAt: o.observedAt},
 		}
-		switch {
-		case live:
-			row.Version = old.Version + 1
-			ch.Op = state.Updated
-			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.Attributes), ObservedAt: old.ObservedAt.UTC()}
-			ch.Fields = diffFields(old.Attributes, attrs)
-			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
-		case exists: // a tombstone: created again, the version sequence goes on
-			row.Version = old.Version + 1
-			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
-		default:
-			p.creates = append(p.creates, row)
+		if exists { // live, or a tombstone: created again, the version sequence goes on
+			w.prevVersion = old.version
+			w.row.Version = old.version + 1
 		}
-		ch.Version = row.Version
+		if live {
+			ch.Op = state.Updated
+			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.attributes), ObservedAt: old.observedAt.UTC()}
+			ch.Fields = diffFields(old.attributes, attrs)
+		}
+		p.writes = append(p.writes, w)
+		ch.Version = w.row.Version
 		p.record(ch, attrs, o.observedAt, now)
 	}
 	return p
@@ -391,9 +439,9 @@ func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Ti
 // mergePartial patches the stored attributes with a partial observation's
 // top-level keys and returns the canonical result and its hash; when the
 // patch changes nothing it returns the stored ones without re-encoding.
-func mergePartial(old resourceRow, partial string) (attrs, hash string) {
+func mergePartial(oldAttrs, oldHash, partial string) (attrs, hash string) {
 	var stored, patch map[string]json.RawMessage
-	_ = json.Unmarshal([]byte(old.Attributes), &stored) // both are canonical objects
+	_ = json.Unmarshal([]byte(oldAttrs), &stored) // both are canonical objects
 	_ = json.Unmarshal([]byte(partial), &patch)
 	changed := false
 	for k, v := range patch {
@@ -403,7 +451,7 @@ func mergePartial(old resourceRow, partial string) (attrs, hash string) {
 		}
 	}
 	if !changed {
-		return old.Attributes, old.Hash
+		return oldAttrs, oldHash
 	}
 	if stored == nil {
 		stored = make(map[string]json.RawMessage, len(patch))
@@ -448,39 +496,16 @@ func diffFields(before, after string) []string {
 
 // write applies the plan inside tx. A row created or bumped by another writer
 // since the plan was made fails with errConflict, and the caller retries the
-// whole transaction with fresh rows.
+// whole save with fresh rows.
 func (p savePlan) write(tx *gorm.DB, historyTable string) error {
-	if len(p.creates) > 0 {
-		res := tx.Clauses(clause.OnConflict{Columns: resourceKeyColumns, DoNothing: true}).CreateInBatches(p.creates, insertBatch)
-		if res.Error != nil {
-			return fmt.Errorf("insert %s: %w", tblResources, res.Error)
-		}
-		if res.RowsAffected != int64(len(p.creates)) {
-			return errConflict
-		}
-	}
-	for _, u := range p.updates {
-		r := u.row
-		res := tx.Model(&resourceRow{}).
-			Where("account = ? AND kind = ? AND resource_id = ? AND version = ?", r.Account, r.Kind, r.ResourceID, u.prevVersion).
-			Updates(map[string]any{
-				"customer": r.Customer, "hash": r.Hash, "version": r.Version, "attributes": r.Attributes,
-				"observed_at": r.ObservedAt, "updated_at": r.UpdatedAt, "missing_since": nil, "deleted_at": nil,
-			})
-		if res.Error != nil {
-			return fmt.Errorf("update %s: %w", tblResources, res.Error)
-		}
-		if res.RowsAffected != 1 {
-			return errConflict
-		}
+	if err := upsertResources(tx, p.writes); err != nil {
+		return err
 	}
 	if err := clearMissing(tx, p.account, p.clears); err != nil {
 		return err
 	}
-	if len(p.history) > 0 {
-		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
-			return fmt.Errorf("insert %s: %w", historyTable, err)
-		}
+	if err := insertHistory(tx, historyTable, p.history); err != nil {
+		return err
 	}
 	return insertEvents(tx, p.events)
 }

@@ -168,10 +168,8 @@ func sweepWrite(tx *gorm.DB, t state.Target, historyTable string, mark, clear, e
 			}, r.Attributes, now, now)
 		}
 	}
-	if len(p.history) > 0 {
-		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
-			return nil, fmt.Errorf("insert %s: %w", historyTable, err)
-		}
+	if err := insertHistory(tx, historyTable, p.history); err != nil {
+		return nil, err
 	}
 	if err := insertEvents(tx, p.events); err != nil {
 		return nil, err
