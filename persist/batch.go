@@ -9,8 +9,23 @@ import (
 )
 
 // Multi-row statements: a save writes its resource rows, history rows and
-// outbox events with one statement each per insertBatch rows, instead of a
-// statement per row.
+// outbox events with one statement per chunk of rows instead of one per row.
+
+// sqliteChunk is how many rows a multi-row statement writes on SQLite. The
+// SQLite driver matches each placeholder to its argument with a linear
+// search, so binding costs grow with the square of the placeholders per
+// statement; a few dozen rows keep that small against the per-statement
+// cost. MySQL statements take insertBatch rows: there, every statement is a
+// round trip.
+var sqliteChunk = 20
+
+// chunkRows is the rows per multi-row statement on tx's database.
+func chunkRows(tx *gorm.DB) int {
+	if Driver(tx.Dialector.Name()) == MySQL {
+		return insertBatch
+	}
+	return sqliteChunk
+}
 
 // Columns the multi-row statements write, in argument order.
 const (
@@ -83,7 +98,7 @@ func upsertAffected(d Driver, rows []rowWrite) int64 {
 // writer created or changed one of the rows since they were read.
 func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 	d := Driver(tx.Dialector.Name())
-	for chunk := range slices.Chunk(rows, insertBatch) {
+	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
 		args := make([]any, 0, 9*len(chunk))
 		for _, w := range chunk {
 			r := &w.row
@@ -103,7 +118,7 @@ func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 // insertHistory writes history rows to table (the history table or the
 // history outbox) inside tx.
 func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
-	for chunk := range slices.Chunk(rows, insertBatch) {
+	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
 		args := make([]any, 0, 10*len(chunk))
 		for i := range chunk {
 			r := &chunk[i]
@@ -118,7 +133,7 @@ func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
 
 // insertEvents writes outbox rows inside tx.
 func insertEvents(tx *gorm.DB, events []eventRow) error {
-	for chunk := range slices.Chunk(events, insertBatch) {
+	for chunk := range slices.Chunk(events, chunkRows(tx)) {
 		args := make([]any, 0, 9*len(chunk))
 		for i := range chunk {
 			e := &chunk[i]

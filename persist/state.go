@@ -244,6 +244,14 @@ func canonicalObject(raw json.RawMessage) (string, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return "{}", nil
 	}
+	if s, ok := canonicalFast(raw); ok {
+		return s, nil
+	}
+	return canonicalSlow(raw)
+}
+
+// canonicalSlow is canonicalObject through encoding/json.
+func canonicalSlow(raw json.RawMessage) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // big integers survive unchanged
 	var v any
@@ -476,6 +484,14 @@ func nonNil(s []string) []string {
 // diffFields returns the sorted top-level keys whose canonical values differ,
 // including keys present on one side only.
 func diffFields(before, after string) []string {
+	if fields, ok := diffFieldsFast(before, after); ok {
+		return fields
+	}
+	return diffFieldsSlow(before, after)
+}
+
+// diffFieldsSlow is diffFields through encoding/json.
+func diffFieldsSlow(before, after string) []string {
 	var b, a map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(before), &b) // stored and new are canonical objects
 	_ = json.Unmarshal([]byte(after), &a)
