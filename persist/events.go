@@ -1,11 +1,14 @@
 package persist
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -91,11 +94,120 @@ func changeEvent(ch state.Change, now time.Time) eventRow {
 	if ch.Op == state.Deleted {
 		typ = ch.Target.Kind + EventDeletedSuffix
 	}
-	payload, _ := json.Marshal(ch) // plain data; cannot fail
 	return eventRow{
 		EventID: newEventID(), Type: typ, Account: ch.Target.Account, Customer: ch.Target.Customer,
-		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: string(payload), CreatedAt: now,
+		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: changePayload(ch), CreatedAt: now,
 	}
+}
+
+// changePayload returns json.Marshal(ch). The common case, attributes that
+// need no HTML escaping and UTC times, is written directly, without
+// reflection; the result is the same bytes.
+func changePayload(ch state.Change) string {
+	size := 200
+	for _, o := range []*state.Observation{ch.Before, ch.After} {
+		if o != nil {
+			size += 100 + len(o.Attributes)
+		}
+	}
+	if b, ok := appendChange(make([]byte, 0, size), ch); ok {
+		return string(b)
+	}
+	b, _ := json.Marshal(ch) // plain data; cannot fail
+	return string(b)
+}
+
+func appendChange(b []byte, ch state.Change) ([]byte, bool) {
+	b = append(b, `{"op":`...)
+	b = appendJSONString(b, string(ch.Op))
+	b = append(b, `,"target":{"account":`...)
+	b = appendJSONString(b, ch.Target.Account)
+	if ch.Target.Customer != "" {
+		b = append(b, `,"customer":`...)
+		b = appendJSONString(b, ch.Target.Customer)
+	}
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, ch.Target.Kind)
+	if ch.Target.Resource != "" {
+		b = append(b, `,"resource":`...)
+		b = appendJSONString(b, ch.Target.Resource)
+	}
+	b = append(b, '}')
+	var ok bool
+	if ch.Before != nil {
+		b = append(b, `,"before":`...)
+		if b, ok = appendObservation(b, ch.Before); !ok {
+			return b, false
+		}
+	}
+	if ch.After != nil {
+		b = append(b, `,"after":`...)
+		if b, ok = appendObservation(b, ch.After); !ok {
+			return b, false
+		}
+	}
+	if len(ch.Fields) > 0 {
+		b = append(b, `,"fields":`...)
+		b = appendJSONStrings(b, ch.Fields)
+	}
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, ch.Version, 10)
+	return append(b, '}'), true
+}
+
+// appendObservation writes o as encoding/json would, provided its attributes
+// are compact (as canonical attributes are) and need no escaping, and its
+// time is UTC within years 0-9999.
+func appendObservation(b []byte, o *state.Observation) ([]byte, bool) {
+	attrs := o.Attributes
+	if len(attrs) == 0 || bytes.ContainsAny(attrs, "<>&\u2028\u2029") {
+		return b, false // encoding/json would escape these
+	}
+	if o.ObservedAt.Location() != time.UTC || o.ObservedAt.Year() < 0 || o.ObservedAt.Year() > 9999 {
+		return b, false
+	}
+	b = append(b, '{')
+	if o.Kind != "" {
+		b = append(b, `"kind":`...)
+		b = appendJSONString(b, o.Kind)
+		b = append(b, ',')
+	}
+	b = append(b, `"id":`...)
+	b = appendJSONString(b, o.ID)
+	b = append(b, `,"attributes":`...)
+	b = append(b, attrs...)
+	b = append(b, `,"observed_at":"`...)
+	b = o.ObservedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if o.Partial {
+		b = append(b, `,"partial":true`...)
+	}
+	return append(b, '}'), true
+}
+
+// appendJSONString appends s as json.Marshal writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string cannot fail
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONStrings appends ss as a JSON array, as json.Marshal writes it.
+func appendJSONStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 // PendingEvents returns up to limit events not yet marked sent, oldest first.

@@ -434,10 +434,9 @@ func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, no
 
 // record adds a change with its history entry and outbox event.
 func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Time) {
-	fields, _ := json.Marshal(nonNil(ch.Fields))
 	p.history = append(p.history, historyRow{
 		Account: ch.Target.Account, Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Customer: ch.Target.Customer,
-		Op: string(ch.Op), Version: ch.Version, Fields: string(fields), Attributes: attrs,
+		Op: string(ch.Op), Version: ch.Version, Fields: string(appendJSONStrings(nil, ch.Fields)), Attributes: attrs,
 		ObservedAt: observedAt, RecordedAt: now,
 	})
 	p.events = append(p.events, changeEvent(ch, now))
@@ -472,13 +471,6 @@ func mergePartial(oldAttrs, oldHash, partial string) (attrs, hash string) {
 	attrs = string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	sum := sha256.Sum256([]byte(attrs))
 	return attrs, hex.EncodeToString(sum[:])
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // diffFields returns the sorted top-level keys whose canonical values differ,
