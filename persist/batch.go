@@ -3,6 +3,7 @@ package persist
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -27,32 +28,109 @@ func chunkRows(tx *gorm.DB) int {
 	return sqliteChunk
 }
 
-// Columns the multi-row statements write, in argument order.
-const (
-	resourceWriteCols = "account, kind, resource_id, customer, hash, version, attributes, observed_at, updated_at, missing_since, deleted_at"
-	historyWriteCols  = "account, kind, resource_id, customer, op, version, fields, attributes, observed_at, recorded_at"
-	eventWriteCols    = "event_id, type, account, customer, kind, resource_id, payload, created_at, sent_at"
+// insertCol is a column of a multi-row INSERT.
+type insertCol struct {
+	name   string
+	shared bool   // one value for every row of the statement (SQLite form)
+	expr   string // a constant expression instead of a value, e.g. NULL
+}
+
+var (
+	resourceCols = []insertCol{
+		{name: "account", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
+		{name: "customer", shared: true}, {name: "hash"}, {name: "version"}, {name: "attributes"},
+		{name: "observed_at"}, {name: "updated_at", shared: true},
+		{name: "missing_since", expr: "NULL"}, {name: "deleted_at", expr: "NULL"},
+	}
+	historyCols = []insertCol{
+		{name: "account", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
+		{name: "customer", shared: true}, {name: "op"}, {name: "version"}, {name: "fields"},
+		{name: "attributes"}, {name: "observed_at"}, {name: "recorded_at", shared: true},
+	}
+	eventCols = []insertCol{
+		{name: "event_id"}, {name: "type", shared: true}, {name: "account", shared: true},
+		{name: "customer", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
+		{name: "payload"}, {name: "created_at", shared: true}, {name: "sent_at", shared: true},
+	}
 )
 
-// resourceValues is one row of the resources upsert: the placeholders of the
-// nine written columns, and NULL for missing_since and deleted_at.
-const resourceValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"
-
-// upsertResourcesSQL returns the conditional upsert of n resource rows. A row
-// is inserted when its key is new and updated only when the stored version is
-// the one just below the written one; a row whose version check fails is
-// left alone, which the caller detects from the affected-row count
-// (upsertAffected).
-func upsertResourcesSQL(d Driver, n int) string {
+// insertSQL returns an INSERT of n rows into table. In the plain form every
+// row has a placeholder per column (expr columns excepted). In the shared
+// form, for SQLite, shared columns have one placeholder for the whole
+// statement, which comes before the rows' in argument order:
+//
+//	INSERT INTO t (a, b) SELECT ?, column1 FROM (VALUES (?), (?)) WHERE true
+//
+// Each placeholder costs the SQLite driver an allocation and a search over
+// the arguments, so values that every row shares are bound once.
+func insertSQL(table string, cols []insertCol, n int, shared bool) string {
 	var b strings.Builder
-	b.Grow(len("INSERT INTO  () VALUES ") + len(tblResources) + len(resourceWriteCols) + n*(len(resourceValues)+2) + 700)
-	b.WriteString("INSERT INTO " + tblResources + " (" + resourceWriteCols + ") VALUES ")
+	b.WriteString("INSERT INTO " + table + " (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name)
+	}
+	b.WriteString(") ")
+	var row strings.Builder
+	row.WriteByte('(')
+	perRow := 0
+	if shared {
+		b.WriteString("SELECT ")
+		for i, c := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			switch {
+			case c.expr != "":
+				b.WriteString(c.expr)
+			case c.shared:
+				b.WriteByte('?')
+			default:
+				perRow++
+				b.WriteString("column" + strconv.Itoa(perRow))
+			}
+		}
+		row.WriteString(placeholders(perRow))
+		b.WriteString(" FROM (VALUES ")
+	} else {
+		for i, c := range cols {
+			if i > 0 {
+				row.WriteString(", ")
+			}
+			if c.expr != "" {
+				row.WriteString(c.expr)
+			} else {
+				row.WriteByte('?')
+			}
+		}
+		b.WriteString("VALUES ")
+	}
+	row.WriteByte(')')
+	b.Grow(n * (row.Len() + 2))
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(resourceValues)
+		b.WriteString(row.String())
 	}
+	if shared {
+		// WHERE true: an upsert clause after INSERT ... SELECT must not be
+		// parsed as a join constraint.
+		b.WriteString(") WHERE true")
+	}
+	return b.String()
+}
+
+// upsertResourcesSQL returns the conditional upsert of n resource rows (see
+// insertSQL for shared). A row is inserted when its key is new and updated
+// only when the stored version is the one just below the written one; a row
+// whose version check fails is left alone, which the caller detects from the
+// affected-row count (upsertAffected).
+func upsertResourcesSQL(d Driver, n int, shared bool) string {
+	var b strings.Builder
+	b.WriteString(insertSQL(tblResources, resourceCols, n, shared))
 	if d == MySQL {
 		// Assignments run left to right and see the columns already assigned,
 		// so version, which every condition reads, goes last.
@@ -93,18 +171,43 @@ func upsertAffected(d Driver, rows []rowWrite) int64 {
 	return n
 }
 
+// sharedForm reports whether a chunk of rows is written in insertSQL's
+// shared form: on SQLite, when every row has the same shared values.
+func sharedForm[T any](tx *gorm.DB, chunk []T, shared func(*T) [6]any) bool {
+	if Driver(tx.Dialector.Name()) != SQLite {
+		return false
+	}
+	first := shared(&chunk[0])
+	for i := 1; i < len(chunk); i++ {
+		if shared(&chunk[i]) != first {
+			return false
+		}
+	}
+	return true
+}
+
 // upsertResources creates and updates resource rows inside tx with one
-// statement per insertBatch rows. It fails with errConflict when another
-// writer created or changed one of the rows since they were read.
+// statement per chunk. It fails with errConflict when another writer created
+// or changed one of the rows since they were read.
 func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 	d := Driver(tx.Dialector.Name())
+	sharedOf := func(w *rowWrite) [6]any { return [6]any{w.row.Account, w.row.Kind, w.row.Customer, w.row.UpdatedAt} }
 	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
+		shared := sharedForm(tx, chunk, sharedOf)
 		args := make([]any, 0, 9*len(chunk))
-		for _, w := range chunk {
-			r := &w.row
-			args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
+		if shared {
+			r := &chunk[0].row
+			args = append(args, r.Account, r.Kind, r.Customer, r.UpdatedAt)
 		}
-		res := tx.Table(tblResources).Exec(upsertResourcesSQL(d, len(chunk)), args...)
+		for i := range chunk {
+			r := &chunk[i].row
+			if shared {
+				args = append(args, r.ResourceID, r.Hash, r.Version, r.Attributes, r.ObservedAt)
+			} else {
+				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
+			}
+		}
+		res := tx.Table(tblResources).Exec(upsertResourcesSQL(d, len(chunk), shared), args...)
 		if res.Error != nil {
 			return fmt.Errorf("upsert %s: %w", tblResources, res.Error)
 		}
@@ -118,13 +221,23 @@ func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 // insertHistory writes history rows to table (the history table or the
 // history outbox) inside tx.
 func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
+	sharedOf := func(r *historyRow) [6]any { return [6]any{r.Account, r.Kind, r.Customer, r.RecordedAt} }
 	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
+		shared := sharedForm(tx, chunk, sharedOf)
 		args := make([]any, 0, 10*len(chunk))
+		if shared {
+			r := &chunk[0]
+			args = append(args, r.Account, r.Kind, r.Customer, r.RecordedAt)
+		}
 		for i := range chunk {
 			r := &chunk[i]
-			args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt, r.RecordedAt)
+			if shared {
+				args = append(args, r.ResourceID, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt)
+			} else {
+				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt, r.RecordedAt)
+			}
 		}
-		if err := tx.Table(table).Exec(insertSQL(table, historyWriteCols, 10, len(chunk)), args...).Error; err != nil {
+		if err := tx.Table(table).Exec(insertSQL(table, historyCols, len(chunk), shared), args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", table, err)
 		}
 	}
@@ -133,32 +246,33 @@ func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
 
 // insertEvents writes outbox rows inside tx.
 func insertEvents(tx *gorm.DB, events []eventRow) error {
+	sharedOf := func(e *eventRow) [6]any {
+		var sent any
+		if e.SentAt != nil {
+			sent = *e.SentAt
+		}
+		return [6]any{e.Type, e.Account, e.Customer, e.Kind, e.CreatedAt, sent}
+	}
 	for chunk := range slices.Chunk(events, chunkRows(tx)) {
+		shared := sharedForm(tx, chunk, sharedOf)
 		args := make([]any, 0, 9*len(chunk))
+		if shared {
+			e := &chunk[0]
+			args = append(args, e.Type, e.Account, e.Customer, e.Kind, e.CreatedAt, e.SentAt)
+		}
 		for i := range chunk {
 			e := &chunk[i]
-			args = append(args, e.EventID, e.Type, e.Account, e.Customer, e.Kind, e.ResourceID, e.Payload, e.CreatedAt, e.SentAt)
+			if shared {
+				args = append(args, e.EventID, e.ResourceID, e.Payload)
+			} else {
+				args = append(args, e.EventID, e.Type, e.Account, e.Customer, e.Kind, e.ResourceID, e.Payload, e.CreatedAt, e.SentAt)
+			}
 		}
-		if err := tx.Table(tblEvents).Exec(insertSQL(tblEvents, eventWriteCols, 9, len(chunk)), args...).Error; err != nil {
+		if err := tx.Table(tblEvents).Exec(insertSQL(tblEvents, eventCols, len(chunk), shared), args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", tblEvents, err)
 		}
 	}
 	return nil
-}
-
-// insertSQL returns a plain INSERT of n rows of cols placeholders each.
-func insertSQL(table, columns string, cols, n int) string {
-	row := "(" + placeholders(cols) + ")"
-	var b strings.Builder
-	b.Grow(len(table) + len(columns) + 30 + n*(len(row)+2))
-	b.WriteString("INSERT INTO " + table + " (" + columns + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	return b.String()
 }
 
 // placeholders returns n comma-separated placeholders.
