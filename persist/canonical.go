@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -22,17 +23,23 @@ func canonicalFast(raw []byte) (string, bool) {
 	if c.pos >= len(c.in) || c.in[c.pos] != '{' {
 		return "", false
 	}
-	out := make([]byte, 0, len(raw))
-	out, ok := c.value(out)
-	if !ok {
-		return "", false
-	}
+	buf := canonicalBufs.Get().(*[]byte)
+	out, ok := c.value((*buf)[:0])
 	c.space()
-	if c.pos != len(c.in) {
-		return "", false
+	ok = ok && c.pos == len(c.in)
+	var s string
+	if ok {
+		s = string(out)
 	}
-	return string(out), true
+	if cap(out) <= 64<<10 { // large buffers are left to the GC
+		*buf = out
+		canonicalBufs.Put(buf)
+	}
+	return s, ok
 }
+
+// canonicalBufs holds canonicalFast's scratch buffers.
+var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 type canonicalizer struct {
 	in    []byte
@@ -187,8 +194,8 @@ func (c *canonicalizer) array(out []byte) ([]byte, bool) {
 	}
 }
 
-// member is an object member: its key without quotes and its canonical value
-// as a range of the scratch buffer.
+// member is an object member written to the output: its key without
+// quotes, and where the member ("key":value) starts and ends in the output.
 type member struct {
 	key        []byte
 	start, end int
@@ -201,10 +208,12 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 		c.pos++
 		return append(out, "{}"...), true
 	}
-	// Values are written to the end of out first, then copied back in key
-	// order over that scratch space.
+	// Members are written in input order, which is usually sorted already;
+	// otherwise they are reordered at the end.
 	base := len(out)
-	var members []member
+	out = append(out, '{')
+	var buf [16]member
+	members := buf[:0]
 	sorted := true
 	for {
 		c.space()
@@ -222,6 +231,8 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 		c.pos++
 		c.space()
 		start := len(out)
+		out = append(out, key...)
+		out = append(out, ':')
 		if out, ok = c.value(out); !ok {
 			return out, false
 		}
@@ -242,6 +253,7 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 			return out, false
 		}
 		c.pos++
+		out = append(out, ',')
 	}
 	if !sorted {
 		// Keys are compared as Go strings, as encoding/json sorts map keys;
@@ -252,21 +264,16 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 				return out, false // duplicate key: the general path keeps the last
 			}
 		}
-	}
-	scratch := out[base:]
-	obj := make([]byte, 0, len(scratch)+len(members)*4+2)
-	obj = append(obj, '{')
-	for i, m := range members {
-		if i > 0 {
-			obj = append(obj, ',')
+		written := slices.Clone(out[base:])
+		out = append(out[:base], '{')
+		for i, m := range members {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, written[m.start-base:m.end-base]...)
 		}
-		obj = append(obj, '"')
-		obj = append(obj, m.key...)
-		obj = append(obj, '"', ':')
-		obj = append(obj, scratch[m.start-base:m.end-base]...)
 	}
-	obj = append(obj, '}')
-	return append(out[:base], obj...), true
+	return append(out, '}'), true
 }
 
 // topMembers splits a canonical JSON object into its top-level members, keys

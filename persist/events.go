@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -104,110 +105,129 @@ func changeEvent(ch state.Change, now time.Time) eventRow {
 // need no HTML escaping and UTC times, is written directly, without
 // reflection; the result is the same bytes.
 func changePayload(ch state.Change) string {
-	size := 200
+	size := 160 + len(ch.Target.Account) + len(ch.Target.Customer) + len(ch.Target.Kind) + len(ch.Target.Resource)
 	for _, o := range []*state.Observation{ch.Before, ch.After} {
 		if o != nil {
-			size += 100 + len(o.Attributes)
+			size += 80 + len(o.Kind) + len(o.ID) + len(o.Attributes)
 		}
 	}
-	if b, ok := appendChange(make([]byte, 0, size), ch); ok {
-		return string(b)
+	for _, f := range ch.Fields {
+		size += len(f) + 3
 	}
-	b, _ := json.Marshal(ch) // plain data; cannot fail
-	return string(b)
+	var b strings.Builder
+	b.Grow(size)
+	if writeChange(&b, ch) {
+		return b.String()
+	}
+	p, _ := json.Marshal(ch) // plain data; cannot fail
+	return string(p)
 }
 
-func appendChange(b []byte, ch state.Change) ([]byte, bool) {
-	b = append(b, `{"op":`...)
-	b = appendJSONString(b, string(ch.Op))
-	b = append(b, `,"target":{"account":`...)
-	b = appendJSONString(b, ch.Target.Account)
+func writeChange(b *strings.Builder, ch state.Change) bool {
+	b.WriteString(`{"op":`)
+	writeJSONString(b, string(ch.Op))
+	b.WriteString(`,"target":{"account":`)
+	writeJSONString(b, ch.Target.Account)
 	if ch.Target.Customer != "" {
-		b = append(b, `,"customer":`...)
-		b = appendJSONString(b, ch.Target.Customer)
+		b.WriteString(`,"customer":`)
+		writeJSONString(b, ch.Target.Customer)
 	}
-	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, ch.Target.Kind)
+	b.WriteString(`,"kind":`)
+	writeJSONString(b, ch.Target.Kind)
 	if ch.Target.Resource != "" {
-		b = append(b, `,"resource":`...)
-		b = appendJSONString(b, ch.Target.Resource)
+		b.WriteString(`,"resource":`)
+		writeJSONString(b, ch.Target.Resource)
 	}
-	b = append(b, '}')
-	var ok bool
+	b.WriteByte('}')
 	if ch.Before != nil {
-		b = append(b, `,"before":`...)
-		if b, ok = appendObservation(b, ch.Before); !ok {
-			return b, false
+		b.WriteString(`,"before":`)
+		if !writeObservation(b, ch.Before) {
+			return false
 		}
 	}
 	if ch.After != nil {
-		b = append(b, `,"after":`...)
-		if b, ok = appendObservation(b, ch.After); !ok {
-			return b, false
+		b.WriteString(`,"after":`)
+		if !writeObservation(b, ch.After) {
+			return false
 		}
 	}
 	if len(ch.Fields) > 0 {
-		b = append(b, `,"fields":`...)
-		b = appendJSONStrings(b, ch.Fields)
+		b.WriteString(`,"fields":`)
+		writeJSONStrings(b, ch.Fields)
 	}
-	b = append(b, `,"version":`...)
-	b = strconv.AppendInt(b, ch.Version, 10)
-	return append(b, '}'), true
+	var num [20]byte
+	b.WriteString(`,"version":`)
+	b.Write(strconv.AppendInt(num[:0], ch.Version, 10))
+	b.WriteByte('}')
+	return true
 }
 
-// appendObservation writes o as encoding/json would, provided its attributes
+// writeObservation writes o as encoding/json would, provided its attributes
 // are compact (as canonical attributes are) and need no escaping, and its
 // time is UTC within years 0-9999.
-func appendObservation(b []byte, o *state.Observation) ([]byte, bool) {
+func writeObservation(b *strings.Builder, o *state.Observation) bool {
 	attrs := o.Attributes
 	if len(attrs) == 0 || bytes.ContainsAny(attrs, "<>&\u2028\u2029") {
-		return b, false // encoding/json would escape these
+		return false // encoding/json would escape these
 	}
 	if o.ObservedAt.Location() != time.UTC || o.ObservedAt.Year() < 0 || o.ObservedAt.Year() > 9999 {
-		return b, false
+		return false
 	}
-	b = append(b, '{')
+	b.WriteByte('{')
 	if o.Kind != "" {
-		b = append(b, `"kind":`...)
-		b = appendJSONString(b, o.Kind)
-		b = append(b, ',')
+		b.WriteString(`"kind":`)
+		writeJSONString(b, o.Kind)
+		b.WriteByte(',')
 	}
-	b = append(b, `"id":`...)
-	b = appendJSONString(b, o.ID)
-	b = append(b, `,"attributes":`...)
-	b = append(b, attrs...)
-	b = append(b, `,"observed_at":"`...)
-	b = o.ObservedAt.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
+	b.WriteString(`"id":`)
+	writeJSONString(b, o.ID)
+	b.WriteString(`,"attributes":`)
+	b.Write(attrs)
+	var at [len(time.RFC3339Nano) + 2]byte
+	b.WriteString(`,"observed_at":"`)
+	b.Write(o.ObservedAt.AppendFormat(at[:0], time.RFC3339Nano))
+	b.WriteByte('"')
 	if o.Partial {
-		b = append(b, `,"partial":true`...)
+		b.WriteString(`,"partial":true`)
 	}
-	return append(b, '}'), true
+	b.WriteByte('}')
+	return true
 }
 
-// appendJSONString appends s as json.Marshal writes it.
-func appendJSONString(b []byte, s string) []byte {
+// writeJSONString writes s as json.Marshal does.
+func writeJSONString(b *strings.Builder, s string) {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s) // a string cannot fail
-			return append(b, q...)
+			b.Write(q)
+			return
 		}
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
-// appendJSONStrings appends ss as a JSON array, as json.Marshal writes it.
-func appendJSONStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
+// writeJSONStrings writes ss as a JSON array, as json.Marshal does.
+func writeJSONStrings(b *strings.Builder, ss []string) {
+	b.WriteByte('[')
 	for i, s := range ss {
 		if i > 0 {
-			b = append(b, ',')
+			b.WriteByte(',')
 		}
-		b = appendJSONString(b, s)
+		writeJSONString(b, s)
 	}
-	return append(b, ']')
+	b.WriteByte(']')
+}
+
+// jsonStrings returns ss as a JSON array; nil is [].
+func jsonStrings(ss []string) string {
+	if len(ss) == 0 {
+		return "[]"
+	}
+	var b strings.Builder
+	writeJSONStrings(&b, ss)
+	return b.String()
 }
 
 // PendingEvents returns up to limit events not yet marked sent, oldest first.

@@ -166,5 +166,6 @@ func TestChangePayloadMatchesMarshal(t *testing.T) {
 			require.Equal(t, string(want), changePayload(tt.ch))
 		})
 	}
-	require.Equal(t, `[]`, string(appendJSONStrings(nil, nil)))
+	require.Equal(t, `[]`, jsonStrings(nil))
+	require.Equal(t, `["a","\u003c"]`, jsonStrings([]string{"a", "<"}))
 }

@@ -147,27 +147,32 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	}
 
 	var p savePlan
+	inTx := false
 	err = retry(ctx, func() error {
-		// Steady state first, without taking the write lock: most polls change
-		// nothing, and then nothing is written at all. This read compares
-		// hashes only.
-		stored, err := loadStored(s.prov.reader.WithContext(ctx), t.Account, obs, false)
-		if err != nil {
-			return err
-		}
-		todo := toWrite(obs, stored)
-		p = savePlan{}
-		if len(todo) == 0 {
-			return nil
-		}
-		// The rows to write are read again, with their attributes, under the
-		// transaction; the upsert's version check catches what changed since.
-		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			fresh, err := loadStored(tx, t.Account, todo, true)
+		if !inTx {
+			// Most polls change nothing, and then nothing is written: read
+			// without taking the write lock. The upsert's version check
+			// catches rows that change before the write.
+			stored, err := loadStored(s.prov.reader.WithContext(ctx), t.Account, obs)
 			if err != nil {
 				return err
 			}
-			p = planSave(t, todo, fresh, now)
+			p = planSave(t, obs, stored, now)
+			if p.empty() {
+				return nil
+			}
+			err = s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return p.write(tx, historyTable) })
+			// After a conflict, read under the write transaction: on SQLite,
+			// which has one writer, the next attempt cannot conflict again.
+			inTx = errors.Is(err, errConflict)
+			return err
+		}
+		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			stored, err := loadStored(tx, t.Account, obs)
+			if err != nil {
+				return err
+			}
+			p = planSave(t, obs, stored, now)
 			return p.write(tx, historyTable)
 		})
 	})
@@ -294,14 +299,13 @@ type storedRow struct {
 	hash       string
 	version    int64
 	observedAt time.Time
-	missing    bool   // missing_since is set
-	deleted    bool   // a tombstone
-	attributes string // read only for the rows about to be written
+	missing    bool // missing_since is set
+	deleted    bool // a tombstone
+	attributes string
 }
 
-// loadStored reads the stored rows for the observations' ids, with their
-// attributes when withAttributes is set.
-func loadStored(db *gorm.DB, account string, obs []observation, withAttributes bool) (map[resKey]storedRow, error) {
+// loadStored reads the stored rows for the observations' ids.
+func loadStored(db *gorm.DB, account string, obs []observation) (map[resKey]storedRow, error) {
 	byKind := map[string][]string{}
 	var kinds []string
 	for _, o := range obs {
@@ -310,10 +314,7 @@ func loadStored(db *gorm.DB, account string, obs []observation, withAttributes b
 		}
 		byKind[o.kind] = append(byKind[o.kind], o.id)
 	}
-	cols := "resource_id, hash, version, observed_at, missing_since IS NOT NULL, deleted_at IS NOT NULL"
-	if withAttributes {
-		cols += ", attributes"
-	}
+	const cols = "resource_id, hash, version, observed_at, missing_since IS NOT NULL, deleted_at IS NOT NULL, attributes"
 	stored := make(map[resKey]storedRow, len(obs))
 	for _, kind := range kinds {
 		for ids := range slices.Chunk(byKind[kind], inListChunk) {
@@ -323,7 +324,7 @@ func loadStored(db *gorm.DB, account string, obs []observation, withAttributes b
 				args = append(args, id)
 			}
 			q := "SELECT " + cols + " FROM " + tblResources + " WHERE account = ? AND kind = ? AND resource_id IN (" + placeholders(len(ids)) + ")"
-			if err := scanStored(db, q, args, kind, withAttributes, stored); err != nil {
+			if err := scanStored(db, q, args, kind, stored); err != nil {
 				return nil, fmt.Errorf("read %s: %w", tblResources, err)
 			}
 		}
@@ -331,7 +332,7 @@ func loadStored(db *gorm.DB, account string, obs []observation, withAttributes b
 	return stored, nil
 }
 
-func scanStored(db *gorm.DB, q string, args []any, kind string, withAttributes bool, into map[resKey]storedRow) error {
+func scanStored(db *gorm.DB, q string, args []any, kind string, into map[resKey]storedRow) error {
 	rows, err := db.Raw(q, args...).Rows()
 	if err != nil {
 		return err
@@ -342,33 +343,12 @@ func scanStored(db *gorm.DB, q string, args []any, kind string, withAttributes b
 			id string
 			r  storedRow
 		)
-		dest := []any{&id, &r.hash, &r.version, &r.observedAt, &r.missing, &r.deleted}
-		if withAttributes {
-			dest = append(dest, &r.attributes)
-		}
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(&id, &r.hash, &r.version, &r.observedAt, &r.missing, &r.deleted, &r.attributes); err != nil {
 			return err
 		}
 		into[resKey{kind, id}] = r
 	}
 	return rows.Err()
-}
-
-// toWrite returns the observations that may need a write: new, changed,
-// re-created or seen again after Sweep marked them missing. Partial
-// observations of stored resources are included, since only the merge tells.
-func toWrite(obs []observation, stored map[resKey]storedRow) []observation {
-	var out []observation
-	for _, o := range obs {
-		old, exists := stored[resKey{o.kind, o.id}]
-		switch {
-		case exists && old.observedAt.After(o.observedAt):
-			// older than what is stored: ignored
-		case !exists || old.deleted || o.partial || old.hash != o.hash || old.missing:
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // rowWrite is one row of the resources upsert.
@@ -387,10 +367,12 @@ type savePlan struct {
 	changes []state.Change
 }
 
+func (p savePlan) empty() bool { return len(p.writes) == 0 && len(p.clears) == 0 }
+
 // planSave decides, per observation, whether to create, update or skip.
 func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) savePlan {
 	p := savePlan{account: t.Account}
-	for _, o := range obs {
+	for i, o := range obs {
 		k := resKey{o.kind, o.id}
 		old, exists := stored[k]
 		if exists && old.observedAt.After(o.observedAt) {
@@ -406,6 +388,9 @@ func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, no
 				p.clears = append(p.clears, k)
 			}
 			continue // unchanged
+		}
+		if p.writes == nil { // the first write: room for the rest
+			p.grow(len(obs) - i)
 		}
 		w := rowWrite{row: resourceRow{
 			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
@@ -432,11 +417,19 @@ func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, no
 	return p
 }
 
+// grow makes room for n more changes.
+func (p *savePlan) grow(n int) {
+	p.writes = slices.Grow(p.writes, n)
+	p.history = slices.Grow(p.history, n)
+	p.events = slices.Grow(p.events, n)
+	p.changes = slices.Grow(p.changes, n)
+}
+
 // record adds a change with its history entry and outbox event.
 func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Time) {
 	p.history = append(p.history, historyRow{
 		Account: ch.Target.Account, Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Customer: ch.Target.Customer,
-		Op: string(ch.Op), Version: ch.Version, Fields: string(appendJSONStrings(nil, ch.Fields)), Attributes: attrs,
+		Op: string(ch.Op), Version: ch.Version, Fields: jsonStrings(ch.Fields), Attributes: attrs,
 		ObservedAt: observedAt, RecordedAt: now,
 	})
 	p.events = append(p.events, changeEvent(ch, now))

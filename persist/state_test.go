@@ -300,7 +300,7 @@ var saveScenarios = []saveScenario{
 		err = s.DB().Transaction(func(tx *gorm.DB) error { return staleCreate.write(tx, tblHistory) })
 		require.ErrorIs(t, err, errConflict)
 
-		stored, err := loadStored(s.DB(), target.Account, prepared(`{}`, t0), true)
+		stored, err := loadStored(s.DB(), target.Account, prepared(`{}`, t0))
 		require.NoError(t, err)
 		staleUpdate := planSave(target, prepared(`{"v":2}`, t0.Add(time.Second)), stored, t0)
 		_, err = s.Save(ctx, target, snapshot(obs("i-1", `{"v":3}`, t0.Add(time.Second))))
