@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 )
@@ -15,10 +17,10 @@ import (
 // sqliteChunk is how many rows a multi-row statement writes on SQLite. The
 // SQLite driver matches each placeholder to its argument with a linear
 // search, so binding costs grow with the square of the placeholders per
-// statement; a few dozen rows keep that small against the per-statement
-// cost. MySQL statements take insertBatch rows: there, every statement is a
-// round trip.
-var sqliteChunk = 20
+// statement; with the shared form (see insertSQL) a hundred rows keep that
+// below the cost of another statement. MySQL statements take insertBatch
+// rows: there, every statement is a round trip.
+var sqliteChunk = 100
 
 // chunkRows is the rows per multi-row statement on tx's database.
 func chunkRows(tx *gorm.DB) int {
@@ -207,7 +209,8 @@ func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
 			}
 		}
-		res := tx.Table(tblResources).Exec(upsertResourcesSQL(d, len(chunk), shared), args...)
+		q := cachedSQL(stmtKey{d, tblResources, len(chunk), shared}, func() string { return upsertResourcesSQL(d, len(chunk), shared) })
+		res := tx.Table(tblResources).Exec(q, args...)
 		if res.Error != nil {
 			return fmt.Errorf("upsert %s: %w", tblResources, res.Error)
 		}
@@ -237,7 +240,8 @@ func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
 				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt, r.RecordedAt)
 			}
 		}
-		if err := tx.Table(table).Exec(insertSQL(table, historyCols, len(chunk), shared), args...).Error; err != nil {
+		q := cachedSQL(stmtKey{table: table, rows: len(chunk), shared: shared}, func() string { return insertSQL(table, historyCols, len(chunk), shared) })
+		if err := tx.Table(table).Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", table, err)
 		}
 	}
@@ -268,11 +272,40 @@ func insertEvents(tx *gorm.DB, events []eventRow) error {
 				args = append(args, e.EventID, e.Type, e.Account, e.Customer, e.Kind, e.ResourceID, e.Payload, e.CreatedAt, e.SentAt)
 			}
 		}
-		if err := tx.Table(tblEvents).Exec(insertSQL(tblEvents, eventCols, len(chunk), shared), args...).Error; err != nil {
+		q := cachedSQL(stmtKey{table: tblEvents, rows: len(chunk), shared: shared}, func() string { return insertSQL(tblEvents, eventCols, len(chunk), shared) })
+		if err := tx.Table(tblEvents).Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", tblEvents, err)
 		}
 	}
 	return nil
+}
+
+// stmtKey identifies the text of a multi-row statement.
+type stmtKey struct {
+	driver Driver // for statements that differ by dialect
+	table  string
+	rows   int
+	shared bool
+}
+
+// statements caches multi-row statement texts: the same few shapes (page
+// sizes) usually repeat on every save. It keeps the first maxStatements.
+var (
+	statements     sync.Map // stmtKey -> string
+	statementCount atomic.Int32
+)
+
+const maxStatements = 64
+
+func cachedSQL(k stmtKey, build func() string) string {
+	if q, ok := statements.Load(k); ok {
+		return q.(string)
+	}
+	q := build()
+	if statementCount.Add(1) <= maxStatements {
+		statements.Store(k, q)
+	}
+	return q
 }
 
 // placeholders returns n comma-separated placeholders.
