@@ -259,6 +259,9 @@ func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Log
 		return nil, fmt.Errorf("persist: mysql DSN: %w", err)
 	}
 	mc.ParseTime = true
+	// Affected-row counts are rows changed, not rows matched: the
+	// conditional upsert of Save detects conflicts from them.
+	mc.ClientFoundRows = false
 	if mc.Timeout == 0 {
 		mc.Timeout = defaultMySQLDialTimeout
 	}
