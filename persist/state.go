@@ -314,7 +314,12 @@ func loadStored(db *gorm.DB, account string, obs []observation) (map[resKey]stor
 		}
 		byKind[o.kind] = append(byKind[o.kind], o.id)
 	}
-	const cols = "resource_id, hash, version, observed_at, missing_since IS NOT NULL, deleted_at IS NOT NULL, attributes"
+	observedAt := "observed_at"
+	if Driver(db.Dialector.Name()) == SQLite {
+		// As text: the driver would try several layouts on every row.
+		observedAt = "CAST(observed_at AS TEXT)"
+	}
+	cols := "resource_id, hash, version, " + observedAt + ", missing_since IS NOT NULL, deleted_at IS NOT NULL, attributes"
 	stored := make(map[resKey]storedRow, len(obs))
 	for _, kind := range kinds {
 		for ids := range slices.Chunk(byKind[kind], inListChunk) {
@@ -343,12 +348,44 @@ func scanStored(db *gorm.DB, q string, args []any, kind string, into map[resKey]
 			id string
 			r  storedRow
 		)
-		if err := rows.Scan(&id, &r.hash, &r.version, &r.observedAt, &r.missing, &r.deleted, &r.attributes); err != nil {
+		if err := rows.Scan(&id, &r.hash, &r.version, timeScanner{&r.observedAt}, &r.missing, &r.deleted, &r.attributes); err != nil {
 			return err
 		}
 		into[resKey{kind, id}] = r
 	}
 	return rows.Err()
+}
+
+// timeScanner scans a time that MySQL returns as a time.Time and SQLite as
+// the text its driver writes.
+type timeScanner struct{ t *time.Time }
+
+// sqliteTimeLayouts are the layouts of times written by the SQLite driver:
+// its default first.
+var sqliteTimeLayouts = []string{"2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999"}
+
+func (s timeScanner) Scan(v any) error {
+	var text string
+	switch v := v.(type) {
+	case time.Time:
+		*s.t = v
+		return nil
+	case string:
+		text = v
+	case []byte:
+		text = string(v)
+	default:
+		return fmt.Errorf("unsupported time value %T", v)
+	}
+	var err error
+	for _, layout := range sqliteTimeLayouts {
+		var t time.Time
+		if t, err = time.ParseInLocation(layout, text, time.UTC); err == nil {
+			*s.t = t
+			return nil
+		}
+	}
+	return err
 }
 
 // rowWrite is one row of the resources upsert.
