@@ -157,6 +157,9 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 			if err != nil {
 				return err
 			}
+			if s.afterRead != nil {
+				s.afterRead()
+			}
 			p = planSave(t, obs, stored, now)
 			if p.empty() {
 				return nil

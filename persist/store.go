@@ -27,8 +27,9 @@ type Store struct {
 	prov *database // provisioning
 	ana  *database // analytics; == prov when they are the same database
 
-	sweepBatch int // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
-	purgeBatch int // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
+	sweepBatch int    // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
+	afterRead  func() // tests: runs after Save's read, before its transaction
+	purgeBatch int    // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
 }
 
 // database is one opened database: a writer handle and a reader handle, which
