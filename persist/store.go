@@ -15,7 +15,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 )
 
 // Store is the GORM-backed persistence layer: current resource state, history,
@@ -65,12 +64,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			SkipDefaultTransaction: true, // every multi-statement write has its own transaction
 			DisableAutomaticPing:   true, // we ping with the caller's context
 			NowFunc:                func() time.Time { return dbTime(s.now()) },
-			Logger: logger.NewSlogLogger(cfg.Logger, logger.Config{
-				LogLevel:                  logger.Warn,
-				SlowThreshold:             time.Second,
-				IgnoreRecordNotFoundError: true,
-				ParameterizedQueries:      true, // never log values: payloads may be sensitive
-			}),
+			Logger:                 newGormLogger(cfg.Logger),
 		}
 	}
 
