@@ -32,40 +32,104 @@ func chunkRows(tx *gorm.DB) int {
 
 // insertCol is a column of a multi-row INSERT.
 type insertCol struct {
-	name   string
-	shared bool   // one value for every row of the statement (SQLite form)
-	expr   string // a constant expression instead of a value, e.g. NULL
+	name  string
+	share bool   // may take one value for every row of a statement (SQLite)
+	expr  string // a constant expression instead of a value, e.g. NULL
 }
 
+// Columns of the multi-row statements. Those marked share usually have one
+// value for a whole save: its target, its time, an observation time set
+// for a whole page.
 var (
 	resourceCols = []insertCol{
-		{name: "account", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
-		{name: "customer", shared: true}, {name: "hash"}, {name: "version"}, {name: "attributes"},
-		{name: "observed_at"}, {name: "updated_at", shared: true},
+		{name: "account", share: true}, {name: "kind", share: true}, {name: "resource_id"},
+		{name: "customer", share: true}, {name: "hash"}, {name: "version"}, {name: "attributes"},
+		{name: "observed_at", share: true}, {name: "updated_at", share: true},
 		{name: "missing_since", expr: "NULL"}, {name: "deleted_at", expr: "NULL"},
 	}
 	historyCols = []insertCol{
-		{name: "account", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
-		{name: "customer", shared: true}, {name: "op"}, {name: "version"}, {name: "fields"},
-		{name: "attributes"}, {name: "observed_at"}, {name: "recorded_at", shared: true},
+		{name: "account", share: true}, {name: "kind", share: true}, {name: "resource_id"},
+		{name: "customer", share: true}, {name: "op", share: true}, {name: "version"}, {name: "fields"},
+		{name: "attributes"}, {name: "observed_at", share: true}, {name: "recorded_at", share: true},
 	}
 	eventCols = []insertCol{
-		{name: "event_id"}, {name: "type", shared: true}, {name: "account", shared: true},
-		{name: "customer", shared: true}, {name: "kind", shared: true}, {name: "resource_id"},
-		{name: "payload"}, {name: "created_at", shared: true}, {name: "sent_at", shared: true},
+		{name: "event_id"}, {name: "type", share: true}, {name: "account", share: true},
+		{name: "customer", share: true}, {name: "kind", share: true}, {name: "resource_id"},
+		{name: "payload"}, {name: "created_at", share: true}, {name: "sent_at", share: true},
 	}
 )
 
-// insertSQL returns an INSERT of n rows into table. In the plain form every
-// row has a placeholder per column (expr columns excepted). In the shared
-// form, for SQLite, shared columns have one placeholder for the whole
-// statement, which comes before the rows' in argument order:
+// multiInsert builds a multi-row INSERT of n rows into table. row appends
+// the values of row i, one per column that has no expr, in column order.
+//
+// On SQLite, columns marked share whose value is the same in every row get
+// one placeholder for the whole statement, before the rows' placeholders:
 //
 //	INSERT INTO t (a, b) SELECT ?, column1 FROM (VALUES (?), (?)) WHERE true
 //
-// Each placeholder costs the SQLite driver an allocation and a search over
-// the arguments, so values that every row shares are bound once.
-func insertSQL(table string, cols []insertCol, n int, shared bool) string {
+// The SQLite driver allocates a copy of every argument and finds each
+// placeholder's argument with a linear search, so values bound once instead
+// of once per row save both. suffix is appended to the statement (an upsert
+// clause).
+func multiInsert(d Driver, table string, cols []insertCol, suffix string, n int, row func(i int, dst []any) []any) (string, []any) {
+	width := 0
+	for _, c := range cols {
+		if c.expr == "" {
+			width++
+		}
+	}
+	vals := make([]any, 0, n*width)
+	for i := range n {
+		vals = row(i, vals)
+	}
+	var mask uint64 // bit j: value column j is bound once
+	if d == SQLite && n > 1 {
+		j := 0
+		for _, c := range cols {
+			if c.expr != "" {
+				continue
+			}
+			if c.share && sameInEveryRow(vals, j, width) {
+				mask |= 1 << j
+			}
+			j++
+		}
+	}
+	args := vals
+	if mask != 0 {
+		args = make([]any, 0, len(vals))
+		for j := range width {
+			if mask&(1<<j) != 0 {
+				args = append(args, vals[j])
+			}
+		}
+		for i := range n {
+			for j := range width {
+				if mask&(1<<j) == 0 {
+					args = append(args, vals[i*width+j])
+				}
+			}
+		}
+	}
+	q := cachedSQL(stmtKey{table: table, rows: n, shared: mask, suffix: suffix}, func() string {
+		return insertSQL(table, cols, n, mask) + suffix
+	})
+	return q, args
+}
+
+// sameInEveryRow reports whether value column j is the same in every row.
+func sameInEveryRow(vals []any, j, width int) bool {
+	for k := j + width; k < len(vals); k += width {
+		if vals[k] != vals[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// insertSQL returns the text of multiInsert's statement; bit j of shared
+// marks value column j as bound once.
+func insertSQL(table string, cols []insertCol, n int, shared uint64) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + table + " (")
 	for i, c := range cols {
@@ -77,9 +141,9 @@ func insertSQL(table string, cols []insertCol, n int, shared bool) string {
 	b.WriteString(") ")
 	var row strings.Builder
 	row.WriteByte('(')
-	perRow := 0
-	if shared {
+	if shared != 0 {
 		b.WriteString("SELECT ")
+		j, perRow := 0, 0
 		for i, c := range cols {
 			if i > 0 {
 				b.WriteString(", ")
@@ -87,12 +151,14 @@ func insertSQL(table string, cols []insertCol, n int, shared bool) string {
 			switch {
 			case c.expr != "":
 				b.WriteString(c.expr)
-			case c.shared:
+				continue
+			case shared&(1<<j) != 0:
 				b.WriteByte('?')
 			default:
 				perRow++
 				b.WriteString("column" + strconv.Itoa(perRow))
 			}
+			j++
 		}
 		row.WriteString(placeholders(perRow))
 		b.WriteString(" FROM (VALUES ")
@@ -117,7 +183,7 @@ func insertSQL(table string, cols []insertCol, n int, shared bool) string {
 		}
 		b.WriteString(row.String())
 	}
-	if shared {
+	if shared != 0 {
 		// WHERE true: an upsert clause after INSERT ... SELECT must not be
 		// parsed as a join constraint.
 		b.WriteString(") WHERE true")
@@ -125,18 +191,17 @@ func insertSQL(table string, cols []insertCol, n int, shared bool) string {
 	return b.String()
 }
 
-// upsertResourcesSQL returns the conditional upsert of n resource rows (see
-// insertSQL for shared). A row is inserted when its key is new and updated
-// only when the stored version is the one just below the written one; a row
-// whose version check fails is left alone, which the caller detects from the
-// affected-row count (upsertAffected).
-func upsertResourcesSQL(d Driver, n int, shared bool) string {
-	var b strings.Builder
-	b.WriteString(insertSQL(tblResources, resourceCols, n, shared))
+// upsertSuffix is the upsert clause of the resources upsert. A row is
+// inserted when its key is new and updated only when the stored version is
+// the one just below the written one; a row whose version check fails is
+// left alone, which the caller detects from the affected-row count
+// (upsertAffected).
+func upsertSuffix(d Driver) string {
 	if d == MySQL {
 		// Assignments run left to right and see the columns already assigned,
 		// so version, which every condition reads, goes last.
 		const match = "version = VALUES(version) - 1"
+		var b strings.Builder
 		for i, col := range []string{"customer", "hash", "attributes", "observed_at", "updated_at"} {
 			if i == 0 {
 				b.WriteString(" ON DUPLICATE KEY UPDATE ")
@@ -150,13 +215,14 @@ func upsertResourcesSQL(d Driver, n int, shared bool) string {
 		b.WriteString(", version = IF(" + match + ", VALUES(version), version)")
 		return b.String()
 	}
-	b.WriteString(" ON CONFLICT (account, kind, resource_id) DO UPDATE SET" +
+	return " ON CONFLICT (account, kind, resource_id) DO UPDATE SET" +
 		" customer = excluded.customer, hash = excluded.hash, version = excluded.version," +
 		" attributes = excluded.attributes, observed_at = excluded.observed_at, updated_at = excluded.updated_at," +
 		" missing_since = NULL, deleted_at = NULL" +
-		" WHERE " + tblResources + ".version = excluded.version - 1")
-	return b.String()
+		" WHERE " + tblResources + ".version = excluded.version - 1"
 }
+
+var upsertSuffixes = map[Driver]string{SQLite: upsertSuffix(SQLite), MySQL: upsertSuffix(MySQL)}
 
 // upsertAffected is the affected-row count of an upsert whose every row
 // passed its check: on MySQL an updated row counts 2 (the store's connections
@@ -173,43 +239,16 @@ func upsertAffected(d Driver, rows []rowWrite) int64 {
 	return n
 }
 
-// sharedForm reports whether a chunk of rows is written in insertSQL's
-// shared form: on SQLite, when every row has the same shared values.
-func sharedForm[T any](tx *gorm.DB, chunk []T, shared func(*T) [6]any) bool {
-	if Driver(tx.Dialector.Name()) != SQLite {
-		return false
-	}
-	first := shared(&chunk[0])
-	for i := 1; i < len(chunk); i++ {
-		if shared(&chunk[i]) != first {
-			return false
-		}
-	}
-	return true
-}
-
 // upsertResources creates and updates resource rows inside tx with one
 // statement per chunk. It fails with errConflict when another writer created
 // or changed one of the rows since they were read.
 func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 	d := Driver(tx.Dialector.Name())
-	sharedOf := func(w *rowWrite) [6]any { return [6]any{w.row.Account, w.row.Kind, w.row.Customer, w.row.UpdatedAt} }
 	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
-		shared := sharedForm(tx, chunk, sharedOf)
-		args := make([]any, 0, 9*len(chunk))
-		if shared {
-			r := &chunk[0].row
-			args = append(args, r.Account, r.Kind, r.Customer, r.UpdatedAt)
-		}
-		for i := range chunk {
+		q, args := multiInsert(d, tblResources, resourceCols, upsertSuffixes[d], len(chunk), func(i int, dst []any) []any {
 			r := &chunk[i].row
-			if shared {
-				args = append(args, r.ResourceID, r.Hash, r.Version, r.Attributes, r.ObservedAt)
-			} else {
-				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
-			}
-		}
-		q := cachedSQL(stmtKey{d, tblResources, len(chunk), shared}, func() string { return upsertResourcesSQL(d, len(chunk), shared) })
+			return append(dst, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
+		})
 		res := tx.Table(tblResources).Exec(q, args...)
 		if res.Error != nil {
 			return fmt.Errorf("upsert %s: %w", tblResources, res.Error)
@@ -224,23 +263,12 @@ func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 // insertHistory writes history rows to table (the history table or the
 // history outbox) inside tx.
 func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
-	sharedOf := func(r *historyRow) [6]any { return [6]any{r.Account, r.Kind, r.Customer, r.RecordedAt} }
+	d := Driver(tx.Dialector.Name())
 	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
-		shared := sharedForm(tx, chunk, sharedOf)
-		args := make([]any, 0, 10*len(chunk))
-		if shared {
-			r := &chunk[0]
-			args = append(args, r.Account, r.Kind, r.Customer, r.RecordedAt)
-		}
-		for i := range chunk {
+		q, args := multiInsert(d, table, historyCols, "", len(chunk), func(i int, dst []any) []any {
 			r := &chunk[i]
-			if shared {
-				args = append(args, r.ResourceID, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt)
-			} else {
-				args = append(args, r.Account, r.Kind, r.ResourceID, r.Customer, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt, r.RecordedAt)
-			}
-		}
-		q := cachedSQL(stmtKey{table: table, rows: len(chunk), shared: shared}, func() string { return insertSQL(table, historyCols, len(chunk), shared) })
+			return append(dst, r.Account, r.Kind, r.ResourceID, r.Customer, r.Op, r.Version, r.Fields, r.Attributes, r.ObservedAt, r.RecordedAt)
+		})
 		if err := tx.Table(table).Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", table, err)
 		}
@@ -250,29 +278,16 @@ func insertHistory(tx *gorm.DB, table string, rows []historyRow) error {
 
 // insertEvents writes outbox rows inside tx.
 func insertEvents(tx *gorm.DB, events []eventRow) error {
-	sharedOf := func(e *eventRow) [6]any {
-		var sent any
-		if e.SentAt != nil {
-			sent = *e.SentAt
-		}
-		return [6]any{e.Type, e.Account, e.Customer, e.Kind, e.CreatedAt, sent}
-	}
+	d := Driver(tx.Dialector.Name())
 	for chunk := range slices.Chunk(events, chunkRows(tx)) {
-		shared := sharedForm(tx, chunk, sharedOf)
-		args := make([]any, 0, 9*len(chunk))
-		if shared {
-			e := &chunk[0]
-			args = append(args, e.Type, e.Account, e.Customer, e.Kind, e.CreatedAt, e.SentAt)
-		}
-		for i := range chunk {
+		q, args := multiInsert(d, tblEvents, eventCols, "", len(chunk), func(i int, dst []any) []any {
 			e := &chunk[i]
-			if shared {
-				args = append(args, e.EventID, e.ResourceID, e.Payload)
-			} else {
-				args = append(args, e.EventID, e.Type, e.Account, e.Customer, e.Kind, e.ResourceID, e.Payload, e.CreatedAt, e.SentAt)
+			var sent any // nil, or the time: pointers would compare by address
+			if e.SentAt != nil {
+				sent = *e.SentAt
 			}
-		}
-		q := cachedSQL(stmtKey{table: tblEvents, rows: len(chunk), shared: shared}, func() string { return insertSQL(tblEvents, eventCols, len(chunk), shared) })
+			return append(dst, e.EventID, e.Type, e.Account, e.Customer, e.Kind, e.ResourceID, e.Payload, e.CreatedAt, sent)
+		})
 		if err := tx.Table(tblEvents).Exec(q, args...).Error; err != nil {
 			return fmt.Errorf("insert %s: %w", tblEvents, err)
 		}
@@ -282,10 +297,10 @@ func insertEvents(tx *gorm.DB, events []eventRow) error {
 
 // stmtKey identifies the text of a multi-row statement.
 type stmtKey struct {
-	driver Driver // for statements that differ by dialect
 	table  string
 	rows   int
-	shared bool
+	shared uint64
+	suffix string
 }
 
 // statements caches multi-row statement texts: the same few shapes (page
