@@ -146,7 +146,7 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 		historyTable = tblOutbox
 	}
 
-	var p savePlan
+	var p *savePlan
 	inTx := false
 	err = retry(ctx, func() error {
 		if !inTx {
@@ -181,6 +181,9 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	})
 	if err != nil {
 		return nil, fmt.Errorf("persist: save %s: %w", t, err)
+	}
+	if p == nil {
+		return nil, nil
 	}
 	return p.changes, nil
 }
@@ -395,23 +398,31 @@ func (s timeScanner) Scan(v any) error {
 type rowWrite struct {
 	row         resourceRow
 	prevVersion int64 // the stored version it replaces; 0 for a creation
+	// For an update of a live resource: the stored attributes and
+	// observation time it replaces.
+	live     bool
+	before   string
+	beforeAt time.Time
 }
 
 // savePlan is what a save has to write, computed from the stored rows.
 type savePlan struct {
+	target  state.Target
 	account string
+	now     time.Time
 	writes  []rowWrite // creations, updates and re-creations of deleted resources
 	clears  []resKey   // seen again: clear missing_since, nothing else changed
+	// Filled by describe from writes.
 	history []historyRow
 	events  []eventRow
 	changes []state.Change
 }
 
-func (p savePlan) empty() bool { return len(p.writes) == 0 && len(p.clears) == 0 }
+func (p *savePlan) empty() bool { return len(p.writes) == 0 && len(p.clears) == 0 }
 
 // planSave decides, per observation, whether to create, update or skip.
-func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) savePlan {
-	p := savePlan{account: t.Account}
+func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) *savePlan {
+	p := &savePlan{target: t, account: t.Account, now: now}
 	for i, o := range obs {
 		k := resKey{o.kind, o.id}
 		old, exists := stored[k]
@@ -430,36 +441,48 @@ func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, no
 			continue // unchanged
 		}
 		if p.writes == nil { // the first write: room for the rest
-			p.grow(len(obs) - i)
+			p.writes = make([]rowWrite, 0, len(obs)-i)
 		}
 		w := rowWrite{row: resourceRow{
 			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
 			Hash: hash, Version: 1, Attributes: attrs, ObservedAt: o.observedAt, UpdatedAt: now,
 		}}
-		ch := state.Change{
-			Op:     state.Created,
-			Target: state.Target{Account: t.Account, Customer: t.Customer, Kind: o.kind, Resource: o.id},
-			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(attrs), ObservedAt: o.observedAt},
-		}
 		if exists { // live, or a tombstone: created again, the version sequence goes on
 			w.prevVersion = old.version
 			w.row.Version = old.version + 1
 		}
 		if live {
-			ch.Op = state.Updated
-			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.attributes), ObservedAt: old.observedAt.UTC()}
-			ch.Fields = diffFields(old.attributes, attrs)
+			w.live, w.before, w.beforeAt = true, old.attributes, old.observedAt.UTC()
 		}
 		p.writes = append(p.writes, w)
-		ch.Version = w.row.Version
-		p.record(ch, attrs, o.observedAt, now)
 	}
 	return p
 }
 
+// describe builds the changes of the plan's writes, with their history rows
+// and outbox events.
+func (p *savePlan) describe() {
+	p.grow(len(p.writes))
+	for i := range p.writes {
+		w := &p.writes[i]
+		r := &w.row
+		ch := state.Change{
+			Op:      state.Created,
+			Target:  state.Target{Account: p.target.Account, Customer: p.target.Customer, Kind: r.Kind, Resource: r.ResourceID},
+			After:   &state.Observation{Kind: r.Kind, ID: r.ResourceID, Attributes: json.RawMessage(r.Attributes), ObservedAt: r.ObservedAt},
+			Version: r.Version,
+		}
+		if w.live {
+			ch.Op = state.Updated
+			ch.Before = &state.Observation{Kind: r.Kind, ID: r.ResourceID, Attributes: json.RawMessage(w.before), ObservedAt: w.beforeAt}
+			ch.Fields = diffFields(w.before, r.Attributes)
+		}
+		p.record(ch, r.Attributes, r.ObservedAt, p.now)
+	}
+}
+
 // grow makes room for n more changes.
 func (p *savePlan) grow(n int) {
-	p.writes = slices.Grow(p.writes, n)
 	p.history = slices.Grow(p.history, n)
 	p.events = slices.Grow(p.events, n)
 	p.changes = slices.Grow(p.changes, n)
@@ -535,14 +558,23 @@ func diffFieldsSlow(before, after string) []string {
 	return fields
 }
 
-// write applies the plan inside tx. A row created or bumped by another writer
-// since the plan was made fails with errConflict, and the caller retries the
-// whole save with fresh rows.
-func (p savePlan) write(tx *gorm.DB, historyTable string) error {
-	if err := upsertResources(tx, p.writes); err != nil {
-		return err
+// write applies the plan inside tx and describes its changes. A row created
+// or bumped by another writer since the plan was made fails with
+// errConflict, and the caller retries the whole save with fresh rows.
+func (p *savePlan) write(tx *gorm.DB, historyTable string) error {
+	// The changes, their history rows and events are built while the
+	// database works on the upsert.
+	described := make(chan struct{})
+	go func() {
+		defer close(described)
+		p.describe()
+	}()
+	err := upsertResources(tx, p.writes)
+	if err == nil {
+		err = clearMissing(tx, p.account, p.clears)
 	}
-	if err := clearMissing(tx, p.account, p.clears); err != nil {
+	<-described
+	if err != nil {
 		return err
 	}
 	if err := insertHistory(tx, historyTable, p.history); err != nil {
