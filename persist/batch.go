@@ -17,10 +17,10 @@ import (
 // sqliteChunk is how many rows a multi-row statement writes on SQLite. The
 // SQLite driver matches each placeholder to its argument with a linear
 // search, so binding costs grow with the square of the placeholders per
-// statement; with the shared form (see insertSQL) a hundred rows keep that
-// below the cost of another statement. MySQL statements take insertBatch
-// rows: there, every statement is a round trip.
-var sqliteChunk = 100
+// statement; with the values rows share bound once (see multiInsert), a
+// hundred rows keep that below the cost of another statement. MySQL
+// statements take insertBatch rows: there, every statement is a round trip.
+const sqliteChunk = 100
 
 // chunkRows is the rows per multi-row statement on tx's database.
 func chunkRows(tx *gorm.DB) int {
