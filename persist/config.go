@@ -45,7 +45,8 @@ type DBConfig struct {
 	// store sets its own (WAL, busy timeout, foreign keys).
 	// For MySQL it is a go-sql-driver DSN such as
 	// "user:pass@tcp(host:3306)/db"; it must name a database. parseTime is
-	// always enabled and a 5s connect timeout is added when the DSN sets none.
+	// always enabled, clientFoundRows always disabled, and a 5s connect
+	// timeout is added when the DSN sets none.
 	DSN string
 	// MaxOpenConns caps the connection pool. MySQL default 20. For SQLite it
 	// sizes the read pool (default 4); writes always go through exactly one

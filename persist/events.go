@@ -1,14 +1,17 @@
 package persist
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/state"
 )
@@ -92,22 +95,139 @@ func changeEvent(ch state.Change, now time.Time) eventRow {
 	if ch.Op == state.Deleted {
 		typ = ch.Target.Kind + EventDeletedSuffix
 	}
-	payload, _ := json.Marshal(ch) // plain data; cannot fail
 	return eventRow{
 		EventID: newEventID(), Type: typ, Account: ch.Target.Account, Customer: ch.Target.Customer,
-		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: string(payload), CreatedAt: now,
+		Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Payload: changePayload(ch), CreatedAt: now,
 	}
 }
 
-// insertEvents writes outbox rows inside tx.
-func insertEvents(tx *gorm.DB, events []eventRow) error {
-	if len(events) == 0 {
-		return nil
+// changePayload returns json.Marshal(ch). The common case, attributes that
+// need no HTML escaping and UTC times, is written directly, without
+// reflection; the result is the same bytes.
+func changePayload(ch state.Change) string {
+	size := 160 + len(ch.Target.Account) + len(ch.Target.Customer) + len(ch.Target.Kind) + len(ch.Target.Resource)
+	for _, o := range []*state.Observation{ch.Before, ch.After} {
+		if o != nil {
+			size += 80 + len(o.Kind) + len(o.ID) + len(o.Attributes)
+		}
 	}
-	if err := tx.CreateInBatches(events, insertBatch).Error; err != nil {
-		return fmt.Errorf("insert %s: %w", tblEvents, err)
+	for _, f := range ch.Fields {
+		size += len(f) + 3
 	}
-	return nil
+	var b strings.Builder
+	b.Grow(size)
+	if writeChange(&b, ch) {
+		return b.String()
+	}
+	p, _ := json.Marshal(ch) // plain data; cannot fail
+	return string(p)
+}
+
+func writeChange(b *strings.Builder, ch state.Change) bool {
+	b.WriteString(`{"op":`)
+	writeJSONString(b, string(ch.Op))
+	b.WriteString(`,"target":{"account":`)
+	writeJSONString(b, ch.Target.Account)
+	if ch.Target.Customer != "" {
+		b.WriteString(`,"customer":`)
+		writeJSONString(b, ch.Target.Customer)
+	}
+	b.WriteString(`,"kind":`)
+	writeJSONString(b, ch.Target.Kind)
+	if ch.Target.Resource != "" {
+		b.WriteString(`,"resource":`)
+		writeJSONString(b, ch.Target.Resource)
+	}
+	b.WriteByte('}')
+	if ch.Before != nil {
+		b.WriteString(`,"before":`)
+		if !writeObservation(b, ch.Before) {
+			return false
+		}
+	}
+	if ch.After != nil {
+		b.WriteString(`,"after":`)
+		if !writeObservation(b, ch.After) {
+			return false
+		}
+	}
+	if len(ch.Fields) > 0 {
+		b.WriteString(`,"fields":`)
+		writeJSONStrings(b, ch.Fields)
+	}
+	var num [20]byte
+	b.WriteString(`,"version":`)
+	b.Write(strconv.AppendInt(num[:0], ch.Version, 10))
+	b.WriteByte('}')
+	return true
+}
+
+// writeObservation writes o as encoding/json would, provided its attributes
+// are compact (as canonical attributes are) and need no escaping, and its
+// time is UTC within years 0-9999.
+func writeObservation(b *strings.Builder, o *state.Observation) bool {
+	attrs := o.Attributes
+	if len(attrs) == 0 || bytes.ContainsAny(attrs, "<>&\u2028\u2029") {
+		return false // encoding/json would escape these
+	}
+	if o.ObservedAt.Location() != time.UTC || o.ObservedAt.Year() < 0 || o.ObservedAt.Year() > 9999 {
+		return false
+	}
+	b.WriteByte('{')
+	if o.Kind != "" {
+		b.WriteString(`"kind":`)
+		writeJSONString(b, o.Kind)
+		b.WriteByte(',')
+	}
+	b.WriteString(`"id":`)
+	writeJSONString(b, o.ID)
+	b.WriteString(`,"attributes":`)
+	b.Write(attrs)
+	var at [len(time.RFC3339Nano) + 2]byte
+	b.WriteString(`,"observed_at":"`)
+	b.Write(o.ObservedAt.AppendFormat(at[:0], time.RFC3339Nano))
+	b.WriteByte('"')
+	if o.Partial {
+		b.WriteString(`,"partial":true`)
+	}
+	b.WriteByte('}')
+	return true
+}
+
+// writeJSONString writes s as json.Marshal does.
+func writeJSONString(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string cannot fail
+			b.Write(q)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
+}
+
+// writeJSONStrings writes ss as a JSON array, as json.Marshal does.
+func writeJSONStrings(b *strings.Builder, ss []string) {
+	b.WriteByte('[')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeJSONString(b, s)
+	}
+	b.WriteByte(']')
+}
+
+// jsonStrings returns ss as a JSON array; nil is [].
+func jsonStrings(ss []string) string {
+	if len(ss) == 0 {
+		return "[]"
+	}
+	var b strings.Builder
+	writeJSONStrings(&b, ss)
+	return b.String()
 }
 
 // PendingEvents returns up to limit events not yet marked sent, oldest first.

@@ -92,7 +92,7 @@ func TestSaveEventsAtomic(t *testing.T) {
 		ctx := context.Background()
 		name := "persist_test:fail_after_outbox"
 		inserted := 0
-		require.NoError(t, s.DB().Callback().Create().After("gorm:create").Register(name, func(db *gorm.DB) {
+		require.NoError(t, s.DB().Callback().Raw().After("gorm:raw").Register(name, func(db *gorm.DB) {
 			if db.Statement.Table == tblEvents && db.Error == nil {
 				inserted++
 				_ = db.AddError(errBoom)
@@ -105,7 +105,7 @@ func TestSaveEventsAtomic(t *testing.T) {
 			require.Zero(t, countRows(t, s.DB(), table), table)
 		}
 
-		require.NoError(t, s.DB().Callback().Create().Remove(name))
+		require.NoError(t, s.DB().Callback().Raw().Remove(name))
 		changes, err := s.Save(ctx, target, snapshot(obs("i-1", `{"a":1}`, t0)))
 		require.NoError(t, err)
 		require.Len(t, changes, 1)
@@ -130,4 +130,42 @@ func TestPurgeSentEventsBatches(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 25, n)
 	require.Zero(t, countRows(t, s.DB(), tblEvents))
+}
+
+func TestChangePayloadMatchesMarshal(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 3, 1, 12, 0, 0, 123456000, time.UTC)
+	ob := func(kind, id, attrs string, at time.Time) *state.Observation {
+		return &state.Observation{Kind: kind, ID: id, Attributes: json.RawMessage(attrs), ObservedAt: at}
+	}
+	target := state.Target{Account: "acct-1", Customer: "cust-1", Kind: "server", Resource: "i-1"}
+	tests := []struct {
+		name string
+		ch   state.Change
+	}{
+		{"Created", state.Change{Op: state.Created, Target: target, After: ob("server", "i-1", `{"a":1}`, at), Version: 1}},
+		{"Updated", state.Change{Op: state.Updated, Target: target, Before: ob("server", "i-1", `{"a":1}`, t0),
+			After: ob("server", "i-1", `{"a":2,"b":[1,{"c":null}]}`, at), Fields: []string{"a", "b"}, Version: 2}},
+		{"Deleted", state.Change{Op: state.Deleted, Target: target, Before: ob("server", "i-1", `{}`, at), Version: 3}},
+		{"NoCustomerNoResource", state.Change{Op: state.Created, Target: state.Target{Account: "a", Kind: "k"}, After: ob("", "x", `{}`, at)}},
+		{"Partial", state.Change{Op: state.Created, Target: target, After: &state.Observation{ID: "i-1", Attributes: json.RawMessage(`{}`), ObservedAt: at, Partial: true}}},
+		{"HTMLInAttributes", state.Change{Op: state.Created, Target: target, After: ob("server", "i-1", `{"h":"<a&b>"}`, at)}},
+		{"LineSeparator", state.Change{Op: state.Created, Target: target, After: ob("server", "i-1", "{\"s\":\"\u2028\"}", at)}},
+		{"EscapedStrings", state.Change{Op: state.Updated, Target: state.Target{Account: "a\"<>", Customer: "é", Kind: "k\\", Resource: "r\n"},
+			Before: ob("k\\", "r\n", `{"a":"\"q\""}`, at), After: ob("k\\", "r\n", `{"a":"é"}`, at), Fields: []string{"a&b", "ü"}, Version: 9}},
+		{"NotUTC", state.Change{Op: state.Created, Target: target, After: ob("server", "i-1", `{}`, at.In(time.FixedZone("X", 3600)))}},
+		{"ZeroTime", state.Change{Op: state.Created, Target: target, After: ob("server", "i-1", `{}`, time.Time{}.UTC())}},
+		{"NilAttributes", state.Change{Op: state.Created, Target: target, After: &state.Observation{ID: "i-1", ObservedAt: at}}},
+		{"EmptyFields", state.Change{Op: state.Updated, Target: target, Before: ob("", "i-1", `{}`, at), After: ob("", "i-1", `{}`, at), Fields: []string{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want, err := json.Marshal(tt.ch)
+			require.NoError(t, err)
+			require.Equal(t, string(want), changePayload(tt.ch))
+		})
+	}
+	require.Equal(t, `[]`, jsonStrings(nil))
+	require.Equal(t, `["a","\u003c"]`, jsonStrings([]string{"a", "<"}))
 }

@@ -91,10 +91,7 @@ const (
 	insertBatch = 200 // rows per multi-row INSERT
 )
 
-var (
-	resourceKeyColumns = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}}
-	historyKeyColumns  = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
-)
+var historyKeyColumns = []clause.Column{{Name: "account"}, {Name: "kind"}, {Name: "resource_id"}, {Name: "version"}}
 
 // observation is a validated, canonicalised observation.
 type observation struct {
@@ -144,31 +141,37 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	if err != nil || len(obs) == 0 {
 		return nil, err
 	}
-
-	// Steady state first, without taking the write lock: most polls change
-	// nothing, and then nothing is written at all.
-	var p savePlan
-	err = retry(ctx, func() error {
-		stored, err := loadResources(s.prov.reader.WithContext(ctx), t.Account, obs)
-		if err == nil {
-			p = planSave(t, obs, stored, now)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("persist: save %s: %w", t, err)
-	}
-	if len(p.changes) == 0 && len(p.clears) == 0 {
-		return nil, nil
-	}
-
 	historyTable := tblHistory
 	if s.ana != s.prov {
 		historyTable = tblOutbox
 	}
+
+	var p *savePlan
+	inTx := false
 	err = retry(ctx, func() error {
+		if !inTx {
+			// Most polls change nothing, and then nothing is written: read
+			// without taking the write lock. The upsert's version check
+			// catches rows that change before the write.
+			stored, err := loadStored(s.prov.reader.WithContext(ctx), t.Account, obs)
+			if err != nil {
+				return err
+			}
+			if s.afterRead != nil {
+				s.afterRead()
+			}
+			p = planSave(t, obs, stored, now)
+			if p.empty() {
+				return nil
+			}
+			err = s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return p.write(tx, historyTable) })
+			// After a conflict, read under the write transaction: on SQLite,
+			// which has one writer, the next attempt cannot conflict again.
+			inTx = errors.Is(err, errConflict)
+			return err
+		}
 		return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			stored, err := loadResources(tx, t.Account, obs)
+			stored, err := loadStored(tx, t.Account, obs)
 			if err != nil {
 				return err
 			}
@@ -178,6 +181,9 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 	})
 	if err != nil {
 		return nil, fmt.Errorf("persist: save %s: %w", t, err)
+	}
+	if p == nil {
+		return nil, nil
 	}
 	return p.changes, nil
 }
@@ -249,6 +255,14 @@ func canonicalObject(raw json.RawMessage) (string, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return "{}", nil
 	}
+	if s, ok := canonicalFast(raw); ok {
+		return s, nil
+	}
+	return canonicalSlow(raw)
+}
+
+// canonicalSlow is canonicalObject through encoding/json.
+func canonicalSlow(raw json.RawMessage) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // big integers survive unchanged
 	var v any
@@ -286,8 +300,18 @@ func jsonType(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// loadResources reads the stored rows for the observations' ids.
-func loadResources(db *gorm.DB, account string, obs []observation) (map[resKey]resourceRow, error) {
+// storedRow is what Save reads of a stored resource.
+type storedRow struct {
+	hash       string
+	version    int64
+	observedAt time.Time
+	missing    bool // missing_since is set
+	deleted    bool // a tombstone
+	attributes string
+}
+
+// loadStored reads the stored rows for the observations' ids.
+func loadStored(db *gorm.DB, account string, obs []observation) (map[resKey]storedRow, error) {
 	byKind := map[string][]string{}
 	var kinds []string
 	for _, o := range obs {
@@ -296,92 +320,179 @@ func loadResources(db *gorm.DB, account string, obs []observation) (map[resKey]r
 		}
 		byKind[o.kind] = append(byKind[o.kind], o.id)
 	}
-	stored := make(map[resKey]resourceRow, len(obs))
+	observedAt := "observed_at"
+	if Driver(db.Dialector.Name()) == SQLite {
+		// As text: the driver would try several layouts on every row.
+		observedAt = "CAST(observed_at AS TEXT)"
+	}
+	cols := "resource_id, hash, version, " + observedAt + ", missing_since IS NOT NULL, deleted_at IS NOT NULL, attributes"
+	stored := make(map[resKey]storedRow, len(obs))
 	for _, kind := range kinds {
 		for ids := range slices.Chunk(byKind[kind], inListChunk) {
-			var rows []resourceRow
-			err := db.Where("account = ? AND kind = ? AND resource_id IN ?", account, kind, ids).Find(&rows).Error
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", tblResources, err)
+			args := make([]any, 0, 2+len(ids))
+			args = append(args, account, kind)
+			for _, id := range ids {
+				args = append(args, id)
 			}
-			for _, r := range rows {
-				stored[resKey{r.Kind, r.ResourceID}] = r
+			q := "SELECT " + cols + " FROM " + tblResources + " WHERE account = ? AND kind = ? AND resource_id IN (" + placeholders(len(ids)) + ")"
+			if err := scanStored(db, q, args, kind, stored); err != nil {
+				return nil, fmt.Errorf("read %s: %w", tblResources, err)
 			}
 		}
 	}
 	return stored, nil
 }
 
-type rowUpdate struct {
+func scanStored(db *gorm.DB, q string, args []any, kind string, into map[resKey]storedRow) error {
+	rows, err := db.Raw(q, args...).Rows()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			r  storedRow
+		)
+		if err := rows.Scan(&id, &r.hash, &r.version, timeScanner{&r.observedAt}, &r.missing, &r.deleted, &r.attributes); err != nil {
+			return err
+		}
+		into[resKey{kind, id}] = r
+	}
+	return rows.Err()
+}
+
+// timeScanner scans a time that MySQL returns as a time.Time and SQLite as
+// the text its driver writes.
+type timeScanner struct{ t *time.Time }
+
+// sqliteTimeLayouts are the layouts of times written by the SQLite driver:
+// its default first.
+var sqliteTimeLayouts = []string{"2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999"}
+
+func (s timeScanner) Scan(v any) error {
+	var text string
+	switch v := v.(type) {
+	case time.Time:
+		*s.t = v
+		return nil
+	case string:
+		text = v
+	case []byte:
+		text = string(v)
+	default:
+		return fmt.Errorf("unsupported time value %T", v)
+	}
+	var err error
+	for _, layout := range sqliteTimeLayouts {
+		var t time.Time
+		if t, err = time.ParseInLocation(layout, text, time.UTC); err == nil {
+			*s.t = t
+			return nil
+		}
+	}
+	return err
+}
+
+// rowWrite is one row of the resources upsert.
+type rowWrite struct {
 	row         resourceRow
-	prevVersion int64
+	prevVersion int64 // the stored version it replaces; 0 for a creation
+	// For an update of a live resource: the stored attributes and
+	// observation time it replaces.
+	live     bool
+	before   string
+	beforeAt time.Time
 }
 
 // savePlan is what a save has to write, computed from the stored rows.
 type savePlan struct {
+	target  state.Target
 	account string
-	creates []resourceRow
-	updates []rowUpdate // includes re-creations of deleted resources
-	clears  []resKey    // seen again: clear missing_since, nothing else changed
+	now     time.Time
+	writes  []rowWrite // creations, updates and re-creations of deleted resources
+	clears  []resKey   // seen again: clear missing_since, nothing else changed
+	// Filled by describe from writes.
 	history []historyRow
 	events  []eventRow
 	changes []state.Change
 }
 
+func (p *savePlan) empty() bool { return len(p.writes) == 0 && len(p.clears) == 0 }
+
 // planSave decides, per observation, whether to create, update or skip.
-func planSave(t state.Target, obs []observation, stored map[resKey]resourceRow, now time.Time) savePlan {
-	p := savePlan{account: t.Account}
-	for _, o := range obs {
+func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) *savePlan {
+	p := &savePlan{target: t, account: t.Account, now: now}
+	for i, o := range obs {
 		k := resKey{o.kind, o.id}
 		old, exists := stored[k]
-		if exists && old.ObservedAt.After(o.observedAt) {
+		if exists && old.observedAt.After(o.observedAt) {
 			continue // older than what is stored (for a tombstone: than the deletion)
 		}
-		live := exists && old.DeletedAt == nil
+		live := exists && !old.deleted
 		attrs, hash := o.attrs, o.hash
 		if live && o.partial {
-			attrs, hash = mergePartial(old, o.attrs)
+			attrs, hash = mergePartial(old.attributes, old.hash, o.attrs)
 		}
-		if live && old.Hash == hash {
-			if old.MissingSince != nil {
+		if live && old.hash == hash {
+			if old.missing {
 				p.clears = append(p.clears, k)
 			}
 			continue // unchanged
 		}
-		row := resourceRow{
+		if p.writes == nil { // the first write: room for the rest
+			p.writes = make([]rowWrite, 0, len(obs)-i)
+		}
+		w := rowWrite{row: resourceRow{
 			Account: t.Account, Kind: o.kind, ResourceID: o.id, Customer: t.Customer,
 			Hash: hash, Version: 1, Attributes: attrs, ObservedAt: o.observedAt, UpdatedAt: now,
+		}}
+		if exists { // live, or a tombstone: created again, the version sequence goes on
+			w.prevVersion = old.version
+			w.row.Version = old.version + 1
 		}
-		ch := state.Change{
-			Op:     state.Created,
-			Target: state.Target{Account: t.Account, Customer: t.Customer, Kind: o.kind, Resource: o.id},
-			After:  &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(attrs), ObservedAt: o.observedAt},
+		if live {
+			w.live, w.before, w.beforeAt = true, old.attributes, old.observedAt.UTC()
 		}
-		switch {
-		case live:
-			row.Version = old.Version + 1
-			ch.Op = state.Updated
-			ch.Before = &state.Observation{Kind: o.kind, ID: o.id, Attributes: json.RawMessage(old.Attributes), ObservedAt: old.ObservedAt.UTC()}
-			ch.Fields = diffFields(old.Attributes, attrs)
-			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
-		case exists: // a tombstone: created again, the version sequence goes on
-			row.Version = old.Version + 1
-			p.updates = append(p.updates, rowUpdate{row: row, prevVersion: old.Version})
-		default:
-			p.creates = append(p.creates, row)
-		}
-		ch.Version = row.Version
-		p.record(ch, attrs, o.observedAt, now)
+		p.writes = append(p.writes, w)
 	}
 	return p
 }
 
+// describe builds the changes of the plan's writes, with their history rows
+// and outbox events.
+func (p *savePlan) describe() {
+	p.grow(len(p.writes))
+	for i := range p.writes {
+		w := &p.writes[i]
+		r := &w.row
+		ch := state.Change{
+			Op:      state.Created,
+			Target:  state.Target{Account: p.target.Account, Customer: p.target.Customer, Kind: r.Kind, Resource: r.ResourceID},
+			After:   &state.Observation{Kind: r.Kind, ID: r.ResourceID, Attributes: json.RawMessage(r.Attributes), ObservedAt: r.ObservedAt},
+			Version: r.Version,
+		}
+		if w.live {
+			ch.Op = state.Updated
+			ch.Before = &state.Observation{Kind: r.Kind, ID: r.ResourceID, Attributes: json.RawMessage(w.before), ObservedAt: w.beforeAt}
+			ch.Fields = diffFields(w.before, r.Attributes)
+		}
+		p.record(ch, r.Attributes, r.ObservedAt, p.now)
+	}
+}
+
+// grow makes room for n more changes.
+func (p *savePlan) grow(n int) {
+	p.history = slices.Grow(p.history, n)
+	p.events = slices.Grow(p.events, n)
+	p.changes = slices.Grow(p.changes, n)
+}
+
 // record adds a change with its history entry and outbox event.
 func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Time) {
-	fields, _ := json.Marshal(nonNil(ch.Fields))
 	p.history = append(p.history, historyRow{
 		Account: ch.Target.Account, Kind: ch.Target.Kind, ResourceID: ch.Target.Resource, Customer: ch.Target.Customer,
-		Op: string(ch.Op), Version: ch.Version, Fields: string(fields), Attributes: attrs,
+		Op: string(ch.Op), Version: ch.Version, Fields: jsonStrings(ch.Fields), Attributes: attrs,
 		ObservedAt: observedAt, RecordedAt: now,
 	})
 	p.events = append(p.events, changeEvent(ch, now))
@@ -391,9 +502,9 @@ func (p *savePlan) record(ch state.Change, attrs string, observedAt, now time.Ti
 // mergePartial patches the stored attributes with a partial observation's
 // top-level keys and returns the canonical result and its hash; when the
 // patch changes nothing it returns the stored ones without re-encoding.
-func mergePartial(old resourceRow, partial string) (attrs, hash string) {
+func mergePartial(oldAttrs, oldHash, partial string) (attrs, hash string) {
 	var stored, patch map[string]json.RawMessage
-	_ = json.Unmarshal([]byte(old.Attributes), &stored) // both are canonical objects
+	_ = json.Unmarshal([]byte(oldAttrs), &stored) // both are canonical objects
 	_ = json.Unmarshal([]byte(partial), &patch)
 	changed := false
 	for k, v := range patch {
@@ -403,7 +514,7 @@ func mergePartial(old resourceRow, partial string) (attrs, hash string) {
 		}
 	}
 	if !changed {
-		return old.Attributes, old.Hash
+		return oldAttrs, oldHash
 	}
 	if stored == nil {
 		stored = make(map[string]json.RawMessage, len(patch))
@@ -418,16 +529,17 @@ func mergePartial(old resourceRow, partial string) (attrs, hash string) {
 	return attrs, hex.EncodeToString(sum[:])
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 // diffFields returns the sorted top-level keys whose canonical values differ,
 // including keys present on one side only.
 func diffFields(before, after string) []string {
+	if fields, ok := diffFieldsFast(before, after); ok {
+		return fields
+	}
+	return diffFieldsSlow(before, after)
+}
+
+// diffFieldsSlow is diffFields through encoding/json.
+func diffFieldsSlow(before, after string) []string {
 	var b, a map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(before), &b) // stored and new are canonical objects
 	_ = json.Unmarshal([]byte(after), &a)
@@ -446,41 +558,27 @@ func diffFields(before, after string) []string {
 	return fields
 }
 
-// write applies the plan inside tx. A row created or bumped by another writer
-// since the plan was made fails with errConflict, and the caller retries the
-// whole transaction with fresh rows.
-func (p savePlan) write(tx *gorm.DB, historyTable string) error {
-	if len(p.creates) > 0 {
-		res := tx.Clauses(clause.OnConflict{Columns: resourceKeyColumns, DoNothing: true}).CreateInBatches(p.creates, insertBatch)
-		if res.Error != nil {
-			return fmt.Errorf("insert %s: %w", tblResources, res.Error)
-		}
-		if res.RowsAffected != int64(len(p.creates)) {
-			return errConflict
-		}
+// write applies the plan inside tx and describes its changes. A row created
+// or bumped by another writer since the plan was made fails with
+// errConflict, and the caller retries the whole save with fresh rows.
+func (p *savePlan) write(tx *gorm.DB, historyTable string) error {
+	// The changes, their history rows and events are built while the
+	// database works on the upsert.
+	described := make(chan struct{})
+	go func() {
+		defer close(described)
+		p.describe()
+	}()
+	err := upsertResources(tx, p.writes)
+	if err == nil {
+		err = clearMissing(tx, p.account, p.clears)
 	}
-	for _, u := range p.updates {
-		r := u.row
-		res := tx.Model(&resourceRow{}).
-			Where("account = ? AND kind = ? AND resource_id = ? AND version = ?", r.Account, r.Kind, r.ResourceID, u.prevVersion).
-			Updates(map[string]any{
-				"customer": r.Customer, "hash": r.Hash, "version": r.Version, "attributes": r.Attributes,
-				"observed_at": r.ObservedAt, "updated_at": r.UpdatedAt, "missing_since": nil, "deleted_at": nil,
-			})
-		if res.Error != nil {
-			return fmt.Errorf("update %s: %w", tblResources, res.Error)
-		}
-		if res.RowsAffected != 1 {
-			return errConflict
-		}
-	}
-	if err := clearMissing(tx, p.account, p.clears); err != nil {
+	<-described
+	if err != nil {
 		return err
 	}
-	if len(p.history) > 0 {
-		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
-			return fmt.Errorf("insert %s: %w", historyTable, err)
-		}
+	if err := insertHistory(tx, historyTable, p.history); err != nil {
+		return err
 	}
 	return insertEvents(tx, p.events)
 }

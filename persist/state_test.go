@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 
@@ -300,7 +301,7 @@ var saveScenarios = []saveScenario{
 		err = s.DB().Transaction(func(tx *gorm.DB) error { return staleCreate.write(tx, tblHistory) })
 		require.ErrorIs(t, err, errConflict)
 
-		stored, err := loadResources(s.DB(), target.Account, prepared(`{}`, t0))
+		stored, err := loadStored(s.DB(), target.Account, prepared(`{}`, t0))
 		require.NoError(t, err)
 		staleUpdate := planSave(target, prepared(`{"v":2}`, t0.Add(time.Second)), stored, t0)
 		_, err = s.Save(ctx, target, snapshot(obs("i-1", `{"v":3}`, t0.Add(time.Second))))
@@ -315,6 +316,106 @@ var saveScenarios = []saveScenario{
 		h, err := s.History(ctx, "acct-1", "server", "i-1")
 		require.NoError(t, err)
 		require.Len(t, h, 2, "the rolled-back writes left no history")
+	}},
+
+	{"StaleBatchWritesNothing", func(t *testing.T, s *Store, clock *testClock) {
+		// One stale row in a batch of creations and updates fails the whole
+		// multi-row upsert: nothing of the batch is written.
+		ctx := context.Background()
+		_, err := s.Save(ctx, target, snapshot(obs("i-1", `{"v":1}`, t0), obs("i-2", `{"v":1}`, t0)))
+		require.NoError(t, err)
+		batch, err := prepareSnapshot(target, snapshot(
+			obs("i-1", `{"v":2}`, t0.Add(time.Second)),
+			obs("i-2", `{"v":2}`, t0.Add(time.Second)),
+			obs("i-3", `{"v":2}`, t0.Add(time.Second)),
+		), t0)
+		require.NoError(t, err)
+		stored, err := loadStored(s.DB(), target.Account, batch)
+		require.NoError(t, err)
+		plan := planSave(target, batch, stored, t0)
+		require.Len(t, plan.writes, 3)
+
+		_, err = s.Save(ctx, target, snapshot(obs("i-2", `{"v":9}`, t0.Add(time.Millisecond))))
+		require.NoError(t, err)
+		err = s.DB().Transaction(func(tx *gorm.DB) error { return plan.write(tx, tblHistory) })
+		require.ErrorIs(t, err, errConflict)
+
+		for id, want := range map[string]string{"i-1": `{"v":1}`, "i-2": `{"v":9}`} {
+			r, err := s.Resource(ctx, "acct-1", "server", id)
+			require.NoError(t, err)
+			require.Equal(t, want, string(r.Attributes), id)
+		}
+		_, err = s.Resource(ctx, "acct-1", "server", "i-3")
+		require.ErrorIs(t, err, ErrNotFound)
+		require.EqualValues(t, 3, countRows(t, s.DB(), tblHistory))
+		require.EqualValues(t, 3, countRows(t, s.DB(), tblEvents))
+	}},
+
+	{"MixedBatch", func(t *testing.T, s *Store, clock *testClock) {
+		// Creations, updates, partial observations and unchanged resources
+		// in one save; changes come back in snapshot order.
+		ctx := context.Background()
+		_, err := s.Save(ctx, target, snapshot(
+			obs("i-1", `{"ip":"10.0.0.1","state":"running"}`, t0),
+			obs("i-2", `{"ip":"10.0.0.2","state":"running"}`, t0),
+			obs("i-3", `{"ip":"10.0.0.3","state":"running"}`, t0),
+		))
+		require.NoError(t, err)
+		clock.Set(t0.Add(time.Hour))
+		at := t0.Add(time.Minute)
+		changes, err := s.Save(ctx, target, snapshot(
+			obs("i-4", `{"ip":"10.0.0.4"}`, at),
+			partial("i-1", `{"state":"stopped"}`, at),
+			obs("i-2", `{"ip":"10.0.0.2","state":"running"}`, at), // unchanged
+			partial("i-3", `{"state":"running"}`, at),             // unchanged once merged
+			obs("i-3", `{"ip":"10.0.0.3","state":"running"}`, t0), // older duplicate: loses
+			partial("i-5", `{"state":"pending"}`, at),
+			obs("i-6", `{"ip":"10.0.0.6"}`, at),
+		))
+		require.NoError(t, err)
+		type summary struct {
+			id      string
+			op      state.ChangeOp
+			version int64
+			fields  []string
+			before  string
+			after   string
+		}
+		var got []summary
+		for _, ch := range changes {
+			sm := summary{id: ch.Target.Resource, op: ch.Op, version: ch.Version, fields: ch.Fields, after: string(ch.After.Attributes)}
+			if ch.Before != nil {
+				sm.before = string(ch.Before.Attributes)
+				require.Equal(t, t0, ch.Before.ObservedAt)
+			}
+			require.Equal(t, at, ch.After.ObservedAt)
+			got = append(got, sm)
+		}
+		require.Equal(t, []summary{
+			{id: "i-4", op: state.Created, version: 1, after: `{"ip":"10.0.0.4"}`},
+			{id: "i-1", op: state.Updated, version: 2, fields: []string{"state"},
+				before: `{"ip":"10.0.0.1","state":"running"}`, after: `{"ip":"10.0.0.1","state":"stopped"}`},
+			{id: "i-5", op: state.Created, version: 1, after: `{"state":"pending"}`},
+			{id: "i-6", op: state.Created, version: 1, after: `{"ip":"10.0.0.6"}`},
+		}, got)
+		for id, want := range map[string]int64{"i-1": 2, "i-2": 1, "i-3": 1, "i-4": 1, "i-5": 1, "i-6": 1} {
+			r, err := s.Resource(ctx, "acct-1", "server", id)
+			require.NoError(t, err)
+			require.Equal(t, want, r.Version, id)
+			require.Equal(t, sha256Hex(string(r.Attributes)), r.Hash, id)
+			h, err := s.History(ctx, "acct-1", "server", id)
+			require.NoError(t, err)
+			require.Len(t, h, int(want), id)
+		}
+		r, err := s.Resource(ctx, "acct-1", "server", "i-1")
+		require.NoError(t, err)
+		require.Equal(t, t0.Add(time.Hour), r.UpdatedAt)
+		evs, err := s.PendingEvents(ctx, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 3+4)
+		for i, ch := range changes {
+			require.Equal(t, ch.Target.Resource, evs[3+i].ResourceID, "events in snapshot order")
+		}
 	}},
 
 	{"ConcurrentSaves", func(t *testing.T, s *Store, clock *testClock) {
@@ -528,4 +629,74 @@ func TestFlushHistorySameDatabase(t *testing.T) {
 	require.Zero(t, n)
 	require.EqualValues(t, 0, countRows(t, s.DB(), tblOutbox))
 	require.EqualValues(t, 1, countRows(t, s.DB(), tblHistory))
+}
+
+// TestSaveConflictRetries changes a resource from a second store after Save
+// has read it and before it writes: the conditional upsert sees the newer
+// version, and Save starts over, reading under its write transaction, and
+// records its change on top of the other one.
+func TestSaveConflictRetries(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		if !b.reopenable {
+			t.Skip("needs a second store on the same database")
+		}
+		cfg := Config{Provisioning: b.db(t)}
+		s := openStore(t, cfg)
+		other := openStore(t, cfg)
+		ctx := context.Background()
+		_, err := s.Save(ctx, target, snapshot(obs("i-1", `{"v":1}`, t0), obs("i-2", `{"v":1}`, t0)))
+		require.NoError(t, err)
+
+		// After Save's first read, the other store updates i-2.
+		var once sync.Once
+		s.afterRead = func() {
+			once.Do(func() {
+				_, err := other.Save(ctx, target, snapshot(obs("i-2", `{"v":"other"}`, t0.Add(time.Second))))
+				require.NoError(t, err)
+			})
+		}
+		writes := countWrites(t, s.DB())
+		changes, err := s.Save(ctx, target, snapshot(
+			obs("i-1", `{"v":2}`, t0.Add(2*time.Second)),
+			obs("i-2", `{"v":2}`, t0.Add(2*time.Second)),
+			obs("i-3", `{"v":2}`, t0.Add(2*time.Second)),
+		))
+		require.NoError(t, err)
+		require.EqualValues(t, 1+3, writes.Load(), "the first attempt's upsert, then upsert, history and events")
+
+		require.Len(t, changes, 3)
+		require.Equal(t, state.Updated, changes[1].Op)
+		require.EqualValues(t, 3, changes[1].Version)
+		require.Equal(t, `{"v":"other"}`, string(changes[1].Before.Attributes), "Before is what the other store wrote")
+		require.Equal(t, state.Created, changes[2].Op)
+		for id, want := range map[string]int64{"i-1": 2, "i-2": 3, "i-3": 1} {
+			r, err := s.Resource(ctx, "acct-1", "server", id)
+			require.NoError(t, err)
+			require.Equal(t, `{"v":2}`, string(r.Attributes), id)
+			require.Equal(t, want, r.Version, id)
+			h, err := s.History(ctx, "acct-1", "server", id)
+			require.NoError(t, err)
+			require.Len(t, h, int(want), id)
+		}
+		require.EqualValues(t, 2+1+3, countRows(t, s.DB(), tblEvents), "no events of the failed attempt")
+	})
+}
+
+// TestSaveConflictWithClientFoundRows checks that a DSN asking for found
+// rows cannot hide a conflicting creation from the conditional upsert.
+func TestSaveConflictWithClientFoundRows(t *testing.T) {
+	t.Parallel()
+	dsn, err := mysql.ParseDSN(testenv.MySQLDSN(t))
+	require.NoError(t, err)
+	dsn.ClientFoundRows = true
+	s := openStore(t, Config{Provisioning: DBConfig{Driver: MySQL, DSN: dsn.FormatDSN()}})
+	ctx := context.Background()
+	batch, err := prepareSnapshot(target, snapshot(obs("i-1", `{"v":1}`, t0)), t0)
+	require.NoError(t, err)
+	staleCreate := planSave(target, batch, nil, t0)
+	_, err = s.Save(ctx, target, snapshot(obs("i-1", `{"v":0}`, t0)))
+	require.NoError(t, err)
+	err = s.DB().Transaction(func(tx *gorm.DB) error { return staleCreate.write(tx, tblHistory) })
+	require.ErrorIs(t, err, errConflict)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 )
 
 // Store is the GORM-backed persistence layer: current resource state, history,
@@ -27,8 +26,9 @@ type Store struct {
 	prov *database // provisioning
 	ana  *database // analytics; == prov when they are the same database
 
-	sweepBatch int // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
-	purgeBatch int // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
+	sweepBatch int    // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
+	afterRead  func() // tests: runs after Save's read, before its transaction
+	purgeBatch int    // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
 }
 
 // database is one opened database: a writer handle and a reader handle, which
@@ -64,12 +64,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			SkipDefaultTransaction: true, // every multi-statement write has its own transaction
 			DisableAutomaticPing:   true, // we ping with the caller's context
 			NowFunc:                func() time.Time { return dbTime(s.now()) },
-			Logger: logger.NewSlogLogger(cfg.Logger, logger.Config{
-				LogLevel:                  logger.Warn,
-				SlowThreshold:             time.Second,
-				IgnoreRecordNotFoundError: true,
-				ParameterizedQueries:      true, // never log values: payloads may be sensitive
-			}),
+			Logger:                 newGormLogger(cfg.Logger),
 		}
 	}
 
@@ -259,6 +254,9 @@ func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Log
 		return nil, fmt.Errorf("persist: mysql DSN: %w", err)
 	}
 	mc.ParseTime = true
+	// Affected-row counts are rows changed, not rows matched: the
+	// conditional upsert of Save detects conflicts from them.
+	mc.ClientFoundRows = false
 	if mc.Timeout == 0 {
 		mc.Timeout = defaultMySQLDialTimeout
 	}

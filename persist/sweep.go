@@ -137,7 +137,7 @@ func sweepWrite(tx *gorm.DB, t state.Target, historyTable string, mark, clear, e
 		return nil, err
 	}
 
-	p := savePlan{account: t.Account}
+	p := savePlan{target: t, account: t.Account, now: now}
 	for chunk := range slices.Chunk(expired, inListChunk) {
 		var rows []resourceRow
 		err := tx.Where("account = ? AND kind = ? AND resource_id IN ? AND deleted_at IS NULL AND missing_since IS NOT NULL AND missing_since <= ?",
@@ -168,10 +168,8 @@ func sweepWrite(tx *gorm.DB, t state.Target, historyTable string, mark, clear, e
 			}, r.Attributes, now, now)
 		}
 	}
-	if len(p.history) > 0 {
-		if err := tx.Table(historyTable).CreateInBatches(p.history, insertBatch).Error; err != nil {
-			return nil, fmt.Errorf("insert %s: %w", historyTable, err)
-		}
+	if err := insertHistory(tx, historyTable, p.history); err != nil {
+		return nil, err
 	}
 	if err := insertEvents(tx, p.events); err != nil {
 		return nil, err

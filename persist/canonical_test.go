@@ -1,0 +1,128 @@
+package persist
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// canonicalInputs exercise both the fast path and its fallbacks.
+var canonicalInputs = []string{
+	`{}`,
+	` { } `,
+	`{"a":1}`,
+	`{"b":1,"a":2}`,
+	"{ \"b\" : [ 1 , { \"d\" : null , \"c\" : true } ] ,\n\t\"a\" : false }",
+	`{"n":-0.5e+10,"m":0,"k":12345678901234567890123,"j":1E5,"i":-0}`,
+	`{"s":"h\u00e9llo","t":"héllo ☃","u":"<a&b>"}`,
+	`{"esc":"a\"b","nl":"a\nb","tab":"\t"}`,
+	`{"a\"b":1,"a":2}`,
+	`{"ls":"\u2028","ps":"` + "\u2029" + `"}`,
+	"{\"bad\":\"\xff\"}",
+	`{"dup":1,"dup":2}`,
+	`{"b":1,"a":2,"b":3}`,
+	`{"ab":1,"ab!":2,"a b":3,"a":4,"":5}`,
+	`{"deep":[[[[[[{"z":[],"y":{}}]]]]]]}`,
+	`{"a":01}`,
+	`{"a":1.}`,
+	`{"a":.5}`,
+	`{"a":-}`,
+	`{"a":1e}`,
+	`{"a":tru}`,
+	`{"a":nul}`,
+	`{"a" 1}`,
+	`{"a":1,}`,
+	`{"a":[1,]}`,
+	`{"a":[1 2]}`,
+	`{a:1}`,
+	`{"a":1} x`,
+	`{"a":1}{}`,
+	`[1]`,
+	`"x"`,
+	`{"a":"unterminated}`,
+	`{"a":{"b":1}`,
+}
+
+func TestCanonicalFastMatchesSlow(t *testing.T) {
+	t.Parallel()
+	for _, in := range canonicalInputs {
+		checkCanonical(t, []byte(in))
+	}
+}
+
+func TestCanonicalFastTakesCommonInput(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		`{"b":{"y":2,"x":[1,2.5,-3e2]},"a":"héllo <b>","c":null,"d":true,"e":false}`,
+		`{"id":"i-1","tags":{"team":"platform","env":"prod"},"state":"running"}`,
+	} {
+		_, ok := canonicalFast([]byte(in))
+		require.True(t, ok, in)
+	}
+}
+
+func checkCanonical(t *testing.T, in []byte) {
+	t.Helper()
+	fast, ok := canonicalFast(in)
+	slow, err := canonicalSlow(in)
+	if !ok {
+		return // the general path decides
+	}
+	require.NoError(t, err, "fast path accepted %q", in)
+	require.Equal(t, slow, fast, "input %q", in)
+}
+
+func FuzzCanonicalObject(f *testing.F) {
+	for _, in := range canonicalInputs {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) { checkCanonical(t, in) })
+}
+
+func TestDiffFieldsFastMatchesSlow(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		before, after string
+		fast          bool // the fast path applies
+	}{
+		{"Same", `{"a":1,"b":{"c":[1,"}"]}}`, `{"a":1,"b":{"c":[1,"}"]}}`, true},
+		{"ChangedAddedRemoved", `{"a":1,"b":2,"c":3}`, `{"a":2,"b":2,"d":4}`, true},
+		{"EmptyBefore", `{}`, `{"a":{}}`, true},
+		{"EmptyAfter", `{"a":[],"b":""}`, `{}`, true},
+		{"NestedChange", `{"t":{"x":1},"u":"a,b"}`, `{"t":{"x":2},"u":"a,b"}`, true},
+		{"QuotesInValues", `{"a":"x\"}","b":1}`, `{"a":"x\"}","b":2}`, true},
+		{"PrefixKeys", `{"a":1,"ab":2}`, `{"ab":2,"abc":3}`, true},
+		{"EscapedKey", `{"a\"b":1}`, `{"a\"b":2}`, false},
+		{"Unsorted", `{"b":1,"a":1}`, `{"a":1,"b":1}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fast, ok := diffFieldsFast(tt.before, tt.after)
+			require.Equal(t, tt.fast, ok)
+			require.Equal(t, diffFieldsSlow(tt.before, tt.after), diffFields(tt.before, tt.after))
+			if ok {
+				require.Equal(t, diffFieldsSlow(tt.before, tt.after), fast)
+			}
+		})
+	}
+}
+
+func FuzzDiffFields(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":[1,{"c":"}"}]}`), []byte(`{"b":[1,{"c":"]"}],"c":null}`))
+	f.Add([]byte(`{}`), []byte(`{"a\"":1}`))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		b, err := canonicalObject(before)
+		if err != nil {
+			return
+		}
+		a, err := canonicalObject(after)
+		if err != nil {
+			return
+		}
+		if fast, ok := diffFieldsFast(b, a); ok {
+			require.Equal(t, diffFieldsSlow(b, a), fast, "before %s after %s", b, a)
+		}
+	})
+}

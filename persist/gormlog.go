@@ -1,0 +1,54 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// slowStatement is how long a statement may take before it is logged.
+const slowStatement = time.Second
+
+// newGormLogger returns the store's GORM logger: warnings, errors and
+// statements slower than slowStatement, without their values (payloads may
+// be sensitive).
+func newGormLogger(log *slog.Logger) logger.Interface {
+	return quietTrace{Interface: logger.NewSlogLogger(log, logger.Config{
+		LogLevel:                  logger.Warn,
+		SlowThreshold:             slowStatement,
+		IgnoreRecordNotFoundError: true,
+		ParameterizedQueries:      true,
+	}), level: logger.Warn}
+}
+
+// quietTrace skips the trace of statements that will not be logged. GORM's
+// slog logger renders the statement text before deciding, which for the
+// large multi-row statements of a save costs a copy of every statement.
+type quietTrace struct {
+	logger.Interface
+	level logger.LogLevel
+}
+
+func (l quietTrace) LogMode(level logger.LogLevel) logger.Interface {
+	return quietTrace{Interface: l.Interface.LogMode(level), level: level}
+}
+
+func (l quietTrace) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if l.level < logger.Info && (err == nil || errors.Is(err, gorm.ErrRecordNotFound)) && time.Since(begin) <= slowStatement {
+		return
+	}
+	l.Interface.Trace(ctx, begin, fc, err)
+}
+
+// ParamsFilter keeps values out of the logged statements, as the wrapped
+// logger does (GORM asks the logger itself).
+func (l quietTrace) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
+	if f, ok := l.Interface.(gorm.ParamsFilter); ok {
+		return f.ParamsFilter(ctx, sql, params...)
+	}
+	return sql, nil
+}
