@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	_ "github.com/glebarez/go-sqlite" // registers "sqlite" for the baseline
+	"github.com/google/uuid"
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/state"
@@ -36,7 +38,9 @@ const (
 //	          history rows, the changes returned with their changed fields
 //	baseline  hand-written database/sql, one transaction per batch: read the
 //	          batch's stored hashes and versions, one multi-row upsert of the
-//	          changed rows, one multi-row insert of their history rows
+//	          changed rows, one multi-row insert of their history rows and one
+//	          of their outbox rows (a change event each: the observation as
+//	          JSON; it has no "before", since only hashes were read)
 //	upsert    the multi-row upsert alone, one transaction per batch: the limit
 //	ours-steady, baseline-steady
 //	          re-saving unchanged observations: both must write nothing
@@ -267,7 +271,7 @@ func rawSave(ctx context.Context, tx *sql.Tx, mysql bool, obs []state.Observatio
 		return 0, err
 	}
 
-	var up, hist []any
+	var up, hist, events []any
 	n := 0
 	for _, o := range obs {
 		sum := sha256.Sum256(o.Attributes)
@@ -283,6 +287,12 @@ func rawSave(ctx context.Context, tx *sql.Tx, mysql bool, obs []state.Observatio
 		v := old.version + 1
 		up = append(up, sinkAccount, sinkKind, o.ID, sinkCustomer, h, v, string(o.Attributes), now, now)
 		hist = append(hist, sinkAccount, sinkKind, o.ID, sinkCustomer, op, v, "[]", string(o.Attributes), now, now)
+		payload, err := json.Marshal(state.Change{Op: state.ChangeOp(op), Version: v, After: &o,
+			Target: state.Target{Account: sinkAccount, Customer: sinkCustomer, Kind: sinkKind, Resource: o.ID}})
+		if err != nil {
+			return 0, err
+		}
+		events = append(events, uuid.NewString(), sinkKind+".changed", sinkAccount, sinkCustomer, sinkKind, o.ID, string(payload), now)
 		n++
 	}
 	if n == 0 {
@@ -291,7 +301,10 @@ func rawSave(ctx context.Context, tx *sql.Tx, mysql bool, obs []state.Observatio
 	if _, err := tx.ExecContext(ctx, upsertSQL(mysql, n), up...); err != nil {
 		return 0, err
 	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO worker_resource_history (account, kind, resource_id, customer, op, version, fields, attributes, observed_at, recorded_at) VALUES "+rowsOf(n, 10), hist...)
+	if _, err := tx.ExecContext(ctx, "INSERT INTO worker_resource_history (account, kind, resource_id, customer, op, version, fields, attributes, observed_at, recorded_at) VALUES "+rowsOf(n, 10), hist...); err != nil {
+		return 0, err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO worker_outbox (event_id, type, account, customer, kind, resource_id, payload, created_at) VALUES "+rowsOf(n, 8), events...)
 	return n, err
 }
 
