@@ -93,6 +93,18 @@ func (a Action) Decode(v any) error {
 // Validate checks the action and returns a *[ValidationError] naming the first
 // bad field. It does not fill defaults.
 func (a Action) Validate() error {
+	if err := a.validateFields(); err != nil {
+		return err
+	}
+	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
+		return &ValidationError{Field: "Payload", Value: shorten(string(a.Payload)), Reason: "is not valid JSON"}
+	}
+	return nil
+}
+
+// validateFields is Validate without the payload check, for decoded actions
+// whose payload the decoder has already checked.
+func (a Action) validateFields() error {
 	if a.Type == "" {
 		return &ValidationError{Field: "Type", Reason: "is required"}
 	}
@@ -106,9 +118,6 @@ func (a Action) Validate() error {
 		if len(f.v) > maxFieldLen {
 			return &ValidationError{Field: f.name, Value: shorten(f.v), Reason: fmt.Sprintf("is %d bytes, longer than %d", len(f.v), maxFieldLen)}
 		}
-	}
-	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
-		return &ValidationError{Field: "Payload", Value: shorten(string(a.Payload)), Reason: "is not valid JSON"}
 	}
 	return nil
 }
@@ -182,7 +191,7 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 		return Action{}, fmt.Errorf("%w: message %s has an empty body", ErrInvalidAction, m.UUID)
 	}
 	var w wireAction
-	if err := json.Unmarshal(m.Payload, &w); err != nil {
+	if err := unmarshalWire(m.Payload, &w); err != nil {
 		return Action{}, fmt.Errorf("%w: message %s body is not a JSON action: %v", ErrInvalidAction, m.UUID, err)
 	}
 	if w.V != WireVersion {
@@ -195,7 +204,8 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 	if a.Key == "" {
 		a.Key = a.ID
 	}
-	if err := a.Validate(); err != nil {
+	// The payload is valid JSON: the whole body was checked while decoding.
+	if err := a.validateFields(); err != nil {
 		return Action{}, fmt.Errorf("message %s: %w", m.UUID, err)
 	}
 	a.Attempt = attemptOf(m)
@@ -203,7 +213,11 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 }
 
 func attemptOf(m *message.Message) int {
-	if n, err := strconv.Atoi(m.Metadata.Get(MetaAttempt)); err == nil && n > 0 {
+	v := m.Metadata.Get(MetaAttempt)
+	if v == "" {
+		return 1
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
 		return n
 	}
 	return 1
