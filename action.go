@@ -17,8 +17,10 @@ import (
 const WireVersion = 1
 
 // Metadata keys set on every message. The JSON body is the source of truth;
-// the metadata copies let brokers, logs and middleware see what a message is
-// without decoding it.
+// the metadata copies let logs and middleware see what a message is without
+// decoding it. On RabbitMQ only the version and the type travel as headers
+// (for the broker's tools); the subscriber refills the others from the body
+// before any middleware runs.
 const (
 	MetaVersion       = "worker_version"    // wire format version, "1"
 	MetaType          = "action_type"       // Action.Type
@@ -175,6 +177,45 @@ func encode(a Action, maxBytes int) (*message.Message, error) {
 func setIf(md message.Metadata, k, v string) {
 	if v != "" {
 		md[k] = v
+	}
+}
+
+// sentAsHeader reports whether metadata key k goes on the RabbitMQ wire as a
+// header. The copies of the body's customer, account, key and correlation id
+// stay off, and so does UUIDHeader (the UUID, which is the body's id, is the
+// AMQP message id): every header costs the broker work on every message. The
+// Subscriber puts them back into the metadata (refillMetadata).
+func sentAsHeader(k string) bool {
+	switch k {
+	case MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID, rabbitmq.UUIDHeader:
+		return false
+	}
+	return true
+}
+
+// refillMetadata puts back the metadata copies of the action's fields that
+// the transport did not carry, so that middleware, logs and the poison and
+// deferred stores see every message as encode made it. A message with a key
+// in its metadata has them all (Publish always sets the key). One whose body
+// does not decode is left as it is: dispatch poisons it with the reason.
+func refillMetadata(m *message.Message, maxBytes int) {
+	if _, ok := m.Metadata[MetaKey]; ok {
+		return
+	}
+	a, err := decode(m, maxBytes)
+	if err != nil {
+		return
+	}
+	if m.Metadata == nil {
+		m.Metadata = message.Metadata{}
+	}
+	for _, f := range [...]struct{ k, v string }{
+		{MetaVersion, strconv.Itoa(WireVersion)}, {MetaType, a.Type}, {MetaCustomer, a.Customer},
+		{MetaAccount, a.Account}, {MetaKey, a.Key}, {MetaCorrelationID, a.CorrelationID},
+	} {
+		if _, ok := m.Metadata[f.k]; !ok && f.v != "" {
+			m.Metadata[f.k] = f.v
+		}
 	}
 }
 

@@ -367,6 +367,7 @@ var errStopping = errors.New("worker: subscriber stopping")
 
 // process runs the attempts, retries, parks or poisons. nil means ack.
 func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
+	refillMetadata(msg, s.cfg.MaxPayloadBytes)
 	attempt := attemptOf(msg)
 	for {
 		err := s.attempt(ctx, msg)

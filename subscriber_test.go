@@ -477,3 +477,41 @@ func TestRetryDelay(t *testing.T) {
 	p.Jitter = 0
 	require.Equal(t, 100*time.Millisecond, p.Delay(0))
 }
+
+// TestSubscriberRefillsMetadata: metadata a transport left off (RabbitMQ
+// sends only the version and type as headers) is put back from the body
+// before middleware runs, and so reaches the poison store too.
+func TestSubscriberRefillsMetadata(t *testing.T) {
+	t.Parallel()
+	seen := make(chan message.Metadata, 1)
+	h := newSubHarness(t, func(c *SubscriberConfig) {
+		c.Middleware = []message.HandlerMiddleware{func(next message.HandlerFunc) message.HandlerFunc {
+			return func(m *message.Message) ([]*message.Message, error) {
+				md := message.Metadata{}
+				for k, v := range m.Metadata {
+					md[k] = v
+				}
+				seen <- md
+				return next(m)
+			}
+		}}
+	})
+	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(context.Context, Action) error {
+		return Permanent(errors.New("no"))
+	})))
+	h.start()
+	a := Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Key: "k-1", CorrelationID: "c-1"}
+	full, err := encode(a, defaultMaxPayload)
+	require.NoError(t, err)
+	wire := message.NewMessage(a.ID, full.Payload)
+	for k, v := range full.Metadata {
+		if sentAsHeader(k) {
+			wire.Metadata.Set(k, v)
+		}
+	}
+	require.Equal(t, message.Metadata{MetaVersion: "1", MetaType: "t"}, wire.Metadata)
+	h.publishRaw(h.sub.cfg.Topology.Topic(QueueActions), wire)
+	require.Equal(t, full.Metadata, recv(t, seen))
+	p := h.nextParked()
+	require.Equal(t, map[string]string(full.Metadata), p.Metadata)
+}

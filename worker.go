@@ -154,7 +154,8 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 	}
 	// Every delivery a consumer is sent can be in hand at once: the
 	// Subscriber handles them concurrently and each is acked on its own.
-	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch, Logger: w.log}
+	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch,
+		Headers: sentAsHeader, Logger: w.log}
 	// The subscriber side is created in every role: it also declares the
 	// queues for the publisher (Config.Topology), so nothing published before
 	// a subscriber exists is lost.

@@ -42,5 +42,15 @@
 // and are dropped there; they are never sent on the new channel, where their
 // delivery tags would name other deliveries.
 //
+// # Wire
+//
+// The message UUID travels as the AMQP message id, and by default also in
+// the header [UUIDHeader] as watermill-amqp sends it; the metadata as string
+// headers. Config.Headers leaves out of the headers what the body carries
+// anyway: every header costs the broker work on every message. A UUID that
+// cannot be the message id (longer than 255 bytes, or the same as that of
+// another message awaiting its confirm on the channel, which would confuse
+// their returns) is always sent in UUIDHeader.
+//
 // Queue names are the Watermill topics; the default exchange routes to them.
 package rabbitmq
