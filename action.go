@@ -16,11 +16,11 @@ import (
 // subscriber rejects (poisons) messages with a newer version than it knows.
 const WireVersion = 1
 
-// Metadata keys set on every message. The JSON body is the source of truth;
-// the metadata copies let logs and middleware see what a message is without
-// decoding it. On RabbitMQ only the version and the type travel as headers
-// (for the broker's tools); the subscriber refills the others from the body
-// before any middleware runs.
+// Metadata keys. The JSON body is the source of truth; the metadata copies
+// let brokers, logs and middleware see what a message is without decoding
+// it. A published message carries only the version and the type (on
+// RabbitMQ every header costs the broker work on every message); the
+// [Subscriber] fills in the others from the body before any middleware runs.
 const (
 	MetaVersion       = "worker_version"    // wire format version, "1"
 	MetaType          = "action_type"       // Action.Type
@@ -167,38 +167,29 @@ func encode(a Action, maxBytes int) (*message.Message, error) {
 	}
 	m := message.NewMessage(a.ID, body)
 	m.Metadata = message.Metadata{MetaVersion: strconv.Itoa(WireVersion), MetaType: a.Type}
-	setIf(m.Metadata, MetaCustomer, a.Customer)
-	setIf(m.Metadata, MetaAccount, a.Account)
-	setIf(m.Metadata, MetaKey, a.Key)
-	setIf(m.Metadata, MetaCorrelationID, a.CorrelationID)
 	return m, nil
 }
 
-func setIf(md message.Metadata, k, v string) {
-	if v != "" {
-		md[k] = v
-	}
-}
-
 // sentAsHeader reports whether metadata key k goes on the RabbitMQ wire as a
-// header. The copies of the body's customer, account, key and correlation id
-// stay off, and so does UUIDHeader (the UUID, which is the body's id, is the
-// AMQP message id): every header costs the broker work on every message. The
-// Subscriber puts them back into the metadata (refillMetadata).
+// header. encode sets only the version and the type, but a message the
+// worker republishes (a parked retry, a replayed poison action) carries the
+// metadata the subscriber filled in: the copies of the body's customer,
+// account, key and correlation id stay off the wire again.
 func sentAsHeader(k string) bool {
 	switch k {
-	case MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID, rabbitmq.UUIDHeader:
+	case MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID:
 		return false
 	}
 	return true
 }
 
-// refillMetadata puts back the metadata copies of the action's fields that
-// the transport did not carry, so that middleware, logs and the poison and
-// deferred stores see every message as encode made it. A message with a key
-// in its metadata has them all (Publish always sets the key). One whose body
-// does not decode is left as it is: dispatch poisons it with the reason.
-func refillMetadata(m *message.Message, maxBytes int) {
+// fillMetadata sets the metadata copies of the action's fields (version,
+// type, customer, account, key, correlation id) that m lacks, so that
+// middleware and the poison and deferred stores see every action alike. A
+// message with a key in its metadata has them all already (a decoded action
+// always has a key). One whose body does not decode is left as it is:
+// dispatch poisons it with the reason.
+func fillMetadata(m *message.Message, maxBytes int) {
 	if _, ok := m.Metadata[MetaKey]; ok {
 		return
 	}

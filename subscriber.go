@@ -64,6 +64,9 @@ type SubscriberConfig struct {
 	DrainTimeout time.Duration
 	// Middleware is extra Watermill middleware run around each attempt of a
 	// handler, inside the retry and poison handling (first runs outermost).
+	// The message's metadata has the copies of the action's fields (MetaType,
+	// MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID) filled in from
+	// the body before the first attempt.
 	Middleware []message.HandlerMiddleware
 	// Logger receives the subscriber's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -367,7 +370,9 @@ var errStopping = errors.New("worker: subscriber stopping")
 
 // process runs the attempts, retries, parks or poisons. nil means ack.
 func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
-	refillMetadata(msg, s.cfg.MaxPayloadBytes)
+	if len(s.cfg.Middleware) > 0 {
+		fillMetadata(msg, s.cfg.MaxPayloadBytes) // before any middleware sees it
+	}
 	attempt := attemptOf(msg)
 	for {
 		err := s.attempt(ctx, msg)
@@ -427,6 +432,7 @@ func (s *Subscriber) dispatch(msg *message.Message) ([]*message.Message, error) 
 }
 
 func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
+	fillMetadata(msg, s.cfg.MaxPayloadBytes)
 	topic := s.cfg.Topology.Topic(s.cfg.Topology.QueueFor(msg.Metadata.Get(MetaType)))
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {

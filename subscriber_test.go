@@ -478,10 +478,10 @@ func TestRetryDelay(t *testing.T) {
 	require.Equal(t, 100*time.Millisecond, p.Delay(0))
 }
 
-// TestSubscriberRefillsMetadata: metadata a transport left off (RabbitMQ
-// sends only the version and type as headers) is put back from the body
-// before middleware runs, and so reaches the poison store too.
-func TestSubscriberRefillsMetadata(t *testing.T) {
+// TestSubscriberFillsMetadata: a message carries only the version and type
+// as metadata; the copies of the other fields are filled in from the body
+// before middleware runs, and so reach the poison store too.
+func TestSubscriberFillsMetadata(t *testing.T) {
 	t.Parallel()
 	seen := make(chan message.Metadata, 1)
 	h := newSubHarness(t, func(c *SubscriberConfig) {
@@ -500,18 +500,24 @@ func TestSubscriberRefillsMetadata(t *testing.T) {
 		return Permanent(errors.New("no"))
 	})))
 	h.start()
-	a := Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Key: "k-1", CorrelationID: "c-1"}
-	full, err := encode(a, defaultMaxPayload)
-	require.NoError(t, err)
-	wire := message.NewMessage(a.ID, full.Payload)
-	for k, v := range full.Metadata {
-		if sentAsHeader(k) {
-			wire.Metadata.Set(k, v)
-		}
-	}
-	require.Equal(t, message.Metadata{MetaVersion: "1", MetaType: "t"}, wire.Metadata)
-	h.publishRaw(h.sub.cfg.Topology.Topic(QueueActions), wire)
-	require.Equal(t, full.Metadata, recv(t, seen))
+	h.publish(Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Key: "k-1", CorrelationID: "c-1"})
+	want := message.Metadata{MetaVersion: "1", MetaType: "t", MetaCustomer: "acme", MetaAccount: "acct",
+		MetaKey: "k-1", MetaCorrelationID: "c-1"}
+	require.Equal(t, want, recv(t, seen))
 	p := h.nextParked()
-	require.Equal(t, map[string]string(full.Metadata), p.Metadata)
+	require.Equal(t, map[string]string(want), p.Metadata)
+}
+
+// TestSubscriberPoisonRecordMetadata: without middleware the metadata is
+// filled in only for the poison (or deferred) record.
+func TestSubscriberPoisonRecordMetadata(t *testing.T) {
+	t.Parallel()
+	h := newSubHarness(t, nil)
+	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(context.Context, Action) error {
+		return Permanent(errors.New("no"))
+	})))
+	h.start()
+	h.publish(Action{ID: "a-1", Type: "t", Customer: "acme"})
+	p := h.nextParked()
+	require.Equal(t, map[string]string{MetaVersion: "1", MetaType: "t", MetaCustomer: "acme", MetaKey: "a-1"}, p.Metadata)
 }

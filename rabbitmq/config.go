@@ -52,12 +52,14 @@ type Config struct {
 	MaxInFlight int
 	// Headers selects the message metadata a Publisher sends as AMQP
 	// headers: key k is sent when Headers(k) is true. Default nil: all of
-	// it. The message UUID always travels as the AMQP message id, where the
-	// Subscriber reads it; it is also sent in the header UUIDHeader, where
-	// watermill-amqp's subscriber reads it, unless Headers(UUIDHeader) is
-	// false. Every header costs the broker work on every message: leave out
+	// it. Every header costs the broker work on every message: leave out
 	// what the body carries anyway.
 	Headers func(key string) bool
+	// SendUUIDHeader makes a Publisher send the message UUID in the header
+	// UUIDHeader too, where watermill-amqp's subscriber reads it. Default
+	// false: the UUID travels as the AMQP message id, where this package's
+	// Subscriber reads it (it reads UUIDHeader first when there is one).
+	SendUUIDHeader bool
 	// ReconnectInitial and ReconnectMax bound the wait between reconnection
 	// attempts (exponential with jitter). Defaults 100ms and 5s.
 	ReconnectInitial time.Duration

@@ -44,13 +44,14 @@
 //
 // # Wire
 //
-// The message UUID travels as the AMQP message id, and by default also in
-// the header [UUIDHeader] as watermill-amqp sends it; the metadata as string
+// The message UUID travels as the AMQP message id, the metadata as string
 // headers. Config.Headers leaves out of the headers what the body carries
 // anyway: every header costs the broker work on every message. A UUID that
 // cannot be the message id (longer than 255 bytes, or the same as that of
 // another message awaiting its confirm on the channel, which would confuse
-// their returns) is always sent in UUIDHeader.
+// their returns) is sent in the header [UUIDHeader] instead, where
+// watermill-amqp puts it; Config.SendUUIDHeader sends it there always, for
+// watermill-amqp's subscriber. The Subscriber reads either.
 //
 // Queue names are the Watermill topics; the default exchange routes to them.
 package rabbitmq

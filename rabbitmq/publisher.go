@@ -13,8 +13,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// UUIDHeader carries the Watermill message UUID, as watermill-amqp does, so
-// the two interoperate.
+// UUIDHeader is where watermill-amqp carries the Watermill message UUID. The
+// Subscriber reads the UUID from it when it is there (from the AMQP message
+// id otherwise); the Publisher sends it with Config.SendUUIDHeader.
 const UUIDHeader = "_watermill_message_uuid"
 
 // Publisher publishes Watermill messages to RabbitMQ queues with pipelined
@@ -146,7 +147,7 @@ func (p *Publisher) publishOnce(ctx context.Context, topic string, msgs []*messa
 		return nil, err
 	}
 	for i, m := range msgs {
-		pub := toPublishing(m, p.cfg.Headers)
+		pub := toPublishing(m, &p.cfg)
 		w := &waiter{done: make(chan struct{})}
 		waiters[i] = w // every message gets a verdict, failures included
 		if !cc.add(cc.ch.GetNextPublishSeqNo(), w, &pub) {
@@ -332,16 +333,16 @@ func (cc *confirmChannel) die() {
 }
 
 // toPublishing encodes a message: body as is, the UUID as the message id,
-// the metadata keys that headers selects (nil: all) as string headers, the
-// UUID also in UUIDHeader if selected, persistent delivery.
-func toPublishing(m *message.Message, headers func(string) bool) amqp.Publishing {
+// the metadata keys that Config.Headers selects as string headers, the UUID
+// also in UUIDHeader if Config.SendUUIDHeader, persistent delivery.
+func toPublishing(m *message.Message, cfg *Config) amqp.Publishing {
 	h := make(amqp.Table, len(m.Metadata)+1)
 	for k, v := range m.Metadata {
-		if headers == nil || headers(k) {
+		if cfg.Headers == nil || cfg.Headers(k) {
 			h[k] = v
 		}
 	}
-	if headers == nil || headers(UUIDHeader) {
+	if cfg.SendUUIDHeader {
 		h[UUIDHeader] = m.UUID
 	}
 	return amqp.Publishing{

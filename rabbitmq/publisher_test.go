@@ -30,8 +30,8 @@ func rawGet(t *testing.T, amqpURL, q string) amqp.Delivery {
 }
 
 // TestRabbitMQWireHeaders: the UUID travels as the AMQP message id, and in
-// UUIDHeader too unless Headers leaves it out; Headers selects the metadata
-// sent as headers.
+// UUIDHeader too with SendUUIDHeader; Headers selects the metadata sent as
+// headers.
 func TestRabbitMQWireHeaders(t *testing.T) {
 	t.Parallel()
 	t.Run("Default", func(t *testing.T) {
@@ -44,7 +44,18 @@ func TestRabbitMQWireHeaders(t *testing.T) {
 		require.NoError(t, pub.Publish(q, m))
 		d := rawGet(t, cfg.URL, q)
 		require.Equal(t, "id-1", d.MessageId)
-		require.Equal(t, amqp.Table{UUIDHeader: "id-1", "a": "1"}, d.Headers)
+		require.Equal(t, amqp.Table{"a": "1"}, d.Headers)
+	})
+	t.Run("SendUUIDHeader", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig(t)
+		cfg.SendUUIDHeader = true
+		pub, _ := newPair(t, cfg)
+		q := queue(t, cfg.URL)
+		require.NoError(t, pub.Publish(q, message.NewMessage("id-1", []byte("x"))))
+		d := rawGet(t, cfg.URL, q)
+		require.Equal(t, "id-1", d.MessageId)
+		require.Equal(t, amqp.Table{UUIDHeader: "id-1"}, d.Headers)
 	})
 	t.Run("Selected", func(t *testing.T) {
 		t.Parallel()
@@ -71,8 +82,8 @@ func TestRabbitMQWireHeaders(t *testing.T) {
 }
 
 // TestRabbitMQUUIDNotAMessageID: a UUID another message awaiting its confirm
-// has, or one too long for an AMQP message id, travels in UUIDHeader (even
-// when Headers leaves it out) and reaches the subscriber intact.
+// has, or one too long for an AMQP message id, travels in UUIDHeader and
+// reaches the subscriber intact.
 func TestRabbitMQUUIDNotAMessageID(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
