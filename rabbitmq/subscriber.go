@@ -83,6 +83,7 @@ type consumer struct {
 	ch         *amqp.Channel
 	deliveries <-chan amqp.Delivery
 	tag        string
+	acker      *acker
 }
 
 func (s *Subscriber) consume(ctx context.Context, topic string) (*consumer, error) {
@@ -108,7 +109,7 @@ func (s *Subscriber) consume(ctx context.Context, topic string) (*consumer, erro
 		_ = ch.Close()
 		return nil, fmt.Errorf("rabbitmq: consume %s: %w", topic, err)
 	}
-	return &consumer{ch: ch, deliveries: d, tag: tag}, nil
+	return &consumer{ch: ch, deliveries: d, tag: tag, acker: newAcker(ch)}, nil
 }
 
 func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out chan *message.Message) {
@@ -216,29 +217,30 @@ func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *mess
 			_ = d.Nack(false, true)
 			return true
 		}
+		cons.acker.handOut(d.DeliveryTag)
 		hand.wg.Add(1)
-		go s.settle(d, msg, cancel, hand)
+		go s.settle(cons.acker, d.DeliveryTag, msg, cancel, hand)
 	}
 }
 
 // settle waits for msg's verdict, even if the subscription's ctx ends
 // meanwhile (a draining handler still gets its ack through; only Close cuts
-// it short), and passes it on to the broker. d acks on the channel it came
-// from, whatever happened to that channel since.
-func (s *Subscriber) settle(d amqp.Delivery, msg *message.Message, cancel context.CancelFunc, hand *inHand) {
+// it short), and passes it on to the broker through the acker of the channel
+// the delivery came on, whatever happened to that channel since.
+func (s *Subscriber) settle(a *acker, tag uint64, msg *message.Message, cancel context.CancelFunc, hand *inHand) {
+	var ack bool
 	select {
 	case <-msg.Acked():
-		_ = d.Ack(false)
+		ack = true
 	case <-msg.Nacked():
-		_ = d.Nack(false, true)
 	case <-s.closing:
 		select {
 		case <-msg.Acked(): // acked before Close: keep it
-			_ = d.Ack(false)
+			ack = true
 		default:
-			_ = d.Nack(false, true)
 		}
 	}
+	a.settle(tag, ack)
 	cancel()
 	<-hand.slots
 	hand.wg.Done()
