@@ -92,11 +92,13 @@ type MQConfig struct {
 	// Prefetch deliveries in hand, handles them concurrently and acks each as
 	// soon as its handler is done. Ignored in memory.
 	Consumers int
-	// Prefetch is how many unacked deliveries each RabbitMQ consumer is sent
-	// ahead and keeps in hand. Default Concurrency (at most 65535), so that
-	// every handler slot can be busy; a slow handler holds up only its own
-	// delivery. Handlers run on the Concurrency slots whatever Consumers and
-	// Prefetch are. Ignored in memory.
+	// Prefetch is how many unacked deliveries each RabbitMQ consumer may
+	// have: those in its handlers and those sent ahead, waiting for a free
+	// handler. Default 2 × Concurrency (at most 65535): every handler slot
+	// can be busy, and the next deliveries are already here when one frees
+	// up, instead of a broker round trip away. A slow handler holds up only
+	// its own delivery. Handlers run on the Concurrency slots whatever
+	// Consumers and Prefetch are. Ignored in memory.
 	Prefetch int
 }
 
@@ -113,7 +115,7 @@ func (c *Config) setDefaults() {
 		c.MQ.Consumers = 1
 	}
 	if c.MQ.Prefetch == 0 {
-		c.MQ.Prefetch = min(max(c.Concurrency, 1), rabbitmq.MaxPrefetch)
+		c.MQ.Prefetch = min(2*max(c.Concurrency, 1), rabbitmq.MaxPrefetch)
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = defaultHandlerTimeout

@@ -152,8 +152,9 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 		w.closers = append(w.closers, mem.Close)
 		return mem, mem, mem, 1, nil
 	}
-	// Every delivery a consumer is sent can be in hand at once: the
-	// Subscriber handles them concurrently and each is acked on its own.
+	// The transport does not hold deliveries back (MaxInFlight = Prefetch):
+	// the Subscriber's Concurrency bounds the handlers, and each message is
+	// acked on its own as soon as its handler is done.
 	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch,
 		Headers: sentAsHeader, Logger: w.log}
 	// The subscriber side is created in every role: it also declares the

@@ -297,15 +297,15 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestMQDefaults: one consumer per queue whose prefetch keeps every handler
-// slot busy.
+// slot busy and as many deliveries waiting.
 func TestMQDefaults(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		cfg                 Config
 		consumers, prefetch int
 	}{
-		{Config{}, 1, 64},
-		{Config{Concurrency: 10}, 1, 10},
+		{Config{}, 1, 128},
+		{Config{Concurrency: 10}, 1, 20},
 		{Config{Concurrency: 100000}, 1, 65535},
 		{Config{Concurrency: 10, MQ: MQConfig{Consumers: 2, Prefetch: 3}}, 2, 3},
 	} {
