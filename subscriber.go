@@ -328,7 +328,7 @@ func (s *Subscriber) work(stop context.Context, topic string, msgs <-chan *messa
 			}
 			if stop.Err() != nil { // taken after the stop: not started, so redelivered
 				msg.Nack()
-				continue
+				return
 			}
 			if sem == nil {
 				s.handle(ctx, msg)
@@ -340,6 +340,7 @@ func (s *Subscriber) work(stop context.Context, topic string, msgs <-chan *messa
 				<-sem
 			case <-stop.Done():
 				msg.Nack()
+				return
 			}
 		case <-stop.Done():
 			return
