@@ -3,6 +3,7 @@ package worker
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -33,6 +34,8 @@ const maxFastDepth = 64
 // false w holds garbage and the caller decodes again with encoding/json.
 func fastUnmarshalWire(body []byte, w *wireAction) bool {
 	r := wireReader{b: body}
+	// The string fields are copied out of body at the end, into one string.
+	var spans [numStringFields]span
 	r.space()
 	if !r.byte('{') {
 		return false
@@ -58,19 +61,19 @@ func fastUnmarshalWire(body []byte, w *wireAction) bool {
 				return false
 			}
 		case "id":
-			ok = r.stringField(&w.ID)
+			ok = r.stringField(&spans[fieldID])
 		case "type":
-			ok = r.stringField(&w.Type)
+			ok = r.stringField(&spans[fieldType])
 		case "customer":
-			ok = r.stringField(&w.Customer)
+			ok = r.stringField(&spans[fieldCustomer])
 		case "account":
-			ok = r.stringField(&w.Account)
+			ok = r.stringField(&spans[fieldAccount])
 		case "resource":
-			ok = r.stringField(&w.Resource)
+			ok = r.stringField(&spans[fieldResource])
 		case "key":
-			ok = r.stringField(&w.Key)
+			ok = r.stringField(&spans[fieldKey])
 		case "correlation_id":
-			ok = r.stringField(&w.CorrelationID)
+			ok = r.stringField(&spans[fieldCorrelationID])
 		case "created_at":
 			// What encoding/json does for a time.Time: hand the quoted token
 			// to Time.UnmarshalJSON, which parses it as strict RFC 3339.
@@ -103,7 +106,47 @@ func fastUnmarshalWire(body []byte, w *wireAction) bool {
 			return false
 		}
 		r.space()
-		return r.i == len(r.b)
+		if r.i != len(r.b) {
+			return false
+		}
+		setStrings(w, body, &spans)
+		return true
+	}
+}
+
+// The string fields of a wireAction, as indexes of the spans array.
+const (
+	fieldID = iota
+	fieldType
+	fieldCustomer
+	fieldAccount
+	fieldResource
+	fieldKey
+	fieldCorrelationID
+	numStringFields
+)
+
+// span is where a string field's contents are in the body.
+type span struct{ start, end int }
+
+// setStrings sets w's string fields from their spans in body, all carved out
+// of one allocation.
+func setStrings(w *wireAction, body []byte, spans *[numStringFields]span) {
+	n := 0
+	for _, sp := range spans {
+		n += sp.end - sp.start
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, sp := range spans {
+		b.Write(body[sp.start:sp.end])
+	}
+	all := b.String()
+	at := 0
+	for i, dst := range [numStringFields]*string{&w.ID, &w.Type, &w.Customer, &w.Account, &w.Resource, &w.Key, &w.CorrelationID} {
+		l := spans[i].end - spans[i].start
+		*dst = all[at : at+l]
+		at += l
 	}
 }
 
@@ -189,10 +232,12 @@ func (r *wireReader) plainString(allowUTF8 bool) ([]byte, bool) {
 	return nil, false
 }
 
-func (r *wireReader) stringField(dst *string) bool {
-	s, ok := r.plainString(true)
+// stringField reads a string value and records where its contents are.
+func (r *wireReader) stringField(dst *span) bool {
+	start := r.i + 1 // after the opening quote
+	_, ok := r.plainString(true)
 	if ok {
-		*dst = string(s)
+		*dst = span{start, r.i - 1} // before the closing quote
 	}
 	return ok
 }
