@@ -16,9 +16,11 @@ import (
 // subscriber rejects (poisons) messages with a newer version than it knows.
 const WireVersion = 1
 
-// Metadata keys set on every message. The JSON body is the source of truth;
-// the metadata copies let brokers, logs and middleware see what a message is
-// without decoding it.
+// Metadata keys. The JSON body is the source of truth; the metadata copies
+// let brokers, logs and middleware see what a message is without decoding
+// it. A published message carries only the version and the type (on
+// RabbitMQ every header costs the broker work on every message); the
+// [Subscriber] fills in the others from the body before any middleware runs.
 const (
 	MetaVersion       = "worker_version"    // wire format version, "1"
 	MetaType          = "action_type"       // Action.Type
@@ -93,6 +95,18 @@ func (a Action) Decode(v any) error {
 // Validate checks the action and returns a *[ValidationError] naming the first
 // bad field. It does not fill defaults.
 func (a Action) Validate() error {
+	if err := a.validateFields(); err != nil {
+		return err
+	}
+	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
+		return &ValidationError{Field: "Payload", Value: shorten(string(a.Payload)), Reason: "is not valid JSON"}
+	}
+	return nil
+}
+
+// validateFields is Validate without the payload check, for decoded actions
+// whose payload the decoder has already checked.
+func (a Action) validateFields() error {
 	if a.Type == "" {
 		return &ValidationError{Field: "Type", Reason: "is required"}
 	}
@@ -106,9 +120,6 @@ func (a Action) Validate() error {
 		if len(f.v) > maxFieldLen {
 			return &ValidationError{Field: f.name, Value: shorten(f.v), Reason: fmt.Sprintf("is %d bytes, longer than %d", len(f.v), maxFieldLen)}
 		}
-	}
-	if len(a.Payload) > 0 && !json.Valid(a.Payload) {
-		return &ValidationError{Field: "Payload", Value: shorten(string(a.Payload)), Reason: "is not valid JSON"}
 	}
 	return nil
 }
@@ -156,16 +167,46 @@ func encode(a Action, maxBytes int) (*message.Message, error) {
 	}
 	m := message.NewMessage(a.ID, body)
 	m.Metadata = message.Metadata{MetaVersion: strconv.Itoa(WireVersion), MetaType: a.Type}
-	setIf(m.Metadata, MetaCustomer, a.Customer)
-	setIf(m.Metadata, MetaAccount, a.Account)
-	setIf(m.Metadata, MetaKey, a.Key)
-	setIf(m.Metadata, MetaCorrelationID, a.CorrelationID)
 	return m, nil
 }
 
-func setIf(md message.Metadata, k, v string) {
-	if v != "" {
-		md[k] = v
+// sentAsHeader reports whether metadata key k goes on the RabbitMQ wire as a
+// header. encode sets only the version and the type, but a message the
+// worker republishes (a parked retry, a replayed poison action) carries the
+// metadata the subscriber filled in: the copies of the body's customer,
+// account, key and correlation id stay off the wire again.
+func sentAsHeader(k string) bool {
+	switch k {
+	case MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID:
+		return false
+	}
+	return true
+}
+
+// fillMetadata sets the metadata copies of the action's fields (version,
+// type, customer, account, key, correlation id) that m lacks, so that
+// middleware and the poison and deferred stores see every action alike. A
+// message with a key in its metadata has them all already (a decoded action
+// always has a key). One whose body does not decode is left as it is:
+// dispatch poisons it with the reason.
+func fillMetadata(m *message.Message, maxBytes int) {
+	if _, ok := m.Metadata[MetaKey]; ok {
+		return
+	}
+	a, err := decode(m, maxBytes)
+	if err != nil {
+		return
+	}
+	if m.Metadata == nil {
+		m.Metadata = message.Metadata{}
+	}
+	for _, f := range [...]struct{ k, v string }{
+		{MetaVersion, strconv.Itoa(WireVersion)}, {MetaType, a.Type}, {MetaCustomer, a.Customer},
+		{MetaAccount, a.Account}, {MetaKey, a.Key}, {MetaCorrelationID, a.CorrelationID},
+	} {
+		if _, ok := m.Metadata[f.k]; !ok && f.v != "" {
+			m.Metadata[f.k] = f.v
+		}
 	}
 }
 
@@ -182,7 +223,7 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 		return Action{}, fmt.Errorf("%w: message %s has an empty body", ErrInvalidAction, m.UUID)
 	}
 	var w wireAction
-	if err := json.Unmarshal(m.Payload, &w); err != nil {
+	if err := unmarshalWire(m.Payload, &w); err != nil {
 		return Action{}, fmt.Errorf("%w: message %s body is not a JSON action: %v", ErrInvalidAction, m.UUID, err)
 	}
 	if w.V != WireVersion {
@@ -195,7 +236,8 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 	if a.Key == "" {
 		a.Key = a.ID
 	}
-	if err := a.Validate(); err != nil {
+	// The payload is valid JSON: the whole body was checked while decoding.
+	if err := a.validateFields(); err != nil {
 		return Action{}, fmt.Errorf("message %s: %w", m.UUID, err)
 	}
 	a.Attempt = attemptOf(m)
@@ -203,7 +245,11 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 }
 
 func attemptOf(m *message.Message) int {
-	if n, err := strconv.Atoi(m.Metadata.Get(MetaAttempt)); err == nil && n > 0 {
+	v := m.Metadata.Get(MetaAttempt)
+	if v == "" {
+		return 1
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
 		return n
 	}
 	return 1

@@ -58,11 +58,8 @@ func TestActionRoundTrip(t *testing.T) {
 	m, err := encode(a, defaultMaxPayload)
 	require.NoError(t, err)
 	require.Equal(t, "id-1", m.UUID)
-	require.Equal(t, "server.launch", m.Metadata.Get(MetaType))
-	require.Equal(t, "acme", m.Metadata.Get(MetaCustomer))
-	require.Equal(t, "k-1", m.Metadata.Get(MetaKey))
-	require.Equal(t, "c-1", m.Metadata.Get(MetaCorrelationID))
-	require.Equal(t, "1", m.Metadata.Get(MetaVersion))
+	require.Equal(t, message.Metadata{MetaVersion: "1", MetaType: "server.launch"}, m.Metadata,
+		"only version and type: the rest is in the body")
 	require.Contains(t, string(m.Payload), `"v":1`)
 
 	got, err := decode(m, defaultMaxPayload)
@@ -75,6 +72,13 @@ func TestActionRoundTrip(t *testing.T) {
 	got, err = decode(m, defaultMaxPayload)
 	require.NoError(t, err)
 	require.Equal(t, 3, got.Attempt)
+
+	fillMetadata(m, defaultMaxPayload)
+	require.Equal(t, message.Metadata{MetaVersion: "1", MetaType: "server.launch", MetaCustomer: "acme",
+		MetaAccount: "acct", MetaKey: "k-1", MetaCorrelationID: "c-1", MetaAttempt: "3"}, m.Metadata)
+	bad := message.NewMessage("bad", []byte(`{"v":1,"type":`))
+	fillMetadata(bad, defaultMaxPayload)
+	require.Empty(t, bad.Metadata, "a body that does not decode adds nothing")
 }
 
 func TestDecodeBadMessages(t *testing.T) {

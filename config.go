@@ -11,6 +11,7 @@ import (
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
+	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // Role selects which parts of the worker a process runs. The classic service
@@ -102,10 +103,18 @@ type MQConfig struct {
 	// "amqp://user:pass@host:5672/vhost" (or amqps://) for RabbitMQ with
 	// durable queues, persistent messages and publisher confirms.
 	URL string
-	// Consumers is how many consumers each RabbitMQ queue gets in this process
-	// (each handles one delivery at a time). Default 8. Ignored in memory.
+	// Consumers is how many consumers (AMQP channels) each RabbitMQ queue
+	// gets in this process. Default 1, which is enough: a consumer keeps up to
+	// Prefetch deliveries in hand, handles them concurrently and acks each as
+	// soon as its handler is done. Ignored in memory.
 	Consumers int
-	// Prefetch is the RabbitMQ prefetch count of each consumer. Default 4.
+	// Prefetch is how many unacked deliveries each RabbitMQ consumer may
+	// have: those in its handlers and those sent ahead, waiting for a free
+	// handler. Default 2 × Concurrency (at most 65535): every handler slot
+	// can be busy, and the next deliveries are already here when one frees
+	// up, instead of a broker round trip away. A slow handler holds up only
+	// its own delivery. Handlers run on the Concurrency slots whatever
+	// Consumers and Prefetch are. Ignored in memory.
 	Prefetch int
 }
 
@@ -113,16 +122,16 @@ func (c *Config) setDefaults() {
 	if c.Role == "" {
 		c.Role = RoleAll
 	}
-	if c.MQ.Consumers == 0 {
-		c.MQ.Consumers = 8
-	}
-	if c.MQ.Prefetch == 0 {
-		c.MQ.Prefetch = 4
-	}
 	c.Topology.setDefaults()
 	c.Retry.setDefaults()
 	if c.Concurrency == 0 {
 		c.Concurrency = defaultConcurrency
+	}
+	if c.MQ.Consumers == 0 {
+		c.MQ.Consumers = 1
+	}
+	if c.MQ.Prefetch == 0 {
+		c.MQ.Prefetch = min(2*max(c.Concurrency, 1), rabbitmq.MaxPrefetch)
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = defaultHandlerTimeout
@@ -174,8 +183,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MQ.Consumers < 1:
 		return configError("MQ.Consumers", "is %d, must be at least 1", c.MQ.Consumers)
-	case c.MQ.Prefetch < 1:
-		return configError("MQ.Prefetch", "is %d, must be at least 1", c.MQ.Prefetch)
+	case c.MQ.Prefetch < 1 || c.MQ.Prefetch > rabbitmq.MaxPrefetch:
+		return configError("MQ.Prefetch", "is %d, must be 1-%d", c.MQ.Prefetch, rabbitmq.MaxPrefetch)
 	case c.Concurrency < 1:
 		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
 	case c.HandlerTimeout < 0:

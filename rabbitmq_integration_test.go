@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/persist"
@@ -147,4 +148,38 @@ func TestRabbitMQCompetingSubscribers(t *testing.T) {
 		require.Equal(t, 1, c, "action %s handled twice", id)
 	}
 	t.Logf("worker 0 handled %d, worker 1 handled %d", byWorker[0], byWorker[1])
+}
+
+// TestRabbitMQWireFormat: on RabbitMQ an action travels as its JSON body,
+// with its ID as the AMQP message id and only the version and type as
+// headers; the rest of the metadata is in the body.
+func TestRabbitMQWireFormat(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	top := Topology{Prefix: testenv.UniqueName(t)}
+	top.setDefaults()
+	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	w := newTestWorker(t, Config{
+		Role:     RolePublisher,
+		MQ:       MQConfig{URL: url},
+		Store:    persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()},
+		Topology: top,
+	})
+	a := Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Resource: "i-1", Key: "k-1", CorrelationID: "c-1"}
+	require.NoError(t, w.Publish(context.Background(), a))
+
+	conn, err := amqp091.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	d, ok, err := ch.Get(top.Topic(QueueActions), true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "a-1", d.MessageId)
+	require.Equal(t, amqp091.Table{MetaVersion: "1", MetaType: "t"}, d.Headers)
+	got, err := decode(message.NewMessage(d.MessageId, d.Body), defaultMaxPayload)
+	require.NoError(t, err)
+	got.CreatedAt, got.Attempt = time.Time{}, 0
+	require.Equal(t, a, got)
 }

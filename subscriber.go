@@ -64,6 +64,9 @@ type SubscriberConfig struct {
 	DrainTimeout time.Duration
 	// Middleware is extra Watermill middleware run around each attempt of a
 	// handler, inside the retry and poison handling (first runs outermost).
+	// The message's metadata has the copies of the action's fields (MetaType,
+	// MetaCustomer, MetaAccount, MetaKey, MetaCorrelationID) filled in from
+	// the body before the first attempt.
 	Middleware []message.HandlerMiddleware
 	// Logger receives the subscriber's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -117,7 +120,7 @@ func (c SubscriberConfig) Validate() error {
 }
 
 // Subscriber takes actions off the queues and calls the [Handler] registered
-// for each action's type. Underneath it is a Watermill [message.Router].
+// for each action's type.
 //
 // For every message it: limits concurrency; decodes the action (a message
 // that does not decode, or whose type has no handler, is poisoned at once);
@@ -127,16 +130,21 @@ func (c SubscriberConfig) Validate() error {
 // panic, writes the action to the PoisonStore with the reason. The message is
 // acknowledged only after the handler succeeded or the action was durably
 // parked or poisoned; otherwise it is nacked for redelivery.
+//
+// It does not use a Watermill [message.Router], which starts a goroutine per
+// message (whose stack grows again for every message) and logs each one.
+// Long-lived goroutines, Concurrency per subscription, take messages straight
+// off the transport's channels; with several subscriptions a semaphore holds
+// them to Concurrency handlers in all. Watermill middleware (Middleware) still
+// runs around every attempt.
 type Subscriber struct {
 	cfg      SubscriberConfig
 	handlers map[string]Handler
-	sem      chan struct{}
 
 	mu      sync.Mutex
 	started bool
 
-	running  chan struct{}
-	inflight sync.WaitGroup
+	running chan struct{}
 	// base is the parent of every handler context; cancelled when the drain
 	// time is over.
 	base       context.Context
@@ -155,7 +163,6 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	s := &Subscriber{
 		cfg:        cfg,
 		handlers:   map[string]Handler{},
-		sem:        make(chan struct{}, cfg.Concurrency),
 		running:    make(chan struct{}),
 		base:       base,
 		cancelBase: cancel,
@@ -221,78 +228,155 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}
 	s.started = true
 	s.mu.Unlock()
+	defer s.cancelBase()
 	if len(qs) == 0 {
 		return fmt.Errorf("worker: subscriber has no handlers: register one with Handle before Run")
 	}
 
-	logger := watermill.NewSlogLoggerWithLevelMapping(s.cfg.Logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: s.cfg.DrainTimeout}, logger)
-	if err != nil {
-		return fmt.Errorf("worker: router: %w", err)
+	// Subscriptions end when subCtx is done: the transport stops delivering,
+	// and messages already handed out are still acked or nacked.
+	subCtx, stopSubs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSubs()
+	type subscription struct {
+		topic string
+		msgs  <-chan *message.Message
 	}
-	sub := keepOpen{s.cfg.Subscriber}
+	var subs []subscription
 	for _, q := range qs {
 		topic := s.cfg.Topology.Topic(q)
 		for i := 0; i < s.cfg.Consumers; i++ {
-			router.AddConsumerHandler(topic+"#"+strconv.Itoa(i), topic, sub, s.process)
+			msgs, err := s.cfg.Subscriber.Subscribe(subCtx, topic)
+			if err != nil {
+				return fmt.Errorf("worker: subscriber did not start: subscribe to %s: %w", topic, err)
+			}
+			subs = append(subs, subscription{topic, msgs})
 		}
 	}
 
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- router.Run(runCtx) }()
-	select {
-	case <-router.Running():
-		close(s.running)
-		s.cfg.Logger.Info("subscriber running", "queues", qs, "consumers", s.cfg.Consumers, "concurrency", s.cfg.Concurrency)
-	case err := <-done:
-		return fmt.Errorf("worker: subscriber did not start: %w", err)
+	// Each subscription gets Concurrency goroutines that take its messages
+	// straight off the transport's channel; with several subscriptions a
+	// semaphore holds them to Concurrency handlers in all. A message waiting
+	// for a slot is nacked if the subscriber stops first.
+	var sem chan struct{}
+	if len(subs) > 1 {
+		sem = make(chan struct{}, s.cfg.Concurrency)
 	}
+	var workers sync.WaitGroup
+	ended := make(chan struct{}, len(subs)) // one token per subscription the transport ended
+	for _, sub := range subs {
+		for i := 0; i < s.cfg.Concurrency; i++ {
+			workers.Add(1)
+			go s.work(subCtx, sub.topic, sub.msgs, sem, &workers, ended, i == 0)
+		}
+	}
+	allEnded := make(chan struct{})
+	go func() {
+		for range subs {
+			select {
+			case <-ended:
+			case <-subCtx.Done():
+				return
+			}
+		}
+		close(allEnded)
+	}()
+	close(s.running)
+	s.cfg.Logger.Info("subscriber running", "queues", qs, "consumers", s.cfg.Consumers, "concurrency", s.cfg.Concurrency)
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-done: // every subscription ended by itself (transport closed)
-		if runErr == nil {
-			runErr = errors.New("worker: subscriber stopped: the transport closed every subscription")
-		}
+	case <-allEnded: // every subscription ended by itself (transport closed)
+		runErr = errors.New("worker: subscriber stopped: the transport closed every subscription")
 	}
-	stop()
-	closeErr := router.Close()
-	if closeErr != nil {
+	stopSubs() // idle workers return at once, busy ones after their message
+
+	drained := make(chan struct{})
+	go func() { workers.Wait(); close(drained) }()
+	t := time.NewTimer(s.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
 		s.cfg.Logger.Warn("drain time over, cancelling running handlers", "drain_timeout", s.cfg.DrainTimeout)
+		s.cancelBase()
+		<-drained
 	}
-	s.cancelBase()
-	s.inflight.Wait()
 	return runErr
 }
 
-// keepOpen stops the Router from closing a transport it does not own.
-type keepOpen struct{ message.Subscriber }
+// work handles the messages of one subscription, one at a time, until the
+// subscription ends or stop is done. Workers live as long as Run, so their
+// stacks grow once, not once per message. Each has its own child of base, so
+// that the per-attempt timeout contexts of different workers do not contend
+// for one parent. One worker per subscription (first) reports the end of the
+// subscription on ended.
+func (s *Subscriber) work(stop context.Context, topic string, msgs <-chan *message.Message, sem chan struct{},
+	wg *sync.WaitGroup, ended chan<- struct{}, first bool) {
+	defer wg.Done()
+	ctx, cancel := context.WithCancel(s.base)
+	defer cancel()
+	for {
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				if first && stop.Err() == nil {
+					s.cfg.Logger.Warn("subscription ended by the transport", "topic", topic)
+					ended <- struct{}{}
+				}
+				return
+			}
+			if stop.Err() != nil { // taken after the stop: not started, so redelivered
+				msg.Nack()
+				return
+			}
+			if sem == nil {
+				s.handle(ctx, msg)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+				s.handle(ctx, msg)
+				<-sem
+			case <-stop.Done():
+				msg.Nack()
+				return
+			}
+		case <-stop.Done():
+			return
+		}
+	}
+}
 
-func (keepOpen) Close() error { return nil }
+// handle acks or nacks msg according to process. A panic outside the handler
+// (in a store or in middleware) nacks the message instead of taking the process down.
+func (s *Subscriber) handle(ctx context.Context, msg *message.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("panic while processing an action, it will be redelivered", "id", msg.UUID,
+				"panic", fmt.Sprint(r), "stack", trimStack(debug.Stack()))
+			msg.Nack()
+		}
+	}()
+	if s.process(ctx, msg) == nil {
+		msg.Ack()
+	} else {
+		msg.Nack()
+	}
+}
 
 // errStopping makes an action be nacked (and so redelivered) because the
 // subscriber is shutting down.
 var errStopping = errors.New("worker: subscriber stopping")
 
-// process is the Router handler: concurrency limit, attempts, retry, park, poison.
-func (s *Subscriber) process(msg *message.Message) error {
-	select {
-	case s.sem <- struct{}{}:
-	case <-s.base.Done():
-		return errStopping
+// process runs the attempts, retries, parks or poisons. nil means ack.
+func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
+	if len(s.cfg.Middleware) > 0 {
+		fillMetadata(msg, s.cfg.MaxPayloadBytes) // before any middleware sees it
 	}
-	s.inflight.Add(1)
-	defer func() {
-		<-s.sem
-		s.inflight.Done()
-	}()
-
 	attempt := attemptOf(msg)
 	for {
-		err := s.attempt(msg)
+		err := s.attempt(ctx, msg)
 		if err == nil {
 			return nil
 		}
@@ -317,8 +401,8 @@ func (s *Subscriber) process(msg *message.Message) error {
 }
 
 // attempt runs the middleware chain and handler once, with timeout and recovery.
-func (s *Subscriber) attempt(msg *message.Message) (err error) {
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.HandlerTimeout)
+func (s *Subscriber) attempt(parent context.Context, msg *message.Message) (err error) {
+	ctx, cancel := context.WithTimeout(parent, s.cfg.HandlerTimeout)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
@@ -349,6 +433,7 @@ func (s *Subscriber) dispatch(msg *message.Message) ([]*message.Message, error) 
 }
 
 func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
+	fillMetadata(msg, s.cfg.MaxPayloadBytes)
 	topic := s.cfg.Topology.Topic(s.cfg.Topology.QueueFor(msg.Metadata.Get(MetaType)))
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {

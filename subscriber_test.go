@@ -477,3 +477,118 @@ func TestRetryDelay(t *testing.T) {
 	p.Jitter = 0
 	require.Equal(t, 100*time.Millisecond, p.Delay(0))
 }
+
+// TestSubscriberFillsMetadata: a message carries only the version and type
+// as metadata; the copies of the other fields are filled in from the body
+// before middleware runs, and so reach the poison store too.
+func TestSubscriberFillsMetadata(t *testing.T) {
+	t.Parallel()
+	seen := make(chan message.Metadata, 1)
+	h := newSubHarness(t, func(c *SubscriberConfig) {
+		c.Middleware = []message.HandlerMiddleware{func(next message.HandlerFunc) message.HandlerFunc {
+			return func(m *message.Message) ([]*message.Message, error) {
+				md := message.Metadata{}
+				for k, v := range m.Metadata {
+					md[k] = v
+				}
+				seen <- md
+				return next(m)
+			}
+		}}
+	})
+	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(context.Context, Action) error {
+		return Permanent(errors.New("no"))
+	})))
+	h.start()
+	h.publish(Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Key: "k-1", CorrelationID: "c-1"})
+	want := message.Metadata{MetaVersion: "1", MetaType: "t", MetaCustomer: "acme", MetaAccount: "acct",
+		MetaKey: "k-1", MetaCorrelationID: "c-1"}
+	require.Equal(t, want, recv(t, seen))
+	p := h.nextParked()
+	require.Equal(t, map[string]string(want), p.Metadata)
+}
+
+// TestSubscriberPoisonRecordMetadata: without middleware the metadata is
+// filled in only for the poison (or deferred) record.
+func TestSubscriberPoisonRecordMetadata(t *testing.T) {
+	t.Parallel()
+	h := newSubHarness(t, nil)
+	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(context.Context, Action) error {
+		return Permanent(errors.New("no"))
+	})))
+	h.start()
+	h.publish(Action{ID: "a-1", Type: "t", Customer: "acme"})
+	p := h.nextParked()
+	require.Equal(t, map[string]string{MetaVersion: "1", MetaType: "t", MetaCustomer: "acme", MetaKey: "a-1"}, p.Metadata)
+}
+
+// TestSubscriberConcurrencyLimitAcrossQueues: with several subscriptions the
+// limit holds over all of them.
+func TestSubscriberConcurrencyLimitAcrossQueues(t *testing.T) {
+	t.Parallel()
+	const limit, n = 3, 30
+	h := newSubHarness(t, func(c *SubscriberConfig) { c.Concurrency = limit })
+	var cur, peak atomic.Int32
+	var wg sync.WaitGroup
+	wg.Add(n)
+	handler := HandlerFunc(func(context.Context, Action) error {
+		c := cur.Add(1)
+		for {
+			p := peak.Load()
+			if c <= p || peak.CompareAndSwap(p, c) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		cur.Add(-1)
+		wg.Done()
+		return nil
+	})
+	types := []string{"t", TypePoll, "x.changed"} // actions, polls and events queues
+	for _, typ := range types {
+		require.NoError(t, h.sub.Handle(typ, handler))
+	}
+	require.Len(t, h.sub.Queues(), 3)
+	h.start()
+	for i := 0; i < n; i++ {
+		h.publish(Action{Type: types[i%len(types)]})
+	}
+	wg.Wait()
+	require.LessOrEqual(t, peak.Load(), int32(limit))
+	require.Greater(t, peak.Load(), int32(1), "handlers should run concurrently")
+}
+
+// TestSubscriberDrainsSeveralInFlight: Run returns only after every handler
+// in flight finished, with none of their contexts cancelled and nothing
+// retried or poisoned.
+func TestSubscriberDrainsSeveralInFlight(t *testing.T) {
+	t.Parallel()
+	const inFlight = 5
+	h := newSubHarness(t, func(c *SubscriberConfig) { c.Concurrency = inFlight })
+	started := make(chan string, inFlight)
+	release := make(chan struct{})
+	var finished, calls atomic.Int32
+	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(ctx context.Context, a Action) error {
+		calls.Add(1)
+		started <- a.ID
+		select {
+		case <-release:
+			finished.Add(1)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})))
+	h.start()
+	for i := 0; i < inFlight; i++ {
+		h.publish(Action{Type: "t"})
+	}
+	for i := 0; i < inFlight; i++ {
+		recv(t, started)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { close(release) }) // most likely while stop drains
+	h.stop()
+	require.Equal(t, int32(inFlight), finished.Load(), "Run returned before the handlers in flight finished")
+	require.Equal(t, int32(inFlight), calls.Load(), "each handler ran once")
+	require.Empty(t, h.stores.poison)
+}

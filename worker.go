@@ -167,7 +167,11 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 		w.closers = append(w.closers, mem.Close)
 		return mem, mem, mem, 1, nil
 	}
-	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, Logger: w.log}
+	// The transport does not hold deliveries back (MaxInFlight = Prefetch):
+	// the Subscriber's Concurrency bounds the handlers, and each message is
+	// acked on its own as soon as its handler is done.
+	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch,
+		Headers: sentAsHeader, Logger: w.log}
 	// The subscriber side is created in every role: it also declares the
 	// queues for the publisher (Config.Topology), so nothing published before
 	// a subscriber exists is lost.

@@ -276,6 +276,7 @@ func TestConfigValidate(t *testing.T) {
 		{"URLPasswordNotShown", Config{MQ: MQConfig{URL: "http://user:hunter2@host/"}}, "MQ.URL"},
 		{"NegativeConsumers", Config{MQ: MQConfig{Consumers: -1}}, "MQ.Consumers"},
 		{"NegativePrefetch", Config{MQ: MQConfig{Prefetch: -1}}, "MQ.Prefetch"},
+		{"PrefetchOver16Bits", Config{MQ: MQConfig{Prefetch: 70000}}, "MQ.Prefetch is 70000, must be 1-65535"},
 		{"NegativeConcurrency", Config{Concurrency: -3}, "Concurrency"},
 		{"NegativeShutdown", Config{ShutdownTimeout: -time.Second}, "ShutdownTimeout"},
 		{"BadRetry", Config{Retry: RetryPolicy{Multiplier: 0.5}}, "Retry.Multiplier"},
@@ -292,6 +293,26 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, Config{}.Validate())
+	require.NoError(t, Config{Concurrency: 100000}.Validate(), "the default prefetch is capped at 65535")
+}
+
+// TestMQDefaults: one consumer per queue whose prefetch keeps every handler
+// slot busy and as many deliveries waiting.
+func TestMQDefaults(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cfg                 Config
+		consumers, prefetch int
+	}{
+		{Config{}, 1, 128},
+		{Config{Concurrency: 10}, 1, 20},
+		{Config{Concurrency: 100000}, 1, 65535},
+		{Config{Concurrency: 10, MQ: MQConfig{Consumers: 2, Prefetch: 3}}, 2, 3},
+	} {
+		tt.cfg.setDefaults()
+		require.Equal(t, tt.consumers, tt.cfg.MQ.Consumers)
+		require.Equal(t, tt.prefetch, tt.cfg.MQ.Prefetch)
+	}
 }
 
 // TestNewUnreachable: a worker whose database or broker is down fails at New

@@ -23,6 +23,9 @@ var (
 	ErrClosed = errors.New("rabbitmq: closed")
 )
 
+// MaxPrefetch is the largest prefetch count AMQP can express (16 bits).
+const MaxPrefetch = 65535
+
 // MetadataMalformed is set on a message whose delivery could not be read
 // completely; its value is the reason.
 const MetadataMalformed = "worker_malformed"
@@ -36,8 +39,27 @@ type Config struct {
 	// unknown. Default 30s. A negative value means: do not wait or retry,
 	// fail at once when not connected or not confirmed.
 	PublishTimeout time.Duration
-	// Prefetch is each subscription's prefetch count. Default 16.
+	// Prefetch is each subscription's prefetch count: how many unacked
+	// deliveries the broker sends it ahead. Default 16, at most 65535.
 	Prefetch int
+	// MaxInFlight is how many messages a subscription hands out before the
+	// earliest is acked or nacked. Default 1: Watermill's contract, the next
+	// message only after the previous one's verdict, which keeps the queue's
+	// order. A consumer that handles messages concurrently (the worker's
+	// Subscriber) sets it higher, up to Prefetch (more is capped by the
+	// prefetch): every message is then acked or nacked on its own as soon as
+	// its verdict comes, in any order, and order is no longer kept.
+	MaxInFlight int
+	// Headers selects the message metadata a Publisher sends as AMQP
+	// headers: key k is sent when Headers(k) is true. Default nil: all of
+	// it. Every header costs the broker work on every message: leave out
+	// what the body carries anyway.
+	Headers func(key string) bool
+	// SendUUIDHeader makes a Publisher send the message UUID in the header
+	// UUIDHeader too, where watermill-amqp's subscriber reads it. Default
+	// false: the UUID travels as the AMQP message id, where this package's
+	// Subscriber reads it (it reads UUIDHeader first when there is one).
+	SendUUIDHeader bool
 	// ReconnectInitial and ReconnectMax bound the wait between reconnection
 	// attempts (exponential with jitter). Defaults 100ms and 5s.
 	ReconnectInitial time.Duration
@@ -55,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = 16
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1
 	}
 	if c.ReconnectInitial == 0 {
 		c.ReconnectInitial = 100 * time.Millisecond
@@ -81,8 +106,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: URL is not a URL", ErrInvalidConfig)
 	case (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "":
 		return fmt.Errorf("%w: URL %q: want amqp://user:pass@host:5672/ or amqps://", ErrInvalidConfig, u.Redacted())
-	case c.Prefetch < 1:
-		return fmt.Errorf("%w: Prefetch is %d, must be at least 1", ErrInvalidConfig, c.Prefetch)
+	case c.Prefetch < 1 || c.Prefetch > MaxPrefetch:
+		return fmt.Errorf("%w: Prefetch is %d, must be 1-%d", ErrInvalidConfig, c.Prefetch, MaxPrefetch)
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("%w: MaxInFlight is %d, must be at least 1", ErrInvalidConfig, c.MaxInFlight)
 	case c.ReconnectInitial < 0 || c.ReconnectMax < c.ReconnectInitial:
 		return fmt.Errorf("%w: ReconnectInitial (%v) and ReconnectMax (%v) must satisfy 0 <= initial <= max", ErrInvalidConfig, c.ReconnectInitial, c.ReconnectMax)
 	case c.DialTimeout < 0:

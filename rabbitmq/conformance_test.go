@@ -30,9 +30,9 @@ func conformanceFeatures(prefix string) tests.Features {
 	}
 }
 
-func conformanceConstructor(url string) tests.PubSubConstructor {
+func conformanceConstructor(url string, maxInFlight int) tests.PubSubConstructor {
 	return func(t *testing.T) (message.Publisher, message.Subscriber) {
-		cfg := Config{URL: url, Logger: quiet()}
+		cfg := Config{URL: url, MaxInFlight: maxInFlight, Logger: quiet()}
 		pub, err := NewPublisher(context.Background(), cfg)
 		require.NoError(t, err)
 		sub, err := NewSubscriber(context.Background(), cfg)
@@ -69,11 +69,30 @@ func deleteQueuesWithPrefix(t *testing.T, url, prefix string) {
 }
 
 // TestRabbitMQWatermillConformance runs Watermill's own pub/sub test suite
-// against this package's Publisher and Subscriber. The reconnect test, which
-// restarts the broker, runs in the "faults" build (see faults_test.go).
+// against this package's Publisher and Subscriber with the default
+// MaxInFlight of 1: Watermill's contract, one message in hand per
+// subscription, order kept. The reconnect test, which restarts the broker,
+// runs in the "faults" build (see faults_test.go).
 func TestRabbitMQWatermillConformance(t *testing.T) {
 	url := testenv.AMQPURL(t)
 	prefix := testenv.UniqueName(t)
 	deleteQueuesWithPrefix(t, url, prefix)
-	tests.TestPubSub(t, conformanceFeatures(prefix), conformanceConstructor(url), nil)
+	tests.TestPubSub(t, conformanceFeatures(prefix), conformanceConstructor(url, 0), nil)
+}
+
+// TestRabbitMQWatermillConformanceInFlight runs the suite again with several
+// messages in hand per subscription (MaxInFlight 16, as the worker's
+// Subscriber uses it). Order is then not kept: a nacked message comes back
+// behind others already handed out, and the tests that need order
+// (TestNoAck among them, which expects one message in hand) are skipped.
+// Everything else (no loss, redelivery after nack and close, ctx and close
+// handling) must hold as it does with one in hand.
+func TestRabbitMQWatermillConformanceInFlight(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	prefix := testenv.UniqueName(t)
+	deleteQueuesWithPrefix(t, url, prefix)
+	features := conformanceFeatures(prefix)
+	features.GuaranteedOrder = false
+	features.GuaranteedOrderWithSingleSubscriber = false
+	tests.TestPubSub(t, features, conformanceConstructor(url, 16), nil)
 }

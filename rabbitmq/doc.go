@@ -24,17 +24,34 @@
 //
 // # Subscriber
 //
-// Each Subscribe is one consumer on its own channel with its own prefetch. As
-// Watermill requires, a subscription hands out the next message only after
-// the previous one was acked or nacked; the broker acknowledgement is sent
-// only then (nack requeues). Concurrency comes from several subscriptions to
-// the same queue — they compete, as consumers of a RabbitMQ queue do — which
-// is what the worker's Subscriber does with Consumers > 1. A delivery that
-// cannot be turned into a message (a header that is not a string) is not
-// requeued forever: it is handed out with metadata [MetadataMalformed]
-// carrying the reason, so the consumer can poison it. After a connection loss
-// subscriptions re-establish themselves; deliveries in flight at that moment
-// are redelivered by the broker.
+// Each Subscribe is one consumer on its own channel with its own prefetch.
+// By default (Config.MaxInFlight 1), as Watermill's contract has it, a
+// subscription hands out the next message only after the previous one was
+// acked or nacked, and the broker acknowledgement is sent only then (nack
+// requeues); order is kept. A consumer that handles messages concurrently sets
+// MaxInFlight higher (the worker's Subscriber sets it to the prefetch): up to
+// that many messages are in hand at once, and each is acked or nacked on the
+// broker as soon as its own verdict comes, in any order (AMQP acks by
+// delivery tag). Several subscriptions to the same queue compete, as
+// consumers of a RabbitMQ queue do. A delivery that cannot be turned into a
+// message (a header that is not a string) is not requeued forever: it is
+// handed out with metadata [MetadataMalformed] carrying the reason, so the
+// consumer can poison it. After a connection loss subscriptions re-establish
+// themselves; deliveries in flight at that moment are redelivered by the
+// broker. Their verdicts, when they come, go to the dead channel they came on
+// and are dropped there; they are never sent on the new channel, where their
+// delivery tags would name other deliveries.
+//
+// # Wire
+//
+// The message UUID travels as the AMQP message id, the metadata as string
+// headers. Config.Headers leaves out of the headers what the body carries
+// anyway: every header costs the broker work on every message. A UUID that
+// cannot be the message id (longer than 255 bytes, or the same as that of
+// another message awaiting its confirm on the channel, which would confuse
+// their returns) is sent in the header [UUIDHeader] instead, where
+// watermill-amqp puts it; Config.SendUUIDHeader sends it there always, for
+// watermill-amqp's subscriber. The Subscriber reads either.
 //
 // Queue names are the Watermill topics; the default exchange routes to them.
 package rabbitmq

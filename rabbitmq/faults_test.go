@@ -33,7 +33,7 @@ func TestFaultsRabbitMQWatermillReconnect(t *testing.T) {
 	deleteQueuesWithPrefix(t, url, prefix)
 	features := conformanceFeatures(prefix)
 	features.RestartServiceCommand = []string{"../.ci/restart-rabbitmq"}
-	base := conformanceConstructor(url)
+	base := conformanceConstructor(url, 0)
 	constructor := func(t *testing.T) (message.Publisher, message.Subscriber) {
 		pub, sub := base(t)
 		sent := &sentSet{at: map[string]time.Time{}}

@@ -9,13 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// UUIDHeader carries the Watermill message UUID, as watermill-amqp does, so
-// the two interoperate.
+// UUIDHeader is where watermill-amqp carries the Watermill message UUID. The
+// Subscriber reads the UUID from it when it is there (from the AMQP message
+// id otherwise); the Publisher sends it with Config.SendUUIDHeader.
 const UUIDHeader = "_watermill_message_uuid"
 
 // Publisher publishes Watermill messages to RabbitMQ queues with pipelined
@@ -23,8 +23,6 @@ const UUIDHeader = "_watermill_message_uuid"
 type Publisher struct {
 	cfg  Config
 	conn *conn
-	id   string // prefix of AMQP message ids, unique per publisher
-	seq  atomic.Uint64
 
 	mu       sync.Mutex // serializes channel set-up and frame writes
 	cur      *confirmChannel
@@ -39,14 +37,19 @@ type confirmChannel struct {
 
 	mu      sync.Mutex
 	pending map[uint64]*waiter // by delivery tag
+	ids     map[string]int     // message ids of pending, to keep them unique
 	dead    bool
 }
 
 type waiter struct {
-	id   string
+	id   string // the AMQP message id: the message UUID
 	done chan struct{}
 	err  error
 }
+
+// maxShortString is the longest AMQP short string (message id): amqp091
+// would cut a longer one.
+const maxShortString = 255
 
 // errConnLost is the fate of a message whose channel closed before its confirm.
 var errConnLost = errors.New("connection lost before the broker confirmed")
@@ -62,7 +65,7 @@ func NewPublisher(ctx context.Context, cfg Config) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{cfg: cfg, conn: c, id: watermill.NewShortUUID(), declared: map[string]bool{}}, nil
+	return &Publisher{cfg: cfg, conn: c, declared: map[string]bool{}}, nil
 }
 
 // SubscribeInitialize declares the durable queue topic so that messages
@@ -144,11 +147,10 @@ func (p *Publisher) publishOnce(ctx context.Context, topic string, msgs []*messa
 		return nil, err
 	}
 	for i, m := range msgs {
-		pub := toPublishing(m)
-		w := &waiter{id: p.id + "-" + strconv.FormatUint(p.seq.Add(1), 36), done: make(chan struct{})}
-		pub.MessageId = w.id
+		pub := toPublishing(m, &p.cfg)
+		w := &waiter{done: make(chan struct{})}
 		waiters[i] = w // every message gets a verdict, failures included
-		if !cc.add(cc.ch.GetNextPublishSeqNo(), w) {
+		if !cc.add(cc.ch.GetNextPublishSeqNo(), w, &pub) {
 			w.err = errConnLost
 			close(w.done)
 			continue
@@ -205,7 +207,7 @@ func (p *Publisher) channelLocked(ctx context.Context, topic string) (*confirmCh
 			_ = ch.Close()
 			return nil, fmt.Errorf("%w: enable confirms: %v", ErrNotConnected, err)
 		}
-		cc := &confirmChannel{ch: ch, pending: map[uint64]*waiter{}}
+		cc := &confirmChannel{ch: ch, pending: map[uint64]*waiter{}, ids: map[string]int{}}
 		go cc.listen(ch.NotifyPublish(make(chan amqp.Confirmation, 256)), ch.NotifyReturn(make(chan amqp.Return)))
 		p.cur = cc
 		p.declared = map[string]bool{}
@@ -220,14 +222,37 @@ func (p *Publisher) channelLocked(ctx context.Context, topic string) (*confirmCh
 	return p.cur, nil
 }
 
-func (cc *confirmChannel) add(tag uint64, w *waiter) bool {
+// add registers w under the channel's next delivery tag. It also makes
+// pub's message id unique among the channel's messages awaiting a confirm,
+// because returns name their message by it. A message whose UUID cannot be
+// its message id — another pending message has it (the same message
+// published twice), or it is longer than AMQP's 255 bytes — gets a made-up
+// id, and its UUID in the header UUIDHeader, where the Subscriber looks
+// first. It returns false when the channel is dead.
+func (cc *confirmChannel) add(tag uint64, w *waiter, pub *amqp.Publishing) bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.dead {
 		return false
 	}
+	if uuid := pub.MessageId; len(uuid) > maxShortString || cc.ids[uuid] > 0 {
+		pub.Headers[UUIDHeader] = uuid
+		pub.MessageId = "~" + strconv.FormatUint(tag, 10)
+		for cc.ids[pub.MessageId] > 0 {
+			pub.MessageId += "~"
+		}
+	}
+	w.id = pub.MessageId
+	cc.ids[w.id]++
 	cc.pending[tag] = w
 	return true
+}
+
+// resolved forgets w's message id; cc.mu must be held.
+func (cc *confirmChannel) resolved(w *waiter) {
+	if cc.ids[w.id]--; cc.ids[w.id] <= 0 {
+		delete(cc.ids, w.id)
+	}
 }
 
 // fail resolves a waiter whose message could not be written.
@@ -237,6 +262,7 @@ func (cc *confirmChannel) fail(w *waiter, err error) {
 	for tag, pw := range cc.pending {
 		if pw == w {
 			delete(cc.pending, tag)
+			cc.resolved(w)
 		}
 	}
 	w.err = fmt.Errorf("%w: %v", errConnLost, err)
@@ -251,7 +277,9 @@ func (cc *confirmChannel) isDead() bool {
 
 // listen resolves waiters from the broker's confirms and returns. A return
 // (unroutable) always arrives before the confirm of the same message and the
-// returns channel is unbuffered, so this one goroutine sees it first.
+// returns channel is unbuffered, so this one goroutine sees it first. Returns
+// name their message by its message id, which add keeps unique among the
+// messages awaiting a confirm.
 func (cc *confirmChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
 	returned := map[string]string{}
 	for {
@@ -269,7 +297,10 @@ func (cc *confirmChannel) listen(confirms <-chan amqp.Confirmation, returns <-ch
 			}
 			cc.mu.Lock()
 			w := cc.pending[c.DeliveryTag]
-			delete(cc.pending, c.DeliveryTag)
+			if w != nil {
+				delete(cc.pending, c.DeliveryTag)
+				cc.resolved(w)
+			}
 			cc.mu.Unlock()
 			if w == nil {
 				continue
@@ -301,16 +332,22 @@ func (cc *confirmChannel) die() {
 	}
 }
 
-// toPublishing encodes a message: body as is, metadata as string headers,
-// the UUID in UUIDHeader, persistent delivery.
-func toPublishing(m *message.Message) amqp.Publishing {
+// toPublishing encodes a message: body as is, the UUID as the message id,
+// the metadata keys that Config.Headers selects as string headers, the UUID
+// also in UUIDHeader if Config.SendUUIDHeader, persistent delivery.
+func toPublishing(m *message.Message, cfg *Config) amqp.Publishing {
 	h := make(amqp.Table, len(m.Metadata)+1)
 	for k, v := range m.Metadata {
-		h[k] = v
+		if cfg.Headers == nil || cfg.Headers(k) {
+			h[k] = v
+		}
 	}
-	h[UUIDHeader] = m.UUID
+	if cfg.SendUUIDHeader {
+		h[UUIDHeader] = m.UUID
+	}
 	return amqp.Publishing{
 		Headers:      h,
+		MessageId:    m.UUID,
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Body:         m.Payload,

@@ -53,6 +53,8 @@ func TestConfigValidate(t *testing.T) {
 		{"NoURL", Config{}, "URL is required"},
 		{"BadScheme", Config{URL: "http://u:hunter2@h/"}, "want amqp://"},
 		{"BadPrefetch", Config{URL: "amqp://h/", Prefetch: -1}, "Prefetch"},
+		{"PrefetchOver16Bits", Config{URL: "amqp://h/", Prefetch: 65536}, "Prefetch is 65536, must be 1-65535"},
+		{"BadMaxInFlight", Config{URL: "amqp://h/", MaxInFlight: -1}, "MaxInFlight"},
 		{"BadReconnect", Config{URL: "amqp://h/", ReconnectInitial: time.Second, ReconnectMax: time.Millisecond}, "ReconnectInitial"},
 	}
 	for _, tt := range tests {

@@ -56,11 +56,14 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 }
 
 // Subscribe consumes from the queue named topic until ctx is done or the
-// subscriber is closed. The next message is handed out only after the
-// previous one was acked or nacked; the broker is acked (or, for a nack,
-// asked to requeue) only then. When ctx is done the consumer stops taking
-// deliveries, the message in hand is still acked or nacked when its handler
-// decides, and then the channel closes.
+// subscriber is closed. It hands out up to Config.MaxInFlight messages at a
+// time; with the default of 1 the next message comes only after the previous
+// one was acked or nacked. Each message is acked to the broker when it is
+// acked, or nacked with requeue when it is nacked, as soon as that happens
+// and in whatever order. When ctx is done the consumer stops taking
+// deliveries, the messages in hand are still acked or nacked when their
+// handlers decide, and then the channel closes. Close cuts that short: the
+// messages in hand are nacked.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
@@ -80,6 +83,7 @@ type consumer struct {
 	ch         *amqp.Channel
 	deliveries <-chan amqp.Delivery
 	tag        string
+	acker      *acker
 }
 
 func (s *Subscriber) consume(ctx context.Context, topic string) (*consumer, error) {
@@ -105,20 +109,32 @@ func (s *Subscriber) consume(ctx context.Context, topic string) (*consumer, erro
 		_ = ch.Close()
 		return nil, fmt.Errorf("rabbitmq: consume %s: %w", topic, err)
 	}
-	return &consumer{ch: ch, deliveries: d, tag: tag}, nil
+	return &consumer{ch: ch, deliveries: d, tag: tag, acker: newAcker(ch)}, nil
 }
 
 func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out chan *message.Message) {
 	defer s.subs.Done()
 	defer close(out)
+	// hand has a slot for every message handed out and not yet acked or
+	// nacked, over all the channels of this subscription.
+	hand := &inHand{slots: make(chan struct{}, s.cfg.MaxInFlight)}
+	defer hand.wg.Wait()
 	log := s.cfg.Logger.With("component", "rabbitmq", "queue", topic)
 	for {
-		stopped := s.deliver(ctx, cons, out)
-		_ = cons.ch.Close() // unacked prefetched deliveries go back to the queue
+		stopped := s.deliver(ctx, cons, out, hand)
 		if stopped {
+			// Acks and nacks of the messages in hand need the channel:
+			// close it only after the last verdict (Close nacks them all).
+			hand.wg.Wait()
+			_ = cons.ch.Close() // unacked prefetched deliveries go back to the queue
 			return
 		}
-		// The channel or connection dropped: consume again once reconnected.
+		// The channel or connection dropped. The broker requeues whatever
+		// it had not been acked on it. The messages in hand stay in hand:
+		// their verdicts go to the dead channel (their delivery tags mean
+		// nothing on any other) and fail there, so none is acked twice.
+		_ = cons.ch.Close()
+		// Consume again once reconnected.
 		for {
 			if ctx.Err() != nil || s.closed.Load() {
 				return
@@ -150,10 +166,16 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out 
 	}
 }
 
-// deliver hands deliveries out one at a time. It returns true when the
-// subscription should end (ctx done or subscriber closed), false when the
-// channel dropped.
-func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *message.Message) bool {
+// inHand counts a subscription's messages handed out and awaiting a verdict.
+type inHand struct {
+	slots chan struct{} // bounds them to MaxInFlight
+	wg    sync.WaitGroup
+}
+
+// deliver hands deliveries out, up to MaxInFlight at a time. It returns true
+// when the subscription should end (ctx done or subscriber closed), false
+// when the channel dropped.
+func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *message.Message, hand *inHand) bool {
 	for {
 		var d amqp.Delivery
 		var ok bool
@@ -167,6 +189,18 @@ func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *mess
 		case <-s.closing:
 			return true
 		}
+		// Wait for a free slot. The delivery waits with it: the broker has
+		// sent it to this channel, and only a nack or the channel's end
+		// returns it to the queue.
+		select {
+		case hand.slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = d.Nack(false, true)
+			return true
+		case <-s.closing:
+			_ = d.Nack(false, true)
+			return true
+		}
 		msg := toMessage(d)
 		mctx, cancel := context.WithCancel(ctx)
 		msg.SetContext(mctx)
@@ -174,25 +208,42 @@ func (s *Subscriber) deliver(ctx context.Context, cons *consumer, out chan *mess
 		case out <- msg:
 		case <-ctx.Done():
 			cancel()
+			<-hand.slots
 			_ = d.Nack(false, true)
 			return true
 		case <-s.closing:
 			cancel()
+			<-hand.slots
 			_ = d.Nack(false, true)
 			return true
 		}
-		// Wait for the verdict even if ctx ends meanwhile: a draining handler
-		// still gets its ack through. Only Close cuts it short.
-		select {
-		case <-msg.Acked():
-			_ = d.Ack(false)
-		case <-msg.Nacked():
-			_ = d.Nack(false, true)
-		case <-s.closing:
-			_ = d.Nack(false, true)
-		}
-		cancel()
+		cons.acker.handOut(d.DeliveryTag)
+		hand.wg.Add(1)
+		go s.settle(cons.acker, d.DeliveryTag, msg, cancel, hand)
 	}
+}
+
+// settle waits for msg's verdict, even if the subscription's ctx ends
+// meanwhile (a draining handler still gets its ack through; only Close cuts
+// it short), and passes it on to the broker through the acker of the channel
+// the delivery came on, whatever happened to that channel since.
+func (s *Subscriber) settle(a *acker, tag uint64, msg *message.Message, cancel context.CancelFunc, hand *inHand) {
+	var ack bool
+	select {
+	case <-msg.Acked():
+		ack = true
+	case <-msg.Nacked():
+	case <-s.closing:
+		select {
+		case <-msg.Acked(): // acked before Close: keep it
+			ack = true
+		default:
+		}
+	}
+	a.settle(tag, ack)
+	cancel()
+	<-hand.slots
+	hand.wg.Done()
 }
 
 // toMessage turns a delivery into a message. A delivery with headers that are
