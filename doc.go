@@ -62,13 +62,17 @@
 //	 "resource":"","key":"0b6f…","correlation_id":"req-7","created_at":"2026-11-25T10:00:00Z",
 //	 "payload":{"image":"debian-13"}}
 //
-// The Watermill message UUID is the action ID. Metadata copies the fields
-// that routing and logs need, so they can be read without decoding the body:
-// worker_version, action_type, customer, account, idempotency_key and
-// correlation_id (see the Meta… constants); the subscriber adds
-// worker_attempt on retries and worker_replay_of on replays. The body is the
-// source of truth. A body larger than Config.MaxPayloadBytes (default 1 MiB)
-// is refused by the publisher and poisoned by the subscriber.
+// The Watermill message UUID is the action ID (on RabbitMQ: the AMQP message
+// id). Only worker_version and action_type travel as metadata (AMQP
+// headers), enough to route and count without reading the body: every
+// header costs the broker time on each message. The subscriber fills in
+// the other Meta… keys (customer, account, idempotency_key, correlation_id)
+// from the body before middleware, logs, the poison store or a parked retry
+// see the message, and adds worker_attempt on retries and worker_replay_of
+// on replays. The body is the source of truth; messages from older
+// publishers that carried every field as metadata decode the same. A body
+// larger than Config.MaxPayloadBytes (default 1 MiB) is refused by the
+// publisher and poisoned by the subscriber.
 //
 // # Polling cloud state
 //
