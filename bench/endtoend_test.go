@@ -17,8 +17,8 @@ import (
 
 // rawHandlers is the baseline consumer's handler concurrency in the
 // durable-row pair: the same number of actions in progress as our default
-// (MQ.Consumers 8, each handling one delivery at a time).
-const rawHandlers = 8
+// (Config.Concurrency 64 handlers, fed by one consumer with prefetch 128).
+const rawHandlers = 64
 
 // BenchmarkEndToEnd is pair 3: publish -> handle -> ack through RabbitMQ,
 // durable queue, persistent messages, confirms; `callers` goroutines
@@ -44,7 +44,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 //
 //	ours      the handler saves one observation with the Worker's
 //	          Store().Save (the StateSink: read, then one transaction that
-//	          inserts the resource row and its history row)
+//	          inserts the resource row, its history row and its outbox row)
 //	baseline  raw consumer (prefetch 100, rawHandlers goroutines) doing one
 //	          autocommit INSERT per message
 func BenchmarkEndToEndDurable(b *testing.B) {
