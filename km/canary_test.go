@@ -19,7 +19,7 @@ import (
 
 // TestCanaryNeverLeaks runs a credential carrying a canary secret through
 // every part of the package (local store, rotation, cache, remote client and
-// server, and every error path) while capturing all logs (slog JSON and text,
+// server, SSH logins, and every error path) while capturing all logs (slog JSON and text,
 // GORM's SQL log with parameters), every error string and everything on the
 // wire, and then checks that neither the canary nor any key appears in them.
 func TestCanaryNeverLeaks(t *testing.T) {
@@ -91,6 +91,12 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, infos, 2)
 	logAll("listed", "infos", infos)
+
+	// An SSH login from the stored key, through the remote client: the key
+	// does not parse, and the error names the credential, not its bytes.
+	_, _, err = km.SSHLogins{Store: client, Name: "guest-key"}.SSHAuth(ctx, "acme", "123456", "vm-1")
+	require.ErrorIs(t, err, km.ErrInvalid)
+	collect(err)
 
 	// Rotate and rewrap.
 	require.NoError(t, kr.Add(masterKey("prod", 2, 0x22)))
