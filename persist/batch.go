@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"gorm.io/gorm"
 )
@@ -111,10 +109,7 @@ func multiInsert(d Driver, table string, cols []insertCol, suffix string, n int,
 			}
 		}
 	}
-	q := cachedSQL(stmtKey{table: table, rows: n, shared: mask, suffix: suffix}, func() string {
-		return insertSQL(table, cols, n, mask) + suffix
-	})
-	return q, args
+	return insertSQL(table, cols, n, mask) + suffix, args
 }
 
 // sameInEveryRow reports whether value column j is the same in every row.
@@ -222,8 +217,6 @@ func upsertSuffix(d Driver) string {
 		" WHERE " + tblResources + ".version = excluded.version - 1"
 }
 
-var upsertSuffixes = map[Driver]string{SQLite: upsertSuffix(SQLite), MySQL: upsertSuffix(MySQL)}
-
 // upsertAffected is the affected-row count of an upsert whose every row
 // passed its check: on MySQL an updated row counts 2 (the store's connections
 // never set clientFoundRows), on SQLite 1.
@@ -245,7 +238,7 @@ func upsertAffected(d Driver, rows []rowWrite) int64 {
 func upsertResources(tx *gorm.DB, rows []rowWrite) error {
 	d := Driver(tx.Dialector.Name())
 	for chunk := range slices.Chunk(rows, chunkRows(tx)) {
-		q, args := multiInsert(d, tblResources, resourceCols, upsertSuffixes[d], len(chunk), func(i int, dst []any) []any {
+		q, args := multiInsert(d, tblResources, resourceCols, upsertSuffix(d), len(chunk), func(i int, dst []any) []any {
 			r := &chunk[i].row
 			return append(dst, r.Account, r.Kind, r.ResourceID, r.Customer, r.Hash, r.Version, r.Attributes, r.ObservedAt, r.UpdatedAt)
 		})
@@ -293,34 +286,6 @@ func insertEvents(tx *gorm.DB, events []eventRow) error {
 		}
 	}
 	return nil
-}
-
-// stmtKey identifies the text of a multi-row statement.
-type stmtKey struct {
-	table  string
-	rows   int
-	shared uint64
-	suffix string
-}
-
-// statements caches multi-row statement texts: the same few shapes (page
-// sizes) usually repeat on every save. It keeps the first maxStatements.
-var (
-	statements     sync.Map // stmtKey -> string
-	statementCount atomic.Int32
-)
-
-const maxStatements = 64
-
-func cachedSQL(k stmtKey, build func() string) string {
-	if q, ok := statements.Load(k); ok {
-		return q.(string)
-	}
-	q := build()
-	if statementCount.Add(1) <= maxStatements {
-		statements.Store(k, q)
-	}
-	return q
 }
 
 // placeholders returns n comma-separated placeholders.

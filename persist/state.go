@@ -407,11 +407,10 @@ type rowWrite struct {
 
 // savePlan is what a save has to write, computed from the stored rows.
 type savePlan struct {
-	target  state.Target
-	account string
-	now     time.Time
-	writes  []rowWrite // creations, updates and re-creations of deleted resources
-	clears  []resKey   // seen again: clear missing_since, nothing else changed
+	target state.Target
+	now    time.Time
+	writes []rowWrite // creations, updates and re-creations of deleted resources
+	clears []resKey   // seen again: clear missing_since, nothing else changed
 	// Filled by describe from writes.
 	history []historyRow
 	events  []eventRow
@@ -422,7 +421,7 @@ func (p *savePlan) empty() bool { return len(p.writes) == 0 && len(p.clears) == 
 
 // planSave decides, per observation, whether to create, update or skip.
 func planSave(t state.Target, obs []observation, stored map[resKey]storedRow, now time.Time) *savePlan {
-	p := &savePlan{target: t, account: t.Account, now: now}
+	p := &savePlan{target: t, now: now}
 	for i, o := range obs {
 		k := resKey{o.kind, o.id}
 		old, exists := stored[k]
@@ -571,7 +570,7 @@ func (p *savePlan) write(tx *gorm.DB, historyTable string) error {
 	}()
 	err := upsertResources(tx, p.writes)
 	if err == nil {
-		err = clearMissing(tx, p.account, p.clears)
+		err = clearMissing(tx, p.target.Account, p.clears)
 	}
 	<-described
 	if err != nil {

@@ -137,7 +137,7 @@ func sweepWrite(tx *gorm.DB, t state.Target, historyTable string, mark, clear, e
 		return nil, err
 	}
 
-	p := savePlan{target: t, account: t.Account, now: now}
+	p := savePlan{target: t, now: now}
 	for chunk := range slices.Chunk(expired, inListChunk) {
 		var rows []resourceRow
 		err := tx.Where("account = ? AND kind = ? AND resource_id IN ? AND deleted_at IS NULL AND missing_since IS NOT NULL AND missing_since <= ?",
