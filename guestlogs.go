@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -60,7 +59,7 @@ type GuestLogsConfig struct {
 func (c GuestLogsConfig) enabled() bool { return c.Interval > 0 }
 
 // collectorConfig is Collector with the worker's defaults filled in.
-func (c GuestLogsConfig) collectorConfig(cfg *Config, offsets guest.Offsets, creds km.Store) guest.CollectorConfig {
+func (c GuestLogsConfig) collectorConfig(cfg *Config, offsets guest.Offsets, creds *km.Cache) guest.CollectorConfig {
 	cc := c.Collector
 	if cc.Credentials == nil && creds != nil {
 		cc.Credentials = km.SSHLogins{Store: creds}
@@ -122,11 +121,7 @@ func (w *Worker) setupGuestLogs() error {
 	if w.cfg.Role == RolePublisher {
 		return nil
 	}
-	var creds km.Store
-	if w.creds != nil {
-		creds = w.creds
-	}
-	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets(), creds))
+	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets(), w.creds))
 	if err != nil {
 		return fmt.Errorf("%w: GuestLogs: %w", ErrInvalidConfig, err)
 	}
@@ -135,26 +130,9 @@ func (w *Worker) setupGuestLogs() error {
 	return nil
 }
 
-// GuestSource is the local address guest connections leave from, or the zero
-// Addr when this process does not collect guest logs.
-func (w *Worker) GuestSource() netip.Addr {
-	if w.guests == nil {
-		return netip.Addr{}
-	}
-	return w.guests.SourceAddr()
-}
-
-// handleGuestLogs collects one account's running guests.
-func (w *Worker) handleGuestLogs(ctx context.Context, a Action) error {
-	d, err := decodeDispatch(a)
-	if err != nil {
-		return err
-	}
-	if w.stale(d) {
-		w.log.Debug("stale guest-log collection dropped", "target", d.Target.String(), "lease", d.Lease)
-		return nil
-	}
-	return w.report(ctx, d, w.collectGuests(ctx, d.Target.Account, d.Target.Customer))
+// collectDispatched collects the running guests of one dispatched account.
+func (w *Worker) collectDispatched(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
+	return w.collectGuests(ctx, d.Target.Account, d.Target.Customer), nil
 }
 
 func (w *Worker) collectGuests(ctx context.Context, account, customer string) poller.Outcome {

@@ -123,7 +123,7 @@ func TestGuestLogsScheduledCollection(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
 	require.NoError(t, h.w.Watch("acct-1", "acme"))
-	require.True(t, h.w.GuestSource().IsLoopback())
+	require.True(t, h.w.guests.SourceAddr().IsLoopback())
 	h.run(h.w)
 	h.settle()
 	h.advance(time.Minute, 10*time.Second) // the first collection may have run before the first listing was stored
@@ -294,7 +294,7 @@ func TestGuestLogsSplitRolesRabbitMQMariaDB(t *testing.T) {
 	pubCfg.Role = RolePublisher
 	pub := newTestWorker(t, pubCfg)
 	require.Nil(t, pub.Credentials())
-	require.False(t, pub.GuestSource().IsValid(), "a publisher does not collect")
+	require.Nil(t, pub.guests, "a publisher does not collect")
 	run(pub)
 	require.NoError(t, pub.Watch("acct-9", "acme"))
 

@@ -85,17 +85,10 @@ func (w *Worker) handleJobTrack(ctx context.Context, a Action) error {
 	return err
 }
 
-// handleJobCheck checks a tracked job's operation once and finishes the job
-// when the operation is terminal or the deadline has passed.
-func (w *Worker) handleJobCheck(ctx context.Context, a Action) error {
-	d, err := decodeDispatch(a)
-	if err != nil {
-		return err
-	}
-	if w.stale(d) {
-		return nil
-	}
-	return w.report(ctx, d, w.checkJob(ctx, d.Target.Resource))
+// checkDispatchedJob checks a tracked job's operation once and finishes the
+// job when the operation is terminal or the deadline has passed.
+func (w *Worker) checkDispatchedJob(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
+	return w.checkJob(ctx, d.Target.Resource), nil
 }
 
 func (w *Worker) checkJob(ctx context.Context, id string) poller.Outcome {

@@ -139,24 +139,37 @@ func decodeDispatch(a Action) (poller.Dispatch, error) {
 	return d, nil
 }
 
-// handlePoll runs one dispatched poll: page by page through the poller into
-// the store, then deletion detection for a complete listing, then the
-// outcome back to the schedule. Poll failures are the schedule's to retry
-// (with backoff, per account), so the action itself succeeds once reported.
-func (w *Worker) handlePoll(ctx context.Context, a Action) error {
-	d, err := decodeDispatch(a)
-	if err != nil {
-		return err
+// scheduled turns the run of one dispatched target into a handler for the
+// schedule's actions (poll, job.check, guest.logs): it decodes the dispatch,
+// drops it when stale, and reports run's outcome to the schedule. Failures of
+// the run are the schedule's to retry (with backoff, per account), so the
+// action itself succeeds once reported; run's error, if any, is the action's.
+func (w *Worker) scheduled(run func(ctx context.Context, d poller.Dispatch) (poller.Outcome, error)) HandlerFunc {
+	return func(ctx context.Context, a Action) error {
+		d, err := decodeDispatch(a)
+		if err != nil {
+			return err
+		}
+		if w.stale(d) {
+			w.log.Debug("stale dispatch dropped", "type", a.Type, "target", d.Target.String(), "lease", d.Lease)
+			return nil
+		}
+		o, err := run(ctx, d)
+		if err != nil {
+			return err
+		}
+		return w.report(ctx, d, o)
 	}
-	if w.stale(d) {
-		w.log.Debug("stale poll dropped", "target", d.Target.String(), "lease", d.Lease)
-		return nil
-	}
+}
+
+// pollDispatched runs one dispatched poll: page by page through the poller
+// into the store, then deletion detection for a complete listing.
+func (w *Worker) pollDispatched(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
 	p, ok := w.pollers[d.Target.Kind]
 	if !ok {
-		return Permanent(fmt.Errorf("worker: no poller registered for kind %q (target %s)", d.Target.Kind, d.Target))
+		return poller.Outcome{}, Permanent(fmt.Errorf("worker: no poller registered for kind %q (target %s)", d.Target.Kind, d.Target))
 	}
-	return w.report(ctx, d, w.runPoll(ctx, p, d.Target))
+	return w.runPoll(ctx, p, d.Target), nil
 }
 
 func (w *Worker) runPoll(ctx context.Context, p Poller, t state.Target) poller.Outcome {

@@ -137,14 +137,14 @@ func (w *Worker) builtins() error {
 		}{typ, h})
 	}
 	if w.cfg.Role != RolePublisher {
-		add(TypePoll, w.handlePoll)
-		add(TypeJobCheck, w.handleJobCheck)
+		add(TypePoll, w.scheduled(w.pollDispatched))
+		add(TypeJobCheck, w.scheduled(w.checkDispatchedJob))
 		add(TypeJobTrack, w.handleJobTrack)
 		if w.cfg.Cloud != nil {
 			add(TypeServerLaunch, w.handleLaunch)
 		}
 		if w.guests != nil {
-			add(TypeGuestLogs, w.handleGuestLogs)
+			add(TypeGuestLogs, w.scheduled(w.collectDispatched))
 		}
 	}
 	if w.sched != nil {
