@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -184,15 +187,12 @@ func sentAsHeader(k string) bool {
 }
 
 // fillMetadata sets the metadata copies of the action's fields (version,
-// type, customer, account, key, correlation id) that m lacks, so that
-// middleware and the poison and deferred stores see every action alike. A
-// message with a key in its metadata has them all already (a decoded action
-// always has a key). One whose body does not decode is left as it is:
+// type, customer, account, key, correlation id) from the body, so that
+// middleware, logs and the poison and deferred stores see every action alike
+// and see what the body says (a header that disagrees is overwritten: the
+// body is the truth). A message whose body does not decode is left as it is:
 // dispatch poisons it with the reason.
 func fillMetadata(m *message.Message, maxBytes int) {
-	if _, ok := m.Metadata[MetaKey]; ok {
-		return
-	}
 	a, err := decode(m, maxBytes)
 	if err != nil {
 		return
@@ -204,8 +204,10 @@ func fillMetadata(m *message.Message, maxBytes int) {
 		{MetaVersion, strconv.Itoa(WireVersion)}, {MetaType, a.Type}, {MetaCustomer, a.Customer},
 		{MetaAccount, a.Account}, {MetaKey, a.Key}, {MetaCorrelationID, a.CorrelationID},
 	} {
-		if _, ok := m.Metadata[f.k]; !ok && f.v != "" {
+		if f.v != "" {
 			m.Metadata[f.k] = f.v
+		} else {
+			delete(m.Metadata, f.k)
 		}
 	}
 }
@@ -222,12 +224,21 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 	if len(bytes.TrimSpace(m.Payload)) == 0 {
 		return Action{}, fmt.Errorf("%w: message %s has an empty body", ErrInvalidAction, m.UUID)
 	}
+	if !utf8.Valid(m.Payload) {
+		return Action{}, fmt.Errorf("%w: message %s body is not valid UTF-8 (first bad byte at offset %d)", ErrInvalidAction, m.UUID, invalidUTF8At(m.Payload))
+	}
 	var w wireAction
 	if err := unmarshalWire(m.Payload, &w); err != nil {
 		return Action{}, fmt.Errorf("%w: message %s body is not a JSON action: %v", ErrInvalidAction, m.UUID, err)
 	}
+	if at, ok := loneSurrogate(m.Payload); !ok {
+		return Action{}, fmt.Errorf("%w: message %s body has an escaped lone UTF-16 surrogate at offset %d (not a Unicode character)", ErrInvalidAction, m.UUID, at)
+	}
 	if w.V != WireVersion {
 		return Action{}, fmt.Errorf("%w: message %s has wire version %d, this worker reads version %d", ErrInvalidAction, m.UUID, w.V, WireVersion)
+	}
+	if err := checkOwnHeaders(m, w.V, w.Type); err != nil {
+		return Action{}, fmt.Errorf("%w: message %s: %v", ErrInvalidAction, m.UUID, err)
 	}
 	a := w.Action
 	if a.ID == "" {
@@ -242,6 +253,100 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 	}
 	a.Attempt = attemptOf(m)
 	return a, nil
+}
+
+// checkOwnHeaders checks the metadata this package owns, where present; any
+// other header (a foreign client's, the broker's own x-death) is left alone.
+// The copies of the body's customer, account, key and correlation id are not
+// checked: fillMetadata overwrites them from the body.
+func checkOwnHeaders(m *message.Message, v int, typ string) error {
+	if len(m.Metadata) == 0 {
+		return nil
+	}
+	if h, ok := m.Metadata[MetaVersion]; ok && h != strconv.Itoa(v) {
+		return fmt.Errorf("header %s %q does not match the body's wire version %d", MetaVersion, shortenHeader(h), v)
+	}
+	if h, ok := m.Metadata[MetaType]; ok && h != typ {
+		return fmt.Errorf("header %s %q does not match the body's type %q", MetaType, shortenHeader(h), typ)
+	}
+	if h, ok := m.Metadata[MetaAttempt]; ok {
+		if n, err := strconv.Atoi(h); err != nil || n < 1 {
+			return fmt.Errorf("header %s %q is not a positive integer", MetaAttempt, shortenHeader(h))
+		}
+	}
+	for _, k := range [...]string{MetaRetrySince, MetaNotBefore} {
+		if h, ok := m.Metadata[k]; ok {
+			if _, err := time.Parse(time.RFC3339Nano, h); err != nil {
+				return fmt.Errorf("header %s %q is not an RFC 3339 time", k, shortenHeader(h))
+			}
+		}
+	}
+	if h, ok := m.Metadata[MetaReplayOf]; ok {
+		if _, err := strconv.ParseInt(h, 10, 64); err != nil {
+			return fmt.Errorf("header %s %q is not a poison record id", MetaReplayOf, shortenHeader(h))
+		}
+	}
+	return nil
+}
+
+// shortenHeader makes a header value fit an error message: shortened, and
+// valid UTF-8.
+func shortenHeader(h string) string { return strings.ToValidUTF8(shorten(h), "\uFFFD") }
+
+// invalidUTF8At returns the offset of the first byte of b that is not part of
+// valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// loneSurrogate checks the \u escapes of a valid JSON text: a UTF-16
+// surrogate must come as a high-low pair. encoding/json replaces a lone one
+// with U+FFFD without saying so; the worker refuses the message instead. It
+// returns the offset of the first lone one and false.
+func loneSurrogate(b []byte) (int, bool) {
+	if !bytes.Contains(b, []byte(`\u`)) {
+		return 0, true
+	}
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			continue // not valid JSON; the decoder has said so already
+		}
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xdc00: // high: a low must follow
+			lo, ok := hex4(i + 6)
+			if !ok || lo < 0xdc00 || lo > 0xdfff {
+				return i, false
+			}
+			i += 11
+		case utf16.IsSurrogate(r): // low without a high
+			return i, false
+		default:
+			i += 5
+		}
+	}
+	return 0, true
 }
 
 func attemptOf(m *message.Message) int {

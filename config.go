@@ -46,8 +46,12 @@ type Config struct {
 	Retry RetryPolicy
 	// MaxPayloadBytes is the largest encoded action published or accepted. Default 1 MiB.
 	MaxPayloadBytes int
-	// ShutdownTimeout is how long Run lets in-flight handlers finish after its
-	// context is done before cancelling them. Default 30s.
+	// ShutdownTimeout bounds the whole shutdown of Run after its context is
+	// done: in-flight handlers get it less a reserve (a fifth, at most 3s)
+	// to finish, then their contexts are cancelled (their actions are
+	// redelivered), and the transport and the store close in the reserve.
+	// Run returns within it even when the database or broker is hung.
+	// Default 30s.
 	ShutdownTimeout time.Duration
 	// DeferredInterval is how often parked retries are checked and republished
 	// when due, and history is copied to a separate analytics database. Default 1s.
@@ -75,8 +79,14 @@ type Config struct {
 	LaunchConsistencyWindow time.Duration
 	// SourceCIDR is where this worker's connections to guests come from
 	// (SOURCE_CIDR). When set, server.launch authorizes ingress from it to
-	// ManagementPort on the launch's firewall.
+	// ManagementPort on the launch's firewall. It must be a network address
+	// (no host bits: 10.0.0.0/24, not 10.0.0.5/24) and, since every launch
+	// opens the management port to it, not the whole internet (0.0.0.0/0,
+	// ::/0) unless AllowAnySource says so.
 	SourceCIDR netip.Prefix
+	// AllowAnySource accepts a SourceCIDR of /0, which opens every launched
+	// server's management port to the world. Default false.
+	AllowAnySource bool
 	// ManagementPort is the guests' management (SSH) port. Default 22.
 	ManagementPort int
 	// Keyring holds the master keys of the embedded key manager. With it,
@@ -108,6 +118,12 @@ type MQConfig struct {
 	// Prefetch deliveries in hand, handles them concurrently and acks each as
 	// soon as its handler is done. Ignored in memory.
 	Consumers int
+	// PublishTimeout bounds one publish to RabbitMQ: waiting for a
+	// connection, for the broker's confirms (while the broker blocks
+	// publishers for a memory or disk alarm, the error says so), and
+	// resending what a lost connection left unconfirmed. Default 30s.
+	// Ignored in memory.
+	PublishTimeout time.Duration
 	// Prefetch is how many unacked deliveries each RabbitMQ consumer may
 	// have: those in its handlers and those sent ahead, waiting for a free
 	// handler. Default 2 × Concurrency (at most 65535): every handler slot
@@ -132,6 +148,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MQ.Prefetch == 0 {
 		c.MQ.Prefetch = min(2*max(c.Concurrency, 1), rabbitmq.MaxPrefetch)
+	}
+	if c.MQ.PublishTimeout == 0 {
+		c.MQ.PublishTimeout = defaultPublishTimeout
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = defaultHandlerTimeout
@@ -185,8 +204,10 @@ func (c Config) Validate() error {
 		return configError("MQ.Consumers", "is %d, must be at least 1", c.MQ.Consumers)
 	case c.MQ.Prefetch < 1 || c.MQ.Prefetch > rabbitmq.MaxPrefetch:
 		return configError("MQ.Prefetch", "is %d, must be 1-%d", c.MQ.Prefetch, rabbitmq.MaxPrefetch)
-	case c.Concurrency < 1:
-		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
+	case c.MQ.PublishTimeout < 0:
+		return configError("MQ.PublishTimeout", "is %v, must not be negative", c.MQ.PublishTimeout)
+	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
+		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
 	case c.HandlerTimeout < 0:
 		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
 	case c.MaxPayloadBytes < 0:
@@ -210,6 +231,9 @@ func (c Config) Validate() error {
 	case c.CredentialCacheTTL < 0:
 		return configError("CredentialCacheTTL", "is %v, must not be negative", c.CredentialCacheTTL)
 	}
+	if err := c.validateSourceCIDR(); err != nil {
+		return err
+	}
 	if err := c.GuestLogs.validate(&c); err != nil {
 		return err
 	}
@@ -224,6 +248,25 @@ func (c Config) Validate() error {
 	}
 	if err := c.Store.Validate(); err != nil {
 		return fmt.Errorf("%w: Store: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// validateSourceCIDR refuses a SourceCIDR with host bits set (a typo for the
+// network or for one address) and, without AllowAnySource, one that opens
+// the management port to the whole internet.
+func (c Config) validateSourceCIDR() error {
+	p := c.SourceCIDR
+	if !p.IsValid() {
+		return nil
+	}
+	if p != p.Masked() {
+		return configError("SourceCIDR", "%s has host bits set: write the network %s, or %s for this one address",
+			p, p.Masked(), netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+	}
+	if p.Bits() == 0 && !c.AllowAnySource {
+		return configError("SourceCIDR", "%s would open every launched server's management port (%d) to the whole internet; "+
+			"name the worker's own network, or set AllowAnySource", p, c.ManagementPort)
 	}
 	return nil
 }

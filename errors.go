@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors. Test for them with [errors.Is].
@@ -74,4 +75,29 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
+}
+
+// snoozeError asks for the action to be tried again after a while, without
+// counting a failure.
+type snoozeError struct{ d time.Duration }
+
+func (e *snoozeError) Error() string { return fmt.Sprintf("worker: snoozed for %v", e.d) }
+
+// Snooze returns an error that makes the subscriber try the action again
+// after d, as a handler does when the action cannot proceed yet but nothing
+// failed: a resource is still being created, a window has not passed. The
+// wait neither counts as an attempt nor spends the retry budget (the action's
+// Attempt stays the same); like a retry, a wait longer than
+// RetryPolicy.InlineMax parks the action durably and frees the handler
+// slot. A negative d counts as 0. Snoozing for ever is the handler's choice:
+// nothing stops an action that always snoozes.
+func Snooze(d time.Duration) error { return &snoozeError{d: max(d, 0)} }
+
+// snoozed reports whether err asks for a snooze, and for how long.
+func snoozed(err error) (time.Duration, bool) {
+	var s *snoozeError
+	if errors.As(err, &s) {
+		return s.d, true
+	}
+	return 0, false
 }

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -23,6 +25,8 @@ type memoryPubSub struct {
 	declared map[string]bool
 	subs     map[string]int
 	backlog  map[string][]*message.Message
+	timers   map[*time.Timer]struct{} // delayed publishes not yet due
+	closed   bool
 }
 
 func newMemoryPubSub(logger watermill.LoggerAdapter) *memoryPubSub {
@@ -31,6 +35,7 @@ func newMemoryPubSub(logger watermill.LoggerAdapter) *memoryPubSub {
 		declared: map[string]bool{},
 		subs:     map[string]int{},
 		backlog:  map[string][]*message.Message{},
+		timers:   map[*time.Timer]struct{}{},
 	}
 }
 
@@ -79,4 +84,39 @@ func (m *memoryPubSub) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	return ch, nil
 }
 
-func (m *memoryPubSub) Close() error { return m.gc.Close() }
+// PublishDelayed publishes msgs to topic after delay (a timer: like
+// everything in memory, it does not survive the process).
+func (m *memoryPubSub) PublishDelayed(topic string, delay time.Duration, msgs ...*message.Message) error {
+	copies := make([]*message.Message, len(msgs))
+	for i, msg := range msgs {
+		copies[i] = msg.Copy()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("worker: memory transport closed")
+	}
+	var t *time.Timer
+	t = time.AfterFunc(max(delay, 0), func() {
+		m.mu.Lock()
+		_, pending := m.timers[t]
+		delete(m.timers, t)
+		m.mu.Unlock()
+		if pending {
+			_ = m.Publish(topic, copies...)
+		}
+	})
+	m.timers[t] = struct{}{}
+	return nil
+}
+
+func (m *memoryPubSub) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	for t := range m.timers {
+		t.Stop()
+	}
+	clear(m.timers)
+	m.mu.Unlock()
+	return m.gc.Close()
+}

@@ -82,7 +82,10 @@ func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
 	for k, v := range r.Metadata {
 		md[k] = v
 	}
+	// A replay starts afresh: first attempt, a new retry budget, due now.
 	delete(md, MetaAttempt)
+	delete(md, MetaRetrySince)
+	delete(md, MetaNotBefore)
 	md[MetaReplayOf] = strconv.FormatInt(r.ID, 10)
 	if err := w.pub.publishRaw(r.Topic, r.MessageUUID, md, r.Payload); err != nil {
 		return fmt.Errorf("worker: replay poison record %d: %w", r.ID, err)

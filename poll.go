@@ -62,6 +62,14 @@ func (w *Worker) Register(p Poller, every time.Duration) error {
 // Watch schedules every registered kind for a cloud account. It needs a
 // schedule: RoleAll or RolePublisher.
 func (w *Worker) Watch(account, customer string) error {
+	switch {
+	case account == "":
+		return fmt.Errorf("%w: Watch: account is required", ErrInvalidConfig)
+	case customer == "":
+		return fmt.Errorf("%w: Watch(%q): customer is required (logs and credentials are kept per customer)", ErrInvalidConfig, account)
+	case len(account) > maxFieldLen || len(customer) > maxFieldLen:
+		return fmt.Errorf("%w: Watch(%q, %q): account and customer are at most %d bytes", ErrInvalidConfig, shorten(account), shorten(customer), maxFieldLen)
+	}
 	if w.sched == nil {
 		return fmt.Errorf("%w: Watch on a %s worker (the schedule lives in publishers)", ErrRoleNotSupported, w.cfg.Role)
 	}

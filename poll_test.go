@@ -212,7 +212,7 @@ func TestPollDeletionAfterGrace(t *testing.T) {
 	h := newCloudHarness(t)
 	servers := h.addServers("acct-1", 3)
 	h.registerStandard()
-	require.NoError(t, h.w.Watch("acct-1", ""))
+	require.NoError(t, h.w.Watch("acct-1", "acme"))
 	h.run(h.w)
 	h.settle()
 	for i := 0; i < 3; i++ {
@@ -245,7 +245,7 @@ func TestPollStatusAndFullListingsDoNotFlap(t *testing.T) {
 	compute, _ := h.sim.Compute()
 	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
 	require.NoError(t, h.w.Register(cloud.ServerStatusPoller{Compute: compute}, 10*time.Second))
-	require.NoError(t, h.w.Watch("acct-1", ""))
+	require.NoError(t, h.w.Watch("acct-1", "acme"))
 	h.run(h.w)
 	h.advance(2*time.Minute, 5*time.Second)
 	h.drainEvents()
@@ -276,7 +276,7 @@ func TestPollFailingAccountDoesNotDelayAnother(t *testing.T) {
 	compute, _ := h.sim.Compute()
 	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
 	for _, acct := range []string{"bad", "slow", "good"} {
-		require.NoError(t, h.w.Watch(acct, ""))
+		require.NoError(t, h.w.Watch(acct, "cust-"+acct))
 	}
 	h.sim.SetAccountDown("bad", fmt.Errorf("%w: connection reset", cloud.ErrCommunication))
 	h.sim.SetAccountDown("slow", &cloud.ThrottledError{API: sim.APIListServers, RetryAfter: 10 * time.Minute})

@@ -6,62 +6,88 @@ import (
 	"time"
 )
 
-// RetryPolicy says how often and how soon a failed action is tried again.
+// RetryPolicy says how long and how often a failed action is tried again.
 //
-// Waits grow exponentially with jitter. Short waits (up to InlineMax) happen in
-// place; a longer wait parks the action durably (the deferred store) and frees
-// the handler slot, so a failing action never stalls the consumer behind it.
+// A failure that is not [Permanent] is retried with capped exponential backoff
+// and jitter for as long as the time budget lasts: Budget after the action's
+// first failure, the last attempt that fails poisons it. The defaults wait out
+// ordinary outages (a database restart, a broker failover, a cloud API
+// throttling for an hour) without poisoning anything: about 35 attempts over
+// a day, as River, asynq and Sidekiq retry for weeks by default.
+//
+// Short waits (up to InlineMax) happen in place; a longer wait parks the
+// action durably (the deferred store) and frees the handler slot, so a
+// failing action never stalls the consumer behind it. When the deferred store
+// itself is unreachable, the transport holds the action for the wait instead
+// (RabbitMQ: a wait queue), so a database outage never turns into a tight
+// redelivery loop.
 type RetryPolicy struct {
-	// MaxAttempts is the total number of attempts, the first included, before
-	// the action goes to the poison store. Default 5; 1 disables retries.
+	// Budget is how long after an action's first failure it is still
+	// retried. A failure after that poisons it. Default 24h.
+	Budget time.Duration
+	// MaxAttempts, when positive, also caps the attempts, the first
+	// included: 1 disables retries. Default 0: only Budget limits retries.
 	MaxAttempts int
 	// InitialInterval is the wait after the first failure. Default 100ms.
 	InitialInterval time.Duration
-	// MaxInterval caps a single wait. Default 5m.
+	// MaxInterval caps a single wait. Default 1h.
 	MaxInterval time.Duration
 	// Multiplier grows the wait after each failure. Default 2.
 	Multiplier float64
-	// Jitter spreads each wait uniformly over ±Jitter of its value so retries of
-	// many actions do not arrive together. Default 0.2; must be in [0, 1).
+	// Jitter spreads each wait uniformly over ±Jitter of its value so retries
+	// of many actions do not arrive together. Default 0.2; must be in [0, 1).
 	Jitter float64
-	// InlineMax is the longest wait done in place. Longer waits park the action
-	// in the deferred store (when there is one). Default 1s.
+	// InlineMax is the longest wait done in place. Longer waits park the
+	// action in the deferred store (when there is one). Default 1s.
 	InlineMax time.Duration
 }
 
+// Retry policy defaults.
+const (
+	DefaultRetryBudget      = 24 * time.Hour
+	defaultRetryInitial     = 100 * time.Millisecond
+	defaultRetryMaxInterval = time.Hour
+	defaultRetryMultiplier  = 2
+	defaultRetryJitter      = 0.2
+	defaultRetryInlineMax   = time.Second
+)
+
 func (p *RetryPolicy) setDefaults() {
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = 5
+	if p.Budget == 0 {
+		p.Budget = DefaultRetryBudget
 	}
 	if p.InitialInterval == 0 {
-		p.InitialInterval = 100 * time.Millisecond
+		p.InitialInterval = defaultRetryInitial
 	}
 	if p.MaxInterval == 0 {
-		p.MaxInterval = 5 * time.Minute
+		p.MaxInterval = max(defaultRetryMaxInterval, p.InitialInterval)
 	}
 	if p.Multiplier == 0 {
-		p.Multiplier = 2
+		p.Multiplier = defaultRetryMultiplier
 	}
 	if p.Jitter == 0 {
-		p.Jitter = 0.2
+		p.Jitter = defaultRetryJitter
 	}
 	if p.InlineMax == 0 {
-		p.InlineMax = time.Second
+		p.InlineMax = defaultRetryInlineMax
 	}
 }
 
-// Validate names the first bad field.
+// Validate names the first bad field. Zero fields stand for their defaults.
 func (p RetryPolicy) Validate() error {
+	p.setDefaults()
 	switch {
-	case p.MaxAttempts < 1:
-		return configError("Retry.MaxAttempts", "is %d, must be at least 1", p.MaxAttempts)
+	case p.Budget < 0:
+		return configError("Retry.Budget", "is %v, must not be negative", p.Budget)
+	case p.MaxAttempts < 0:
+		return configError("Retry.MaxAttempts", "is %d, must not be negative (0 means: no cap but the budget)", p.MaxAttempts)
 	case p.InitialInterval < 0:
 		return configError("Retry.InitialInterval", "is %v, must not be negative", p.InitialInterval)
 	case p.MaxInterval < p.InitialInterval:
 		return configError("Retry.MaxInterval", "is %v, must be at least InitialInterval (%v)", p.MaxInterval, p.InitialInterval)
-	case p.Multiplier < 1:
+	case math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0) || p.Multiplier < 1:
 		return configError("Retry.Multiplier", "is %v, must be at least 1", p.Multiplier)
-	case p.Jitter < 0 || p.Jitter >= 1:
+	case math.IsNaN(p.Jitter) || p.Jitter < 0 || p.Jitter >= 1:
 		return configError("Retry.Jitter", "is %v, must be in [0, 1)", p.Jitter)
 	case p.InlineMax < 0:
 		return configError("Retry.InlineMax", "is %v, must not be negative", p.InlineMax)
@@ -70,18 +96,29 @@ func (p RetryPolicy) Validate() error {
 }
 
 // Delay returns the wait after the given failed attempt (1-based), jitter
-// included. It is stateless so that any process can compute the wait for an
-// action whose earlier attempts ran elsewhere.
+// included, of the policy as it is (zero fields are not defaulted here). It
+// is stateless so that any process can compute the wait for an action whose
+// earlier attempts ran elsewhere.
 func (p RetryPolicy) Delay(attempt int) time.Duration {
 	if attempt < 1 {
 		attempt = 1
 	}
 	d := float64(p.InitialInterval) * math.Pow(p.Multiplier, float64(attempt-1))
-	if d > float64(p.MaxInterval) || math.IsInf(d, 0) {
+	if d > float64(p.MaxInterval) || math.IsInf(d, 0) || math.IsNaN(d) {
 		d = float64(p.MaxInterval)
 	}
 	if p.Jitter > 0 {
 		d *= 1 + p.Jitter*(2*rand.Float64()-1)
 	}
 	return time.Duration(d)
+}
+
+// exhausted reports whether an action that has just failed its attempt-th
+// attempt, first failing at since, has used up the policy: it is poisoned
+// instead of retried.
+func (p RetryPolicy) exhausted(attempt int, since, now time.Time) bool {
+	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+		return true
+	}
+	return !since.IsZero() && now.Sub(since) >= p.Budget
 }

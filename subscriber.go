@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // PoisonStore keeps actions that failed for good, with the reason. The
@@ -29,11 +32,22 @@ type DeferStore interface {
 	Defer(ctx context.Context, p persist.Parked, due time.Time) error
 }
 
+// DelayPublisher is a transport that can hold messages and deliver them to a
+// topic after a delay, durably where the transport is durable.
+// rabbitmq.Publisher implements it with wait queues; the embedded transport
+// with timers. A message may come back earlier than asked (RabbitMQ rounds
+// the delay down to a wait queue's period): the subscriber then waits again
+// until the time in its MetaNotBefore metadata.
+type DelayPublisher interface {
+	PublishDelayed(topic string, delay time.Duration, msgs ...*message.Message) error
+}
+
 // Defaults shared by Config and SubscriberConfig.
 const (
 	defaultConcurrency    = 64
 	defaultHandlerTimeout = time.Minute
 	defaultDrainTimeout   = 30 * time.Second
+	defaultPublishTimeout = 30 * time.Second
 )
 
 // SubscriberConfig configures a [Subscriber]. Zero fields take the stated defaults.
@@ -55,8 +69,17 @@ type SubscriberConfig struct {
 	// Poison receives actions that failed for good. Required: nothing is ever dropped.
 	Poison PoisonStore
 	// Defer parks actions whose next retry is further away than Retry.InlineMax.
-	// Optional: without it every retry waits in place.
+	// Optional: without it such waits are held by Delay, or else in place.
 	Defer DeferStore
+	// Delay holds an action on the transport for a wait when Defer is not
+	// set or cannot park it (the database is unreachable), and postpones
+	// the poisoning of an action while the PoisonStore is unreachable.
+	// Optional: without it such waits happen in place. The Worker sets it
+	// to its transport (RabbitMQ wait queues; timers in memory).
+	Delay DelayPublisher
+	// Now is the clock for due times, retry budgets and failure times.
+	// Default time.Now.
+	Now func() time.Time
 	// MaxPayloadBytes is the largest message body accepted. Default 1 MiB.
 	MaxPayloadBytes int
 	// DrainTimeout is how long Run waits, after its context is done, for
@@ -93,10 +116,18 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
-// Validate names the first bad field.
+// maxConcurrency bounds Concurrency: each unit is a goroutine per
+// subscription, and more handlers than this in one process is a typo.
+const maxConcurrency = 10_000
+
+// Validate names the first bad field. Zero fields stand for their defaults.
 func (c SubscriberConfig) Validate() error {
+	c.setDefaults()
 	switch {
 	case c.Subscriber == nil:
 		return configError("Subscriber", "is required")
@@ -104,8 +135,8 @@ func (c SubscriberConfig) Validate() error {
 		return configError("Poison", "is required: failed actions must go somewhere")
 	case c.Consumers < 1:
 		return configError("Consumers", "is %d, must be at least 1", c.Consumers)
-	case c.Concurrency < 1:
-		return configError("Concurrency", "is %d, must be at least 1", c.Concurrency)
+	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
+		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
 	case c.HandlerTimeout < 0:
 		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
 	case c.MaxPayloadBytes < 0:
@@ -183,6 +214,9 @@ func (s *Subscriber) Handle(actionType string, h Handler) error {
 	}
 	if h == nil {
 		return fmt.Errorf("worker: Handle(%q): handler is nil", actionType)
+	}
+	if f, ok := h.(HandlerFunc); ok && f == nil {
+		return fmt.Errorf("worker: Handle(%q): handler func is nil", actionType)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -300,7 +334,17 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	case <-t.C:
 		s.cfg.Logger.Warn("drain time over, cancelling running handlers", "drain_timeout", s.cfg.DrainTimeout)
 		s.cancelBase()
-		<-drained
+		// Their actions are nacked (redelivered) as they return. A handler
+		// that ignores its context is not waited for long: shutdown is bounded.
+		abandon := min(abandonAfter, s.cfg.DrainTimeout/10)
+		g := time.NewTimer(abandon)
+		defer g.Stop()
+		select {
+		case <-drained:
+		case <-g.C:
+			s.cfg.Logger.Error("handlers did not return after their context was cancelled; abandoning them (their actions will be redelivered)",
+				"waited", s.cfg.DrainTimeout+abandon)
+		}
 	}
 	return runErr
 }
@@ -369,10 +413,40 @@ func (s *Subscriber) handle(ctx context.Context, msg *message.Message) {
 // subscriber is shutting down.
 var errStopping = errors.New("worker: subscriber stopping")
 
+// Metadata the subscriber keeps on an action between its attempts. They are
+// the worker's own: a message from elsewhere that carries them with values
+// that do not parse is poisoned.
+const (
+	// MetaRetrySince is when the action first failed (RFC 3339, UTC): the
+	// retry budget runs from there.
+	MetaRetrySince = "worker_retry_since"
+	// metaPoisonPending marks an action whose poisoning was postponed because
+	// the poison store was unreachable; the value is the reason. It never
+	// reaches the poison store.
+	metaPoisonPending = "worker_poison_pending"
+)
+
+// abandonAfter is how long Run waits at most, after cancelling the handlers
+// still running at the end of the drain time, before it returns without them
+// (a tenth of DrainTimeout when that is shorter).
+const abandonAfter = time.Second
+
+// storeWriteTimeout bounds one write of a retry or poison record.
+const storeWriteTimeout = 10 * time.Second
+
 // process runs the attempts, retries, parks or poisons. nil means ack.
 func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 	if len(s.cfg.Middleware) > 0 {
 		fillMetadata(msg, s.cfg.MaxPayloadBytes) // before any middleware sees it
+	}
+	if reason := msg.Metadata.Get(metaPoisonPending); reason != "" {
+		return s.poison(msg, attemptOf(msg), errors.New(reason))
+	}
+	if nb, ok := notBefore(msg); ok {
+		if wait := nb.Sub(s.cfg.Now()); wait > 0 {
+			// Back from a wait on the transport earlier than asked.
+			return s.later(msg, wait)
+		}
 	}
 	attempt := attemptOf(msg)
 	for {
@@ -383,21 +457,93 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		if s.base.Err() != nil && !IsPermanent(err) {
 			return errStopping // shutdown interrupted it: redeliver
 		}
-		if IsPermanent(err) || attempt >= s.cfg.Retry.MaxAttempts {
+		if d, ok := snoozed(err); ok {
+			s.logFor(msg).Debug("action snoozed", "id", msg.UUID, "type", msg.Metadata.Get(MetaType), "for", d)
+			if d > s.cfg.Retry.InlineMax {
+				return s.later(msg, d)
+			}
+			if !sleepCtx(s.base, d) {
+				return errStopping
+			}
+			continue
+		}
+		now := s.cfg.Now().UTC()
+		since := retrySince(msg)
+		if IsPermanent(err) || s.cfg.Retry.exhausted(attempt, since, now) {
+			if !IsPermanent(err) {
+				err = fmt.Errorf("gave up after %d attempts over %v (Retry: Budget %v, MaxAttempts %d): %w",
+					attempt, now.Sub(since).Round(time.Millisecond), s.cfg.Retry.Budget, s.cfg.Retry.MaxAttempts, err)
+			}
 			return s.poison(msg, attempt, err)
 		}
 		wait := s.cfg.Retry.Delay(attempt)
+		if ra, ok := cloud.RetryAfter(err); ok && ra > wait {
+			wait = ra // a throttled cloud said when to come back
+		}
 		attempt++
-		s.cfg.Logger.Warn("action failed, will retry", "id", msg.UUID, "type", msg.Metadata.Get(MetaType),
+		msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+		if since.IsZero() {
+			msg.Metadata.Set(MetaRetrySince, now.Format(time.RFC3339Nano))
+		}
+		s.logFor(msg).Warn("action failed, will retry", "id", msg.UUID, "type", msg.Metadata.Get(MetaType),
 			"attempt", attempt-1, "retry_in", wait.Round(time.Millisecond), "err", err)
-		if wait > s.cfg.Retry.InlineMax && s.cfg.Defer != nil {
-			return s.park(msg, attempt, wait)
+		if wait > s.cfg.Retry.InlineMax {
+			return s.later(msg, wait)
 		}
 		if !sleepCtx(s.base, wait) {
 			return errStopping
 		}
-		msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
 	}
+}
+
+// later holds the action for wait without a handler slot: parked in the
+// DeferStore, or, when that is not set or cannot take it (the database is
+// unreachable), on the transport (Delay); it is acked once held. With
+// neither it waits in place and tries again.
+func (s *Subscriber) later(msg *message.Message, wait time.Duration) error {
+	due := s.cfg.Now().Add(wait).UTC()
+	msg.Metadata.Set(MetaNotBefore, due.Format(time.RFC3339Nano))
+	var parkErr error
+	if s.cfg.Defer != nil {
+		p := s.parked(msg, attemptOf(msg))
+		if parkErr = s.write(func(ctx context.Context) error { return s.cfg.Defer.Defer(ctx, p, due) }); parkErr == nil {
+			return nil
+		}
+	}
+	if s.cfg.Delay != nil {
+		err := s.cfg.Delay.PublishDelayed(s.topicOf(msg), wait, s.copyOf(msg))
+		if err == nil {
+			if parkErr != nil {
+				s.logFor(msg).Warn("cannot park action for retry, holding it on the transport instead", "id", msg.UUID,
+					"type", msg.Metadata.Get(MetaType), "retry_in", wait.Round(time.Millisecond), "err", parkErr)
+			}
+			return nil
+		}
+		parkErr = errors.Join(parkErr, err)
+	}
+	if parkErr != nil {
+		s.logFor(msg).Warn("cannot park action for retry, waiting in place", "id", msg.UUID,
+			"type", msg.Metadata.Get(MetaType), "retry_in", wait.Round(time.Millisecond), "err", parkErr)
+	}
+	if !sleepCtx(s.base, wait) {
+		return errStopping
+	}
+	delete(msg.Metadata, MetaNotBefore)
+	return s.process(s.base, msg)
+}
+
+// topicOf is the queue msg's type routes to.
+func (s *Subscriber) topicOf(msg *message.Message) string {
+	return s.cfg.Topology.Topic(s.cfg.Topology.QueueFor(msg.Metadata.Get(MetaType)))
+}
+
+// copyOf is msg as a new message to send again: same id, body and metadata.
+func (s *Subscriber) copyOf(msg *message.Message) *message.Message {
+	c := message.NewMessage(msg.UUID, msg.Payload)
+	for k, v := range msg.Metadata {
+		c.Metadata.Set(k, v)
+	}
+	return c
 }
 
 // attempt runs the middleware chain and handler once, with timeout and recovery.
@@ -434,10 +580,11 @@ func (s *Subscriber) dispatch(msg *message.Message) ([]*message.Message, error) 
 
 func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
 	fillMetadata(msg, s.cfg.MaxPayloadBytes)
-	topic := s.cfg.Topology.Topic(s.cfg.Topology.QueueFor(msg.Metadata.Get(MetaType)))
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {
-		md[k] = v
+		if k != metaPoisonPending && k != rabbitmq.MetadataReject {
+			md[k] = v
+		}
 	}
 	id := msg.UUID
 	if id == "" {
@@ -445,7 +592,7 @@ func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
 	}
 	return persist.Parked{
 		MessageUUID: id,
-		Topic:       topic,
+		Topic:       s.topicOf(msg),
 		ActionType:  msg.Metadata.Get(MetaType),
 		Metadata:    md,
 		Payload:     msg.Payload,
@@ -453,50 +600,93 @@ func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
 	}
 }
 
-// poison records the action as failed for good. Only when that is durable is
-// the message acked (nil); otherwise it is nacked and comes back.
+// poisonRecheck is how long an action waits on the transport for the
+// poison store to come back, at most.
+const poisonRecheck = 5 * time.Minute
+
+// poison records the action as failed for good and acks it (nil). Whatever
+// the message holds, the store records a bounded form of it, so the write
+// fails only when the store is unreachable: then the action waits on the
+// transport and is poisoned when it comes back, for as long as the retry
+// budget lasts. Beyond that, or without a transport that can wait, the
+// message is rejected for the transport to dead-letter (RabbitMQ: to the
+// poison queue), never requeued in a loop.
 func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) error {
 	p := s.parked(msg, attempts)
 	p.Reason = cause.Error()
-	p.FailedAt = time.Now().UTC()
-	err := s.durably(func(ctx context.Context) error { return s.cfg.Poison.AddPoison(ctx, p) })
-	if err != nil {
-		s.cfg.Logger.Error("cannot record poison action, it will be redelivered", "id", msg.UUID, "err", err)
-		return err
+	p.FailedAt = s.cfg.Now().UTC()
+	err := s.write(func(ctx context.Context) error { return s.cfg.Poison.AddPoison(ctx, p) })
+	log := s.logFor(msg)
+	if err == nil {
+		delete(msg.Metadata, metaPoisonPending)
+		log.Error("action poisoned", "id", msg.UUID, "type", p.ActionType, "attempts", attempts, "reason", firstLine(p.Reason))
+		return nil
 	}
-	s.cfg.Logger.Error("action poisoned", "id", msg.UUID, "type", p.ActionType, "attempts", attempts, "reason", firstLine(p.Reason))
-	return nil
-}
-
-// park stores the action for a later attempt and acks it.
-func (s *Subscriber) park(msg *message.Message, nextAttempt int, wait time.Duration) error {
-	p := s.parked(msg, nextAttempt)
-	p.Metadata[MetaAttempt] = strconv.Itoa(nextAttempt)
-	due := time.Now().Add(wait).UTC()
-	err := s.durably(func(ctx context.Context) error { return s.cfg.Defer.Defer(ctx, p, due) })
-	if err != nil {
-		s.cfg.Logger.Error("cannot park action for retry, it will be redelivered", "id", msg.UUID, "err", err)
-		return err
+	if s.base.Err() != nil {
+		return errStopping
 	}
-	return nil
-}
-
-// durably runs a store write a few times with a short backoff; a store that is
-// down must not turn redelivery into a hot loop.
-func (s *Subscriber) durably(write func(ctx context.Context) error) error {
-	var err error
-	for i := 0; i < 3; i++ {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.base), 10*time.Second)
-		err = write(ctx)
-		cancel()
-		if err == nil {
+	since := retrySince(msg)
+	if since.IsZero() {
+		since = p.FailedAt
+		msg.Metadata.Set(MetaRetrySince, since.Format(time.RFC3339Nano))
+	}
+	if s.cfg.Delay != nil && errors.Is(err, persist.ErrUnavailable) && p.FailedAt.Sub(since) < s.cfg.Retry.Budget {
+		msg.Metadata.Set(metaPoisonPending, boundedReason(p.Reason))
+		wait := min(s.cfg.Retry.Delay(attempts), poisonRecheck)
+		msg.Metadata.Set(MetaNotBefore, p.FailedAt.Add(wait).Format(time.RFC3339Nano))
+		if derr := s.cfg.Delay.PublishDelayed(s.topicOf(msg), wait, s.copyOf(msg)); derr == nil {
+			log.Warn("cannot record poison action yet, holding it on the transport", "id", msg.UUID,
+				"type", p.ActionType, "retry_in", wait.Round(time.Second), "err", err)
 			return nil
-		}
-		if !sleepCtx(s.base, time.Duration(200*(i+1))*time.Millisecond) {
-			break
+		} else {
+			err = errors.Join(err, derr)
 		}
 	}
+	log.Error("cannot record poison action; rejecting it to the transport's dead letters", "id", msg.UUID,
+		"type", p.ActionType, "reason", firstLine(p.Reason), "err", err)
+	msg.Metadata.Set(rabbitmq.MetadataReject, boundedReason(p.Reason))
 	return err
+}
+
+// boundedReason is a reason short enough for a header and valid UTF-8.
+func boundedReason(r string) string {
+	const max = 2000
+	r = firstLine(r)
+	if len(r) > max {
+		r = r[:max]
+	}
+	return strings.ToValidUTF8(r, "\uFFFD")
+}
+
+// write runs one store write of a retry or poison record, bounded by
+// storeWriteTimeout and by the end of the drain time.
+func (s *Subscriber) write(write func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(s.base, storeWriteTimeout)
+	defer cancel()
+	return write(ctx)
+}
+
+// logFor returns the logger with the action's customer and account, so the
+// record reaches that customer's log.
+func (s *Subscriber) logFor(msg *message.Message) *slog.Logger {
+	fillMetadata(msg, s.cfg.MaxPayloadBytes)
+	return s.cfg.Logger.With("customer", msg.Metadata.Get(MetaCustomer), "account", msg.Metadata.Get(MetaAccount))
+}
+
+// retrySince is when the action first failed, or zero.
+func retrySince(m *message.Message) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, m.Metadata.Get(MetaRetrySince))
+	return t
+}
+
+// notBefore is the time before which the action should not run, if set.
+func notBefore(m *message.Message) (time.Time, bool) {
+	v := m.Metadata.Get(MetaNotBefore)
+	if v == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

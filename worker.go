@@ -86,6 +86,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		_ = w.Close()
 		return nil, err
 	}
+	delayer, _ := pub.(DelayPublisher)
 	var poison PoisonStore = store
 	if kind, _ := cfg.MQ.transport(); kind == transportAMQP {
 		poison = mirroredPoison{store: store, pub: pub, topic: w.pub.Topology().Topic(QueuePoison), log: w.log}
@@ -101,8 +102,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			Poison:          poison,
 			Defer:           store,
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
-			DrainTimeout:    cfg.ShutdownTimeout,
+			DrainTimeout:    drainTimeout(cfg.ShutdownTimeout),
 			Logger:          cfg.Logger,
+			Delay:           delayer,
+			Now:             w.now,
 		})
 		if err != nil {
 			_ = w.Close()
@@ -171,7 +174,8 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 	// the Subscriber's Concurrency bounds the handlers, and each message is
 	// acked on its own as soon as its handler is done.
 	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch,
-		Headers: sentAsHeader, Logger: w.log}
+		PublishTimeout: w.cfg.MQ.PublishTimeout,
+		Headers:        sentAsHeader, Logger: w.log}
 	// The subscriber side is created in every role: it also declares the
 	// queues for the publisher (Config.Topology), so nothing published before
 	// a subscriber exists is lost.
@@ -231,7 +235,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.ran = true
 	w.mu.Unlock()
-	defer w.Close()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -252,7 +255,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case err := <-errs:
 			cancel()
 			wg.Wait()
-			return err
+			return errors.Join(err, w.Close())
 		}
 	} else if w.sub != nil {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
@@ -267,24 +270,50 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.maintain(runCtx)
-	}()
+	for _, d := range w.duties() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.loop(runCtx)
+		}()
+	}
 	close(w.running)
 	w.log.Info("worker running", "role", w.cfg.Role, "transport", w.describeMQ(), "store", w.store.Describe())
 
 	<-runCtx.Done()
-	wg.Wait()
-	close(errs)
-	var err error
-	for e := range errs {
-		err = errors.Join(err, e)
+	// ShutdownTimeout bounds everything from here: the subscriber drains
+	// within it less closeReserve, then the transport and store close.
+	stopped := make(chan error, 1)
+	go func() {
+		wg.Wait()
+		close(errs)
+		var err error
+		for e := range errs {
+			err = errors.Join(err, e)
+		}
+		stopped <- errors.Join(err, w.Close())
+	}()
+	t := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case err := <-stopped:
+		w.log.Info("worker stopped")
+		return err
+	case <-t.C:
+		w.log.Error("shutdown did not finish within ShutdownTimeout; returning without waiting longer",
+			"shutdown_timeout", w.cfg.ShutdownTimeout)
+		return fmt.Errorf("worker: shutdown did not finish within ShutdownTimeout (%v): a handler, the transport or the store is hung", w.cfg.ShutdownTimeout)
 	}
-	w.log.Info("worker stopped")
-	return err
 }
+
+// drainTimeout is how long in-flight handlers get at shutdown: the
+// ShutdownTimeout less closeReserve.
+func drainTimeout(shutdown time.Duration) time.Duration { return shutdown - closeReserve(shutdown) }
+
+// closeReserve is the part of the ShutdownTimeout kept for abandoning
+// handlers that ignore their cancelled context and for closing the transport
+// and the store: a fifth, at most 3s.
+func closeReserve(shutdown time.Duration) time.Duration { return min(shutdown/5, 3*time.Second) }
 
 func (w *Worker) describeMQ() string {
 	if k, _ := w.cfg.MQ.transport(); k == transportMemory {
@@ -293,43 +322,62 @@ func (w *Worker) describeMQ() string {
 	return redactedURL(w.cfg.MQ.URL)
 }
 
-// maintain republishes parked retries when they are due and moves history
-// from the provisioning outbox to the analytics database (a no-op when they
-// are the same database).
-func (w *Worker) maintain(ctx context.Context) {
-	t := time.NewTicker(w.cfg.DeferredInterval)
-	defer t.Stop()
-	for tick := 0; ; tick++ {
-		if w.sched != nil {
-			if err := w.relayEvents(ctx); err != nil && ctx.Err() == nil {
-				w.log.Warn("publishing change events failed; will try again", "err", err)
-			}
-			if tick%30 == 0 {
-				if err := w.syncJobs(ctx); err != nil && ctx.Err() == nil {
-					w.log.Warn("scheduling running jobs failed; will try again", "err", err)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := w.republishDue(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("republishing parked retries failed; will try again", "err", err)
-		}
-		if _, err := w.store.FlushHistory(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("copying history to the analytics database failed; will try again", "err", err)
-		}
+// duties are the worker's background jobs, each on its own goroutine: a
+// hung database stalls only the duties that need it.
+func (w *Worker) duties() []duty {
+	every := w.cfg.DeferredInterval
+	ds := []duty{
+		{name: "republishing parked retries", every: every, run: func(ctx context.Context) error {
+			_, err := w.republishDue(ctx)
+			return err
+		}},
+		{name: "copying history to the analytics database", every: every, timeout: time.Minute, run: func(ctx context.Context) error {
+			_, err := w.store.FlushHistory(ctx)
+			return err
+		}},
 	}
+	if w.sched != nil {
+		r := &relay{store: w.store, pub: w.pub}
+		ds = append(ds,
+			duty{name: "publishing change events", every: every, run: r.run},
+			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.syncJobs},
+		)
+	}
+	for i := range ds {
+		ds[i].log = w.log
+	}
+	return ds
 }
 
-// relayEvents publishes the change and job events that saves committed to
-// the outbox, then marks them sent. A crash in between publishes them again:
+// jobSyncEvery is how often publishers look for running jobs that other
+// processes stored.
+const jobSyncEvery = 30 * time.Second
+
+// relay publishes the change and job events that saves committed to the
+// outbox, then marks them sent. A crash in between publishes them again:
 // events carry their id (the action ID), so consumers drop the duplicate.
-func (w *Worker) relayEvents(ctx context.Context) error {
+// When marking fails (a read-only or unreachable database), the next run
+// only retries the marking: events already published are not published again.
+type relay struct {
+	store interface {
+		PendingEvents(ctx context.Context, limit int) ([]persist.Event, error)
+		MarkEventsSent(ctx context.Context, ids ...string) error
+	}
+	pub      *Publisher
+	unmarked []string // published, not yet marked sent
+}
+
+const relayBatch = 100
+
+func (r *relay) run(ctx context.Context) error {
+	if len(r.unmarked) > 0 {
+		if err := r.store.MarkEventsSent(ctx, r.unmarked...); err != nil {
+			return fmt.Errorf("mark %d published events sent: %w", len(r.unmarked), err)
+		}
+		r.unmarked = nil
+	}
 	for {
-		evs, err := w.store.PendingEvents(ctx, 100)
+		evs, err := r.store.PendingEvents(ctx, relayBatch)
 		if err != nil || len(evs) == 0 {
 			return err
 		}
@@ -340,13 +388,15 @@ func (w *Worker) relayEvents(ctx context.Context) error {
 				Resource: e.ResourceID, CreatedAt: e.CreatedAt, Payload: e.Payload})
 			ids = append(ids, e.ID)
 		}
-		if err := w.pub.Publish(ctx, actions...); err != nil {
+		if err := r.pub.Publish(ctx, actions...); err != nil {
 			return err
 		}
-		if err := w.store.MarkEventsSent(ctx, ids...); err != nil {
-			return err
+		r.unmarked = ids
+		if err := r.store.MarkEventsSent(ctx, ids...); err != nil {
+			return fmt.Errorf("mark %d published events sent: %w", len(ids), err)
 		}
-		if len(evs) < 100 {
+		r.unmarked = nil
+		if len(evs) < relayBatch {
 			return nil
 		}
 	}
@@ -358,7 +408,7 @@ func (w *Worker) relayEvents(ctx context.Context) error {
 func (w *Worker) republishDue(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		due, err := w.store.DueDeferred(ctx, time.Now().UTC(), 100)
+		due, err := w.store.DueDeferred(ctx, w.now().UTC(), 100)
 		if err != nil || len(due) == 0 {
 			return n, err
 		}

@@ -293,7 +293,8 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, Config{}.Validate())
-	require.NoError(t, Config{Concurrency: 100000}.Validate(), "the default prefetch is capped at 65535")
+	require.NoError(t, Config{Concurrency: maxConcurrency}.Validate())
+	require.ErrorContains(t, Config{Concurrency: 1 << 40}.Validate(), "Concurrency is 1099511627776, must be 1-10000")
 }
 
 // TestMQDefaults: one consumer per queue whose prefetch keeps every handler
