@@ -182,7 +182,7 @@ func (w *Worker) runningGuests(ctx context.Context, account, customer string) ([
 			var s cloud.Server
 			if err := json.Unmarshal(r.Attributes, &s); err != nil {
 				w.log.Warn("stored server is not a cloud.Server; its logs are not collected",
-					"account", account, "server", r.ID, "err", err)
+					"customer", customer, "account", account, "server", r.ID, "err", err)
 				continue
 			}
 			if s.State != cloud.StateRunning {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
@@ -30,11 +31,13 @@ type LaunchRequest struct {
 //  1. it claims a launch intent keyed by Action.Key (a row in the store);
 //  2. if an earlier attempt already recorded its launch, it only makes sure the
 //     job is tracked;
-//  3. if an earlier attempt claimed but did not record (it may have crashed
-//     after the cloud call), it looks for a server tagged with the key; a cloud
-//     with eventual consistency may not list it yet, so until
-//     Config.LaunchConsistencyWindow has passed since the claim it retries
-//     rather than launch;
+//  3. if an earlier attempt claimed but did not record (it may still be
+//     running, or have crashed after the cloud call), it looks for a server
+//     tagged with the key; a cloud with eventual consistency may not list it
+//     yet, so until Config.LaunchConsistencyWindow has passed since the claim
+//     was last renewed it snoozes (see [Snooze]: no retry budget is spent)
+//     rather than launch. The attempt that holds the claim renews it while
+//     its cloud calls run, so a slow clone never lets a duplicate launch;
 //  4. otherwise it launches with the key as a tag, records the launch and
 //     tracks the operation as a job ("launch/<key>").
 func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
@@ -64,16 +67,29 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 		}
 		if len(found) > 0 {
 			s := found[0]
-			w.log.Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
+			w.logFor(a).Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
 			if err := w.store.RecordLaunch(ctx, a.Key, s.ID, "", jobID); err != nil {
 				return err
 			}
 			return w.trackLaunch(ctx, a, jobID, "", s.ID)
 		}
 		if age := w.now().Sub(intent.ClaimedAt); age < w.cfg.LaunchConsistencyWindow {
-			return fmt.Errorf("worker: launch %s was claimed %v ago and its server is not listed yet; waiting out the consistency window (%v) before launching", a.Key, age.Round(1e6), w.cfg.LaunchConsistencyWindow)
+			// Another attempt holds a live claim (it renews it while its
+			// cloud calls run), or died so recently that the cloud may not
+			// list its server yet: wait, without spending the retry budget.
+			wait := w.cfg.LaunchConsistencyWindow - age
+			w.logFor(a).Info("launch claimed by another attempt and its server is not listed yet; waiting", "key", a.Key,
+				"claimed_ago", age.Round(time.Millisecond), "wait", wait.Round(time.Millisecond))
+			return Snooze(wait)
+		}
+		// The claim is older than the window: its attempt is gone and
+		// launched nothing the cloud lists. Take the claim over.
+		if _, err := w.store.TouchLaunch(ctx, a.Key); err != nil {
+			return err
 		}
 	}
+	stop := w.renewClaim(ctx, a)
+	defer stop()
 	if err := w.authorizeSource(ctx, a.Account, req.Firewall); err != nil {
 		return err
 	}
@@ -96,6 +112,34 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 		return err
 	}
 	return w.trackLaunch(ctx, a, jobID, op.ID, op.ResourceID)
+}
+
+// renewClaim keeps the launch claim of key fresh while this attempt's cloud
+// calls run (a slow clone can take minutes), so that a redelivered copy
+// waits for it instead of launching a second server once the consistency
+// window has passed. It renews a's claim every quarter window until stop
+// is called.
+func (w *Worker) renewClaim(ctx context.Context, a Action) (stop func()) {
+	every := max(w.cfg.LaunchConsistencyWindow/4, time.Millisecond)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := w.store.TouchLaunch(ctx, a.Key); err != nil && ctx.Err() == nil {
+					w.logFor(a).Warn("cannot renew a launch claim; a redelivered copy may launch again after the consistency window",
+						"key", a.Key, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (w *Worker) trackLaunch(ctx context.Context, a Action, jobID, opID, serverID string) error {

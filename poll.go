@@ -159,7 +159,7 @@ func (w *Worker) scheduled(run func(ctx context.Context, d poller.Dispatch) (pol
 			return err
 		}
 		if w.stale(d) {
-			w.log.Debug("stale dispatch dropped", "type", a.Type, "target", d.Target.String(), "lease", d.Lease)
+			w.logTarget(d.Target).Debug("stale dispatch dropped", "type", a.Type, "target", d.Target.String(), "lease", d.Lease)
 			return nil
 		}
 		o, err := run(ctx, d)
@@ -250,7 +250,7 @@ type pollReport struct {
 // it, else as a poll.report action on the schedule queue.
 func (w *Worker) report(ctx context.Context, d poller.Dispatch, o poller.Outcome) error {
 	if o.Err != nil {
-		w.log.Warn("poll failed", "target", d.Target.String(), "throttled", o.Throttled, "retry_after", o.RetryAfter, "err", o.Err)
+		w.logTarget(d.Target).Warn("poll failed", "target", d.Target.String(), "throttled", o.Throttled, "retry_after", o.RetryAfter, "err", o.Err)
 	}
 	if w.sched != nil {
 		w.sched.Report(d, o)
@@ -279,7 +279,7 @@ func (w *Worker) handlePollReport(_ context.Context, a Action) error {
 		o.Err = errors.New(r.Error)
 	}
 	if !w.sched.Report(r.Dispatch, o) {
-		w.log.Debug("stale poll report ignored", "target", r.Dispatch.Target.String())
+		w.logTarget(r.Dispatch.Target).Debug("stale poll report ignored", "target", r.Dispatch.Target.String())
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/rabbitmq"
+	"github.com/stratusworks/worker/state"
 )
 
 // Worker wires a transport, a [Publisher], a [Subscriber] and a
@@ -448,4 +449,16 @@ func (w *Worker) Close() error {
 		err = errors.Join(err, w.store.Close())
 	}
 	return err
+}
+
+// logFor returns the logger for records about an action: with its customer
+// and account, so that they reach the customer's own log.
+func (w *Worker) logFor(a Action) *slog.Logger {
+	return w.log.With("customer", a.Customer, "account", a.Account)
+}
+
+// logTarget returns the logger for records about a poll target, a job or a
+// guest: with its customer and account.
+func (w *Worker) logTarget(t state.Target) *slog.Logger {
+	return w.log.With("customer", t.Customer, "account", t.Account)
 }

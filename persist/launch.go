@@ -165,3 +165,24 @@ func (s *Store) LaunchIntent(ctx context.Context, key string) (LaunchIntent, err
 	}
 	return rows[0].decode(), nil
 }
+
+// TouchLaunch renews the claim of a launch still in progress: it moves the
+// intent's ClaimedAt to now while its state is "claimed". The claimant calls
+// it while a slow cloud call runs, so that a redelivered copy of the action
+// sees a live claim and waits rather than concluding that the claimant died.
+// It reports whether the intent was still claimed.
+func (s *Store) TouchLaunch(ctx context.Context, key string) (bool, error) {
+	now := dbTime(s.now())
+	var touched bool
+	err := retry(ctx, func() error {
+		res := s.prov.writer.WithContext(ctx).Model(&launchRow{}).
+			Where("idempotency_key = ? AND state = ?", key, LaunchClaimed).
+			Updates(map[string]any{"claimed_at": now, "updated_at": now})
+		touched = res.RowsAffected == 1
+		return res.Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("persist: touch launch %s: %w", key, err)
+	}
+	return touched, nil
+}
