@@ -230,6 +230,11 @@ func (s *Subscriber) Handle(actionType string, h Handler) error {
 	return nil
 }
 
+// HandleFunc registers f for actions of the given type, as Handle does.
+func (s *Subscriber) HandleFunc(actionType string, f func(ctx context.Context, a Action) error) error {
+	return s.Handle(actionType, HandlerFunc(f))
+}
+
 // Running is closed once the subscriber consumes from all its queues.
 func (s *Subscriber) Running() <-chan struct{} { return s.running }
 

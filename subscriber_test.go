@@ -21,7 +21,10 @@ type memStores struct {
 	mu       sync.Mutex
 	poison   []persist.Parked
 	deferred []persist.Parked
-	failN    int // fail this many writes first
+	dues     []time.Time // due time of each deferred
+	failN    int         // fail this many poison writes first
+	failErr  error       // the error of a failing write; default "store down"
+	deferErr error       // when set, every Defer fails with it
 	added    chan persist.Parked
 }
 
@@ -32,6 +35,9 @@ func (m *memStores) AddPoison(_ context.Context, p persist.Parked) error {
 	defer m.mu.Unlock()
 	if m.failN > 0 {
 		m.failN--
+		if m.failErr != nil {
+			return m.failErr
+		}
 		return errors.New("store down")
 	}
 	m.poison = append(m.poison, p)
@@ -39,10 +45,14 @@ func (m *memStores) AddPoison(_ context.Context, p persist.Parked) error {
 	return nil
 }
 
-func (m *memStores) Defer(_ context.Context, p persist.Parked, _ time.Time) error {
+func (m *memStores) Defer(_ context.Context, p persist.Parked, due time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.deferErr != nil {
+		return m.deferErr
+	}
 	m.deferred = append(m.deferred, p)
+	m.dues = append(m.dues, due)
 	m.added <- p
 	return nil
 }
