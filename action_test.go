@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -97,6 +98,13 @@ func TestDecodeBadMessages(t *testing.T) {
 		{"FutureVersion", `{"v":2,"type":"a"}`, 0, ErrInvalidAction, "wire version 2"},
 		{"NoVersion", `{"type":"a"}`, 0, ErrInvalidAction, "wire version 0"},
 		{"Oversized", `{"v":1,"type":"a","payload":"` + strings.Repeat("x", 100) + `"}`, 50, ErrPayloadTooLarge, "limit is 50"},
+		// encoding/json would silently turn these into U+FFFD: "acme\xff" handled as "acme\uFFFD".
+		{"InvalidUTF8InString", "{\"v\":1,\"type\":\"a\",\"customer\":\"acme\xff\"}", 0, ErrInvalidAction, "not valid UTF-8 (first bad byte at offset 34)"},
+		{"InvalidUTF8InPayload", "{\"v\":1,\"type\":\"a\",\"payload\":{\"n\":\"\xc3\x28\"}}", 0, ErrInvalidAction, "not valid UTF-8"},
+		{"OverlongUTF8", "{\"v\":1,\"type\":\"a\",\"key\":\"\xc0\xaf\"}", 0, ErrInvalidAction, "not valid UTF-8"},
+		{"LoneHighSurrogate", `{"v":1,"type":"a","customer":"acme\ud800"}`, 0, ErrInvalidAction, "lone UTF-16 surrogate at offset 34"},
+		{"LoneLowSurrogate", `{"v":1,"type":"a","payload":"\udc00x"}`, 0, ErrInvalidAction, "lone UTF-16 surrogate"},
+		{"ReversedSurrogates", `{"v":1,"type":"a","payload":"\udc00\ud800"}`, 0, ErrInvalidAction, "lone UTF-16 surrogate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +117,69 @@ func TestDecodeBadMessages(t *testing.T) {
 			require.ErrorIs(t, err, tt.want)
 			require.Contains(t, err.Error(), tt.text)
 			require.Contains(t, err.Error(), "m-1")
+		})
+	}
+}
+
+// TestDecodeValidUnicode: what the UTF-8 and surrogate checks must accept.
+func TestDecodeValidUnicode(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"SurrogatePair":    `{"v":1,"type":"a","customer":"\ud83d\ude00"}`,
+		"EscapedBackslash": `{"v":1,"type":"a","customer":"\\ud800"}`,
+		"ReplacementChar":  `{"v":1,"type":"a","customer":"\ufffd ï¿½"}`,
+		"MultiByte":        `{"v":1,"type":"a","customer":"Zürich 東京"}`,
+		"BMPEscape":        `{"v":1,"type":"a","payload":"\u00e9\u4e2d"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := decode(message.NewMessage("m-1", []byte(body)), defaultMaxPayload)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestDecodeHeaders: only the headers the worker owns are checked; any
+// other header, whatever its value, is left alone.
+func TestDecodeHeaders(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"v":1,"type":"t","id":"m-1","customer":"acme"}`)
+	tests := []struct {
+		name string
+		md   map[string]string
+		text string // "" means accepted
+	}{
+		{"NoHeaders", nil, ""},
+		{"OwnHeadersMatch", map[string]string{MetaVersion: "1", MetaType: "t", MetaAttempt: "3"}, ""},
+		{"ForeignInt", map[string]string{"x-retries": "7", "priority": "true"}, ""},
+		{"XDeath", map[string]string{"x-death": `[{"count":1,"queue":"w.actions.wait.1s","reason":"expired"}]`}, ""},
+		{"ForeignInvalidUTF8", map[string]string{"x-app": "\xff\xfe"}, ""},
+		{"ForeignCustomerCopyDisagrees", map[string]string{MetaCustomer: "other"}, ""},
+		{"VersionMismatch", map[string]string{MetaVersion: "2"}, `header worker_version "2" does not match the body's wire version 1`},
+		{"TypeMismatch", map[string]string{MetaType: "other"}, `header action_type "other" does not match the body's type "t"`},
+		{"TypeInvalidUTF8", map[string]string{MetaType: "t\xff"}, "header action_type"},
+		{"AttemptNotANumber", map[string]string{MetaAttempt: "abc"}, "header worker_attempt"},
+		{"AttemptZero", map[string]string{MetaAttempt: "0"}, "header worker_attempt"},
+		{"BadNotBefore", map[string]string{MetaNotBefore: "tomorrow"}, "header worker_not_before"},
+		{"BadRetrySince", map[string]string{MetaRetrySince: "1999"}, "header worker_retry_since"},
+		{"BadReplayOf", map[string]string{MetaReplayOf: "x"}, "header worker_replay_of"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := message.NewMessage("m-1", body)
+			for k, v := range tt.md {
+				m.Metadata.Set(k, v)
+			}
+			a, err := decode(m, defaultMaxPayload)
+			if tt.text == "" {
+				require.NoError(t, err)
+				require.Equal(t, "acme", a.Customer)
+				fillMetadata(m, defaultMaxPayload)
+				require.Equal(t, "acme", m.Metadata.Get(MetaCustomer), "the body wins over a header copy")
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidAction)
+			require.Contains(t, err.Error(), tt.text)
+			require.True(t, utf8.ValidString(err.Error()))
 		})
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,6 +284,12 @@ func TestConfigValidate(t *testing.T) {
 		{"BadRetry", Config{Retry: RetryPolicy{Multiplier: 0.5}}, "Retry.Multiplier"},
 		{"BadStoreDriver", Config{Store: persist.Config{Provisioning: persist.DBConfig{Driver: "postgres"}}}, "Provisioning.Driver"},
 		{"BadTopology", Config{Topology: Topology{Prefix: "A B"}}, "Topology.Prefix"},
+		{"HugeConcurrency", Config{Concurrency: 1 << 40}, "Concurrency is 1099511627776, must be 1-10000"},
+		{"NegativePublishTimeout", Config{MQ: MQConfig{PublishTimeout: -time.Second}}, "MQ.PublishTimeout"},
+		{"SourceCIDRHostBits", Config{SourceCIDR: netip.MustParsePrefix("10.0.0.5/24")},
+			"SourceCIDR 10.0.0.5/24 has host bits set: write the network 10.0.0.0/24, or 10.0.0.5/32 for this one address"},
+		{"SourceCIDRWorld", Config{SourceCIDR: netip.MustParsePrefix("0.0.0.0/0")}, "SourceCIDR 0.0.0.0/0 would open every launched server's management port (22) to the whole internet"},
+		{"SourceCIDRWorld6", Config{SourceCIDR: netip.MustParsePrefix("::/0")}, "SourceCIDR ::/0 would open"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,6 +301,15 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, Config{}.Validate())
+	require.NoError(t, Config{SourceCIDR: netip.MustParsePrefix("0.0.0.0/0"), AllowAnySource: true}.Validate())
+	require.NoError(t, Config{SourceCIDR: netip.MustParsePrefix("10.0.0.5/32")}.Validate())
+	for name, v := range map[string]interface{ Validate() error }{
+		"RetryPolicy": RetryPolicy{}, "Topology": Topology{}, "GuestLogsConfig": Config{GuestLogs: GuestLogsConfig{}},
+		"SubscriberConfig": SubscriberConfig{Subscriber: newMemoryPubSub(nil), Poison: newMemStores()},
+		"PublisherConfig":  PublisherConfig{Publisher: newMemoryPubSub(nil)},
+	} {
+		require.NoError(t, v.Validate(), "%s: zero values are the defaults", name)
+	}
 	require.NoError(t, Config{Concurrency: maxConcurrency}.Validate())
 	require.ErrorContains(t, Config{Concurrency: 1 << 40}.Validate(), "Concurrency is 1099511627776, must be 1-10000")
 }
@@ -348,3 +365,49 @@ var (
 	_ PoisonStore = (*persist.Store)(nil)
 	_ DeferStore  = (*persist.Store)(nil)
 )
+
+// TestRegistrationRefusesBadInput: what New accepts, the registration calls
+// refuse as clearly.
+func TestRegistrationRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	w := newTestWorker(t, Config{Store: sqliteConfig(t)})
+	require.ErrorContains(t, w.HandleFunc("t", nil), `Handle("t"): handler func is nil`)
+	require.ErrorContains(t, w.Handle("t", nil), `Handle("t"): handler is nil`)
+	var nilFunc HandlerFunc
+	require.ErrorContains(t, w.Handle("t", nilFunc), "handler func is nil")
+	require.ErrorIs(t, w.Watch("acct-1", ""), ErrInvalidConfig)
+	require.ErrorContains(t, w.Watch("acct-1", ""), `Watch("acct-1"): customer is required`)
+	require.ErrorContains(t, w.Watch("", "acme"), "account is required")
+	require.ErrorContains(t, w.Watch(strings.Repeat("a", 300), "acme"), "at most 255 bytes")
+	require.NoError(t, w.Watch("acct-1", "acme"))
+}
+
+// TestShutdownIsBounded: a handler that ignores its cancelled context does
+// not hold Run past ShutdownTimeout. (The value is short so the test is;
+// the bound, not the value, is what is tested.)
+func TestShutdownIsBounded(t *testing.T) {
+	t.Parallel()
+	w := newTestWorker(t, Config{Store: sqliteConfig(t), ShutdownTimeout: 2 * time.Second})
+	started := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	require.NoError(t, w.HandleFunc("t", func(context.Context, Action) error {
+		close(started)
+		<-release // ignores ctx
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	run := make(chan error, 1)
+	go func() { run <- w.Run(ctx) }()
+	<-w.Running()
+	require.NoError(t, w.Publish(ctx, Action{Type: "t"}))
+	<-started
+	stop := time.Now()
+	cancel()
+	select {
+	case <-run:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	require.Less(t, time.Since(stop), 2*time.Second+500*time.Millisecond)
+}
