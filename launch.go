@@ -83,12 +83,18 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 			return Snooze(wait)
 		}
 		// The claim is older than the window: its attempt is gone and
-		// launched nothing the cloud lists. Take the claim over.
-		if _, err := w.store.TouchLaunch(ctx, a.Key); err != nil {
+		// launched nothing the cloud lists. Take the claim over; of several
+		// redelivered copies doing so at once, one wins and the others wait.
+		at, won, err := w.store.RenewLaunch(ctx, a.Key, intent.ClaimedAt)
+		if err != nil {
 			return err
 		}
+		if !won {
+			return Snooze(min(w.cfg.LaunchConsistencyWindow, time.Second))
+		}
+		intent.ClaimedAt = at
 	}
-	stop := w.renewClaim(ctx, a)
+	stop := w.renewClaim(ctx, a, intent.ClaimedAt)
 	defer stop()
 	if err := w.authorizeSource(ctx, a.Account, req.Firewall); err != nil {
 		return err
@@ -114,29 +120,39 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 	return w.trackLaunch(ctx, a, jobID, op.ID, op.ResourceID)
 }
 
-// renewClaim keeps the launch claim of key fresh while this attempt's cloud
+// renewClaim keeps the launch claim of a fresh while this attempt's cloud
 // calls run (a slow clone can take minutes), so that a redelivered copy
 // waits for it instead of launching a second server once the consistency
-// window has passed. It renews a's claim every quarter window until stop
-// is called.
-func (w *Worker) renewClaim(ctx context.Context, a Action) (stop func()) {
+// window has passed. It renews every quarter window, on the worker's clock,
+// until stop is called.
+func (w *Worker) renewClaim(ctx context.Context, a Action, claimedAt time.Time) (stop func()) {
 	every := max(w.cfg.LaunchConsistencyWindow/4, time.Millisecond)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
+		t := w.clock.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				if _, err := w.store.TouchLaunch(ctx, a.Key); err != nil && ctx.Err() == nil {
-					w.logFor(a).Warn("cannot renew a launch claim; a redelivered copy may launch again after the consistency window",
-						"key", a.Key, "err", err)
-				}
+			case <-t.C():
 			}
+			at, ok, err := w.store.RenewLaunch(ctx, a.Key, claimedAt)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				w.logFor(a).Warn("cannot renew a launch claim; a redelivered copy may launch again after the consistency window",
+					"key", a.Key, "err", err)
+			case err == nil && !ok:
+				w.logFor(a).Error("launch claim taken over by another attempt while this one's cloud calls ran longer than "+
+					"LaunchConsistencyWindow; the account may get two servers for this key", "key", a.Key,
+					"window", w.cfg.LaunchConsistencyWindow)
+				return
+			case err == nil:
+				claimedAt = at
+			}
+			t.Reset(every)
 		}
 	}()
 	return func() { cancel(); <-done }

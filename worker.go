@@ -32,6 +32,7 @@ type Worker struct {
 	creds  *km.Cache        // nil without Config.Keyring
 
 	pollers     map[string]Poller
+	clock       poller.Clock // Config.Schedule.Clock, or the system clock
 	now         func() time.Time
 	afterLaunch func() error // tests: runs right after the cloud launch call
 
@@ -54,9 +55,11 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.Store.Logger = cfg.Logger
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{}), pollers: map[string]Poller{}, now: time.Now}
-	if cfg.Schedule.Clock != nil {
-		w.now = cfg.Schedule.Clock.Now
+	w.clock = cfg.Schedule.Clock
+	if w.clock == nil {
+		w.clock = poller.RealClock()
 	}
+	w.now = w.clock.Now
 	if cfg.Role != RoleSubscriber {
 		sched, err := poller.New(cfg.Schedule)
 		if err != nil {

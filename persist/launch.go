@@ -166,23 +166,34 @@ func (s *Store) LaunchIntent(ctx context.Context, key string) (LaunchIntent, err
 	return rows[0].decode(), nil
 }
 
-// TouchLaunch renews the claim of a launch still in progress: it moves the
-// intent's ClaimedAt to now while its state is "claimed". The claimant calls
-// it while a slow cloud call runs, so that a redelivered copy of the action
-// sees a live claim and waits rather than concluding that the claimant died.
-// It reports whether the intent was still claimed.
-func (s *Store) TouchLaunch(ctx context.Context, key string) (bool, error) {
+// RenewLaunch moves the claim of a launch that is still "claimed" to now,
+// provided its ClaimedAt is still claimedAt, the value the caller last saw:
+// a compare-and-set. It reports whether this call renewed the claim. The
+// claimant renews its claim while its slow cloud calls run, so that a
+// redelivered copy of the action sees a live claim and waits; an attempt
+// that finds a claim older than its consistency window takes it over the
+// same way, so that of several such attempts exactly one goes on to launch.
+// It returns the new ClaimedAt for the next renewal. Renewing at the very
+// instant of the last claim is a no-op that reports true.
+func (s *Store) RenewLaunch(ctx context.Context, key string, claimedAt time.Time) (time.Time, bool, error) {
 	now := dbTime(s.now())
-	var touched bool
+	from := dbTime(claimedAt)
+	if now.Equal(from) {
+		return now, true, nil
+	}
+	var renewed bool
 	err := retry(ctx, func() error {
 		res := s.prov.writer.WithContext(ctx).Model(&launchRow{}).
-			Where("idempotency_key = ? AND state = ?", key, LaunchClaimed).
+			Where("idempotency_key = ? AND state = ? AND claimed_at = ?", key, LaunchClaimed, from).
 			Updates(map[string]any{"claimed_at": now, "updated_at": now})
-		touched = res.RowsAffected == 1
+		renewed = res.RowsAffected == 1
 		return res.Error
 	})
 	if err != nil {
-		return false, fmt.Errorf("persist: touch launch %s: %w", key, err)
+		return time.Time{}, false, fmt.Errorf("persist: renew launch claim %s: %w", key, err)
 	}
-	return touched, nil
+	if !renewed {
+		return claimedAt, false, nil
+	}
+	return now, true, nil
 }

@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
+	"github.com/stretchr/testify/require"
+)
+
+// gatedLaunch is a cloud whose Launch call blocks until the gate opens: a
+// clone slower than any retry budget.
+type gatedLaunch struct {
+	cloud.Provider
+	gate  chan struct{}
+	calls atomic.Int32
+}
+
+func (g *gatedLaunch) Compute() (cloud.Compute, error) {
+	c, err := g.Provider.Compute()
+	return gatedCompute{Compute: c, g: g}, err
+}
+
+type gatedCompute struct {
+	cloud.Compute
+	g *gatedLaunch
+}
+
+func (c gatedCompute) Launch(ctx context.Context, account string, req cloud.LaunchRequest) (cloud.Operation, error) {
+	c.g.calls.Add(1)
+	select {
+	case <-c.g.gate:
+	case <-ctx.Done():
+		return cloud.Operation{}, ctx.Err()
+	}
+	return c.Compute.Launch(ctx, account, req)
+}
+
+// launchEnv is a worker with the default configuration on a simulated
+// cloud. Its one setting is the clock, a fake one shared with the cloud, so
+// that the two-minute default consistency window passes in a test's time.
+type launchEnv struct {
+	t   *testing.T
+	clk *poller.FakeClock
+	sim *sim.Cloud
+	w   *Worker
+}
+
+func newLaunchEnv(t *testing.T, wrap func(cloud.Provider) cloud.Provider) *launchEnv {
+	t.Helper()
+	clk := poller.NewFakeClock(simStart)
+	c, err := sim.New(sim.Config{Now: clk.Now})
+	require.NoError(t, err)
+	require.NoError(t, c.AddAccount("acct-1"))
+	var p cloud.Provider = c
+	if wrap != nil {
+		p = wrap(c)
+	}
+	w := newTestWorker(t, Config{Store: sqliteConfig(t), Cloud: p, Schedule: poller.Config{Clock: clk}})
+	e := &launchEnv{t: t, clk: clk, sim: c, w: w}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Running()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+func (e *launchEnv) launch(id, key string) {
+	e.t.Helper()
+	a, err := NewAction(TypeServerLaunch, LaunchRequest{LaunchRequest: cloud.LaunchRequest{Name: "web-1", Image: "debian-12"}})
+	require.NoError(e.t, err)
+	a.ID, a.Account, a.Customer, a.Key = id, "acct-1", "acme", key
+	require.NoError(e.t, e.w.Publish(context.Background(), a))
+}
+
+// advance moves the fake clock in steps, giving the worker real time to act
+// on each (the parked-retry pump ticks every second of real time).
+func (e *launchEnv) advance(d, step time.Duration) {
+	for moved := time.Duration(0); moved < d; moved += step {
+		e.clk.Advance(step)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *launchEnv) counts() (deferred, poisoned int) {
+	e.t.Helper()
+	ctx := context.Background()
+	var n int64
+	require.NoError(e.t, e.w.Store().DB().WithContext(ctx).Table("worker_deferred").Count(&n).Error)
+	p, err := e.w.Store().ListPoison(ctx, persist.PoisonFilter{IncludeReplayed: true})
+	require.NoError(e.t, err)
+	return int(n), len(p)
+}
+
+// TestLaunchRecoveryOnDefaults: a launch whose key was claimed by a worker
+// that died before its cloud call is launched exactly once, after the
+// default consistency window, however many copies are delivered; none is
+// poisoned.
+func TestLaunchRecoveryOnDefaults(t *testing.T) {
+	t.Parallel()
+	e := newLaunchEnv(t, nil)
+	// The dead worker's claim.
+	_, fresh, err := e.w.Store().ClaimLaunch(context.Background(), persist.LaunchIntent{Key: "k-1", Account: "acct-1", Customer: "acme"})
+	require.NoError(t, err)
+	require.True(t, fresh)
+	e.advance(10*time.Second, 5*time.Second)
+
+	e.launch("copy-1", "k-1")
+	e.launch("copy-2", "k-1")
+	require.Eventually(t, func() bool { d, _ := e.counts(); return d == 2 }, 10*time.Second, 10*time.Millisecond,
+		"both copies wait for the window")
+	require.Empty(t, e.sim.Servers("acct-1"), "nothing launched within the window")
+
+	e.advance(2*time.Minute, 5*time.Second)
+	require.Eventually(t, func() bool {
+		in, err := e.w.Store().LaunchIntent(context.Background(), "k-1")
+		d, _ := e.counts()
+		return err == nil && in.State == persist.LaunchLaunched && d == 0
+	}, 20*time.Second, 20*time.Millisecond)
+	e.advance(10*time.Second, 5*time.Second) // the loser's short snooze, if any
+	require.Eventually(t, func() bool { d, _ := e.counts(); return d == 0 }, 10*time.Second, 10*time.Millisecond)
+	require.Len(t, e.sim.Servers("acct-1"), 1, "exactly one server")
+	_, poisoned := e.counts()
+	require.Zero(t, poisoned)
+	t.Logf("launch recovery: servers=%d poisoned=%d", len(e.sim.Servers("acct-1")), poisoned)
+}
+
+// TestLaunchSlowCloneOnDefaults: a cloud launch call that takes longer than
+// the consistency window (here: 5 minutes, the worker renewing its claim)
+// makes redelivered copies wait, not launch again and not poison.
+func TestLaunchSlowCloneOnDefaults(t *testing.T) {
+	t.Parallel()
+	g := &gatedLaunch{gate: make(chan struct{})}
+	e := newLaunchEnv(t, func(p cloud.Provider) cloud.Provider { g.Provider = p; return g })
+	e.launch("orig", "k-2")
+	require.Eventually(t, func() bool { return g.calls.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	e.advance(5*time.Minute, 10*time.Second) // the clone runs on; its claim is renewed
+	e.launch("copy-1", "k-2")
+	e.launch("copy-2", "k-2")
+	require.Eventually(t, func() bool { d, _ := e.counts(); return d == 2 }, 10*time.Second, 10*time.Millisecond)
+	e.advance(3*time.Minute, 10*time.Second) // the copies wake, see a live claim, wait again
+	require.Equal(t, int32(1), g.calls.Load(), "no second launch call")
+	_, poisoned := e.counts()
+	require.Zero(t, poisoned)
+
+	close(g.gate) // the clone returns
+	require.Eventually(t, func() bool {
+		in, err := e.w.Store().LaunchIntent(context.Background(), "k-2")
+		return err == nil && in.State == persist.LaunchLaunched
+	}, 10*time.Second, 10*time.Millisecond)
+	e.advance(3*time.Minute, 10*time.Second)
+	require.Eventually(t, func() bool { d, _ := e.counts(); return d == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the copies found the launch recorded and finished")
+	require.Len(t, e.sim.Servers("acct-1"), 1)
+	require.Equal(t, int32(1), g.calls.Load())
+	_, poisoned = e.counts()
+	require.Zero(t, poisoned)
+	t.Logf("slow clone: launch calls=%d servers=%d poisoned=%d", g.calls.Load(), len(e.sim.Servers("acct-1")), poisoned)
+}
