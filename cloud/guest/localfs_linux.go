@@ -74,7 +74,7 @@ func (atTree) walk(l localFile, create bool) (int, error) {
 // classify turns a failed openat of name in dir into an error naming path:
 // a symbolic link, or not the kind of file wanted.
 func classify(dir int, name, path string, err error, want string) error {
-	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENXIO) {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENXIO) {
 		var st unix.Stat_t
 		if unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 			if st.Mode&unix.S_IFMT == unix.S_IFLNK {
