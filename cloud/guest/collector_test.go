@@ -373,7 +373,7 @@ func TestUnreachableGuestTimesOutWithoutBlockingOthers(t *testing.T) {
 	const timeout = time.Second
 	c := e.collector(t, func(c *CollectorConfig) {
 		c.Timeout = timeout // not to wait 30s for the hanging guest
-		c.Concurrency = 2 // both guests at once, whatever the default
+		c.Concurrency = 2   // both guests at once, whatever the default
 	})
 	hang := e.guest("hang")
 	hang.Address = sshtest.Hanging(t)
