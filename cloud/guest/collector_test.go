@@ -94,9 +94,15 @@ func (e *env) guestAt(s *sshtest.Server, id string) Guest {
 	return g
 }
 
+// localPath is the local copy of a file of guest id.
+func (e *env) localPath(id, name string) string {
+	return filepath.Join(e.logDir, "acme", "guests", "acct-1", id, name)
+}
+
+// local is the content of a local copy, "" if there is none.
 func (e *env) local(t *testing.T, id, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.logDir, "acme", "guests", "acct-1", id, name))
+	b, err := os.ReadFile(e.localPath(id, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return ""
 	}
@@ -545,10 +551,14 @@ func TestLogsGoToTheCustomerLog(t *testing.T) {
 	})
 	collectOne(t, c, e.guest("srv-1"))
 	require.Equal(t, "x\n", e.local(t, "srv-1", "syslog"))
+	down := e.guest("srv-down") // during the customer's outage
+	down.Address = refusedAddr(t)
+	require.Error(t, c.Collect(t.Context(), []Guest{down})[0].Err)
 	p, err := h.FilePath("acme")
 	require.NoError(t, err)
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"msg":"guest logs collected"`)
 	require.Contains(t, string(b), `"server":"srv-1"`)
+	require.Regexp(t, `"level":"WARN","msg":"guest log collection failed",[^\n]*"server":"srv-down"`, string(b))
 }
