@@ -2,6 +2,7 @@
 // log collector. Its sessions execute the two commands the collector sends
 // (a stat and a ranged read) over real files under a temporary directory that
 // stands for the guest's "/"; anything else fails like an unknown command.
+// [Server.Flood] makes reads misbehave as a hostile guest would.
 package sshtest
 
 import (
