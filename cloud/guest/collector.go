@@ -64,7 +64,9 @@ func FromServer(customer string, s cloud.Server) Guest {
 type FileResult struct {
 	Path  string // remote path
 	Local string // local copy
-	// Bytes is how many bytes were appended to the local copy.
+	// Bytes is how many bytes were appended to the local copy; they count
+	// also when Err is set, for a guest that exceeded an output limit
+	// ([ErrOutputLimit]) keeps what it sent within it.
 	Bytes int64
 	// Pending is how many remote bytes remain to copy: an unfinished last
 	// line, or what exceeded MaxReadBytes.
@@ -82,7 +84,10 @@ type Result struct {
 	Guest Guest
 	// Skipped says why the guest was not contacted; "" if it was.
 	Skipped string
-	Files   []FileResult
+	// Files has a result per file in CollectorConfig.Files order, up to the
+	// last one tried: after a guest exceeded an output limit or ran out of
+	// time, the rest are left for the next collection.
+	Files []FileResult
 	// Err joins the errors of the guest (wrapped with its id and address);
 	// nil if every file was collected or skipped as absent.
 	Err      error
@@ -102,6 +107,7 @@ func (r Result) Bytes() int64 {
 type Collector struct {
 	cfg  CollectorConfig
 	src  netip.Addr
+	tree tree
 	mu   sync.Mutex
 	busy map[string]bool
 }
@@ -121,7 +127,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Collector{cfg: cfg, src: src, busy: make(map[string]bool)}, nil
+	return &Collector{cfg: cfg, src: src, tree: defaultTree, busy: make(map[string]bool)}, nil
 }
 
 // SourceAddr is the local address connections leave from.
@@ -161,15 +167,22 @@ func (c *Collector) Collect(ctx context.Context, targets []Guest) []Result {
 func (c *Collector) collectGuest(ctx context.Context, g Guest) (res Result) {
 	start := time.Now()
 	res.Guest = g
+	// Every record about the guest carries its customer (so that a
+	// logging.CustomerHandler files it under the customer too) and account.
 	log := c.cfg.Logger.With("customer", g.Customer, "account", g.Account, "server", g.ServerID, "address", g.Address)
 	defer func() {
 		res.Duration = time.Since(start)
-		if res.Err != nil {
-			log.LogAttrs(ctx, slog.LevelWarn, "guest log collection failed",
-				slog.Int64("bytes", res.Bytes()), slog.Duration("duration", res.Duration), slog.Any("error", res.Err))
-		} else {
-			log.LogAttrs(ctx, slog.LevelInfo, "guest logs collected",
-				slog.Int64("bytes", res.Bytes()), slog.Duration("duration", res.Duration))
+		attrs := []slog.Attr{slog.Int64("bytes", res.Bytes()), slog.Duration("duration", res.Duration)}
+		switch {
+		case res.Err == nil:
+			log.LogAttrs(ctx, slog.LevelInfo, "guest logs collected", attrs...)
+		case errors.Is(ctx.Err(), context.Canceled) && errors.Is(res.Err, context.Canceled):
+			// Shutdown, not a failure of the guest: what was copied is
+			// recorded and the rest continues next time.
+			log.LogAttrs(ctx, slog.LevelInfo, "guest log collection canceled", attrs...)
+		default:
+			// One line per guest and collection, whatever failed.
+			log.LogAttrs(ctx, slog.LevelWarn, "guest log collection failed", append(attrs, slog.Any("error", res.Err))...)
 		}
 	}()
 	addr, err := c.address(g.Address)
@@ -209,11 +222,18 @@ func (c *Collector) collectGuest(ctx context.Context, g Guest) (res Result) {
 
 	var errs []error
 	for _, p := range c.cfg.Files {
+		if gctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("%s not collected", p))
+			break
+		}
 		fr := c.collectFile(ctx, gctx, log, client, g, dir, p)
+		res.Files = append(res.Files, fr)
 		if fr.Err != nil {
 			errs = append(errs, fr.Err)
 		}
-		res.Files = append(res.Files, fr)
+		if errors.Is(fr.Err, ErrOutputLimit) {
+			break // the connection is closed
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		res.Err = wrap(gctx, err)
@@ -254,24 +274,32 @@ func (c *Collector) address(a string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(c.cfg.Port)), nil
 }
 
-// guestDir is <OutputDir(customer)>/guests/<account>/<server>.
-func (c *Collector) guestDir(g Guest) (string, error) {
+// guestDir is <OutputDir(customer)>/guests/<account>/<server>, as the
+// localFile of a file in it (name unset). The account and server id pass
+// through logging.SafeName, so no id can climb out of the tree or into
+// another guest's directory.
+func (c *Collector) guestDir(g Guest) (localFile, error) {
 	out, err := c.cfg.OutputDir(g.Customer)
 	if err != nil {
-		return "", fmt.Errorf("output directory of customer %q: %w", g.Customer, err)
+		return localFile{}, fmt.Errorf("output directory of customer %q: %w", g.Customer, err)
 	}
 	if g.Account == "" || g.ServerID == "" {
-		return "", errors.New("guest has an empty account or server id")
+		return localFile{}, errors.New("guest has an empty account or server id")
 	}
 	account, err := logging.SafeName(g.Account)
 	if err != nil {
-		return "", fmt.Errorf("account: %w", err)
+		return localFile{}, fmt.Errorf("account: %w", err)
 	}
 	server, err := logging.SafeName(g.ServerID)
 	if err != nil {
-		return "", fmt.Errorf("server id: %w", err)
+		return localFile{}, fmt.Errorf("server id: %w", err)
 	}
-	return filepath.Join(out, "guests", account, server), nil
+	clean := filepath.Clean(out)
+	customer := filepath.Base(clean)
+	if out == "" || customer == "." || customer == ".." || customer == string(filepath.Separator) || filepath.Dir(clean) == clean {
+		return localFile{}, fmt.Errorf("output directory %q of customer %q is not a directory below another", out, g.Customer)
+	}
+	return localFile{base: filepath.Dir(clean), dirs: []string{customer, "guests", account, server}}, nil
 }
 
 // connect dials from the source address and does the SSH handshake, all
@@ -312,8 +340,14 @@ func tailHash(b []byte) string {
 // collectFile copies the new complete lines of one remote file. Offsets are
 // read within gctx but stored within ctx, so that a guest timing out right
 // after an append still records it.
-func (c *Collector) collectFile(ctx, gctx context.Context, log *slog.Logger, client *ssh.Client, g Guest, dir, p string) FileResult {
-	fr := FileResult{Path: p, Local: filepath.Join(dir, localName(p))}
+//
+// A guest that exceeds an output limit ([ErrOutputLimit]) had its connection
+// closed: the complete lines it sent within the limit are appended and the
+// offset advanced over them, and the limit's error is the file's.
+func (c *Collector) collectFile(ctx, gctx context.Context, log *slog.Logger, client *ssh.Client, g Guest, dir localFile, p string) FileResult {
+	loc := dir
+	loc.name = localName(p)
+	fr := FileResult{Path: p, Local: loc.String()}
 	fail := func(err error) FileResult {
 		fr.Bytes, fr.Err = 0, err
 		return fr
@@ -331,6 +365,23 @@ func (c *Collector) collectFile(ctx, gctx context.Context, log *slog.Logger, cli
 		fr.Absent = true
 		return fr
 	}
+	commit := func(next Offset, chunk []byte, pending int64, limitErr error) FileResult {
+		localSize, err := c.appendLocal(log, loc, prev, chunk)
+		if err != nil {
+			return fail(errors.Join(limitErr, fmt.Errorf("%s: append to %s: %w", p, fr.Local, err)))
+		}
+		fr.Bytes, fr.Pending = int64(len(chunk)), pending
+		next.LocalSize = localSize
+		if next != prev {
+			if err := c.cfg.Offsets.Put(ctx, key, next); err != nil {
+				// The append stays in the local file, beyond the stored
+				// LocalSize: the next run cuts it off and copies it again.
+				return fail(errors.Join(limitErr, fmt.Errorf("%s: put offset: %w", p, err)))
+			}
+		}
+		fr.Err = limitErr
+		return fr
+	}
 
 	var chunk []byte // what to append
 	var start int64  // remote offset to read the current file from
@@ -342,49 +393,54 @@ func (c *Collector) collectFile(ctx, gctx context.Context, log *slog.Logger, cli
 		fr.Truncated = true
 	default:
 		fr.Rotated = true
-		if chunk, err = c.rotatedTail(client, p, prev); err != nil {
+		rot, overlap, tail, err := c.rotatedTail(client, p, prev)
+		if errors.Is(err, ErrOutputLimit) && len(tail) > 0 {
+			// Stopped within the rotated file: the offset stays on it (its
+			// identity is prev's), so the next collection finds the
+			// rotation again and continues there.
+			next := nextOffset(prev, prev.Identity, rot.size, prev.Bytes, overlap, tail, false)
+			return commit(next, tail, rot.size-next.Bytes+st.size, err)
+		}
+		if err != nil {
 			return fail(err)
 		}
+		chunk = tail
 	}
 	overlap, data, ok, err := c.readAt(client, p, start, st.size, prev.TailHash)
 	if err == nil && !ok { // same file, other content: truncated and grown again
 		fr.Truncated, start = true, 0
-		overlap, data, _, err = c.readAt(client, p, 0, st.size, "")
+		overlap, data, ok, err = c.readAt(client, p, 0, st.size, "")
 	}
-	if err != nil {
+	if err != nil && !ok {
 		return fail(err)
 	}
+	// err is nil, or an output limit with data read within it.
 	lines := completeLines(data, c.cfg.MaxReadBytes)
 	chunk = append(chunk, lines...)
+	next := nextOffset(prev, st.identity, st.size, start, overlap, lines, fr.Truncated)
+	return commit(next, chunk, st.size-next.Bytes, err)
+}
 
-	next := Offset{Identity: st.identity, Bytes: start + int64(len(lines)), Size: st.size}
+// nextOffset is the offset of the file identified by id, of the given size,
+// after copying lines read from start; overlap is what was re-read before
+// start.
+func nextOffset(prev Offset, id string, size, start int64, overlap, lines []byte, truncated bool) Offset {
+	next := Offset{Identity: id, Bytes: start + int64(len(lines)), Size: size}
 	switch {
 	case next.Bytes == 0:
-	case next.Bytes == prev.Bytes && next.Identity == prev.Identity && !fr.Truncated:
+	case next.Bytes == prev.Bytes && next.Identity == prev.Identity && !truncated:
 		next.TailHash = prev.TailHash
 	default:
 		next.TailHash = tailHash(lastBytes(overlap, lines, int(min(next.Bytes, tailLen))))
 	}
-	localSize, err := appendLocal(log, fr.Local, prev, chunk)
-	if err != nil {
-		return fail(fmt.Errorf("%s: append to %s: %w", p, fr.Local, err))
-	}
-	fr.Bytes = int64(len(chunk))
-	fr.Pending = st.size - next.Bytes
-	next.LocalSize = localSize
-	if next != prev {
-		if err := c.cfg.Offsets.Put(ctx, key, next); err != nil {
-			// The append stays in the local file, beyond the stored
-			// LocalSize: the next run cuts it off and copies it again.
-			return fail(fmt.Errorf("%s: put offset: %w", p, err))
-		}
-	}
-	return fr
+	return next
 }
 
 // readAt reads the remote file from start up to size (at most MaxReadBytes),
 // re-reading the min(start, tailLen) bytes before start first and checking
-// them against wantTail. ok is false if they differ.
+// them against wantTail. ok is false if they differ. With an
+// [ErrOutputLimit] error, ok and the data are those of what was read within
+// the limit.
 func (c *Collector) readAt(client *ssh.Client, p string, start, size int64, wantTail string) (overlap, data []byte, ok bool, err error) {
 	n := min(size-start, c.cfg.MaxReadBytes)
 	if n <= 0 {
@@ -392,35 +448,40 @@ func (c *Collector) readAt(client *ssh.Client, p string, start, size int64, want
 	}
 	k := min(start, tailLen)
 	out, err := remoteRead(client, p, start-k, k+n)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrOutputLimit) {
 		return nil, nil, false, err
 	}
 	if int64(len(out)) < k || (k > 0 && tailHash(out[:k]) != wantTail) {
-		return nil, nil, false, nil
+		return nil, nil, false, err
 	}
-	return out[:k], out[k:], true, nil
+	return out[:k], out[k:], true, err
 }
 
 // rotatedTail returns what was added to a rotated file after prev, if
 // path+RotatedSuffix is that file, newline-terminated since it will not grow
-// any more; nothing otherwise.
-func (c *Collector) rotatedTail(client *ssh.Client, p string, prev Offset) ([]byte, error) {
+// any more; nothing otherwise. It also returns what stat said of the rotated
+// file and the bytes re-read before prev.Bytes. With an [ErrOutputLimit]
+// error, tail is the complete lines read within the limit.
+func (c *Collector) rotatedTail(client *ssh.Client, p string, prev Offset) (rot remoteFile, overlap, tail []byte, err error) {
 	rp := p + c.cfg.RotatedSuffix
 	st, err := remoteStat(client, rp)
 	if err != nil {
-		return nil, err
+		return st, nil, nil, err
 	}
 	if st.absent || st.identity != prev.Identity || st.size < prev.Bytes {
-		return nil, nil
+		return st, nil, nil, nil
 	}
-	_, data, ok, err := c.readAt(client, rp, prev.Bytes, st.size, prev.TailHash)
-	if err != nil || !ok || len(data) == 0 {
-		return nil, err
+	overlap, data, ok, err := c.readAt(client, rp, prev.Bytes, st.size, prev.TailHash)
+	switch {
+	case !ok || len(data) == 0:
+		return st, nil, nil, err
+	case err != nil:
+		return st, overlap, completeLines(data, c.cfg.MaxReadBytes), err
 	}
 	if data[len(data)-1] != '\n' {
 		data = append(data, '\n')
 	}
-	return data, nil
+	return st, overlap, data, nil
 }
 
 // lastBytes returns the last n bytes of a followed by b.
@@ -450,18 +511,14 @@ func completeLines(data []byte, max int64) []byte {
 // appendLocal appends chunk to the local copy and syncs it, first cutting off
 // anything beyond prev.LocalSize: bytes appended by a run that did not live
 // to store its offset, which are about to be copied again. It returns the new
-// size of the local copy.
-func appendLocal(log *slog.Logger, name string, prev Offset, chunk []byte) (int64, error) {
-	var size int64
-	fi, err := os.Stat(name)
-	switch {
-	case err == nil:
-		size = fi.Size()
-	case errors.Is(err, os.ErrNotExist):
-	default:
+// size of the local copy. No symbolic link below the output directory is
+// followed, neither to look at the copy nor to write it (see [tree]).
+func (c *Collector) appendLocal(log *slog.Logger, loc localFile, prev Offset, chunk []byte) (int64, error) {
+	size, _, err := c.tree.stat(loc)
+	if err != nil {
 		return 0, err
 	}
-	existed := err == nil
+	name := loc.String()
 	base, cut := size, false
 	switch {
 	case prev.Identity != "" && size > prev.LocalSize:
@@ -478,10 +535,7 @@ func appendLocal(log *slog.Logger, name string, prev Offset, chunk []byte) (int6
 	if len(chunk) == 0 && !cut {
 		return base, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(name), dirPerm); err != nil {
-		return 0, err
-	}
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY, filePerm)
+	f, err := c.tree.open(loc)
 	if err != nil {
 		return 0, err
 	}
@@ -499,24 +553,8 @@ func appendLocal(log *slog.Logger, name string, prev Offset, chunk []byte) (int6
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && !existed {
-		err = syncDir(filepath.Dir(name))
-	}
 	if err != nil {
 		return 0, err
 	}
 	return base + int64(len(chunk)), nil
-}
-
-// syncDir makes a new directory entry durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

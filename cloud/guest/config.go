@@ -86,13 +86,16 @@ type CollectorConfig struct {
 	Concurrency int
 
 	// MaxReadBytes bounds what is read from one file in one collection;
-	// the rest is read next time. A line longer than this is split.
-	// Default 4 MiB.
+	// the rest is read next time. A line longer than this is split. A guest
+	// that sends more than it is asked for has its connection closed at once
+	// ([ErrOutputLimit]). Default 4 MiB.
 	MaxReadBytes int64
 
-	// OutputDir returns the directory of a customer's files; collected
-	// logs go under <OutputDir(customer)>/guests/. Typically
-	// (*logging.CustomerHandler).CustomerDir. If nil, LogDir is used.
+	// OutputDir returns the directory of a customer's files, one per
+	// customer; collected logs go under <OutputDir(customer)>/guests/.
+	// Typically (*logging.CustomerHandler).CustomerDir. Symbolic links are
+	// never followed from that directory down ([ErrSymlink]); its parent is
+	// used as it is. If nil, LogDir is used.
 	OutputDir func(customer string) (string, error)
 
 	// LogDir, used when OutputDir is nil, is the root log directory:
@@ -102,9 +105,9 @@ type CollectorConfig struct {
 	// Port is the SSH port of guests whose Address has none. Default 22.
 	Port int
 
-	// Logger receives a line per guest, with a "customer" attribute so a
-	// logging.CustomerHandler also files it under the customer. Default
-	// slog.Default().
+	// Logger receives a line per guest and collection, with "customer" and
+	// "account" attributes so a logging.CustomerHandler also files it under
+	// the customer. Default slog.Default().
 	Logger *slog.Logger
 }
 

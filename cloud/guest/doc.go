@@ -19,6 +19,32 @@
 // option to skip the check. Logins come from [Credentials], which key
 // management implements. Guests are not trusted: their output is bounded and
 // parsed strictly, and their error text is quoted before it reaches an error.
+// A guest that sends more than it was asked for (ignoring head -c), or more
+// than [MaxStderrBytes] on standard error, has its connection closed the
+// moment it does: it gives up its collection slot at once instead of holding
+// it until Timeout, the complete lines it sent within the limit are kept (the
+// offset advances over them only), its other files wait for the next
+// collection, and its error matches [ErrOutputLimit] and names the limit.
+//
+// The local tree is not trusted either. Below the directory that holds
+// OutputDir(customer) (the operator's, which may be a symbolic link) no
+// symbolic link is ever followed: not the customer's directory, not
+// guests/<account>/<server>, not the log file. On Linux each element is
+// opened relative to the one before with O_NOFOLLOW (openat), so even a link
+// swapped in between a check and a write fails the write instead of
+// redirecting it; elsewhere each element is checked with Lstat first. A link
+// fails that file with an error matching [ErrSymlink] that names the link,
+// and nothing is written. Account and server ids pass through
+// logging.SafeName and file names are checked to be single plain names, so no
+// id can climb out of the tree.
+//
+// # Logs
+//
+// Every record about a guest carries "customer" and "account" attributes (and
+// "server" and "address"), so a logging.CustomerHandler also files it in the
+// customer's own log. A collection logs one line per guest: INFO when it
+// succeeded, WARN with the error when it failed, however many of its files
+// failed, and INFO when it was canceled (a shutdown is not a failure).
 //
 // # What runs on a guest
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -36,35 +37,86 @@ type remoteFile struct {
 	size     int64
 }
 
-// errOutputTooLong is returned when a guest sends more than was asked for.
-var errOutputTooLong = errors.New("guest sent more output than requested")
+// MaxStderrBytes is the most a guest command may write to its standard
+// error; only an excerpt of it ever reaches an error.
+const MaxStderrBytes = 4 << 10
 
-// capped collects at most limit bytes and fails beyond: guests are not
-// trusted to honour head -c.
-type capped struct {
+// ErrOutputLimit is matched (errors.Is) by the error of a guest that sent
+// more than a command may: more log data than it was asked for (it ignored
+// head -c), more than a stat prints, or more than [MaxStderrBytes] on
+// standard error. The collector closes the guest's connection at once, so
+// the guest holds its collection slot no longer; the complete lines read
+// within the limit are kept, and the guest's other files wait for the next
+// collection.
+var ErrOutputLimit = errors.New("guest: output limit exceeded")
+
+// outputLimitError says which limit a guest exceeded.
+type outputLimitError struct {
+	limit int
+	what  string // a format for limit, e.g. "the %d bytes of log data asked for"
+}
+
+func (e *outputLimitError) Error() string {
+	return "guest sent more than " + fmt.Sprintf(e.what, e.limit) + "; closed the connection"
+}
+
+func (e *outputLimitError) Is(target error) bool { return target == ErrOutputLimit }
+
+// limited keeps at most limit bytes. At the first byte beyond it, it calls
+// over, which closes the connection, and fails: guests are not trusted to
+// honour head -c, or to stop writing to stderr.
+type limited struct {
 	buf   bytes.Buffer
 	limit int
+	over  func()
 }
 
-func (c *capped) Write(p []byte) (int, error) {
-	if c.buf.Len()+len(p) > c.limit {
-		return 0, errOutputTooLong
+func (w *limited) Write(p []byte) (int, error) {
+	if room := w.limit - w.buf.Len(); len(p) > room {
+		w.buf.Write(p[:room])
+		w.over()
+		return room, errOverLimit
 	}
-	return c.buf.Write(p)
+	return w.buf.Write(p)
 }
+
+var errOverLimit = errors.New("output limit exceeded")
 
 // run runs one command in a new session and returns its standard output,
 // failing on a non-zero exit with (a quoted excerpt of) its standard error.
-func run(client *ssh.Client, cmd string, maxOut int) ([]byte, error) {
+// Standard output beyond maxOut bytes (what describes them, a format for
+// maxOut), or standard error beyond MaxStderrBytes, closes the client's
+// connection at once and fails with an [ErrOutputLimit] error; the output
+// read within the limit is returned with it.
+func run(client *ssh.Client, cmd string, maxOut int, what string) ([]byte, error) {
 	s, err := client.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	defer s.Close()
-	stdout := &capped{limit: maxOut}
-	stderr := &capped{limit: 512}
+	var once sync.Once
+	var limitErr error // set once, by the first stream over its limit
+	exceed := func(e *outputLimitError) func() {
+		return func() {
+			once.Do(func() {
+				limitErr = e
+				// Closing the session alone would leave Wait waiting for
+				// an exit status that such a guest may never send.
+				_ = client.Close()
+			})
+		}
+	}
+	stdout := &limited{limit: maxOut}
+	stdout.over = exceed(&outputLimitError{limit: maxOut, what: what})
+	stderr := &limited{limit: MaxStderrBytes}
+	stderr.over = exceed(&outputLimitError{limit: MaxStderrBytes, what: "%d bytes on standard error"})
 	s.Stdout, s.Stderr = stdout, stderr
-	if err := s.Run(cmd); err != nil {
+	err = s.Run(cmd)
+	// Run has waited for both copies: the buffers and limitErr are settled.
+	if limitErr != nil {
+		return stdout.buf.Bytes(), limitErr
+	}
+	if err != nil {
 		var exit *ssh.ExitError
 		if errors.As(err, &exit) {
 			msg := stderr.buf.String()
@@ -79,7 +131,7 @@ func run(client *ssh.Client, cmd string, maxOut int) ([]byte, error) {
 }
 
 func remoteStat(client *ssh.Client, p string) (remoteFile, error) {
-	out, err := run(client, statCommand(p), 128)
+	out, err := run(client, statCommand(p), 128, "the %d bytes of a stat")
 	if err != nil {
 		return remoteFile{}, fmt.Errorf("stat %s: %w", p, err)
 	}
@@ -108,14 +160,15 @@ func digits(s string) bool {
 	return true
 }
 
-// remoteRead returns up to n bytes of p from offset.
+// remoteRead returns up to n bytes of p from offset. With an
+// [ErrOutputLimit] error it also returns what was read within the limit.
 func remoteRead(client *ssh.Client, p string, offset, n int64) ([]byte, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	out, err := run(client, readCommand(p, offset, n), int(n))
+	out, err := run(client, readCommand(p, offset, n), int(n), "the %d bytes of log data asked for")
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return out, fmt.Errorf("read %s: %w", p, err)
 	}
 	return out, nil
 }

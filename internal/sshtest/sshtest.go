@@ -2,6 +2,7 @@
 // log collector. Its sessions execute the two commands the collector sends
 // (a stat and a ranged read) over real files under a temporary directory that
 // stands for the guest's "/"; anything else fails like an unknown command.
+// [Server.Flood] makes reads misbehave as a hostile guest would.
 package sshtest
 
 import (
@@ -42,6 +43,7 @@ type Server struct {
 	mu       sync.Mutex
 	remotes  []netip.Addr
 	commands []string
+	floods   map[string]Flood // by remote path
 
 	inflight, maxInflight atomic.Int32
 }
@@ -75,6 +77,52 @@ func New(t testing.TB, clientKey ssh.PublicKey, delay time.Duration) *Server {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s
+}
+
+// Flood is how a misbehaving guest answers reads of a file; see
+// [Server.Flood].
+type Flood int
+
+const (
+	// NoFlood answers reads as asked.
+	NoFlood Flood = iota
+	// FloodStdout ignores head -c: it sends the file from the asked offset
+	// to its end, then lines of junk without end; it never exits.
+	FloodStdout
+	// FloodStderr sends the bytes asked for, then writes to standard error
+	// without end; it never exits.
+	FloodStderr
+)
+
+// floodLine is what floods are made of.
+const floodLine = "flood flood flood flood flood flood flood flood flood flood flood\n"
+
+// Flood makes reads of the remote file misbehave as f says, until the
+// client goes away; NoFlood restores them. Stats are always answered.
+func (s *Server) Flood(remote string, f Flood) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.floods == nil {
+		s.floods = make(map[string]Flood)
+	}
+	s.floods[remote] = f
+}
+
+func (s *Server) flood(remote string) Flood {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.floods[remote]
+}
+
+// flood writes to w until it fails: when the client closes the channel or
+// the connection.
+func flood(w io.Writer) {
+	block := []byte(strings.Repeat(floodLine, 32<<10/len(floodLine)))
+	for {
+		if _, err := w.Write(block); err != nil {
+			return
+		}
+	}
 }
 
 var (
@@ -126,7 +174,8 @@ func (s *Server) exec(sess gliderssh.Session, cmd string) int {
 	if m := readRe.FindStringSubmatch(cmd); m != nil {
 		from, _ := strconv.ParseInt(m[1], 10, 64)
 		n, _ := strconv.ParseInt(m[3], 10, 64)
-		f, err := os.Open(s.Path(unquote(m[2])))
+		remote := unquote(m[2])
+		f, err := os.Open(s.Path(remote))
 		if err != nil {
 			fmt.Fprintf(sess.Stderr(), "tail: %v\n", err)
 			return 0 // the pipeline's status is head's
@@ -135,7 +184,16 @@ func (s *Server) exec(sess gliderssh.Session, cmd string) int {
 		if _, err := f.Seek(from-1, io.SeekStart); err != nil {
 			return fail("tail: %v", err)
 		}
-		_, _ = io.CopyN(sess, f, n)
+		switch s.flood(remote) {
+		case FloodStdout:
+			_, _ = io.Copy(sess, f)
+			flood(sess)
+		case FloodStderr:
+			_, _ = io.CopyN(sess, f, n)
+			flood(sess.Stderr())
+		default:
+			_, _ = io.CopyN(sess, f, n)
+		}
 		return 0
 	}
 	return fail("sh: unsupported command: %q", cmd)

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package guest
+
+var defaultTree tree = lstatTree{}
