@@ -249,7 +249,7 @@ type pollReport struct {
 // report hands an outcome to the schedule: directly when this process holds
 // it, else as a poll.report action on the schedule queue.
 func (w *Worker) report(ctx context.Context, d poller.Dispatch, o poller.Outcome) error {
-	if o.Err != nil {
+	if o.Err != nil && ctx.Err() == nil && !errors.Is(o.Err, context.Canceled) { // not at shutdown
 		w.logTarget(d.Target).Warn("poll failed", "target", d.Target.String(), "throttled", o.Throttled, "retry_after", o.RetryAfter, "err", o.Err)
 	}
 	if w.sched != nil {
