@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
@@ -58,6 +59,9 @@ type Config struct {
 	DeferredInterval time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Middleware is extra Watermill middleware run around each attempt of a
+	// handler, built-in handlers included (see SubscriberConfig.Middleware).
+	Middleware []message.HandlerMiddleware
 
 	// Cloud is the provider the built-in handlers use: server.launch (which is
 	// registered only when Cloud is set) and job.check. Pollers bring their own.

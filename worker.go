@@ -108,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			MaxPayloadBytes: cfg.MaxPayloadBytes,
 			DrainTimeout:    drainTimeout(cfg.ShutdownTimeout),
 			Logger:          cfg.Logger,
+			Middleware:      cfg.Middleware,
 			Delay:           delayer,
 			Now:             w.now,
 		})
