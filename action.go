@@ -121,7 +121,10 @@ func (a Action) validateFields() error {
 		{"Resource", a.Resource}, {"Key", a.Key}, {"CorrelationID", a.CorrelationID},
 	} {
 		if len(f.v) > maxFieldLen {
-			return &ValidationError{Field: f.name, Value: shorten(f.v), Reason: fmt.Sprintf("is %d bytes, longer than %d", len(f.v), maxFieldLen)}
+			return &ValidationError{Field: f.name, Value: shortenHeader(f.v), Reason: fmt.Sprintf("is %d bytes, longer than %d", len(f.v), maxFieldLen)}
+		}
+		if !utf8.ValidString(f.v) {
+			return &ValidationError{Field: f.name, Value: shortenHeader(f.v), Reason: "is not valid UTF-8"}
 		}
 	}
 	return nil
