@@ -41,17 +41,51 @@
 //
 // Delivery is at least once. A message is acknowledged only after its handler
 // returned nil, or after the action was durably written to the deferred or
-// poison store; a crash before that redelivers it. Handlers must therefore be
-// idempotent, keyed by [Action.Key].
+// poison store (or handed to the transport to hold); a crash before that
+// redelivers it. Handlers must therefore be idempotent, keyed by
+// [Action.Key].
 //
-// A failed attempt is retried with exponential backoff and jitter
-// ([RetryPolicy]). Waits up to RetryPolicy.InlineMax happen in place; longer
-// waits park the action in the deferred store and free the handler slot, and
-// the worker republishes it when due. After MaxAttempts, or at once for an
-// error wrapped with [Permanent], a panic, a message that does not decode, or
-// an unknown type, the action goes to the poison store with the reason. List
-// poisoned actions with [Worker.Poisoned] and send them again with
-// [Worker.Replay] or [Worker.ReplayAll].
+// A failed attempt is retried with capped exponential backoff and jitter
+// ([RetryPolicy]) for a time budget: by default a day from the action's
+// first failure (about 35 attempts, the longest wait an hour), so a database
+// restart, a broker failover or an hour of cloud throttling poisons nothing.
+// Waits up to RetryPolicy.InlineMax happen in place; longer waits park the
+// action in the deferred store and free the handler slot, and the worker
+// republishes it when due. When the deferred store is unreachable (the
+// database is down), the transport holds the action for the wait instead
+// (RabbitMQ: a wait queue per delay that dead-letters back to the work
+// queue), so an outage never becomes a tight redelivery loop.
+//
+// Handlers steer this with control errors: [Permanent] skips the retries,
+// [Snooze] asks to be tried again after a wait that is not counted as a
+// failure (the built-in server.launch snoozes while another attempt's launch
+// may still appear), and a returned *cloud.ThrottledError is retried no
+// sooner than its RetryAfter.
+//
+// An action goes to the poison store, with the reason, when the budget is
+// spent (or RetryPolicy.MaxAttempts, if set), at once for a [Permanent]
+// error, a panic, a message that does not decode, or an unknown type. The
+// poison store keeps a bounded, valid UTF-8 form of whatever it is given (a
+// body too large for the database is kept truncated, with its size and
+// hash), so poisoning only fails when the database is unreachable: then the
+// action waits on the transport and is poisoned when it comes back. As a
+// last resort it is rejected for the transport to dead-letter (RabbitMQ: the
+// poison queue); it is never requeued forever. List poisoned actions with
+// [Worker.Poisoned] and send them again with [Worker.Replay] or
+// [Worker.ReplayAll].
+//
+// A message is refused (poisoned with the reason) when its body is not valid
+// UTF-8 or escapes a lone UTF-16 surrogate (encoding/json would silently
+// replace them with U+FFFD), and when a header the worker owns (the Meta…
+// keys) has a value that does not parse or disagrees with the body. Any other
+// header — a foreign client's, RabbitMQ's own x-death — is left alone.
+//
+// Background duties (the outbox relay, the parked-retry pump, the history
+// copy to the analytics database, the job sync) run independently, each
+// bounded by its own timeout: a hung analytics database stalls only the
+// history copy, and the stalled duty is named in a warning. A failure is
+// logged once when it starts, then once a minute with a count, then when it
+// recovers. Config.ShutdownTimeout bounds the whole shutdown.
 //
 // # Wire format
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/persist"
@@ -125,4 +126,41 @@ func ExampleAction_Validate() {
 	// Output:
 	// worker: invalid action: Type "Server Launch" must be 1-128 bytes of a-z 0-9 . _ - starting with a letter or digit
 	// true
+}
+
+// A handler that cannot proceed yet snoozes: the action comes back after the
+// wait with the same Attempt, and no retry budget is spent. A returned
+// *cloud.ThrottledError is retried no sooner than its RetryAfter.
+func ExampleSnooze() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := worker.New(ctx, worker.Config{
+		Store:  persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}},
+		Logger: quiet,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ready := false
+	done := make(chan struct{})
+	_ = w.HandleFunc("volume.attach", func(ctx context.Context, a worker.Action) error {
+		if !ready {
+			fmt.Println("volume still creating; attempt", a.Attempt)
+			ready = true
+			return worker.Snooze(10 * time.Millisecond)
+		}
+		fmt.Println("attached; attempt", a.Attempt)
+		close(done)
+		return nil
+	})
+	stopped := make(chan error)
+	go func() { stopped <- w.Run(ctx) }()
+	_ = w.Publish(ctx, worker.Action{Type: "volume.attach"})
+	<-done
+	cancel()
+	<-stopped
+	// Output:
+	// volume still creating; attempt 1
+	// attached; attempt 1
 }
