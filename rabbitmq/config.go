@@ -26,8 +26,12 @@ var (
 // MaxPrefetch is the largest prefetch count AMQP can express (16 bits).
 const MaxPrefetch = 65535
 
-// MetadataMalformed is set on a message whose delivery could not be read
-// completely; its value is the reason.
+// MetadataMalformed used to be set on a message whose delivery had a header
+// that was not a string.
+//
+// Deprecated: it is no longer set. Every header value is converted to a
+// string (see [HeaderString]), so every delivery becomes a message; checking
+// the headers a consumer owns is the consumer's job.
 const MetadataMalformed = "worker_malformed"
 
 // Config configures a [Publisher] or a [Subscriber]. Zero fields take the stated defaults.

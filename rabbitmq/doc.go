@@ -33,10 +33,10 @@
 // that many messages are in hand at once, and each is acked or nacked on the
 // broker as soon as its own verdict comes, in any order (AMQP acks by
 // delivery tag). Several subscriptions to the same queue compete, as
-// consumers of a RabbitMQ queue do. A delivery that cannot be turned into a
-// message (a header that is not a string) is not requeued forever: it is
-// handed out with metadata [MetadataMalformed] carrying the reason, so the
-// consumer can poison it. After a connection loss subscriptions re-establish
+// consumers of a RabbitMQ queue do. Every delivery becomes a message: header
+// values that are not strings (from other clients, RabbitMQ's own x-death
+// after dead-lettering, a shovel's headers) are converted to strings as
+// [HeaderString] documents. After a connection loss subscriptions re-establish
 // themselves; deliveries in flight at that moment are redelivered by the
 // broker. Their verdicts, when they come, go to the dead channel they came on
 // and are dropped there; they are never sent on the new channel, where their
@@ -45,7 +45,7 @@
 // # Wire
 //
 // The message UUID travels as the AMQP message id, the metadata as string
-// headers. Config.Headers leaves out of the headers what the body carries
+// headers; headers of other types are read as [HeaderString] writes them. Config.Headers leaves out of the headers what the body carries
 // anyway: every header costs the broker work on every message. A UUID that
 // cannot be the message id (longer than 255 bytes, or the same as that of
 // another message awaiting its confirm on the channel, which would confuse

@@ -134,29 +134,6 @@ func TestRabbitMQUnroutable(t *testing.T) {
 	require.Contains(t, err.Error(), "NO_ROUTE")
 }
 
-func TestRabbitMQMalformedHeaders(t *testing.T) {
-	t.Parallel()
-	cfg := testConfig(t)
-	_, sub := newPair(t, cfg)
-	q := queue(t, cfg.URL)
-	require.NoError(t, sub.SubscribeInitialize(q))
-	conn, err := amqp.Dial(cfg.URL)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	require.NoError(t, ch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{
-		MessageId: "m-1", Body: []byte("x"), Headers: amqp.Table{"n": int32(3), "ok": "yes"},
-	}))
-	msgs, err := sub.Subscribe(context.Background(), q)
-	require.NoError(t, err)
-	m := <-msgs
-	require.Equal(t, "m-1", m.UUID)
-	require.Equal(t, "yes", m.Metadata.Get("ok"))
-	require.Contains(t, m.Metadata.Get(MetadataMalformed), "n (int32)")
-	m.Ack()
-}
-
 // TestRabbitMQOneInHandPerSubscription: the next message waits for the
 // previous one's ack, and a nack requeues.
 func TestRabbitMQNackRequeues(t *testing.T) {

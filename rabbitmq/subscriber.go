@@ -246,11 +246,16 @@ func (s *Subscriber) settle(a *acker, tag uint64, msg *message.Message, cancel c
 	hand.wg.Done()
 }
 
-// toMessage turns a delivery into a message. A delivery with headers that are
-// not strings is marked malformed instead of failing, so that it can be
-// poisoned rather than requeued forever.
+// toMessage turns a delivery into a message: the UUID from UUIDHeader or
+// else the AMQP message id (a new UUID when there is neither), every other
+// header as metadata, converted to a string by [HeaderString]. Headers from
+// other clients and from the broker (x-death, a shovel's) are metadata like
+// any other; no header makes a delivery unreadable.
 func toMessage(d amqp.Delivery) *message.Message {
-	id, _ := d.Headers[UUIDHeader].(string)
+	var id string
+	if v, ok := d.Headers[UUIDHeader]; ok {
+		id = HeaderString(v)
+	}
 	if id == "" {
 		id = d.MessageId
 	}
@@ -258,19 +263,10 @@ func toMessage(d amqp.Delivery) *message.Message {
 		id = watermill.NewUUID()
 	}
 	msg := message.NewMessage(id, d.Body)
-	var bad []string
 	for k, v := range d.Headers {
-		if k == UUIDHeader {
-			continue
+		if k != UUIDHeader {
+			msg.Metadata[k] = HeaderString(v)
 		}
-		if sv, ok := v.(string); ok {
-			msg.Metadata[k] = sv
-		} else {
-			bad = append(bad, fmt.Sprintf("%s (%T)", k, v))
-		}
-	}
-	if len(bad) > 0 {
-		msg.Metadata[MetadataMalformed] = fmt.Sprintf("delivery headers are not strings: %v", bad)
 	}
 	return msg
 }
