@@ -89,24 +89,25 @@ func (d *declarer) chain(chs *channels, name string, seen map[string]bool) error
 	if err != nil {
 		return err
 	}
-	_, err = ch.QueueDeclare(name, true, false, false, false, args)
-	if err == nil {
+	_, refused := ch.QueueDeclare(name, true, false, false, false, args)
+	if refused == nil {
 		d.mu.Lock()
 		d.dlx[name] = dl != ""
 		d.mu.Unlock()
 		return nil
 	}
 	chs.dead()
-	if !isPreconditionFailed(err) {
-		return fmt.Errorf("rabbitmq: declare queue %s: %w", name, err)
+	if !isPreconditionFailed(refused) {
+		return fmt.Errorf("rabbitmq: declare queue %s: %w", name, refused)
 	}
 	// The queue exists with other arguments. Use it as it is.
-	if ch, err = chs.get(); err != nil {
+	ch, err = chs.get()
+	if err != nil {
 		return err
 	}
-	if _, perr := ch.QueueDeclarePassive(name, true, false, false, false, nil); perr != nil {
+	if _, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err != nil {
 		chs.dead()
-		return fmt.Errorf("rabbitmq: declare queue %s: %v; then declaring it passively: %w", name, err, perr)
+		return fmt.Errorf("rabbitmq: declare queue %s: %v; then declaring it passively: %w", name, refused, err)
 	}
 	d.mu.Lock()
 	d.dlx[name] = false
@@ -114,7 +115,7 @@ func (d *declarer) chain(chs *channels, name string, seen map[string]bool) error
 	d.warned[name] = true
 	d.mu.Unlock()
 	if first {
-		d.logConflict(name, dl, err)
+		d.logConflict(name, dl, refused)
 	}
 	return nil
 }
