@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,12 @@ func TestDelayBuckets(t *testing.T) {
 		}
 	}
 	require.Equal(t, "orders.wait.45s", waitQueue("orders", bucketFor(50*time.Second)))
-	_, _, err := waitQueueFor(strings.Repeat("q", 250), time.Second)
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	for _, b := range delayBuckets {
+		require.Contains(t, string(doc), waitQueue("<topic>", b), "doc.go lists every wait queue")
+	}
+	_, _, err = waitQueueFor(strings.Repeat("q", 250), time.Second)
 	require.ErrorContains(t, err, "AMQP allows 255")
 }
 
