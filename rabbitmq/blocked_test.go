@@ -1,7 +1,10 @@
 package rabbitmq
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +145,27 @@ func TestConnBlockedState(t *testing.T) {
 	require.Len(t, ended, 1)
 	require.Equal(t, "connection closed", ended[0].attrs["ended_by"])
 	require.NotContains(t, ended[0].attrs["broker"], ":p@")
+}
+
+// TestPublishTimeoutExplainsBlock: a Publish that ran out of time for any
+// reason (here: waiting for confirms, the block having come after the
+// messages were written) says that the broker is blocking, if it is; one
+// that failed in time, or while not blocked, is left as it is.
+func TestPublishTimeoutExplainsBlock(t *testing.T) {
+	t.Parallel()
+	c := newConn(Config{URL: "amqp://u:p@h/", Logger: quiet()}, "publisher")
+	p := &Publisher{conn: c}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	timedOut := fmt.Errorf("%w: no confirm for message m to q within 30s", ErrNotConfirmed)
+
+	require.NotErrorIs(t, p.explain(expired, timedOut), ErrBlocked, "not blocked")
+	c.blocked(0, "low on memory")
+	err := p.explain(expired, timedOut)
+	require.ErrorIs(t, err, ErrBlocked)
+	require.ErrorIs(t, err, ErrNotConfirmed)
+	require.Contains(t, err.Error(), "no confirm for message m to q within 30s: rabbitmq: broker is blocking publishers since ")
+	require.Contains(t, err.Error(), "low on memory")
+	require.NotErrorIs(t, p.explain(context.Background(), ErrUnroutable), ErrBlocked, "in time: not about the block")
+	require.Equal(t, 1, strings.Count(p.explain(expired, err).Error(), "blocking publishers"), "said once")
 }
