@@ -118,12 +118,12 @@ func TestConfigNeverShowsPassword(t *testing.T) {
 		"NestedInSlice": []Config{bare, full},
 	}
 	formatters := map[string]func(v any) string{
-		"%v":  func(v any) string { return fmt.Sprintf("%v", v) },
-		"%+v": func(v any) string { return fmt.Sprintf("%+v", v) },
-		"%#v": func(v any) string { return fmt.Sprintf("%#v", v) },
-		"%s":  func(v any) string { return fmt.Sprintf("%s", v) },
-		"%q":  func(v any) string { return fmt.Sprintf("%q", v) },
-		"%d":  func(v any) string { return fmt.Sprintf("%d", v) },
+		"%v":     func(v any) string { return fmt.Sprintf("%v", v) },
+		"%+v":    func(v any) string { return fmt.Sprintf("%+v", v) },
+		"%#v":    func(v any) string { return fmt.Sprintf("%#v", v) },
+		"%s":     func(v any) string { return fmt.Sprintf("%s", v) },
+		"%q":     func(v any) string { return fmt.Sprintf("%q", v) },
+		"%d":     func(v any) string { return fmt.Sprintf("%d", v) },
 		"Sprint": func(v any) string { return fmt.Sprint(v) },
 		"json": func(v any) string {
 			b, err := json.Marshal(v)

@@ -184,4 +184,3 @@ func deleteQueues(t *testing.T, amqpURL string, qs ...string) {
 		}
 	}
 }
-
