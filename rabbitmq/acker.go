@@ -34,8 +34,9 @@ type inHandTag struct {
 }
 
 type verdict struct {
-	tag uint64
-	ack bool
+	tag    uint64
+	ack    bool
+	reject bool // a nack without requeue, for the broker to dead-letter
 }
 
 func newAcker(ch acknowledger) *acker { return &acker{ch: ch} }
@@ -52,9 +53,14 @@ func (a *acker) handOut(tag uint64) {
 // When it returns the verdict has been written to the channel, or is being
 // written, together with its own, by a goroutine that has yet to return from
 // settle.
-func (a *acker) settle(tag uint64, ack bool) {
+func (a *acker) settle(tag uint64, ack bool) { a.add(verdict{tag: tag, ack: ack}) }
+
+// reject is settle for a nack without requeue.
+func (a *acker) reject(tag uint64) { a.add(verdict{tag: tag, reject: true}) }
+
+func (a *acker) add(v verdict) {
 	a.mu.Lock()
-	a.pending = append(a.pending, verdict{tag, ack})
+	a.pending = append(a.pending, v)
 	if a.writing {
 		a.mu.Unlock()
 		return
@@ -72,7 +78,8 @@ func (a *acker) settle(tag uint64, ack bool) {
 // write sends one batch of verdicts. a.mu is held on entry and on return,
 // not while frames are written.
 func (a *acker) write(batch []verdict) {
-	var nacks, acks []uint64
+	var nacks []verdict
+	var acks []uint64
 	for _, v := range batch {
 		i := a.find(v.tag)
 		if i < 0 {
@@ -82,7 +89,7 @@ func (a *acker) write(batch []verdict) {
 			a.hand[i].acked = true
 		} else {
 			a.hand[i].settled = true
-			nacks = append(nacks, v.tag)
+			nacks = append(nacks, v)
 		}
 	}
 	// The run from the oldest delivery in hand whose verdicts are all in.
@@ -106,8 +113,8 @@ func (a *acker) write(batch []verdict) {
 	}
 
 	a.mu.Unlock()
-	for _, t := range nacks {
-		_ = a.ch.Nack(t, false, true)
+	for _, v := range nacks {
+		_ = a.ch.Nack(v.tag, false, !v.reject)
 	}
 	if upTo > 0 {
 		_ = a.ch.Ack(upTo, true)

@@ -18,13 +18,16 @@ type fakeBroker struct {
 	mu       sync.Mutex
 	unacked  map[uint64]bool
 	verdicts map[uint64]bool // what the consumer decided, recorded before settle
+	rejects  map[uint64]bool // nacks decided without requeue
 	acked    map[uint64]bool
 	nacked   map[uint64]bool
+	rejected map[uint64]bool
 	frames   []string
 }
 
 func newFakeBroker(t *testing.T, n int) *fakeBroker {
-	b := &fakeBroker{t: t, unacked: map[uint64]bool{}, verdicts: map[uint64]bool{}, acked: map[uint64]bool{}, nacked: map[uint64]bool{}}
+	b := &fakeBroker{t: t, unacked: map[uint64]bool{}, verdicts: map[uint64]bool{}, rejects: map[uint64]bool{},
+		acked: map[uint64]bool{}, nacked: map[uint64]bool{}, rejected: map[uint64]bool{}}
 	for tag := uint64(1); tag <= uint64(n); tag++ {
 		b.unacked[tag] = true
 	}
@@ -34,6 +37,13 @@ func newFakeBroker(t *testing.T, n int) *fakeBroker {
 func (b *fakeBroker) decide(tag uint64, ack bool) {
 	b.mu.Lock()
 	b.verdicts[tag] = ack
+	b.mu.Unlock()
+}
+
+func (b *fakeBroker) decideReject(tag uint64) {
+	b.mu.Lock()
+	b.verdicts[tag] = false
+	b.rejects[tag] = true
 	b.mu.Unlock()
 }
 
@@ -59,9 +69,9 @@ func (b *fakeBroker) Ack(tag uint64, multiple bool) error {
 func (b *fakeBroker) Nack(tag uint64, multiple bool, requeue bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.frames = append(b.frames, fmt.Sprintf("nack %d", tag))
-	if multiple || !requeue {
-		b.t.Errorf("nack %d multiple=%v requeue=%v", tag, multiple, requeue)
+	b.frames = append(b.frames, fmt.Sprintf("nack %d requeue=%v", tag, requeue))
+	if multiple || requeue == b.rejects[tag] {
+		b.t.Errorf("nack %d multiple=%v requeue=%v, decided reject=%v", tag, multiple, requeue, b.rejects[tag])
 	}
 	if !b.unacked[tag] {
 		b.t.Errorf("nack of unknown or settled tag %d: PRECONDITION_FAILED", tag)
@@ -70,7 +80,11 @@ func (b *fakeBroker) Nack(tag uint64, multiple bool, requeue bool) error {
 		b.t.Errorf("tag %d nacked but its verdict is ack=%v (decided: %v)", tag, ack, ok)
 	}
 	delete(b.unacked, tag)
-	b.nacked[tag] = true
+	if requeue {
+		b.nacked[tag] = true
+	} else {
+		b.rejected[tag] = true
+	}
 	return nil
 }
 
@@ -119,7 +133,7 @@ func TestAckerNeverHoldsAnAckBack(t *testing.T) {
 	settle(2, false)
 	settle(1, true)
 	settle(4, true)
-	require.Equal(t, []string{"ack 3 false", "nack 2", "ack 1 true", "ack 4 true"}, b.frames)
+	require.Equal(t, []string{"ack 3 false", "nack 2 requeue=true", "ack 1 true", "ack 4 true"}, b.frames)
 	require.Equal(t, map[uint64]bool{1: true, 3: true, 4: true}, b.acked)
 	require.Equal(t, map[uint64]bool{2: true}, b.nacked)
 }
@@ -153,4 +167,25 @@ func TestAckerConcurrentVerdicts(t *testing.T) {
 		require.Equal(t, ack, b.acked[tag], "tag %d", tag)
 	}
 	t.Logf("%d deliveries settled with %d frames", n, len(b.frames))
+}
+
+// TestAckerReject: a reject is a nack without requeue, sent on its own like
+// any nack, and it does not stop later acks from coalescing over it.
+func TestAckerReject(t *testing.T) {
+	t.Parallel()
+	b := newFakeBroker(t, 3)
+	a := newAcker(b)
+	for tag := uint64(1); tag <= 3; tag++ {
+		a.handOut(tag)
+	}
+	b.decideReject(2)
+	a.reject(2)
+	b.decide(1, true)
+	a.settle(1, true)
+	b.decide(3, true)
+	a.settle(3, true)
+	require.Equal(t, []string{"nack 2 requeue=false", "ack 1 true", "ack 3 true"}, b.frames)
+	require.Equal(t, map[uint64]bool{2: true}, b.rejected)
+	require.Empty(t, b.nacked)
+	require.Empty(t, b.unacked)
 }

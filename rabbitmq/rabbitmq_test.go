@@ -43,41 +43,6 @@ func queue(t *testing.T, url string) string {
 	return q
 }
 
-func TestConfigValidate(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		cfg  Config
-		text string
-	}{
-		{"NoURL", Config{}, "URL is required"},
-		{"BadScheme", Config{URL: "http://u:hunter2@h/"}, "want amqp://"},
-		{"BadPrefetch", Config{URL: "amqp://h/", Prefetch: -1}, "Prefetch"},
-		{"PrefetchOver16Bits", Config{URL: "amqp://h/", Prefetch: 65536}, "Prefetch is 65536, must be 1-65535"},
-		{"BadMaxInFlight", Config{URL: "amqp://h/", MaxInFlight: -1}, "MaxInFlight"},
-		{"BadReconnect", Config{URL: "amqp://h/", ReconnectInitial: time.Second, ReconnectMax: time.Millisecond}, "ReconnectInitial"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			err := tt.cfg.Validate()
-			require.ErrorIs(t, err, ErrInvalidConfig)
-			require.Contains(t, err.Error(), tt.text)
-			require.NotContains(t, err.Error(), "hunter2")
-		})
-	}
-}
-
-func TestUnreachable(t *testing.T) {
-	t.Parallel()
-	_, err := NewPublisher(context.Background(), Config{URL: "amqp://app:s3cretpw@127.0.0.1:1/", Logger: quiet()})
-	require.ErrorIs(t, err, ErrNotConnected)
-	require.Contains(t, err.Error(), "127.0.0.1:1")
-	require.NotContains(t, err.Error(), "s3cretpw")
-	_, err = NewSubscriber(context.Background(), Config{URL: "amqp://app:s3cretpw@127.0.0.1:1/", Logger: quiet()})
-	require.ErrorIs(t, err, ErrNotConnected)
-}
-
 // TestRabbitMQConfirmedConcurrentPublish: many goroutines share the
 // publisher; every message of every nil Publish is consumed.
 func TestRabbitMQConfirmedConcurrentPublish(t *testing.T) {
@@ -132,29 +97,6 @@ func TestRabbitMQUnroutable(t *testing.T) {
 	err = pub.Publish(q, message.NewMessage("b", []byte("x")))
 	require.ErrorIs(t, err, ErrUnroutable)
 	require.Contains(t, err.Error(), "NO_ROUTE")
-}
-
-func TestRabbitMQMalformedHeaders(t *testing.T) {
-	t.Parallel()
-	cfg := testConfig(t)
-	_, sub := newPair(t, cfg)
-	q := queue(t, cfg.URL)
-	require.NoError(t, sub.SubscribeInitialize(q))
-	conn, err := amqp.Dial(cfg.URL)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	require.NoError(t, ch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{
-		MessageId: "m-1", Body: []byte("x"), Headers: amqp.Table{"n": int32(3), "ok": "yes"},
-	}))
-	msgs, err := sub.Subscribe(context.Background(), q)
-	require.NoError(t, err)
-	m := <-msgs
-	require.Equal(t, "m-1", m.UUID)
-	require.Equal(t, "yes", m.Metadata.Get("ok"))
-	require.Contains(t, m.Metadata.Get(MetadataMalformed), "n (int32)")
-	m.Ack()
 }
 
 // TestRabbitMQOneInHandPerSubscription: the next message waits for the
