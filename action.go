@@ -12,7 +12,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // WireVersion is the version of the message format this package writes. A
@@ -218,9 +217,6 @@ func fillMetadata(m *message.Message, maxBytes int) {
 // decode turns a delivered message back into an Action. Every failure wraps
 // ErrInvalidAction (or ErrPayloadTooLarge) and is permanent: retrying cannot fix it.
 func decode(m *message.Message, maxBytes int) (Action, error) {
-	if reason := m.Metadata.Get(rabbitmq.MetadataMalformed); reason != "" {
-		return Action{}, fmt.Errorf("%w: message %s: %s", ErrInvalidAction, m.UUID, reason)
-	}
 	if len(m.Payload) > maxBytes {
 		return Action{}, fmt.Errorf("%w: message %s is %d bytes, limit is %d (Config.MaxPayloadBytes)", ErrPayloadTooLarge, m.UUID, len(m.Payload), maxBytes)
 	}

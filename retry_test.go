@@ -199,10 +199,14 @@ func TestPoisonWaitsForItsStore(t *testing.T) {
 
 // TestPoisonLastResortRejects: when the poison store fails for a reason
 // other than being unreachable, the message is marked for the transport to
-// reject (dead-letter) rather than requeued as if nothing happened.
+// reject (dead-letter) rather than requeued as if nothing happened; where
+// the transport cannot dead-letter, it is held for a few minutes instead.
 func TestPoisonLastResortRejects(t *testing.T) {
 	t.Parallel()
-	h := newSubHarness(t, defaultRetry)
+	h := newSubHarness(t, func(c *SubscriberConfig) {
+		defaultRetry(c)
+		c.DeadLetters = func(string) bool { return true }
+	})
 	h.stores.failN = 1
 	h.stores.failErr = errors.New("table worker_poison is missing")
 	require.NoError(t, h.sub.HandleFunc("t", func(context.Context, Action) error { return Permanent(errors.New("bad")) }))
@@ -210,6 +214,18 @@ func TestPoisonLastResortRejects(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, h.sub.process(context.Background(), msg))
 	require.Equal(t, "bad", msg.Metadata.Get(rabbitmq.MetadataReject))
+
+	// Without dead-lettering: held on the transport, not requeued at once.
+	h.sub.cfg.DeadLetters = func(string) bool { return false }
+	h.sub.cfg.Delay = h.mem
+	h.stores.mu.Lock()
+	h.stores.failN = 1
+	h.stores.mu.Unlock()
+	msg, err = encode(Action{ID: "x-2", Key: "x-2", Type: "t", CreatedAt: time.Now()}, defaultMaxPayload)
+	require.NoError(t, err)
+	require.NoError(t, h.sub.process(context.Background(), msg), "held: acked")
+	require.Equal(t, "bad", msg.Metadata.Get(metaPoisonPending))
+	require.Empty(t, msg.Metadata.Get(rabbitmq.MetadataReject))
 }
 
 // TestAttemptsAndBudgetSurviveTransportDelay: an action held on the

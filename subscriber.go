@@ -80,6 +80,13 @@ type SubscriberConfig struct {
 	// Now is the clock for due times, retry budgets and failure times.
 	// Default time.Now.
 	Now func() time.Time
+	// DeadLetters reports whether the transport dead-letters a message of
+	// the queue (topic) that is nacked with rabbitmq.MetadataReject set —
+	// the last resort for an action that cannot be poisoned at all. Optional:
+	// without it, such an action is held on Delay and tried again every few
+	// minutes, or, without Delay either, nacked. The Worker sets it on
+	// RabbitMQ (rabbitmq.Subscriber.DeadLettering).
+	DeadLetters func(topic string) bool
 	// MaxPayloadBytes is the largest message body accepted. Default 1 MiB.
 	MaxPayloadBytes int
 	// DrainTimeout is how long Run waits, after its context is done, for
@@ -613,9 +620,10 @@ const poisonRecheck = 5 * time.Minute
 // the message holds, the store records a bounded form of it, so the write
 // fails only when the store is unreachable: then the action waits on the
 // transport and is poisoned when it comes back, for as long as the retry
-// budget lasts. Beyond that, or without a transport that can wait, the
-// message is rejected for the transport to dead-letter (RabbitMQ: to the
-// poison queue), never requeued in a loop.
+// budget lasts. Beyond that the message is rejected for the transport to
+// dead-letter (RabbitMQ: to the poison queue); where the transport cannot
+// dead-letter, it is held and tried again every poisonRecheck. It is never
+// requeued in a tight loop.
 func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) error {
 	p := s.parked(msg, attempts)
 	p.Reason = cause.Error()
@@ -647,9 +655,28 @@ func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) err
 			err = errors.Join(err, derr)
 		}
 	}
-	log.Error("cannot record poison action; rejecting it to the transport's dead letters", "id", msg.UUID,
+	topic := s.topicOf(msg)
+	if s.cfg.DeadLetters != nil && s.cfg.DeadLetters(topic) {
+		log.Error("cannot record poison action; rejecting it to the transport's dead letters", "id", msg.UUID,
+			"type", p.ActionType, "reason", firstLine(p.Reason), "err", err)
+		msg.Metadata.Set(rabbitmq.MetadataReject, boundedReason(p.Reason))
+		return err
+	}
+	if s.cfg.Delay != nil {
+		// Nowhere to dead-letter it: hold it and try again in a while,
+		// never in a tight loop.
+		msg.Metadata.Set(metaPoisonPending, boundedReason(p.Reason))
+		msg.Metadata.Set(MetaNotBefore, p.FailedAt.Add(poisonRecheck).Format(time.RFC3339Nano))
+		if derr := s.cfg.Delay.PublishDelayed(topic, poisonRecheck, s.copyOf(msg)); derr == nil {
+			log.Error("cannot record poison action and the queue has no dead-lettering; holding it on the transport",
+				"id", msg.UUID, "type", p.ActionType, "retry_in", poisonRecheck, "reason", firstLine(p.Reason), "err", err)
+			return nil
+		} else {
+			err = errors.Join(err, derr)
+		}
+	}
+	log.Error("cannot record poison action; it will be redelivered", "id", msg.UUID,
 		"type", p.ActionType, "reason", firstLine(p.Reason), "err", err)
-	msg.Metadata.Set(rabbitmq.MetadataReject, boundedReason(p.Reason))
 	return err
 }
 

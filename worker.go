@@ -91,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	delayer, _ := pub.(DelayPublisher)
+	var deadLetters func(string) bool
+	if dl, ok := sub.(interface{ DeadLettering(queue string) bool }); ok {
+		deadLetters = dl.DeadLettering
+	}
 	var poison PoisonStore = store
 	if kind, _ := cfg.MQ.transport(); kind == transportAMQP {
 		poison = mirroredPoison{store: store, pub: pub, topic: w.pub.Topology().Topic(QueuePoison), log: w.log}
@@ -110,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			Logger:          cfg.Logger,
 			Middleware:      cfg.Middleware,
 			Delay:           delayer,
+			DeadLetters:     deadLetters,
 			Now:             w.now,
 		})
 		if err != nil {
@@ -180,7 +185,15 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 	// acked on its own as soon as its handler is done.
 	rc := rabbitmq.Config{URL: w.cfg.MQ.URL, Prefetch: w.cfg.MQ.Prefetch, MaxInFlight: w.cfg.MQ.Prefetch,
 		PublishTimeout: w.cfg.MQ.PublishTimeout,
-		Headers:        sentAsHeader, Logger: w.log}
+		Headers:        sentAsHeader, Logger: w.log,
+		// A message rejected as a last resort (it could not even be
+		// poisoned) goes to the poison queue rather than being dropped.
+		DeadLetter: func(queue string) string {
+			if poison := w.cfg.Topology.Topic(QueuePoison); queue != poison {
+				return poison
+			}
+			return ""
+		}}
 	// The subscriber side is created in every role: it also declares the
 	// queues for the publisher (Config.Topology), so nothing published before
 	// a subscriber exists is lost.
