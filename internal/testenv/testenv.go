@@ -6,14 +6,12 @@ package testenv
 
 import (
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -96,34 +94,7 @@ func MySQLDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: %s is not a valid DSN: %v", MySQLDSNEnv, err)
 	}
-	name := UniqueName(t)
-	admin := cfg.Clone()
-	admin.DBName = ""
-	db, err := sql.Open("mysql", admin.FormatDSN())
-	if err != nil {
-		t.Fatalf("testenv: open mysql: %v", err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		t.Fatalf("testenv: create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", admin.FormatDSN())
-		if err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-			return
-		}
-		defer db.Close()
-		for i := 0; i < 3; i++ { // a restarting server may refuse once
-			if _, err = db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err == nil {
-				return
-			}
-			time.Sleep(time.Second)
-		}
-		t.Logf("testenv: drop database %s: %v", name, err)
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
+	return createDatabase(t, cfg)
 }
 
 // MustEnv is for helper processes: it returns the variable or panics with a clear message.
