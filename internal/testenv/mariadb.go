@@ -42,13 +42,15 @@ type MariaDB struct {
 	admin  *mysql.Config // root login, no database
 	port   int
 	shared bool
-	// pidFile is where the server writes its pid; for the shared server it is
-	// learnt from the server itself (@@pid_file) while it is up.
-	pidFile string
-	proc    *privateProc // private instances only
-	owner   testing.TB   // private: the test whose cleanup removes the server
+	proc   *privateProc // private instances only
+	owner  testing.TB   // private: the test whose cleanup removes the server
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// pidFile is where the server writes its pid: ours for a private server,
+	// learnt from the shared server itself (@@pid_file) while it is up, and
+	// "" until then (the port alone is used). It is never guessed: a guessed
+	// pid file may name another server.
+	pidFile  string
 	guarded  map[testing.TB]bool // tests with a bring-back cleanup registered
 	readOnly map[testing.TB]bool // tests that called SetReadOnly
 }
@@ -75,13 +77,14 @@ var sharedPIDFiles sync.Map // addr -> pid file learnt from the server
 // server must be on this machine (a loopback address): its pid is found from
 // its pid file, which is asked from the server (SELECT @@pid_file) while it is
 // up and remembered for the life of the test binary, or else from the pid
-// listening on its port. [MariaDB.Start] runs the command .ci/run uses,
+// listening on its port; a pid file is never guessed for the lookup.
+// [MariaDB.Start] runs the command .ci/run uses, with --pidfile added:
 //
 //	start-stop-daemon --start --oknodo --background --pidfile <pid file> --exec /usr/sbin/mariadbd
 //
-// where --pidfile makes start-stop-daemon look for this server only (with
-// --exec alone, any mariadbd on the machine, a private instance included,
-// counts as "already running" and nothing is started).
+// --pidfile makes start-stop-daemon look for this server only: with --exec
+// alone, any mariadbd on the machine, a private instance included, counts as
+// "already running" and nothing is started.
 //
 // Looking the server up is harmless; Kill, Freeze and SetReadOnly may only be
 // called from tests built with -tags faults.
@@ -103,17 +106,24 @@ func SharedMariaDB(t testing.TB) *MariaDB {
 	admin := cfg.Clone()
 	admin.DBName = ""
 	m := &MariaDB{desc: "shared MariaDB " + cfg.Addr, admin: admin, port: port, shared: true}
-	m.pidFile = m.sharedPIDFile()
+	m.learnPIDFile()
 	return m
 }
 
-// sharedPIDFile returns the shared server's pid file: from the server while it
-// is up (remembered), else from mariadbd --print-defaults, else the default.
-func (m *MariaDB) sharedPIDFile() string {
-	if v, ok := sharedPIDFiles.Load(m.admin.Addr); ok {
-		return v.(string)
+// learnPIDFile asks the shared server for its pid file unless it is known; the
+// answer is remembered for the life of the test binary. While the server
+// cannot answer, the pid file stays unknown and the port alone is used.
+func (m *MariaDB) learnPIDFile() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pidFile != "" || !m.shared {
+		return m.pidFile
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	if v, ok := sharedPIDFiles.Load(m.admin.Addr); ok {
+		m.pidFile = v.(string)
+		return m.pidFile
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	var pidFile, dataDir string
 	err := m.withDB(ctx, func(db *sql.DB) error {
@@ -124,7 +134,19 @@ func (m *MariaDB) sharedPIDFile() string {
 			pidFile = filepath.Join(dataDir, pidFile)
 		}
 		sharedPIDFiles.Store(m.admin.Addr, pidFile)
-		return pidFile
+		m.pidFile = pidFile
+	}
+	return m.pidFile
+}
+
+// startPIDFile is the pid file start-stop-daemon is given to start the shared
+// server: the one the server reported, else the --pid-file mariadbd reads
+// from its option files (it is what the started server will use), else the
+// Debian default. Only start-stop-daemon uses a guessed one: it checks that
+// the pid in it is a running /usr/sbin/mariadbd before doing nothing.
+func (m *MariaDB) startPIDFile() string {
+	if f := m.learnPIDFile(); f != "" {
+		return f
 	}
 	if f := printDefaultsPIDFile(sharedMariaDBD); f != "" {
 		return f
@@ -156,8 +178,9 @@ func (m *MariaDB) String() string { return m.desc }
 // Addr returns the server's TCP address, host:port.
 func (m *MariaDB) Addr() string { return m.admin.Addr }
 
-// PIDFile returns the pid file the server's pid is looked up in first.
-func (m *MariaDB) PIDFile() string { return m.pidFile }
+// PIDFile returns the pid file the server's pid is looked up in first, ""
+// while the shared server has not been able to tell it.
+func (m *MariaDB) PIDFile() string { return m.learnPIDFile() }
 
 // DSN returns a root DSN for database dbName on the server ("" for none).
 func (m *MariaDB) DSN(dbName string) string {
@@ -176,7 +199,7 @@ func (m *MariaDB) NewDatabase(t testing.TB) string {
 // PID returns the server's pid, from its pid file or else its port
 // ([FindPID]); the error wraps [ErrNotRunning] when the server is down.
 func (m *MariaDB) PID() (int, error) {
-	pid, err := FindPID(m.pidFile, m.port)
+	pid, err := FindPID(m.learnPIDFile(), m.port)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", m, err)
 	}
@@ -318,16 +341,22 @@ func (m *MariaDB) start() error {
 
 // startShared runs the shared server's start command (see SharedMariaDB).
 func (m *MariaDB) startShared() error {
-	if dir := filepath.Dir(m.pidFile); dir != "/" { // /run is a tmpfs: /run/mysqld may be gone
-		if err := os.MkdirAll(dir, 0o755); err == nil {
-			if u, err := user.Lookup("mysql"); err == nil {
-				uid, _ := strconv.Atoi(u.Uid)
-				gid, _ := strconv.Atoi(u.Gid)
-				_ = os.Chown(dir, uid, gid)
-			}
+	pidFile := m.startPIDFile()
+	// As .ci/run: /run is a tmpfs, so /run/mysqld (socket, pid file) may be gone.
+	if err := os.MkdirAll("/run/mysqld", 0o755); err == nil {
+		if u, err := user.Lookup("mysql"); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			_ = os.Chown("/run/mysqld", uid, gid)
 		}
 	}
-	cmd := exec.Command("start-stop-daemon", sharedStartArgs(m.pidFile)...)
+	_ = os.MkdirAll(filepath.Dir(pidFile), 0o755)
+	// A pid file left by a killed server may by now name another mariadbd
+	// (pids wrap), which start-stop-daemon would take for this one.
+	if _, err := pidFromFile(pidFile); errors.Is(err, ErrNotRunning) {
+		_ = os.Remove(pidFile)
+	}
+	cmd := exec.Command("start-stop-daemon", sharedStartArgs(pidFile)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("testenv: start %s: %s: %w: %s", m, cmd, err, out)
 	}

@@ -168,7 +168,7 @@ func TestSharedMariaDBLookup(t *testing.T) {
 		t.Log("no start-stop-daemon: start command not dry-run")
 		return
 	}
-	out, err := exec.Command("start-stop-daemon", append([]string{"--test"}, sharedStartArgs(m.PIDFile())...)...).CombinedOutput()
+	out, err := exec.Command("start-stop-daemon", append([]string{"--test"}, sharedStartArgs(m.startPIDFile())...)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "already running", "start-stop-daemon finds the running server by its pid file")
 }

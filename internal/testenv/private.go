@@ -74,7 +74,7 @@ func PrivateMariaDB(t testing.TB) *MariaDB {
 	}
 	installed := time.Now()
 
-	m := &MariaDB{pidFile: pidFile, proc: p, owner: t}
+	m := &MariaDB{proc: p, owner: t, pidFile: pidFile}
 	var err error
 	for attempt := 1; ; attempt++ {
 		m.port, err = freePort()

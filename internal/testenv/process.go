@@ -84,7 +84,56 @@ func pidFromFile(path string) (int, error) {
 	if !processAlive(pid) {
 		return 0, fmt.Errorf("%w: pid %d from %s is gone", ErrNotRunning, pid, path)
 	}
+	// pids wrap (pid_max is 32768 on many machines): a pid file left behind by
+	// a killed server may name an unrelated process by now. The server wrote
+	// its pid file after it started; a process that started later is another.
+	if fi, err := os.Stat(path); err == nil {
+		if started, ok := processStart(pid); ok && started.After(fi.ModTime().Add(2*time.Second)) {
+			return 0, fmt.Errorf("%w: pid %d from %s started at %s, after the file was written (%s): the pid was reused",
+				ErrNotRunning, pid, path, started.Format(time.TimeOnly), fi.ModTime().Format(time.TimeOnly))
+		}
+	}
 	return pid, nil
+}
+
+// userHZ is the unit of /proc/<pid>/stat's start time: USER_HZ, 100 on every
+// Linux architecture Go supports.
+const userHZ = 100
+
+// processStart returns when pid started, to within a second (the boot time in
+// /proc/stat has whole seconds), and false if it cannot tell.
+func processStart(pid int) (time.Time, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state); starttime is field 22
+	if len(f) < 20 {
+		return time.Time{}, false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(stat), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / userHZ), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // ListeningPID returns the pid of the process that holds the socket listening
