@@ -2,6 +2,12 @@
 // database and unique RabbitMQ queue names per test, or a visible skip when the
 // service is not configured. In CI (CI=true) a missing service fails the test
 // instead, so integration tests never silently skip there.
+//
+// For the fault tests (build tag faults) it also controls the services'
+// processes: [MariaDB] (kill, start, freeze, thaw, read_only) for the shared
+// server or a private one, [RabbitMQ] (stop, start), both found by pid file or
+// port ([FindPID]), never by process name; [QueueCounts] reads a queue's
+// depth; [LogRecorder] counts a logger's records per level.
 package testenv
 
 import (
