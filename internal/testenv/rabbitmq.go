@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -32,6 +33,11 @@ type RabbitMQ struct {
 	url     string
 	port    int
 	pidFile string
+	// For the package's own test of a private node: rabbitmqctl's -n, extra
+	// environment for rabbitmq-server and rabbitmqctl, and no faults-only rule.
+	node    string
+	env     []string
+	private bool
 
 	mu      sync.Mutex
 	guarded map[testing.TB]bool
@@ -75,7 +81,7 @@ func (r *RabbitMQ) learnPIDFile() string {
 	if v, ok := rabbitPIDFiles.Load(r.port); ok {
 		return v.(string)
 	}
-	out, err := rabbitmqctl(10*time.Second, "eval", "maps:get(pid_file, rabbit_env:get_context()).")
+	out, err := r.ctl(10*time.Second, "eval", "maps:get(pid_file, rabbit_env:get_context()).")
 	if err != nil {
 		return ""
 	}
@@ -173,6 +179,7 @@ func (r *RabbitMQ) start() error {
 	case err == nil:
 	case errors.Is(err, ErrNotRunning):
 		cmd := exec.Command("rabbitmq-server", "-detached")
+		cmd.Env = append(os.Environ(), r.env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("testenv: start %s: %s: %w: %s", r, cmd, err, out)
 		}
@@ -188,7 +195,7 @@ func (r *RabbitMQ) WaitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
-		if _, last = rabbitmqctl(10*time.Second, "-q", "await_startup", "--timeout", "5"); last == nil {
+		if _, last = r.ctl(10*time.Second, "-q", "await_startup", "--timeout", "5"); last == nil {
 			var conn *amqp.Connection
 			if conn, last = amqp.DialConfig(r.url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); last == nil {
 				_ = conn.Close()
@@ -206,7 +213,7 @@ func (r *RabbitMQ) WaitReady(timeout time.Duration) error {
 // cleanup that brings the node back.
 func (r *RabbitMQ) disrupt(t testing.TB, what string) {
 	t.Helper()
-	if !faultsBuild {
+	if !faultsBuild && !r.private {
 		t.Fatalf("testenv: %s on the %s is for fault tests only (build tag faults, run serially by .ci/run): "+
 			"other packages' tests use it right now", what, r)
 	}
@@ -229,11 +236,15 @@ func (r *RabbitMQ) disrupt(t testing.TB, what string) {
 	})
 }
 
-// rabbitmqctl runs rabbitmqctl with args and returns its standard output.
-func rabbitmqctl(timeout time.Duration, args ...string) (string, error) {
+// ctl runs rabbitmqctl with args against the node and returns its standard output.
+func (r *RabbitMQ) ctl(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if r.node != "" {
+		args = append([]string{"-n", r.node}, args...)
+	}
 	cmd := exec.CommandContext(ctx, "rabbitmqctl", args...)
+	cmd.Env = append(os.Environ(), r.env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
