@@ -214,9 +214,8 @@ func (m *MariaDB) Kill(t testing.TB) {
 	require.NoError(t, m.signalAndWait(sigKill, processGone, killTimeout))
 }
 
-// Start starts the server unless it is running, and waits until a root login
-// over TCP works. After [MariaDB.Freeze] use [MariaDB.Thaw] instead: a
-// stopped process is running as far as Start is concerned.
+// Start starts the server unless it is running, resumes it (SIGCONT) if it is
+// frozen, and waits until a root login over TCP works.
 func (m *MariaDB) Start(t testing.TB) {
 	t.Helper()
 	start := time.Now()
@@ -321,9 +320,14 @@ func (m *MariaDB) withDB(ctx context.Context, f func(*sql.DB) error) error {
 
 // start starts the server unless it is running, then waits until it answers.
 func (m *MariaDB) start() error {
-	_, err := m.PID()
+	pid, err := m.PID()
 	switch {
-	case err == nil: // running (or frozen: WaitReady then times out, as it should)
+	case err == nil:
+		if processStopped(pid) {
+			if err := sendSignal(pid, sigCont); err != nil {
+				return err
+			}
+		}
 	case errors.Is(err, ErrNotRunning):
 		if m.proc != nil {
 			err = m.proc.start()
@@ -418,13 +422,6 @@ func (m *MariaDB) disrupt(t testing.TB, what string) {
 // frozen process, a start if it is down, a wait until it answers, and
 // read_only off if the test set it.
 func (m *MariaDB) restore(t testing.TB) error {
-	if pid, err := m.PID(); err == nil {
-		if err := sendSignal(pid, sigCont); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, ErrNotRunning) {
-		return err
-	}
 	if err := m.start(); err != nil {
 		return err
 	}

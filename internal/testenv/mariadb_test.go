@@ -73,6 +73,9 @@ func TestPrivateMariaDBControls(t *testing.T) {
 
 	m.Thaw(t)
 	require.Equal(t, 3, count(t, db))
+	m.Freeze(t)
+	m.Start(t) // resumes a frozen server too
+	require.Equal(t, 3, count(t, db))
 
 	// Kill: the port is closed; Start brings the same data back on the same port.
 	m.Kill(t)
