@@ -2,18 +2,22 @@
 // database and unique RabbitMQ queue names per test, or a visible skip when the
 // service is not configured. In CI (CI=true) a missing service fails the test
 // instead, so integration tests never silently skip there.
+//
+// For the fault tests (build tag faults) it also controls the services'
+// processes: [MariaDB] (kill, start, freeze, thaw, read_only) for the shared
+// server or a private one, [RabbitMQ] (stop, start), both found by pid file or
+// port ([FindPID]), never by process name; [QueueCounts] reads a queue's
+// depth; [LogRecorder] counts a logger's records per level.
 package testenv
 
 import (
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -96,34 +100,7 @@ func MySQLDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: %s is not a valid DSN: %v", MySQLDSNEnv, err)
 	}
-	name := UniqueName(t)
-	admin := cfg.Clone()
-	admin.DBName = ""
-	db, err := sql.Open("mysql", admin.FormatDSN())
-	if err != nil {
-		t.Fatalf("testenv: open mysql: %v", err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		t.Fatalf("testenv: create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", admin.FormatDSN())
-		if err != nil {
-			t.Logf("testenv: drop database %s: %v", name, err)
-			return
-		}
-		defer db.Close()
-		for i := 0; i < 3; i++ { // a restarting server may refuse once
-			if _, err = db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err == nil {
-				return
-			}
-			time.Sleep(time.Second)
-		}
-		t.Logf("testenv: drop database %s: %v", name, err)
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
+	return createDatabase(t, cfg)
 }
 
 // MustEnv is for helper processes: it returns the variable or panics with a clear message.
