@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -183,4 +184,52 @@ func TestRabbitMQWireFormat(t *testing.T) {
 	require.NoError(t, err)
 	got.CreatedAt, got.Attempt = time.Time{}, 0
 	require.Equal(t, a, got)
+}
+
+// TestCleanShutdownLogsNoError: a worker that handled actions, polled and
+// relayed events, then is stopped, logs nothing at ERROR and no "context
+// canceled" above DEBUG — on embedded defaults and on RabbitMQ + MariaDB.
+func TestCleanShutdownLogsNoError(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"Embedded", "RabbitMQMariaDB"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			logs := testenv.NewLogRecorder(testenv.LogRecorderConfig{Level: slog.LevelDebug})
+			cfg := Config{Store: sqliteConfig(t), Logger: logs.Logger()}
+			cfg.Store.Logger = logs.Logger()
+			if mode != "Embedded" {
+				url, dsn := testenv.AMQPURL(t), testenv.MySQLDSN(t)
+				top := Topology{Prefix: testenv.UniqueName(t)}
+				top.setDefaults()
+				testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+				cfg.MQ.URL, cfg.Topology = url, top
+				cfg.Store.Provisioning = persist.DBConfig{Driver: persist.MySQL, DSN: dsn}
+			}
+			w := newTestWorker(t, cfg)
+			handled := make(chan struct{}, 10)
+			require.NoError(t, w.HandleFunc("t", func(ctx context.Context, a Action) error {
+				handled <- struct{}{}
+				return nil
+			}))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			<-w.Running()
+			for range 5 {
+				require.NoError(t, w.Publish(ctx, Action{Type: "t"}))
+			}
+			for range 5 {
+				recv(t, handled)
+			}
+			time.Sleep(1500 * time.Millisecond) // the duties have run
+			cancel()
+			require.NoError(t, <-done)
+			for _, r := range logs.Records() {
+				require.NotEqual(t, slog.LevelError, r.Level, "%s", r)
+				if r.Level > slog.LevelDebug {
+					require.NotContains(t, r.String(), "context canceled")
+				}
+			}
+		})
+	}
 }
