@@ -14,7 +14,8 @@ import (
 type Dispatch struct {
 	Target state.Target `json:"target"`
 	Lease  uint64       `json:"lease"`
-	// DueAt is when the target was due; the dispatch is late by now − DueAt.
+	// DueAt is when the target was due, on the wall clock of the schedule's
+	// process when the dispatch was made; the dispatch is late by now − DueAt.
 	DueAt time.Time `json:"due_at"`
 
 	slot uint32 // slot+1 of the target in the schedule that made it; 0 = look it up
@@ -43,9 +44,16 @@ type Outcome struct {
 // whose account has budget, and marks each in flight with a new lease. A
 // target whose lease expired unreported is due again. Targets of an account
 // without budget wait for it, oldest first, without delaying other accounts.
-// Dispatches come out roughly in due order.
+// Dispatches come out roughly in due order. now is read on the wall clock,
+// as the clock's Now reads it: Due(clock.Now(), n) pops what is due now,
+// however the wall clock was stepped.
 func (s *Schedule) Due(now time.Time, n int) []Dispatch {
-	t := now.UnixNano()
+	ed := s.edge()
+	return s.due(ed.at(now), ed, n)
+}
+
+// due is Due at time t of the timeline.
+func (s *Schedule) due(t int64, ed edge, n int) []Dispatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Dispatch
@@ -73,7 +81,7 @@ func (s *Schedule) Due(now time.Time, n int) []Dispatch {
 				}
 				continue
 			}
-			out = append(out, s.dispatch(it.slot, e, t))
+			out = append(out, s.dispatch(it.slot, e, t, ed))
 			continue
 		}
 		a := s.ready[0]
@@ -95,14 +103,14 @@ func (s *Schedule) Due(now time.Time, n int) []Dispatch {
 			}
 			s.readySet(a, s.readyTime(a, t, false))
 		}
-		out = append(out, s.dispatch(sl, s.ent(sl), t))
+		out = append(out, s.dispatch(sl, s.ent(sl), t, ed))
 	}
 	return out
 }
 
 // dispatch marks e in flight with a new lease that expires InFlightTimeout
-// after now.
-func (s *Schedule) dispatch(sl uint32, e *entry, now int64) Dispatch {
+// after now; ed converts its due time to the wall clock.
+func (s *Schedule) dispatch(sl uint32, e *entry, now int64, ed edge) Dispatch {
 	s.lease++
 	e.lease = s.lease
 	e.state = stInFlight
@@ -113,7 +121,7 @@ func (s *Schedule) dispatch(sl uint32, e *entry, now int64) Dispatch {
 	} else {
 		s.hpush(sl, exp)
 	}
-	return Dispatch{Target: s.target(e), Lease: e.lease, DueAt: s.time(e.due), slot: sl + 1}
+	return Dispatch{Target: s.target(e), Lease: e.lease, DueAt: s.wall(e.due, ed), slot: sl + 1}
 }
 
 // Current reports whether d is the outstanding dispatch of its target. A
@@ -139,7 +147,7 @@ func (s *Schedule) Current(d Dispatch) bool {
 //
 // A stale report (see [Schedule.Current]) changes nothing and returns false.
 func (s *Schedule) Report(d Dispatch, o Outcome) bool {
-	now := s.clock.Now().UnixNano()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl, e, ok := s.find(d)
@@ -198,22 +206,27 @@ func (s *Schedule) Report(d Dispatch, o Outcome) bool {
 
 // Pause makes the account's targets wait until the given time: they become
 // due as usual but are not dispatched before it. Other accounts are not
-// affected. An earlier pause than the current one changes nothing.
+// affected. An earlier pause than the current one changes nothing. until is
+// read on the wall clock: the pause lasts until.Sub(clock.Now()), and a later
+// step of the wall clock does not shorten or stretch it.
 func (s *Schedule) Pause(account string, until time.Time) {
+	ed := s.edge()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a := s.accounts[account]; a != nil {
-		s.pause(a, until.UnixNano())
+		s.pause(a, ed.at(until))
 	}
 }
 
 // NextWake returns when the next target is due (or an account's budget frees
-// a waiting target); false when nothing is scheduled.
+// a waiting target), on the wall clock as it reads now; false when nothing is
+// scheduled.
 func (s *Schedule) NextWake() (time.Time, bool) {
+	ed := s.edge()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.nextWake()
-	return s.time(t), ok
+	return s.wall(t, ed), ok
 }
 
 func (s *Schedule) nextWake() (int64, bool) {
@@ -272,7 +285,9 @@ func (s *Schedule) jitter(base int64, positive bool) int64 {
 	return ms * int64(time.Millisecond)
 }
 
-// take spends one token of the account's budget at now.
+// take spends one token of the account's budget at now. The token buckets
+// run on the schedule's monotonic timeline: a step of the wall clock neither
+// refills nor drains them.
 func (s *Schedule) take(a *account, now int64) bool {
 	if now < a.paused {
 		return false
