@@ -104,9 +104,22 @@ func checkInvariants(t testing.TB, s *Schedule) {
 	for i, it := range s.heap {
 		require.Equal(t, int32(i), s.ent(it.slot).heapIdx, "heapIdx of slot %d", it.slot)
 	}
+	listed := map[uint32]map[uint32]bool{} // account -> slots in its failing list
+	for _, a := range s.accounts {
+		listed[a.id] = map[uint32]bool{}
+		for _, sl := range a.failing {
+			listed[a.id][sl] = true
+		}
+	}
 	live, inFlight, waiting := 0, 0, 0
 	for sl := uint32(0); sl < s.nslots; sl++ {
 		e := s.ent(sl)
+		if e.state != stFree && e.state != stInFlight && e.flags&(fErr|fOwnErr) == fErr {
+			require.NotZero(t, e.flags&fListed, "slot %d fails with errors: listed for recovery", sl)
+		}
+		if e.flags&fListed != 0 {
+			require.True(t, listed[e.account][sl], "slot %d flagged listed is in its account's list", sl)
+		}
 		switch e.state {
 		case stFree:
 			continue

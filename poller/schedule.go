@@ -80,6 +80,7 @@ type entry struct {
 	jit      int32 // jitter (ms) included in due: due - jit is on the target's grid
 	failures uint16
 	state    uint8
+	flags    uint8 // fErr, fListed, fOwnErr
 }
 
 // entry states
@@ -88,6 +89,20 @@ const (
 	stIdle           // in the heap, keyed by due
 	stInFlight       // in the heap, keyed by lease expiry
 	stWaiting        // due, in its account's backlog waiting for budget
+)
+
+// entry flags: how a failing target takes part in its account's recovery
+// (see Schedule.recover).
+const (
+	// fErr: the last poll failed with an error (not throttled, not lost), so
+	// the target backs off because of errors.
+	fErr uint8 = 1 << iota
+	// fListed: the slot is in its account's failing list.
+	fListed
+	// fOwnErr: a sibling's success reset the target and it has not succeeded
+	// since; its errors are its own, and a sibling's success does not reset
+	// it again.
+	fOwnErr
 )
 
 type kindInfo struct {
@@ -108,6 +123,10 @@ type account struct {
 	bhead    int
 	readyAt  int64 // when the next token arrives (while the backlog is not empty)
 	readyIdx int32 // position in the ready heap, -1 when not in it
+	// failing lists the slots of targets that started backing off because of
+	// errors since the account's last successful poll (each with fListed;
+	// entries whose slot lost fListed or changed account are stale).
+	failing []uint32
 }
 
 // New returns an empty Schedule. It fails, naming the field, when cfg is invalid.
@@ -489,21 +508,25 @@ func (s *Schedule) ensure(a *account, kind uint32, resource string, customer uin
 	a.head = sl + 1
 	a.n++
 	s.idxInsert(sl)
-	// first due time: spread over [now, now+min(interval, InitialSpread)]
-	ev := s.every(e)
-	spread := ev
-	if s.cfg.InitialSpread < 0 {
-		spread = 0
-	} else if s.cfg.InitialSpread > 0 {
-		spread = min(spread, int64(s.cfg.InitialSpread))
-	}
-	e.due = now
-	if spread > 0 {
-		e.due += s.rng.Int64N(spread + 1)
-	}
+	e.due = now + s.spread(s.every(e))
 	s.hpush(sl, e.due)
 	s.notify(e.due)
 	return sl, false
+}
+
+// spread returns the offset of a first due time from now for a target with
+// interval ev: uniform in [0, min(ev, InitialSpread)].
+func (s *Schedule) spread(ev int64) int64 {
+	spread := ev
+	if s.cfg.InitialSpread < 0 {
+		return 0
+	} else if s.cfg.InitialSpread > 0 {
+		spread = min(spread, int64(s.cfg.InitialSpread))
+	}
+	if spread <= 0 {
+		return 0
+	}
+	return s.rng.Int64N(spread + 1)
 }
 
 func (s *Schedule) alloc() uint32 {
