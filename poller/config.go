@@ -89,6 +89,10 @@ func (l Limit) validate(field string) error {
 // every 5 s; a 1 min target after 5 s, 10 s, … up to every 10 min; a 15 min
 // or 1 h target after 5 s, 10 s, … up to every 15 min or every hour.
 //
+// A throttled poll without a RetryAfter pauses its account for delay(n) and
+// is retried up to Jitter × delay(n) after the pause ends (so not before it),
+// which may be later than cap.
+//
 // A success resets the count. So does a success of any other target of the
 // same account, for targets that fail with errors (not throttled ones): see
 // [Schedule.Report].
@@ -115,7 +119,8 @@ func (b Backoff) maxIntervals() float64 {
 // default, stated in its comment.
 type Config struct {
 	// Clock tells the time and makes timers. Default: the system clock. Tests
-	// use a [FakeClock].
+	// use a [FakeClock]. The schedule runs on its Monotonic reading, so a step
+	// of the wall clock does not disturb it (see the package documentation).
 	Clock Clock
 
 	// Jitter spreads every next-due time by up to ±Jitter × interval, so
@@ -131,10 +136,13 @@ type Config struct {
 	// InitialSpread bounds how a new target's first due time is spread: it is
 	// uniform in [now, now + min(interval, InitialSpread)], so a million targets
 	// added at once do not fire together. 0 means the target's interval;
-	// negative means no spread (a new target is due at once).
+	// negative means no spread (a new target is due at once). The targets an
+	// account's recovery resets are spread the same way (see [Schedule.Report]).
 	InitialSpread time.Duration
 
-	// Backoff is the retry policy for failing and throttled targets.
+	// Backoff is the retry policy for failing and throttled targets. The
+	// zero Backoff is 5s, doubling, capped at max(interval, min(15m, 10 ×
+	// interval)); see [Backoff] for the formula.
 	Backoff Backoff
 
 	// InFlightTimeout is the lease of a dispatched poll: a poll not reported
