@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -8,8 +9,21 @@ import (
 
 // Clock tells the time and makes timers. [RealClock] is the system clock;
 // [FakeClock] is a deterministic clock that tests move by hand.
+//
+// A clock has two readings. Now is the wall clock: it can jump, backwards or
+// forwards, when NTP or an operator steps it. Monotonic only moves forward, at
+// the pace of real time, whatever the wall clock does. A [Schedule] keeps its
+// timeline on Monotonic and uses Now only to convert the times it takes and
+// returns (see the package documentation, "Time and clock steps").
 type Clock interface {
+	// Now returns the wall-clock time.
 	Now() time.Time
+	// Monotonic returns the time elapsed since a fixed, arbitrary origin of
+	// the clock. It never decreases and is not moved by steps of the wall
+	// clock.
+	Monotonic() time.Duration
+	// NewTimer returns a timer that fires once d of monotonic time has
+	// passed: a timer measures a duration, not a wall-clock instant.
 	NewTimer(d time.Duration) Timer
 }
 
@@ -21,12 +35,20 @@ type Timer interface {
 	Reset(d time.Duration) bool
 }
 
-// RealClock returns the system clock.
+// RealClock returns the system clock. Its Monotonic reading is the
+// monotonic clock of the Go runtime (time.Since on a reading taken when the
+// package was initialised); like time.Timer, it does not advance while the
+// machine is suspended.
 func RealClock() Clock { return realClock{} }
+
+// monoOrigin carries the runtime's monotonic reading: time.Since(monoOrigin)
+// is immune to wall-clock steps.
+var monoOrigin = time.Now()
 
 type realClock struct{}
 
 func (realClock) Now() time.Time                 { return time.Now() }
+func (realClock) Monotonic() time.Duration       { return time.Since(monoOrigin) }
 func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
 
 type realTimer struct{ t *time.Timer }
@@ -35,32 +57,42 @@ func (t realTimer) C() <-chan time.Time        { return t.t.C }
 func (t realTimer) Stop() bool                 { return t.t.Stop() }
 func (t realTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
 
-// FakeClock is a [Clock] whose time moves only when Advance or Set is called.
-// Timers fire (in deadline order) when the time reaches their deadline. It is
-// safe for concurrent use.
+// FakeClock is a [Clock] that moves only when told to. Advance lets time
+// pass: both readings move and the timers that come due fire, in deadline
+// order. Step jumps the wall clock alone, as an NTP step does: Monotonic and
+// the timers are not affected. It is safe for concurrent use.
 type FakeClock struct {
 	mu     sync.Mutex
 	armed  *sync.Cond // broadcast whenever a timer is armed
 	now    time.Time
+	mono   time.Duration
 	timers map[*fakeTimer]struct{} // armed timers
 }
 
-// NewFakeClock returns a FakeClock showing start.
+// NewFakeClock returns a FakeClock showing start, with a Monotonic reading
+// of zero.
 func NewFakeClock(start time.Time) *FakeClock {
 	c := &FakeClock{now: start, timers: make(map[*fakeTimer]struct{})}
 	c.armed = sync.NewCond(&c.mu)
 	return c
 }
 
-// Now returns the clock's current time.
+// Now returns the clock's wall-clock time.
 func (c *FakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-// NewTimer returns a timer that fires when the clock reaches Now()+d; at once
-// if d ≤ 0.
+// Monotonic returns how much time has passed (by Advance and Set) since the
+// clock was made. Step does not change it.
+func (c *FakeClock) Monotonic() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
+// NewTimer returns a timer that fires once d has passed; at once if d ≤ 0.
 func (c *FakeClock) NewTimer(d time.Duration) Timer {
 	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
 	c.mu.Lock()
@@ -69,19 +101,39 @@ func (c *FakeClock) NewTimer(d time.Duration) Timer {
 	return t
 }
 
-// Advance moves the clock forward by d, firing the timers that come due.
+// Advance lets d pass: it moves the wall clock and the monotonic reading
+// forward by d, firing the timers that come due. Time does not run backwards:
+// Advance panics when d is negative (use Step to set the wall clock back).
 func (c *FakeClock) Advance(d time.Duration) {
+	if d < 0 {
+		panic(fmt.Sprintf("poller: FakeClock.Advance(%v): time does not run backwards; use Step", d))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.set(c.now.Add(d))
+	c.advance(d)
 }
 
-// Set moves the clock to t (which may be earlier than Now), firing the timers
-// that come due.
+// Step jumps the wall clock by d (backwards when d is negative), as an NTP
+// step or an operator setting the clock does. No time passes: Monotonic does
+// not change and no timer fires.
+func (c *FakeClock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Set moves the wall clock to t. When t is after Now, time passes: Set(t) is
+// Advance(t.Sub(Now())), firing the timers that come due. When t is before
+// Now, time cannot flow back, so Set is a wall-clock step, Step(t.Sub(Now())):
+// Monotonic and the timers stay where they are.
 func (c *FakeClock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.set(t)
+	if d := t.Sub(c.now); d >= 0 {
+		c.advance(d)
+	} else {
+		c.now = t
+	}
 }
 
 // Timers returns how many timers are armed.
@@ -101,15 +153,18 @@ func (c *FakeClock) BlockUntilTimers(n int) {
 	}
 }
 
-func (c *FakeClock) set(now time.Time) {
-	c.now = now
+// advance moves both readings by d ≥ 0 and fires the timers that come due;
+// c.mu is held.
+func (c *FakeClock) advance(d time.Duration) {
+	c.now = c.now.Add(d)
+	c.mono += d
 	var due []*fakeTimer
 	for t := range c.timers {
-		if !t.at.After(now) {
+		if t.at <= c.mono {
 			due = append(due, t)
 		}
 	}
-	sort.Slice(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	sort.Slice(due, func(i, j int) bool { return due[i].at < due[j].at })
 	for _, t := range due {
 		c.fire(t)
 	}
@@ -118,7 +173,7 @@ func (c *FakeClock) set(now time.Time) {
 // arm (re)starts t; c.mu is held.
 func (c *FakeClock) arm(t *fakeTimer, d time.Duration) {
 	t.drain()
-	t.at = c.now.Add(d)
+	t.at = c.mono + d
 	if d <= 0 {
 		t.ch <- c.now
 		delete(c.timers, t)
@@ -139,7 +194,7 @@ func (c *FakeClock) fire(t *fakeTimer) {
 type fakeTimer struct {
 	c  *FakeClock
 	ch chan time.Time
-	at time.Time
+	at time.Duration // deadline on the monotonic reading
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.ch }

@@ -52,8 +52,44 @@ func TestFakeClock(t *testing.T) {
 		c.NewTimer(time.Second)
 		<-done
 	})
+	t.Run("StepMovesOnlyTheWallClock", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		tm := c.NewTimer(time.Second)
+		for _, step := range []time.Duration{time.Hour, -2 * time.Hour} {
+			c.Step(step)
+			require.Equal(t, time.Duration(0), c.Monotonic())
+			require.Empty(t, tm.C(), "a step fires no timer")
+			require.Equal(t, 1, c.Timers())
+		}
+		require.Equal(t, t0.Add(-time.Hour), c.Now())
+		c.Advance(time.Second)
+		require.Equal(t, time.Second, c.Monotonic())
+		require.Equal(t, t0.Add(-time.Hour+time.Second), <-tm.C(), "fires on monotonic time, sends the wall clock")
+	})
+	t.Run("SetForwardIsAdvanceBackwardIsStep", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		tm := c.NewTimer(time.Minute)
+		c.Set(t0.Add(time.Minute))
+		require.Equal(t, time.Minute, c.Monotonic())
+		require.Equal(t, t0.Add(time.Minute), <-tm.C())
+		tm.Reset(time.Second)
+		c.Set(t0) // back: a step
+		require.Equal(t, t0, c.Now())
+		require.Equal(t, time.Minute, c.Monotonic())
+		require.Empty(t, tm.C())
+		c.Set(t0.Add(time.Second))
+		require.Equal(t, t0.Add(time.Second), <-tm.C())
+	})
+	t.Run("AdvanceBackwardsPanics", func(t *testing.T) {
+		c := NewFakeClock(t0)
+		require.Panics(t, func() { c.Advance(-time.Nanosecond) })
+		require.Equal(t, t0, c.Now())
+	})
 	t.Run("Real", func(t *testing.T) {
 		c := RealClock()
+		m := c.Monotonic()
+		require.GreaterOrEqual(t, m, time.Duration(0))
+		require.GreaterOrEqual(t, c.Monotonic(), m)
 		require.WithinDuration(t, time.Now(), c.Now(), time.Second)
 		tm := c.NewTimer(time.Hour)
 		require.True(t, tm.Stop())

@@ -22,6 +22,8 @@ const (
 	DefaultBackoffInitial  = 5 * time.Second
 	DefaultBackoffMax      = 15 * time.Minute
 	DefaultBackoffFactor   = 2.0
+	// DefaultBackoffMaxIntervals is the default of Backoff.MaxIntervals.
+	DefaultBackoffMaxIntervals = 10.0
 )
 
 // MaxInterval is the longest interval a target may have (jitter offsets are
@@ -65,24 +67,60 @@ func (l Limit) validate(field string) error {
 	return nil
 }
 
-// Backoff is the retry policy for failing targets. After the n-th consecutive
-// failure a target is retried after min(Initial × Multiplier^(n-1), max(Max,
-// interval)), spread by ±Jitter. So a failing target is retried sooner than its
-// interval at first (its state is stale) and, once failures pile up, no more
-// often than once per Max (a broken API is not hammered) — but a target whose
-// interval is longer than Max is never retried less often than a healthy one.
-// The first success resets the count.
+// Backoff is the retry policy for failing targets. After the n-th
+// consecutive failure of a target with interval I, it is retried after
+//
+//	delay(n) = min(min(Initial, I) × Multiplier^(n-1), cap)
+//	cap      = max(I, min(Max, MaxIntervals × I))
+//
+// from the failed report, spread by ±Jitter × delay(n) and folded back below
+// cap, so a retry never comes later than cap. Hence:
+//   - the first retry comes no later than the next healthy poll would: a
+//     target faster than Initial retries at its own pace;
+//   - once failures pile up, a target is retried about once per cap and no
+//     more often than once per interval: a broken API is not hammered, and a
+//     fast target (MaxIntervals × I below Max) is retried every MaxIntervals
+//     intervals rather than every Max, so it is polled again within
+//     MaxIntervals × I of its provider coming back;
+//   - a target whose interval is longer than Max is never retried less often
+//     than a healthy one (cap ≥ I).
+//
+// With the defaults a 500 ms target retries after 0.5 s, 1 s, 2 s, 4 s, then
+// every 5 s; a 1 min target after 5 s, 10 s, … up to every 10 min; a 15 min
+// or 1 h target after 5 s, 10 s, … up to every 15 min or every hour.
+//
+// A throttled poll without a RetryAfter pauses its account for delay(n) and
+// is retried up to Jitter × delay(n) after the pause ends (so not before it),
+// which may be later than cap.
+//
+// A success resets the count. So does a success of any other target of the
+// same account, for targets that fail with errors (not throttled ones): see
+// [Schedule.Report].
 type Backoff struct {
 	Initial    time.Duration // default 5s
 	Max        time.Duration // default 15m
 	Multiplier float64       // default 2; must be ≥ 1
+	// MaxIntervals bounds the delay to this many of the target's intervals
+	// (but never below one interval, see cap above). Default 10; must be ≥ 1.
+	MaxIntervals float64
+}
+
+// maxIntervals returns MaxIntervals or its default. (withDefaults leaves the
+// field as given, so a defaulted Backoff compares equal to one written before
+// the field existed.)
+func (b Backoff) maxIntervals() float64 {
+	if b.MaxIntervals == 0 {
+		return DefaultBackoffMaxIntervals
+	}
+	return b.MaxIntervals
 }
 
 // Config configures a [Schedule]. The zero Config is valid: every field has a
 // default, stated in its comment.
 type Config struct {
 	// Clock tells the time and makes timers. Default: the system clock. Tests
-	// use a [FakeClock].
+	// use a [FakeClock]. The schedule runs on its Monotonic reading, so a step
+	// of the wall clock does not disturb it (see the package documentation).
 	Clock Clock
 
 	// Jitter spreads every next-due time by up to ±Jitter × interval, so
@@ -98,10 +136,13 @@ type Config struct {
 	// InitialSpread bounds how a new target's first due time is spread: it is
 	// uniform in [now, now + min(interval, InitialSpread)], so a million targets
 	// added at once do not fire together. 0 means the target's interval;
-	// negative means no spread (a new target is due at once).
+	// negative means no spread (a new target is due at once). The targets an
+	// account's recovery resets are spread the same way (see [Schedule.Report]).
 	InitialSpread time.Duration
 
-	// Backoff is the retry policy for failing and throttled targets.
+	// Backoff is the retry policy for failing and throttled targets. The
+	// zero Backoff is 5s, doubling, capped at max(interval, min(15m, 10 ×
+	// interval)); see [Backoff] for the formula.
 	Backoff Backoff
 
 	// InFlightTimeout is the lease of a dispatched poll: a poll not reported
@@ -126,6 +167,10 @@ type Config struct {
 // Validate reports the first invalid field, by name. Zero fields are valid
 // (they take their defaults).
 func (c Config) Validate() error {
+	initial := c.Backoff.Initial
+	if initial == 0 {
+		initial = DefaultBackoffInitial
+	}
 	switch {
 	case math.IsNaN(c.Jitter) || c.Jitter > 0.5:
 		return fmt.Errorf("%w: Jitter must be at most 0.5, got %v", ErrInvalidConfig, c.Jitter)
@@ -133,11 +178,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Backoff.Initial must not be negative, got %v", ErrInvalidConfig, c.Backoff.Initial)
 	case c.Backoff.Max < 0:
 		return fmt.Errorf("%w: Backoff.Max must not be negative, got %v", ErrInvalidConfig, c.Backoff.Max)
-	case c.Backoff.Initial > 0 && c.Backoff.Max > 0 && c.Backoff.Max < c.Backoff.Initial:
-		return fmt.Errorf("%w: Backoff.Max (%v) must not be less than Backoff.Initial (%v)", ErrInvalidConfig, c.Backoff.Max, c.Backoff.Initial)
+	case c.Backoff.Max > 0 && c.Backoff.Max < initial:
+		return fmt.Errorf("%w: Backoff.Max (%v) must not be less than Backoff.Initial (%v)", ErrInvalidConfig, c.Backoff.Max, initial)
 	case math.IsNaN(c.Backoff.Multiplier) || math.IsInf(c.Backoff.Multiplier, 0) ||
 		(c.Backoff.Multiplier != 0 && c.Backoff.Multiplier < 1):
 		return fmt.Errorf("%w: Backoff.Multiplier must be at least 1, got %v", ErrInvalidConfig, c.Backoff.Multiplier)
+	case math.IsNaN(c.Backoff.MaxIntervals) || math.IsInf(c.Backoff.MaxIntervals, 0) ||
+		(c.Backoff.MaxIntervals != 0 && c.Backoff.MaxIntervals < 1):
+		return fmt.Errorf("%w: Backoff.MaxIntervals must be at least 1, got %v", ErrInvalidConfig, c.Backoff.MaxIntervals)
 	case c.InFlightTimeout < 0:
 		return fmt.Errorf("%w: InFlightTimeout must not be negative, got %v", ErrInvalidConfig, c.InFlightTimeout)
 	case c.BatchSize < 0:
@@ -146,7 +194,8 @@ func (c Config) Validate() error {
 	return c.Budget.validate("Budget")
 }
 
-// withDefaults returns c with every zero field set to its default.
+// withDefaults returns c with every zero field set to its default, except
+// Backoff.MaxIntervals (see Backoff.maxIntervals).
 func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = RealClock()

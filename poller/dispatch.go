@@ -14,7 +14,8 @@ import (
 type Dispatch struct {
 	Target state.Target `json:"target"`
 	Lease  uint64       `json:"lease"`
-	// DueAt is when the target was due; the dispatch is late by now − DueAt.
+	// DueAt is when the target was due, on the wall clock of the schedule's
+	// process when the dispatch was made; the dispatch is late by now − DueAt.
 	DueAt time.Time `json:"due_at"`
 
 	slot uint32 // slot+1 of the target in the schedule that made it; 0 = look it up
@@ -43,9 +44,16 @@ type Outcome struct {
 // whose account has budget, and marks each in flight with a new lease. A
 // target whose lease expired unreported is due again. Targets of an account
 // without budget wait for it, oldest first, without delaying other accounts.
-// Dispatches come out roughly in due order.
+// Dispatches come out roughly in due order. now is read on the wall clock,
+// as the clock's Now reads it: Due(clock.Now(), n) pops what is due now,
+// however the wall clock was stepped.
 func (s *Schedule) Due(now time.Time, n int) []Dispatch {
-	t := now.UnixNano()
+	ed := s.edge()
+	return s.due(ed.at(now), ed, n)
+}
+
+// due is Due at time t of the timeline.
+func (s *Schedule) due(t int64, ed edge, n int) []Dispatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Dispatch
@@ -62,6 +70,7 @@ func (s *Schedule) Due(now time.Time, n int) []Dispatch {
 				s.inFlight--
 				e.state, e.lease, e.due, e.jit = stIdle, 0, it.key, 0
 				e.failures = satInc(e.failures)
+				e.flags &^= fErr // due now: not backing off
 			}
 			a := s.accountByID[e.account]
 			if a.bhead < len(a.backlog) || !s.take(a, t) {
@@ -73,7 +82,7 @@ func (s *Schedule) Due(now time.Time, n int) []Dispatch {
 				}
 				continue
 			}
-			out = append(out, s.dispatch(it.slot, e, t))
+			out = append(out, s.dispatch(it.slot, e, t, ed))
 			continue
 		}
 		a := s.ready[0]
@@ -95,14 +104,14 @@ func (s *Schedule) Due(now time.Time, n int) []Dispatch {
 			}
 			s.readySet(a, s.readyTime(a, t, false))
 		}
-		out = append(out, s.dispatch(sl, s.ent(sl), t))
+		out = append(out, s.dispatch(sl, s.ent(sl), t, ed))
 	}
 	return out
 }
 
 // dispatch marks e in flight with a new lease that expires InFlightTimeout
-// after now.
-func (s *Schedule) dispatch(sl uint32, e *entry, now int64) Dispatch {
+// after now; ed converts its due time to the wall clock.
+func (s *Schedule) dispatch(sl uint32, e *entry, now int64, ed edge) Dispatch {
 	s.lease++
 	e.lease = s.lease
 	e.state = stInFlight
@@ -113,7 +122,7 @@ func (s *Schedule) dispatch(sl uint32, e *entry, now int64) Dispatch {
 	} else {
 		s.hpush(sl, exp)
 	}
-	return Dispatch{Target: s.target(e), Lease: e.lease, DueAt: s.time(e.due), slot: sl + 1}
+	return Dispatch{Target: s.target(e), Lease: e.lease, DueAt: s.wall(e.due, ed), slot: sl + 1}
 }
 
 // Current reports whether d is the outstanding dispatch of its target. A
@@ -137,9 +146,20 @@ func (s *Schedule) Current(d Dispatch) bool {
 //     target's account is paused until then ([Schedule.Pause]).
 //   - Complete: the target is removed.
 //
+// A success (no error, not throttled; Complete or not) also shows that the
+// account's provider answers again: the account's other targets that back off
+// because of errors are reset. Their failure counts go to zero and each is
+// made due as a new target would be (see Config.InitialSpread: by default at
+// a uniformly random time within one interval from now), unless it was due
+// sooner already; the account's budget and pause still apply. Throttled
+// targets are not reset (the pause is the cloud's instruction), nor is a
+// target that fails again after such a reset before it succeeds itself (its
+// errors are its own: it backs off as usual). The cost is proportional to the
+// number of the account's targets that failed since its last success.
+//
 // A stale report (see [Schedule.Current]) changes nothing and returns false.
 func (s *Schedule) Report(d Dispatch, o Outcome) bool {
-	now := s.clock.Now().UnixNano()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl, e, ok := s.find(d)
@@ -158,37 +178,49 @@ func (s *Schedule) Report(d Dispatch, o Outcome) bool {
 	switch {
 	case o.Throttled:
 		e.failures = satInc(e.failures)
+		e.flags &^= fErr
 		delay := int64(o.RetryAfter)
 		if delay <= 0 {
-			delay = s.backoff(e)
+			delay, _ = s.backoff(e)
 		}
 		s.pause(a, now+delay)
 		jit = s.jitter(delay, true)
 		next = now + delay + jit
 	case o.Err != nil:
 		e.failures = satInc(e.failures)
-		delay := s.backoff(e)
-		jit = s.jitter(delay, false)
-		next = now + delay + jit
+		s.markErr(a, sl, e)
+		delay, ceiling := s.backoff(e)
+		wait := delay + s.jitter(delay, false)
+		if wait > ceiling {
+			wait = 2*ceiling - wait // fold the spread back below the cap
+		}
+		jit = wait - delay
+		next = now + wait
 	case o.Complete:
+		e.flags = 0
+		s.recover(a, now)
 		s.remove(sl, e)
 		if a.n == 0 && !a.watched {
 			s.freeAccount(a)
 		}
 		return true
 	default:
-		e.failures = 0
 		every := s.every(e)
 		nominal := e.due - int64(e.jit)*int64(time.Millisecond) // the grid point just polled
-		if dispatchedAt-nominal > every/2 {
-			nominal = dispatchedAt // far behind: restart the grid rather than catch up
+		if e.failures > 0 || dispatchedAt-nominal > every/2 {
+			// a retry, which is off the grid, or far behind: restart the
+			// grid rather than catch up
+			nominal = dispatchedAt
 		}
+		e.failures = 0
+		e.flags &^= fErr | fOwnErr
 		nominal += every
 		jit = s.jitter(every, false)
 		next = nominal + jit
 		if next < now {
 			next, jit = now, 0
 		}
+		s.recover(a, now)
 	}
 	e.due, e.jit = next, int32(jit/int64(time.Millisecond))
 	s.hset(int(e.heapIdx), next)
@@ -196,24 +228,92 @@ func (s *Schedule) Report(d Dispatch, o Outcome) bool {
 	return true
 }
 
+// markErr records that e (in slot sl of account a) failed with an error,
+// listing it for the account's recovery unless its errors are its own.
+func (s *Schedule) markErr(a *account, sl uint32, e *entry) {
+	e.flags |= fErr
+	if e.flags&(fListed|fOwnErr) != 0 {
+		return
+	}
+	if len(a.failing) >= 2*a.n+16 { // stale entries of removed targets pile up
+		s.compactFailing(a)
+	}
+	e.flags |= fListed
+	a.failing = append(a.failing, sl)
+}
+
+// recover resets the targets of account a that back off because of errors,
+// after one of its polls succeeded at now (see Report). It visits the
+// account's failing list only: O(targets that failed since the last success).
+func (s *Schedule) recover(a *account, now int64) {
+	if len(a.failing) == 0 {
+		return
+	}
+	for _, sl := range a.failing {
+		e := s.ent(sl)
+		if e.flags&fListed == 0 || e.account != a.id {
+			continue // stale: removed, or listed again further on
+		}
+		e.flags &^= fListed
+		if e.flags&fErr == 0 || e.state == stInFlight {
+			continue // throttled or lost since, or being polled: its report decides
+		}
+		e.failures = 0
+		e.flags = e.flags&^fErr | fOwnErr
+		e.jit = 0 // its grid starts at its due time, as a new target's does
+		if e.state != stIdle {
+			continue // waiting for budget: due already
+		}
+		if due := now + s.spread(s.every(e)); due < e.due {
+			e.due = due
+			s.hset(int(e.heapIdx), due)
+			s.notify(due)
+		}
+	}
+	clear(a.failing)
+	a.failing = a.failing[:0]
+}
+
+// compactFailing drops the stale entries of a's failing list, and duplicates
+// (a slot freed and reused by a target of the same account that failed too).
+func (s *Schedule) compactFailing(a *account) {
+	kept := a.failing[:0]
+	for _, sl := range a.failing {
+		if e := s.ent(sl); e.flags&fListed != 0 && e.account == a.id {
+			e.flags &^= fListed // for now, so that a duplicate further on is dropped
+			kept = append(kept, sl)
+		}
+	}
+	for _, sl := range kept {
+		s.ent(sl).flags |= fListed
+	}
+	clear(a.failing[len(kept):])
+	a.failing = kept
+}
+
 // Pause makes the account's targets wait until the given time: they become
 // due as usual but are not dispatched before it. Other accounts are not
-// affected. An earlier pause than the current one changes nothing.
+// affected. An earlier pause than the current one changes nothing. until is
+// read on the wall clock: the pause lasts until.Sub(clock.Now()), and a later
+// step of the wall clock does not shorten or stretch it.
 func (s *Schedule) Pause(account string, until time.Time) {
+	ed := s.edge()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a := s.accounts[account]; a != nil {
-		s.pause(a, until.UnixNano())
+		s.pause(a, ed.at(until))
 	}
 }
 
 // NextWake returns when the next target is due (or an account's budget frees
-// a waiting target); false when nothing is scheduled.
+// a waiting target), on the wall clock as it reads now; false when nothing is
+// scheduled.
 func (s *Schedule) NextWake() (time.Time, bool) {
+	ed := s.edge()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.nextWake()
-	return s.time(t), ok
+	return s.wall(t, ed), ok
 }
 
 func (s *Schedule) nextWake() (int64, bool) {
@@ -248,13 +348,22 @@ func (s *Schedule) find(d Dispatch) (uint32, *entry, bool) {
 	return sl, e, true
 }
 
-func (s *Schedule) backoff(e *entry) int64 {
-	ceiling := max(int64(s.cfg.Backoff.Max), s.every(e))
-	d := float64(s.cfg.Backoff.Initial) * math.Pow(s.cfg.Backoff.Multiplier, float64(e.failures)-1)
-	if d >= float64(ceiling) || math.IsInf(d, 1) {
-		return ceiling
+// backoff returns the delay before the next retry of e, after its
+// e.failures-th consecutive failure, and the cap of such delays (see
+// [Backoff]).
+func (s *Schedule) backoff(e *entry) (delay, ceiling int64) {
+	b := s.cfg.Backoff
+	every := s.every(e)
+	ceiling = int64(b.Max)
+	if k := b.maxIntervals() * float64(every); k < float64(ceiling) {
+		ceiling = int64(k)
 	}
-	return int64(d)
+	ceiling = max(ceiling, every)
+	d := float64(min(int64(b.Initial), every)) * math.Pow(b.Multiplier, float64(e.failures)-1)
+	if d >= float64(ceiling) || math.IsInf(d, 1) {
+		return ceiling, ceiling
+	}
+	return int64(d), ceiling
 }
 
 // jitter returns a random offset within ±Jitter×base (within [0, Jitter×base]
@@ -272,7 +381,9 @@ func (s *Schedule) jitter(base int64, positive bool) int64 {
 	return ms * int64(time.Millisecond)
 }
 
-// take spends one token of the account's budget at now.
+// take spends one token of the account's budget at now. The token buckets
+// run on the schedule's monotonic timeline: a step of the wall clock neither
+// refills nor drains them.
 func (s *Schedule) take(a *account, now int64) bool {
 	if now < a.paused {
 		return false

@@ -46,13 +46,56 @@
 // arrives; other accounts' targets are not held up. [Outcome].Calls charges
 // extra API calls of a multi-page poll.
 //
-// # Backoff and throttling
+// # Backoff and recovery
 //
-// A failed poll is retried after an exponential backoff delay (see [Backoff]);
-// the first success resets it. A throttled poll ([Outcome].Throttled) is
-// retried after the cloud's RetryAfter and pauses the whole account until
-// then ([Schedule.Pause]), so its sibling targets wait too, while other
-// accounts go on.
+// A failed poll is retried after an exponential backoff delay bounded by the
+// target's interval I: after the n-th consecutive failure the wait is
 //
-// Time comes from a [Clock]; tests use a [FakeClock] and never sleep.
+//	delay(n) = min(min(Backoff.Initial, I) × Backoff.Multiplier^(n-1), cap)
+//	cap      = max(I, min(Backoff.Max, Backoff.MaxIntervals × I))
+//
+// spread by ±Jitter and folded back below cap (see [Backoff]). With the
+// defaults (5 s, 15 min, ×2, 10 intervals) the first retry never comes later
+// than the next healthy poll would, a 500 ms target is retried at least every
+// 5 s and a 1 min target every 10 min however long the outage, and a target
+// slower than 15 min is retried at least once per interval.
+//
+// The first success resets the count. A success also tells that the
+// account's provider answers again: the account's other targets that back
+// off because of errors are reset and made due within one interval, spread as
+// new targets are (Config.InitialSpread) and dispatched within the account's
+// budget, so an account recovers at its intervals, not at its backoff. A
+// target that fails again right after such a reset keeps backing off (its
+// errors are its own), so a broken resource among healthy ones is not
+// hammered. See [Schedule.Report].
+//
+// A throttled poll ([Outcome].Throttled) is retried after the cloud's
+// RetryAfter and pauses the whole account until then ([Schedule.Pause]), so
+// its sibling targets wait too, while other accounts go on. A sibling's
+// success does not cut a throttled target's wait short.
+//
+// # Time and clock steps
+//
+// Time comes from a [Clock]; tests use a [FakeClock] and never sleep. The
+// schedule runs on a monotonic timeline: the wall-clock time when it was
+// created plus the clock's Monotonic time elapsed since. Due times, lease
+// expiries, pauses and the token buckets are all kept on it, and Run sleeps
+// on timers, which measure durations. So when the wall clock is stepped (an
+// NTP step, an operator, a VM resumed and resynchronised), back or forward,
+// every target stays on its interval: nothing stalls for the size of the
+// step, nothing bursts, and no budget is refilled or drained.
+//
+// Wall-clock times appear only at the edges, converted with the wall clock as
+// it reads at the call: the times the schedule returns ([Dispatch].DueAt,
+// [Entry].NextDue, [Schedule.NextWake]) are what another process compares
+// against its own wall clock, and the times it takes ([Schedule.Due]'s now,
+// [Schedule.Pause]'s until) are read against the current wall clock. Leases
+// start at the wall-clock creation time, so a restarted schedule does not
+// reuse its predecessor's. [FakeClock.Step] simulates a wall-clock step;
+// [FakeClock.Advance] lets time pass.
+//
+// With [RealClock], Monotonic is the Go runtime's monotonic clock. On Linux
+// it does not advance while the machine is suspended (nor do Go's timers):
+// after a suspend the schedule resumes where it stopped, every target due
+// within one interval, rather than dispatching everything at once.
 package poller

@@ -76,3 +76,29 @@ func ExampleSchedule_Run() {
 	// 01:00 publish poll acct-1/server
 	// 02:00 publish poll acct-1/server
 }
+
+// An NTP step sets the wall clock back an hour after the first poll. The
+// schedule runs on monotonic time, so the next poll still comes one minute
+// later; the times it reports follow the stepped wall clock.
+func ExampleFakeClock_Step() {
+	clock := poller.NewFakeClock(time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC))
+	s, _ := poller.New(poller.Config{Clock: clock, Seed: 1, Jitter: -1, InitialSpread: -1})
+	_ = s.Register("server", time.Minute)
+	_ = s.Watch("acct-1", "cust-1")
+
+	for i := range 3 {
+		for _, d := range s.Due(clock.Now(), 0) {
+			fmt.Println(clock.Now().Format("15:04:05"), "poll", d.Target, "due", d.DueAt.Format("15:04:05"))
+			s.Report(d, poller.Outcome{})
+		}
+		if i == 0 {
+			clock.Step(-time.Hour)
+		}
+		next, _ := s.NextWake()
+		clock.Advance(next.Sub(clock.Now()))
+	}
+	// Output:
+	// 12:00:00 poll acct-1/server due 12:00:00
+	// 11:01:00 poll acct-1/server due 11:01:00
+	// 11:02:00 poll acct-1/server due 11:02:00
+}

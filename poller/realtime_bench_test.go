@@ -42,9 +42,7 @@ func BenchmarkLatenessRealTime(b *testing.B) {
 		var runs []result
 		var cpu time.Duration
 		for range b.N {
-			clock := &startClock{}
-			start := time.Now().Add(lead)
-			clock.frozen.Store(start.UnixNano())
+			clock := newStartClock(time.Now().Add(lead))
 			s, err := New(Config{Clock: clock, Seed: 1, InitialSpread: window, Budget: Unlimited})
 			if err != nil {
 				b.Fatal(err)
@@ -55,7 +53,7 @@ func BenchmarkLatenessRealTime(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			clock.frozen.Store(0)
+			clock.frozen.Store(false)
 			late := make([]time.Duration, 0, n)
 			ctx, cancel := context.WithCancel(context.Background())
 			c0 := cpuTime()
@@ -139,16 +137,32 @@ func BenchmarkLatenessRealTime(b *testing.B) {
 	})
 }
 
-// startClock is the real clock, except that Now is pinned to `frozen` (unix
-// ns) while it is not zero: targets registered during setup are spread from
+// startClock is the real clock, except that both readings are pinned to
+// start while frozen is set: targets registered during setup are spread from
 // the pinned start time.
-type startClock struct{ frozen atomic.Int64 }
+type startClock struct {
+	start  time.Time // carries a monotonic reading
+	frozen atomic.Bool
+}
+
+func newStartClock(start time.Time) *startClock {
+	c := &startClock{start: start}
+	c.frozen.Store(true)
+	return c
+}
 
 func (c *startClock) Now() time.Time {
-	if f := c.frozen.Load(); f != 0 {
-		return time.Unix(0, f)
+	if c.frozen.Load() {
+		return c.start
 	}
 	return time.Now()
+}
+
+func (c *startClock) Monotonic() time.Duration {
+	if c.frozen.Load() {
+		return c.start.Sub(monoOrigin)
+	}
+	return RealClock().Monotonic()
 }
 
 func (c *startClock) NewTimer(d time.Duration) Timer { return RealClock().NewTimer(d) }

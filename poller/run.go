@@ -37,7 +37,8 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 			if ctx.Err() != nil {
 				return nil
 			}
-			batch := s.Due(s.clock.Now(), s.cfg.BatchSize)
+			ed := s.edge()
+			batch := s.due(ed.now, ed, s.cfg.BatchSize)
 			if len(batch) == 0 {
 				break
 			}
@@ -53,7 +54,7 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 		}
 		next, ok := s.nextArm()
 		if ok {
-			timer.Reset(time.Duration(next - s.clock.Now().UnixNano()))
+			timer.Reset(time.Duration(next - s.now())) // a duration: monotonic
 		}
 		select {
 		case <-ctx.Done():

@@ -24,6 +24,12 @@ type Schedule struct {
 	loc   *time.Location // of the clock's times, for the times we return
 	rng   *rand.Rand
 
+	// The schedule's timeline (every time it stores, in ns) is monotonic:
+	// base + (clock.Monotonic() - mono0), where base is the wall-clock time at
+	// creation. Wall-clock times are derived only at the edges (see edge).
+	base  int64
+	mono0 time.Duration
+
 	// targets
 	chunks [][]entry // slab; slot s lives at chunks[s>>chunkBits][s&chunkMask]
 	nslots uint32    // slots handed out so far
@@ -58,7 +64,8 @@ const (
 	chunkMask = chunkSize - 1
 )
 
-// entry is one target, 72 bytes. Names are interned ids; times are unix ns.
+// entry is one target, 72 bytes. Names are interned ids; times are on the
+// schedule's timeline (ns, see Schedule.base).
 type entry struct {
 	resource string
 	lease    uint64 // the current lease while in flight
@@ -73,6 +80,7 @@ type entry struct {
 	jit      int32 // jitter (ms) included in due: due - jit is on the target's grid
 	failures uint16
 	state    uint8
+	flags    uint8 // fErr, fListed, fOwnErr
 }
 
 // entry states
@@ -81,6 +89,20 @@ const (
 	stIdle           // in the heap, keyed by due
 	stInFlight       // in the heap, keyed by lease expiry
 	stWaiting        // due, in its account's backlog waiting for budget
+)
+
+// entry flags: how a failing target takes part in its account's recovery
+// (see Schedule.recover).
+const (
+	// fErr: the last poll failed with an error (not throttled, not lost), so
+	// the target backs off because of errors.
+	fErr uint8 = 1 << iota
+	// fListed: the slot is in its account's failing list.
+	fListed
+	// fOwnErr: a sibling's success reset the target and it has not succeeded
+	// since; its errors are its own, and a sibling's success does not reset
+	// it again.
+	fOwnErr
 )
 
 type kindInfo struct {
@@ -101,6 +123,10 @@ type account struct {
 	bhead    int
 	readyAt  int64 // when the next token arrives (while the backlog is not empty)
 	readyIdx int32 // position in the ready heap, -1 when not in it
+	// failing lists the slots of targets that started backing off because of
+	// errors since the account's last successful poll (each with fListed;
+	// entries whose slot lost fListed or changed account are stale).
+	failing []uint32
 }
 
 // New returns an empty Schedule. It fails, naming the field, when cfg is invalid.
@@ -125,11 +151,15 @@ func New(cfg Config) (*Schedule, error) {
 		armed:       math.MaxInt64,
 		wake:        make(chan struct{}, 1),
 	}
-	s.loc = cfg.Clock.Now().Location()
-	// Leases start at the creation time in ns, so a restarted schedule does not
-	// hand out the leases of the previous one still carried by queued polls.
-	if t := cfg.Clock.Now().UnixNano(); t > 0 {
-		s.lease = uint64(t)
+	wall := cfg.Clock.Now()
+	s.loc = wall.Location()
+	s.base, s.mono0 = wall.UnixNano(), cfg.Clock.Monotonic()
+	// Leases start at the wall-clock creation time in ns, so a restarted
+	// schedule does not hand out the leases of the previous one still carried
+	// by queued polls (a schedule hands out far fewer than one lease per ns).
+	// Not the monotonic reading: its origin is per process.
+	if wall.UnixNano() > 0 {
+		s.lease = uint64(wall.UnixNano())
 	}
 	return s, nil
 }
@@ -151,7 +181,7 @@ func (s *Schedule) Register(kind string, every time.Duration) error {
 	first := s.kinds[k].every == 0
 	s.kinds[k].every = int64(every)
 	if first {
-		now := s.clock.Now().UnixNano()
+		now := s.now()
 		for _, a := range s.accountByID { // by id, not map order: deterministic by Seed
 			if a != nil && a.watched {
 				s.ensure(a, k, "", a.customer, 0, now)
@@ -181,7 +211,7 @@ func (s *Schedule) Watch(account, customer string) error {
 			}
 		}
 	}
-	now := s.clock.Now().UnixNano()
+	now := s.now()
 	for k := range s.kinds {
 		if s.kinds[k].every > 0 {
 			s.ensure(a, uint32(k), "", a.customer, 0, now)
@@ -246,7 +276,7 @@ func (s *Schedule) Set(t state.Target, every time.Duration) error {
 	if a.n == 0 && !a.watched {
 		a.customer = c
 	}
-	now := s.clock.Now().UnixNano()
+	now := s.now()
 	sl, existed := s.ensure(a, k, t.Resource, c, int64(max(every, 0)), now)
 	if existed {
 		e := s.ent(sl)
@@ -298,6 +328,7 @@ type Entry struct {
 
 // Lookup returns the schedule entry of a target.
 func (s *Schedule) Lookup(t state.Target) (Entry, bool) {
+	ed := s.edge()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl, ok := s.lookup(t)
@@ -308,14 +339,14 @@ func (s *Schedule) Lookup(t state.Target) (Entry, bool) {
 	en := Entry{
 		Target:   s.target(e),
 		Every:    time.Duration(s.every(e)),
-		NextDue:  s.time(e.due),
+		NextDue:  s.wall(e.due, ed),
 		InFlight: e.state == stInFlight,
 		Waiting:  e.state == stWaiting,
 		Failures: int(e.failures),
 		Lease:    e.lease,
 	}
 	if e.heapIdx >= 0 {
-		en.NextDue = s.time(s.heap[e.heapIdx].key)
+		en.NextDue = s.wall(s.heap[e.heapIdx].key, ed)
 	}
 	return en, true
 }
@@ -342,7 +373,27 @@ func checkInterval(every time.Duration, zeroOK bool) error {
 	return nil
 }
 
-func (s *Schedule) time(ns int64) time.Time { return time.Unix(0, ns).In(s.loc) }
+// now returns the current time on the schedule's timeline.
+func (s *Schedule) now() int64 { return s.base + int64(s.clock.Monotonic()-s.mono0) }
+
+// edge relates the schedule's timeline to the wall clock at one moment: a
+// time t on the timeline is the wall-clock time t + skew. The skew is zero
+// until the wall clock is stepped.
+type edge struct {
+	now  int64 // the schedule's current time
+	skew int64 // wall clock − timeline, ns
+}
+
+func (s *Schedule) edge() edge {
+	now := s.now()
+	return edge{now: now, skew: s.clock.Now().UnixNano() - now}
+}
+
+// wall converts a time on the timeline to the wall clock.
+func (s *Schedule) wall(t int64, ed edge) time.Time { return time.Unix(0, t+ed.skew).In(s.loc) }
+
+// at converts a wall-clock time to the timeline.
+func (ed edge) at(t time.Time) int64 { return t.UnixNano() - ed.skew }
 
 func (s *Schedule) ent(slot uint32) *entry {
 	return &s.chunks[slot>>chunkBits][slot&chunkMask]
@@ -457,21 +508,25 @@ func (s *Schedule) ensure(a *account, kind uint32, resource string, customer uin
 	a.head = sl + 1
 	a.n++
 	s.idxInsert(sl)
-	// first due time: spread over [now, now+min(interval, InitialSpread)]
-	ev := s.every(e)
-	spread := ev
-	if s.cfg.InitialSpread < 0 {
-		spread = 0
-	} else if s.cfg.InitialSpread > 0 {
-		spread = min(spread, int64(s.cfg.InitialSpread))
-	}
-	e.due = now
-	if spread > 0 {
-		e.due += s.rng.Int64N(spread + 1)
-	}
+	e.due = now + s.spread(s.every(e))
 	s.hpush(sl, e.due)
 	s.notify(e.due)
 	return sl, false
+}
+
+// spread returns the offset of a first due time from now for a target with
+// interval ev: uniform in [0, min(ev, InitialSpread)].
+func (s *Schedule) spread(ev int64) int64 {
+	spread := ev
+	if s.cfg.InitialSpread < 0 {
+		return 0
+	} else if s.cfg.InitialSpread > 0 {
+		spread = min(spread, int64(s.cfg.InitialSpread))
+	}
+	if spread <= 0 {
+		return 0
+	}
+	return s.rng.Int64N(spread + 1)
 }
 
 func (s *Schedule) alloc() uint32 {

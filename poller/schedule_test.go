@@ -1,9 +1,11 @@
 package poller
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"runtime"
 	"sort"
 	"testing"
@@ -27,7 +29,15 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativeBackoffInitial", Config{Backoff: Backoff{Initial: -1}}, "Backoff.Initial"},
 		{"NegativeBackoffMax", Config{Backoff: Backoff{Max: -1}}, "Backoff.Max"},
 		{"BackoffMaxBelowInitial", Config{Backoff: Backoff{Initial: time.Minute, Max: time.Second}}, "Backoff.Max"},
+		{"BackoffMaxBelowDefaultInitial", Config{Backoff: Backoff{Max: time.Second}}, "Backoff.Max"},
 		{"BackoffMultiplierBelowOne", Config{Backoff: Backoff{Multiplier: 0.5}}, "Backoff.Multiplier"},
+		{"BackoffMultiplierInf", Config{Backoff: Backoff{Multiplier: math.Inf(1)}}, "Backoff.Multiplier"},
+		{"BackoffMaxIntervalsBelowOne", Config{Backoff: Backoff{MaxIntervals: 0.5}}, "Backoff.MaxIntervals"},
+		{"BackoffMaxIntervalsNegative", Config{Backoff: Backoff{MaxIntervals: -1}}, "Backoff.MaxIntervals"},
+		{"BackoffMaxIntervalsNaN", Config{Backoff: Backoff{MaxIntervals: math.NaN()}}, "Backoff.MaxIntervals"},
+		{"BackoffMaxIntervalsInf", Config{Backoff: Backoff{MaxIntervals: math.Inf(1)}}, "Backoff.MaxIntervals"},
+		{"BackoffMaxIntervalsOne", Config{Backoff: Backoff{MaxIntervals: 1}}, ""},
+		{"BudgetNaN", Config{Budget: Limit{PerSecond: math.NaN()}}, "Budget.PerSecond"},
 		{"NegativeInFlightTimeout", Config{InFlightTimeout: -time.Second}, "InFlightTimeout"},
 		{"NegativeBatchSize", Config{BatchSize: -1}, "BatchSize"},
 		{"NegativeBudget", Config{Budget: Limit{PerSecond: -1}}, "Budget.PerSecond"},
@@ -49,6 +59,58 @@ func TestConfigValidate(t *testing.T) {
 			require.ErrorIs(t, newErr, ErrInvalidConfig)
 		})
 	}
+}
+
+// TestConfigZeroFieldsValid: the zero value of every field is valid (it
+// means the default), whatever the other fields hold. The fields are found by
+// reflection, so a field added later is covered, and must be filled in below.
+func TestConfigZeroFieldsValid(t *testing.T) {
+	full := Config{
+		Clock:           NewFakeClock(t0),
+		Jitter:          0.2,
+		Seed:            3,
+		InitialSpread:   time.Second,
+		Backoff:         Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, MaxIntervals: 4},
+		InFlightTimeout: time.Minute,
+		Budget:          Limit{PerSecond: 3, Burst: 4},
+		Budgets:         func(string) Limit { return Limit{} },
+		BatchSize:       10,
+	}
+	require.NoError(t, full.Validate())
+	// Limit is one value: its zero means the default budget. (Burst alone may
+	// be zero; a Burst without PerSecond is invalid, see BurstWithoutRate.)
+	leaves := func(v reflect.Value, prefix string, visit func(name string, f reflect.Value)) {
+		for i := range v.NumField() {
+			f, name := v.Field(i), prefix+v.Type().Field(i).Name
+			if f.Kind() == reflect.Struct && f.Type() == reflect.TypeFor[Backoff]() {
+				for j := range f.NumField() {
+					visit(name+"."+f.Type().Field(j).Name, f.Field(j))
+				}
+				continue
+			}
+			visit(name, f)
+		}
+	}
+	n := 0
+	leaves(reflect.ValueOf(&full).Elem(), "", func(name string, f reflect.Value) {
+		require.False(t, f.IsZero(), "%s: fill it in above", name)
+		n++
+		t.Run(name, func(t *testing.T) {
+			cfg := full
+			leaves(reflect.ValueOf(&cfg).Elem(), "", func(n string, g reflect.Value) {
+				if n == name {
+					g.SetZero()
+				}
+			})
+			require.NoError(t, cfg.Validate())
+			_, err := New(cfg)
+			require.NoError(t, err)
+		})
+	})
+	require.Equal(t, 12, n)
+	cfg := full
+	cfg.Budget.Burst = 0
+	require.NoError(t, cfg.Validate())
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -234,18 +296,32 @@ func TestOneInFlightPerTarget(t *testing.T) {
 	checkInvariants(t, s)
 }
 
+// TestBackoff pins the delays of the formula in the Backoff doc comment, with
+// jitter off (noSpread) so they are exact.
 func TestBackoff(t *testing.T) {
 	tests := []struct {
-		name  string
-		every time.Duration
-		want  []time.Duration // delays after consecutive failures
+		name    string
+		every   time.Duration
+		backoff Backoff         // zero: the default
+		unit    time.Duration   // of want; zero: seconds
+		want    []time.Duration // delays after consecutive failures
 	}{
-		{"ShortInterval", 15 * time.Second, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
-		{"LongIntervalCapsAtInterval", time.Hour, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600}},
+		// MaxIntervals 100: the cap is max(interval, Max), so Max is what stops the growth.
+		{"ShortInterval", 15 * time.Second, Backoff{MaxIntervals: 100}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
+		{"ShortIntervalCapsAtTenIntervals", 15 * time.Second, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 150, 150}},
+		{"MinuteIntervalCapsAtTenMinutes", time.Minute, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 600, 600}},
+		{"TwoMinuteIntervalCapsAtMax", 2 * time.Minute, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
+		{"LongIntervalCapsAtInterval", time.Hour, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600}},
+		{"FastIntervalStartsAtInterval", 500 * time.Millisecond, Backoff{}, time.Millisecond, []time.Duration{500, 1000, 2000, 4000, 5000, 5000}},
+		{"Custom", 10 * time.Second, Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, MaxIntervals: 4}, 0, []time.Duration{1, 3, 9, 27, 40, 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, clock := newTestSchedule(t, noSpread())
+			cfg := noSpread()
+			cfg.Backoff = tt.backoff
+			unit := cmp.Or(tt.unit, time.Second)
+			initial := min(cmp.Or(tt.backoff.Initial, DefaultBackoffInitial), tt.every)
+			s, clock := newTestSchedule(t, cfg)
 			tg := target("a", "server", "")
 			require.NoError(t, s.Set(tg, tt.every))
 			for i, want := range tt.want {
@@ -254,7 +330,7 @@ func TestBackoff(t *testing.T) {
 				require.True(t, s.Report(ds[0], Outcome{Err: errors.New("boom")}))
 				e, _ := s.Lookup(tg)
 				require.Equal(t, i+1, e.Failures)
-				require.Equal(t, want*time.Second, e.NextDue.Sub(clock.Now()), "delay after failure %d", i+1)
+				require.Equal(t, want*unit, e.NextDue.Sub(clock.Now()), "delay after failure %d", i+1)
 				clock.Set(e.NextDue)
 			}
 			ds := s.Due(clock.Now(), 0)
@@ -267,7 +343,7 @@ func TestBackoff(t *testing.T) {
 			ds = s.Due(clock.Now(), 0)
 			require.True(t, s.Report(ds[0], Outcome{Err: errors.New("boom")}))
 			e, _ = s.Lookup(tg)
-			require.Equal(t, 5*time.Second, e.NextDue.Sub(clock.Now()))
+			require.Equal(t, initial, e.NextDue.Sub(clock.Now()), "min(Initial, interval)")
 		})
 	}
 }
