@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,6 +55,17 @@ type launchEnv struct {
 
 func newLaunchEnv(t *testing.T, wrap func(cloud.Provider) cloud.Provider) *launchEnv {
 	t.Helper()
+	return newLaunchEnvOpts(t, wrap, nil)
+}
+
+// newLaunchEnvWith lets setup register pollers and watch accounts before Run.
+func newLaunchEnvWith(t *testing.T, setup func(*Worker, *sim.Cloud)) *launchEnv {
+	t.Helper()
+	return newLaunchEnvOpts(t, nil, setup)
+}
+
+func newLaunchEnvOpts(t *testing.T, wrap func(cloud.Provider) cloud.Provider, setup func(*Worker, *sim.Cloud)) *launchEnv {
+	t.Helper()
 	clk := poller.NewFakeClock(simStart)
 	c, err := sim.New(sim.Config{Now: clk.Now})
 	require.NoError(t, err)
@@ -63,6 +76,9 @@ func newLaunchEnv(t *testing.T, wrap func(cloud.Provider) cloud.Provider) *launc
 	}
 	w := newTestWorker(t, Config{Store: sqliteConfig(t), Cloud: p, Schedule: poller.Config{Clock: clk}})
 	e := &launchEnv{t: t, clk: clk, sim: c, w: w}
+	if setup != nil {
+		setup(w, c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -163,4 +179,36 @@ func TestLaunchSlowCloneOnDefaults(t *testing.T) {
 	_, poisoned = e.counts()
 	require.Zero(t, poisoned)
 	t.Logf("slow clone: launch calls=%d servers=%d poisoned=%d", g.calls.Load(), len(e.sim.Servers("acct-1")), poisoned)
+}
+
+// TestPollRecoveryOnDefaults: a 500 ms target whose cloud account was down
+// for ten minutes is polled again within ten intervals of the cloud coming
+// back (default schedule; only the clock is a fake one).
+func TestPollRecoveryOnDefaults(t *testing.T) {
+	t.Parallel()
+	e := newLaunchEnvWith(t, func(w *Worker, c *sim.Cloud) {
+		compute, err := c.Compute()
+		require.NoError(t, err)
+		require.NoError(t, w.Register(cloud.ServerPoller{Compute: compute}, 500*time.Millisecond))
+		require.NoError(t, w.Watch("acct-1", "acme"))
+	})
+	e.advance(3*time.Second, 100*time.Millisecond)
+	e.sim.SetAccountDown("acct-1", fmt.Errorf("%w: vCenter unreachable", cloud.ErrCommunication))
+	e.advance(10*time.Minute, 5*time.Second)
+	e.sim.SetAccountDown("acct-1", nil)
+	s, err := e.sim.AddServer("acct-1", cloud.Server{Name: "new", Image: "debian-12"})
+	require.NoError(t, err)
+	back := e.clk.Now()
+	seen := func() bool {
+		rs, err := e.w.Store().Resources(context.Background(), "acct-1", "server", "", 10)
+		return err == nil && slices.ContainsFunc(rs, func(r persist.Resource) bool { return r.ID == s.ID })
+	}
+	for !seen() {
+		require.Less(t, e.clk.Now().Sub(back), time.Minute, "not polled a minute after the cloud came back")
+		e.clk.Advance(100 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := e.clk.Now().Sub(back)
+	t.Logf("500ms target: polled %v after a 10-minute outage ended", after)
+	require.LessOrEqual(t, after, 5*time.Second+500*time.Millisecond, "within 10 intervals (+ one step)")
 }
