@@ -109,8 +109,12 @@ func classify(err error) error {
 }
 
 // unavailable reports whether err means the database could not be used, as
-// opposed to a problem with the statement or its values.
+// opposed to a problem with the statement or its values, or the caller's
+// context ending.
 func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // context.DeadlineExceeded is a net.Error that timed out, too
+	}
 	if lostConnection(err) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
 	}
