@@ -44,6 +44,8 @@ var (
 			{Version: 5, Name: "create launch intents table", Up: createTables(launchIntentsDDL)},
 			{Version: 6, Name: "create guest log offsets table", Up: createTables(guestOffsetsDDL)},
 			{Version: 7, Name: "create km credentials table", Up: createKMCredentials},
+			{Version: 8, Name: "record the size and SHA-256 of truncated poison payloads", Up: addColumns(tblPoison,
+				"payload_size BIGINT NOT NULL DEFAULT 0", "payload_sha256 CHAR(64) NOT NULL DEFAULT ''")},
 		},
 	}
 	analyticsMigrations = migrationSet{
