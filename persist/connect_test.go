@@ -117,6 +117,13 @@ func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
 func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
 
+// reset forgets the records so far.
+func (h *recordHandler) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = nil
+}
+
 // above returns the messages logged at level or higher.
 func (h *recordHandler) above(level slog.Level) []string {
 	h.mu.Lock()

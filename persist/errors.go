@@ -220,8 +220,11 @@ func retry(ctx context.Context, fn func() error) error {
 		if err = fn(); err == nil || !retryable(err) {
 			return classify(err)
 		}
-		if ctx.Err() != nil || (lostConnection(err) && time.Since(start) > quickFailure) {
+		if ctx.Err() != nil {
 			return classify(err)
+		}
+		if took := time.Since(start); lostConnection(err) && took > quickFailure {
+			return classify(fmt.Errorf("%w: lost after %s (no answer within the read timeout, or the server went away)", err, took.Round(time.Millisecond)))
 		}
 	}
 	return classify(fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err))
