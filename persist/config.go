@@ -227,7 +227,9 @@ type Config struct {
 	// history to an outbox in the provisioning database (in the same
 	// transaction as the state) and [Store.FlushHistory] moves it here.
 	Analytics DBConfig
-	// Logger receives connection, migration and slow-query messages. Default
+	// Logger receives migration messages (Info), slow statements and GORM's
+	// own warnings (Warn) and the MySQL driver's messages (Debug). A failed
+	// statement is not logged: its error is returned. Default
 	// slog.Default(). Passwords and query parameters are never logged.
 	Logger *slog.Logger
 	// Now is the clock used for "now" (observations without ObservedAt,
