@@ -24,7 +24,10 @@ func validText(s string) string {
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if (r == utf8.RuneError && size == 1) || r == 0 {
-			fmt.Fprintf(&b, `\x%02x`, s[i])
+			const hexDigits = "0123456789abcdef"
+			b.WriteString(`\x`)
+			b.WriteByte(hexDigits[s[i]>>4])
+			b.WriteByte(hexDigits[s[i]&0xf])
 			i++
 			continue
 		}
@@ -46,26 +49,42 @@ func cut(s string, n int) string {
 	return s[:n]
 }
 
-// cutMarked returns valid UTF-8 s shortened to at most n bytes, ending in a
-// note of how long s was, when it is longer.
-func cutMarked(s string, n int) string {
-	if len(s) <= n {
+// prefix returns at most the first n bytes of raw, not splitting a UTF-8
+// sequence at the end.
+func prefix(raw string, n int) string {
+	if len(raw) <= n {
+		return raw
+	}
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(raw[n]); i++ {
+		n--
+	}
+	return raw[:n]
+}
+
+// boundedText returns raw as valid text (see validText) of at most n bytes;
+// when that means cutting it, it ends in a note of raw's length. Only the
+// start of a long raw is looked at.
+func boundedText(raw string, n int) string {
+	s := validText(prefix(raw, n)) // escaping only lengthens: a prefix is enough
+	if len(raw) <= n && len(s) <= n {
 		return s
 	}
-	mark := fmt.Sprintf("…[%d bytes in all]", len(s))
+	mark := fmt.Sprintf("…[%d bytes in all]", len(raw))
 	return cut(s, n-len(mark)) + mark
 }
 
-// shortID returns an id that fits maxLen bytes: valid id as is, a longer one
-// as its start, "~" and the SHA-256 of raw (the id as received), so that
+// shortID returns raw as valid text (see validText) that fits maxLen bytes:
+// as is if it does, else its start, "~" and the SHA-256 of raw, so that
 // distinct ids stay distinct and one id always gives the same result.
-func shortID(raw, valid string, maxLen int) string {
-	if len(valid) <= maxLen {
-		return valid
+func shortID(raw string, maxLen int) string {
+	if len(raw) <= maxLen {
+		if s := validText(raw); len(s) <= maxLen {
+			return s
+		}
 	}
 	sum := sha256.Sum256([]byte(raw))
 	tail := "~" + hex.EncodeToString(sum[:])
-	return cut(valid, maxLen-len(tail)) + tail
+	return cut(validText(prefix(raw, maxLen)), maxLen-len(tail)) + tail
 }
 
 // Bounds of the metadata of a poison message.
@@ -106,7 +125,7 @@ func boundMetadata(md map[string]string) map[string]string {
 		return out
 	}
 	for k, v := range out {
-		out[k] = cutMarked(v, maxPoisonMetaValue)
+		out[k] = boundedText(v, maxPoisonMetaValue) // v is valid text already
 	}
 	if metadataSize(out) <= maxPoisonMetadata {
 		return out

@@ -180,14 +180,14 @@ func encodePoison(p Parked, failed time.Time) (poisonRow, error) {
 	}
 	r := poisonRow{
 		Parked: parkedRow{
-			MessageUUID: shortID(p.MessageUUID, validText(p.MessageUUID), maxUUIDLen),
-			Topic:       cut(validText(p.Topic), maxTopicLen),
+			MessageUUID: shortID(p.MessageUUID, maxUUIDLen),
+			Topic:       cut(validText(prefix(p.Topic, maxTopicLen)), maxTopicLen),
 			Metadata:    encodeMetadata(boundMetadata(validMetadata(p.Metadata))),
 			Payload:     notNull(p.Payload),
 			Attempts:    p.Attempts,
 		},
-		ActionType: cut(validText(p.ActionType), maxActionLen),
-		Reason:     cutMarked(validText(p.Reason), maxPoisonReason),
+		ActionType: cut(validText(prefix(p.ActionType, maxActionLen)), maxActionLen),
+		Reason:     boundedText(p.Reason, maxPoisonReason),
 		FailedAt:   dbTime(failed),
 	}
 	if len(p.Payload) > MaxPoisonPayload {
