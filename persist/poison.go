@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"gorm.io/gorm/clause"
@@ -94,6 +95,8 @@ func encodeParked(op string, p Parked) (parkedRow, error) {
 		return parkedRow{}, invalidf("persist: %s %s: Topic %q is not valid UTF-8 text", op, p.MessageUUID, validText(p.Topic))
 	case len(p.Topic) > maxTopicLen:
 		return parkedRow{}, invalidf("persist: %s %s: Topic is longer than %d bytes", op, p.MessageUUID, maxTopicLen)
+	case p.Attempts > math.MaxInt32:
+		return parkedRow{}, invalidf("persist: %s %s: Attempts is %d (want <= %d)", op, p.MessageUUID, p.Attempts, math.MaxInt32)
 	}
 	return parkedRow{
 		MessageUUID: p.MessageUUID, Topic: p.Topic, Metadata: encodeMetadata(validMetadata(p.Metadata)),
@@ -184,7 +187,7 @@ func encodePoison(p Parked, failed time.Time) (poisonRow, error) {
 			Topic:       cut(validText(prefix(p.Topic, maxTopicLen)), maxTopicLen),
 			Metadata:    encodeMetadata(boundMetadata(validMetadata(p.Metadata))),
 			Payload:     notNull(p.Payload),
-			Attempts:    p.Attempts,
+			Attempts:    min(p.Attempts, math.MaxInt32), // the column is an INT; a count from a header may be anything
 		},
 		ActionType: cut(validText(prefix(p.ActionType, maxActionLen)), maxActionLen),
 		Reason:     boundedText(p.Reason, maxPoisonReason),
@@ -220,9 +223,10 @@ type PoisonFilter struct {
 // (values cut to 4 KiB, then keys dropped, with a note of what was cut). A
 // payload longer than [MaxPoisonPayload] is stored truncated with its size
 // and SHA-256 (see [Parked.Truncated]); such a message cannot be replayed.
-// The only errors are [ErrInvalid] for a message without MessageUUID or
-// with negative Attempts (the caller's bug, not the message's), and the
-// database being unavailable or failing.
+// Attempts above 2^31-1 are stored as 2^31-1. The only errors are
+// [ErrInvalid] for a message without MessageUUID or with negative Attempts
+// (the caller's bug, not the message's), and the database being unavailable
+// or failing.
 func (s *Store) AddPoison(ctx context.Context, p Parked) error {
 	failed := p.FailedAt
 	if failed.IsZero() {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,9 @@ func TestPoisonBadInput(t *testing.T) {
 			require.Equal(t, `panic: \xff`, got.Reason)
 		}},
 		{name: "EmptyBody", p: Parked{MessageUUID: "m", Payload: []byte{}}},
+		{name: "HugeAttempts", p: Parked{MessageUUID: "m", Attempts: math.MaxInt64 - 1}, check: func(t *testing.T, got Parked) {
+			require.Equal(t, math.MaxInt32, got.Attempts)
+		}},
 		{name: "BinaryBody", p: Parked{MessageUUID: "m", Payload: []byte{0, 0xff, 0xfe, 0}}},
 		{name: "Body1MiB", p: Parked{MessageUUID: "m", Payload: mib(1)}},
 		{name: "Body5MiB", p: Parked{MessageUUID: "m", Payload: mib(5)}},
@@ -175,11 +179,13 @@ func TestPoisonBadInput(t *testing.T) {
 				if p.MessageUUID == "m" {
 					p.MessageUUID = tt.name // one row per case
 				}
-				p.Attempts = 3
+				if p.Attempts == 0 {
+					p.Attempts = 3
+				}
 				before := countRows(t, s.DB(), tblPoison)
 				require.NoError(t, s.AddPoison(ctx, p))
 				again := p // delivered and poisoned once more
-				again.Attempts = 4
+				again.Attempts = p.Attempts + 1
 				require.NoError(t, s.AddPoison(ctx, again), "idempotent")
 				require.Equal(t, before+1, countRows(t, s.DB(), tblPoison), "one row per message")
 
@@ -187,7 +193,7 @@ func TestPoisonBadInput(t *testing.T) {
 				require.NoError(t, s.DB().Raw("SELECT MAX(id) FROM "+tblPoison).Scan(&id).Error)
 				got, err := s.GetPoison(ctx, id)
 				require.NoError(t, err)
-				require.Equal(t, 4, got.Attempts, "the second call updated the row")
+				require.Equal(t, min(again.Attempts, math.MaxInt32), got.Attempts, "the second call updated the row")
 				requireBoundedPoison(t, got)
 				list, err := s.ListPoison(ctx, PoisonFilter{Limit: 1})
 				require.NoError(t, err)
@@ -272,6 +278,7 @@ func TestDeferBadInput(t *testing.T) {
 			{MessageUUID: "m", Topic: "t\xff"},
 			{MessageUUID: "m", Topic: strings.Repeat("t", 300)},
 			{MessageUUID: ""},
+			{MessageUUID: "m", Attempts: math.MaxInt32 + 1},
 		} {
 			err := s.Defer(ctx, p, due)
 			require.ErrorIs(t, err, ErrInvalid, "%q", p.MessageUUID)

@@ -296,6 +296,11 @@ func (c handshakeConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err == nil {
 		return conn, nil
 	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// The caller gave up: say so, whatever the driver made of it (a
+		// dial cut short reads "i/o timeout").
+		return nil, fmt.Errorf("%w (%s)", ctx.Err(), redact(err, c.secret))
+	}
 	var me *mysql.MySQLError
 	if ctx.Err() != nil || errors.As(err, &me) {
 		// The caller gave up, or the server answered (access denied, unknown
