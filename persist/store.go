@@ -278,10 +278,11 @@ func (l mysqlLogger) Print(v ...any) { l.log.Debug("persist: mysql driver: " + f
 // handshakeConnector bounds opening a MySQL connection, greeting and
 // authentication included, by the connect timeout: the driver's own timeout
 // covers only the dial, so a server that accepts and never answers would hold
-// the caller forever. A failure that is not the server's answer (such as
-// "access denied") becomes an [ErrUnavailable] error that says no MySQL
-// server answered at host:port. It never matches driver.ErrBadConn, so
-// database/sql does not try twice more.
+// the caller forever. The server's own refusals (access denied, unknown
+// database, too many connections) are returned as they are; any other
+// failure becomes an [ErrUnavailable] error that says no MySQL server
+// answered at host:port within the timeout. It never matches
+// driver.ErrBadConn, so database/sql does not try twice more.
 type handshakeConnector struct {
 	driver.Connector
 	addr    string
