@@ -78,6 +78,9 @@ func (w *Worker) Replay(ctx context.Context, id int64) error {
 }
 
 func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
+	if err := r.Replayable(); err != nil { // the store kept only part of its payload
+		return fmt.Errorf("worker: replay poison record %d: %w", r.ID, err)
+	}
 	md := make(map[string]string, len(r.Metadata)+1)
 	for k, v := range r.Metadata {
 		md[k] = v

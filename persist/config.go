@@ -33,7 +33,21 @@ const (
 	defaultMySQLMaxOpenConns = 20              // per pool
 	defaultMySQLMaxIdleConns = 10              // per pool
 	defaultConnMaxLifetime   = 3 * time.Minute // MySQL only; below a typical wait_timeout
-	defaultMySQLDialTimeout  = 5 * time.Second // when the DSN sets no timeout
+	// A MySQL handshake (dial, greeting, TLS, authentication) takes
+	// milliseconds on a LAN and well under a second across regions or on a
+	// loaded server: 5s tells "not there" from "slow" without holding a
+	// start-up or a caller long.
+	defaultMySQLConnectTimeout = 5 * time.Second
+	// Our statements are batched and take milliseconds to a few seconds; 30s
+	// leaves ample room for a loaded server while a frozen one fails a caller
+	// in bounded time.
+	defaultMySQLReadTimeout = 30 * time.Second
+	// A write blocks only when the server stops reading (frozen, or its
+	// network is gone): the same bound as reads.
+	defaultMySQLWriteTimeout = 30 * time.Second
+	// migrationReadTimeout is the least read timeout of the connection that
+	// runs migrations: DDL on a large table may take minutes.
+	migrationReadTimeout = 10 * time.Minute
 )
 
 // DBConfig says how to reach one database.
@@ -45,8 +59,11 @@ type DBConfig struct {
 	// store sets its own (WAL, busy timeout, foreign keys).
 	// For MySQL it is a go-sql-driver DSN such as
 	// "user:pass@tcp(host:3306)/db"; it must name a database. parseTime is
-	// always enabled, clientFoundRows always disabled, and a 5s connect
-	// timeout is added when the DSN sets none.
+	// always enabled and clientFoundRows always disabled. The DSN's timeout,
+	// readTimeout and writeTimeout parameters stand for ConnectTimeout,
+	// ReadTimeout and WriteTimeout below. Every formatter of a DBConfig
+	// (String, GoString, fmt verbs, JSON, slog) shows the DSN with its
+	// password replaced by "xxxxx".
 	DSN string
 	// MaxOpenConns caps the connection pool. MySQL default 20. For SQLite it
 	// sizes the read pool (default 4); writes always go through exactly one
@@ -59,6 +76,25 @@ type DBConfig struct {
 	// wait_timeout never closes one under us. Default 3 minutes. Ignored for
 	// SQLite, whose connections are never recycled.
 	ConnMaxLifetime time.Duration
+	// ConnectTimeout bounds opening one MySQL connection: dialling, the
+	// server's greeting and authentication together. Default 5s. A server
+	// that does not complete the handshake in time (down, frozen, or not a
+	// MySQL server) fails with [ErrUnavailable], naming host:port. The DSN
+	// may set it instead (timeout=5s); setting both to different values is
+	// an error. Ignored for SQLite.
+	ConnectTimeout time.Duration
+	// ReadTimeout bounds each wait for the MySQL server's answer, so a frozen
+	// server fails callers in bounded time instead of holding them until
+	// their context ends. Default 30s. A statement that waits longer (also
+	// for a row lock) fails with [ErrUnavailable] and its connection is
+	// dropped. Migrations use at least 10 minutes, as DDL on a large table
+	// may take that long. The DSN may set it instead (readTimeout=30s);
+	// setting both to different values is an error. Ignored for SQLite.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds each write to the MySQL server. Default 30s. The
+	// DSN may set it instead (writeTimeout=30s); setting both to different
+	// values is an error. Ignored for SQLite.
+	WriteTimeout time.Duration
 }
 
 func (c DBConfig) isZero() bool { return c == DBConfig{} }
@@ -106,25 +142,79 @@ func (c DBConfig) validate(field string) error {
 		}
 		mc, err := mysql.ParseDSN(c.DSN)
 		if err != nil {
-			// The DSN itself is never echoed: it may hold a password.
-			return invalidf("persist: %s.DSN is not a valid mysql DSN: %v", field, err)
+			// The DSN is shown without its password; the parser's messages
+			// never quote the DSN.
+			return invalidf("persist: %s.DSN is not a valid mysql DSN: %v (DSN %q)", field, redact(err, mysqlPassword(c.DSN)), redactMySQLDSN(c.DSN))
 		}
 		if mc.DBName == "" {
 			return invalidf("persist: %s.DSN (%s) names no database (want user:pass@tcp(host:3306)/db)", field, describeMySQL(mc))
 		}
+		for _, t := range []struct {
+			name, param string
+			field, dsn  time.Duration
+		}{
+			{"ConnectTimeout", "timeout", c.ConnectTimeout, mc.Timeout},
+			{"ReadTimeout", "readTimeout", c.ReadTimeout, mc.ReadTimeout},
+			{"WriteTimeout", "writeTimeout", c.WriteTimeout, mc.WriteTimeout},
+		} {
+			if t.field > 0 && t.dsn > 0 && t.field != t.dsn {
+				return invalidf("persist: %s.%s is %s but its DSN sets %s=%s (set one of them)", field, t.name, t.field, t.param, t.dsn)
+			}
+			if t.dsn < 0 {
+				return invalidf("persist: %s.DSN sets %s=%s (want > 0)", field, t.param, t.dsn)
+			}
+		}
 	default:
 		return invalidf("persist: %s.Driver %q is not supported (want %q or %q)", field, c.Driver, SQLite, MySQL)
 	}
-	if c.MaxOpenConns < 0 {
-		return invalidf("persist: %s.MaxOpenConns is %d (want >= 0; 0 means the default)", field, c.MaxOpenConns)
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"MaxOpenConns", c.MaxOpenConns}, {"MaxIdleConns", c.MaxIdleConns}} {
+		if n.v < 0 {
+			return invalidf("persist: %s.%s is %d (want >= 0; 0 means the default)", field, n.name, n.v)
+		}
 	}
-	if c.MaxIdleConns < 0 {
-		return invalidf("persist: %s.MaxIdleConns is %d (want >= 0; 0 means the default)", field, c.MaxIdleConns)
-	}
-	if c.ConnMaxLifetime < 0 {
-		return invalidf("persist: %s.ConnMaxLifetime is %s (want >= 0; 0 means the default)", field, c.ConnMaxLifetime)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ConnMaxLifetime", c.ConnMaxLifetime}, {"ConnectTimeout", c.ConnectTimeout},
+		{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout},
+	} {
+		if d.v < 0 {
+			return invalidf("persist: %s.%s is %s (want >= 0; 0 means the default)", field, d.name, d.v)
+		}
 	}
 	return nil
+}
+
+// mysqlConfig returns the driver configuration of a valid MySQL DBConfig:
+// its DSN with the store's settings and the effective timeouts (the DSN's,
+// else the field's, else the default).
+func (c DBConfig) mysqlConfig(log *slog.Logger) (*mysql.Config, error) {
+	mc, err := mysql.ParseDSN(c.DSN)
+	if err != nil { // Validate has already checked it; keep the DSN out of the message anyway
+		return nil, invalidf("persist: mysql DSN %q: %v", redactMySQLDSN(c.DSN), redact(err, mysqlPassword(c.DSN)))
+	}
+	mc.ParseTime = true
+	// Affected-row counts are rows changed, not rows matched: the
+	// conditional upsert of Save detects conflicts from them.
+	mc.ClientFoundRows = false
+	pick := func(dsn, field, def time.Duration) time.Duration {
+		switch {
+		case dsn > 0:
+			return dsn
+		case field > 0:
+			return field
+		}
+		return def
+	}
+	mc.Timeout = pick(mc.Timeout, c.ConnectTimeout, defaultMySQLConnectTimeout)
+	mc.ReadTimeout = pick(mc.ReadTimeout, c.ReadTimeout, defaultMySQLReadTimeout)
+	mc.WriteTimeout = pick(mc.WriteTimeout, c.WriteTimeout, defaultMySQLWriteTimeout)
+	mc.Logger = mysqlLogger{log: log}
+	return mc, nil
 }
 
 // Config configures a [Store].
@@ -137,15 +227,40 @@ type Config struct {
 	// history to an outbox in the provisioning database (in the same
 	// transaction as the state) and [Store.FlushHistory] moves it here.
 	Analytics DBConfig
-	// Logger receives connection, migration and slow-query messages. Default
+	// Logger receives migration messages (Info), slow statements and GORM's
+	// own warnings (Warn) and the MySQL driver's messages (Debug). A failed
+	// statement is not logged: its error is returned. Default
 	// slog.Default(). Passwords and query parameters are never logged.
 	Logger *slog.Logger
 	// Now is the clock used for "now" (observations without ObservedAt,
 	// updated_at, failed_at...). Default time.Now.
 	Now func() time.Time
+	// Migrations says what [Open] does about the schema. Default
+	// [MigrateAuto]: apply missing migrations. [MigrateVerify] only checks
+	// that the schema is current, for a runtime database user without DDL
+	// privileges, with the migrations run beforehand by [Migrate].
+	Migrations MigrationMode
 }
 
+// MigrationMode says what [Open] does about the schema.
+type MigrationMode string
+
+// The migration modes.
+const (
+	// MigrateAuto (the default) applies missing migrations at [Open]. A
+	// schema already current costs reads only: no lock, no DDL, so a user
+	// with only SELECT, INSERT, UPDATE and DELETE privileges can open it.
+	MigrateAuto MigrationMode = "auto"
+	// MigrateVerify never changes the schema: [Open] fails with
+	// [ErrSchemaTooOld] when migrations are missing (run [Migrate] first)
+	// and with [ErrSchemaTooNew] when a newer binary migrated it.
+	MigrateVerify MigrationMode = "verify"
+)
+
 func (c *Config) setDefaults() {
+	if c.Migrations == "" {
+		c.Migrations = MigrateAuto
+	}
 	c.Provisioning.setDefaults()
 	if !c.Analytics.isZero() {
 		c.Analytics.setDefaults()
@@ -169,6 +284,11 @@ func (c Config) Validate() error {
 		if err := c.Analytics.validate("Analytics"); err != nil {
 			return err
 		}
+	}
+	switch c.Migrations {
+	case MigrateAuto, MigrateVerify:
+	default:
+		return invalidf("persist: Migrations %q is not supported (want %q or %q; empty means %q)", c.Migrations, MigrateAuto, MigrateVerify, MigrateAuto)
 	}
 	return nil
 }

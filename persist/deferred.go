@@ -28,6 +28,16 @@ func (deferredRow) TableName() string { return tblDeferred }
 // Metadata, Payload and Attempts (the ID is assigned by the store). It is
 // idempotent by MessageUUID: deferring the same message again replaces its
 // topic, metadata, payload, attempts and due time.
+//
+// The message comes back as it was given, with one exception: metadata that
+// is not valid UTF-8 text (or holds NUL) is stored with each such byte
+// written as \xNN, since the database accepts nothing else. A message that
+// cannot be stored whole is refused with [ErrInvalid]: an empty, overlong
+// (over 191 bytes) or non-UTF-8 MessageUUID, an overlong or non-UTF-8
+// Topic, or a payload and metadata larger than the database accepts in a
+// row (MySQL: the server's max_allowed_packet, less 64 KiB; SQLite: 1 GB).
+// Such a message needs another fate, such as [Store.AddPoison], which
+// never refuses a message for its content.
 func (s *Store) Defer(ctx context.Context, p Parked, dueAt time.Time) error {
 	row, err := encodeParked("defer", p)
 	if err != nil {
@@ -35,6 +45,10 @@ func (s *Store) Defer(ctx context.Context, p Parked, dueAt time.Time) error {
 	}
 	if dueAt.IsZero() {
 		return invalidf("persist: defer %s: dueAt is required", p.MessageUUID)
+	}
+	if size := int64(len(row.Payload) + len(row.Metadata) + len(row.MessageUUID) + len(row.Topic)); size > s.prov.maxRow {
+		return invalidf("persist: defer %s: the message is %d bytes (payload %d, metadata %d); %s stores at most %d in a row",
+			p.MessageUUID, size, len(row.Payload), len(row.Metadata), s.prov.desc, s.prov.maxRow)
 	}
 	dr := deferredRow{Parked: row, DueAt: dbTime(dueAt), CreatedAt: dbTime(s.now())}
 	err = retry(ctx, func() error {

@@ -30,10 +30,30 @@
 // migrations recorded in worker_schema_migrations (and
 // worker_analytics_schema_migrations for history). Several processes may start
 // at once: they serialise on a MySQL named lock or on the SQLite write lock,
-// and each migration runs once. A database migrated by a newer binary is
-// refused with [ErrSchemaTooNew]. The provisioning migrations also create
-// km's credential table (worker_km_credentials) exactly as km.Migrate would,
-// case-sensitive on MySQL too.
+// and each migration runs once; the lock is released however a migration
+// ends. A schema that is already current is only read, so the worker can run
+// as a database user with nothing but SELECT, INSERT, UPDATE and DELETE. For
+// deployments that keep DDL out of the worker altogether, run [Migrate] (the
+// command examples/migrate does) as a privileged user before starting, and
+// set [Config].Migrations to [MigrateVerify]: Open then only checks the
+// schema, and fails with [ErrSchemaTooOld] when migrations are missing. A
+// database migrated by a newer binary is refused with [ErrSchemaTooNew]. The
+// provisioning migrations also create km's credential table
+// (worker_km_credentials) exactly as km.Migrate would, case-sensitive on
+// MySQL too.
+//
+// # Timeouts
+//
+// A MySQL connection is bounded by [DBConfig].ConnectTimeout (default 5s)
+// from dial to authentication, so a wrong address, a server that is not
+// MySQL or one that accepts and never answers fails in bounded time, saying
+// that no MySQL server answered at host:port. Every read and write is
+// bounded by ReadTimeout and WriteTimeout (default 30s), so a frozen server
+// fails callers instead of holding them until their context ends. There is
+// no server-side statement timeout by default: MySQL's max_execution_time
+// covers SELECT only and MariaDB's max_statement_time has another name and
+// unit, so a DSN parameter for one fails on the other; add the one your
+// server knows to the DSN if you want it.
 //
 // # Change detection
 //
@@ -67,7 +87,32 @@
 //
 // # Errors
 //
-// Errors wrap [ErrNotFound], [ErrSchemaTooNew] and [ErrInvalid] where callers
-// need to branch. Errors about a MySQL database name its user, host and
+// Errors wrap sentinels callers can branch on with errors.Is:
+//
+//   - [ErrUnavailable]: the database could not be used (unreachable, not
+//     answering in time, read-only, out of connections, connection lost).
+//     The call can succeed later: wait the outage out, or let the message be
+//     redelivered.
+//   - [ErrInvalid]: the input or configuration is refused, including values
+//     the database itself refuses. Retrying cannot help: treat it as
+//     permanent.
+//   - [ErrNotFound]: the requested row does not exist.
+//   - [ErrSchemaTooOld] and [ErrSchemaTooNew]: from [Open] and [Migrate],
+//     the schema does not match the binary.
+//
+// A context that ends is reported as the context's error. Anything else is
+// unexpected. The store logs nothing about a failed statement: the error is
+// returned, for the caller to log once. Errors, and every formatter of
+// [Config] and [DBConfig], name a MySQL database by its user, host and
 // database, never its password.
+//
+// # Poison messages
+//
+// [Store.AddPoison] records any message, whatever it holds, so that poisoning
+// fails only when the database does: text that is not UTF-8 is stored with
+// its bad bytes written as \xNN, an overlong id is shortened
+// deterministically, metadata and reason are bounded, and a payload over
+// [MaxPoisonPayload] is kept truncated with its size and SHA-256
+// ([Parked.Truncated]). Such a record cannot be replayed: check
+// [Parked.Replayable] before sending a poison message again.
 package persist

@@ -31,7 +31,9 @@ func TestGormLogger(t *testing.T) {
 	}{
 		{name: "Fast"},
 		{name: "NotFound", err: gorm.ErrRecordNotFound},
-		{name: "Error", err: errors.New("boom"), logged: true},
+		{name: "Error", err: errors.New("boom")}, // returned to the caller, who logs it
+		{name: "SlowError", age: 2 * slowStatement, err: errors.New("boom")},
+		{name: "Canceled", err: context.Canceled},
 		{name: "Slow", age: 2 * slowStatement, logged: true},
 		{name: "InfoLevel", level: logger.Info, logged: true},
 	}

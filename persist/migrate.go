@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -42,6 +44,8 @@ var (
 			{Version: 5, Name: "create launch intents table", Up: createTables(launchIntentsDDL)},
 			{Version: 6, Name: "create guest log offsets table", Up: createTables(guestOffsetsDDL)},
 			{Version: 7, Name: "create km credentials table", Up: createKMCredentials},
+			{Version: 8, Name: "record the size and SHA-256 of truncated poison payloads", Up: addColumns(tblPoison,
+				"payload_size BIGINT NOT NULL DEFAULT 0", "payload_sha256 CHAR(64) NOT NULL DEFAULT ''")},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -371,63 +375,197 @@ func createTables(tables ...tableDef) func(tx *gorm.DB) error {
 	}
 }
 
-// migrate brings every database of the store up to date.
-func (s *Store) migrate(ctx context.Context) error {
-	if err := s.migrateDatabase(ctx, s.prov, provisioningMigrations); err != nil {
+// How long a migration waits for another process's migration to finish, and
+// for the lock to be released at the end.
+const (
+	migrationLockWait = 60 * time.Second
+	releaseTimeout    = 5 * time.Second
+)
+
+// Migrate brings the schema of cfg's databases up to date and returns: the
+// separate migration step of a deployment whose runtime database user may
+// not change the schema (see [MigrateVerify]). It connects as [Open] does,
+// applies the missing migrations of the provisioning and the analytics
+// database, logs each one it applies and the version each database is at
+// (Info, to cfg.Logger), and closes its connections. cfg.Migrations is
+// ignored. Running it on a current schema changes nothing; several
+// processes may run it at once. It fails with [ErrSchemaTooNew] when a newer
+// binary migrated a database.
+func Migrate(ctx context.Context, cfg Config) error {
+	s, err := connect(ctx, cfg)
+	if err != nil {
 		return err
 	}
-	return s.migrateDatabase(ctx, s.ana, analyticsMigrations)
+	defer s.Close()
+	return s.migrateAll(ctx, true)
+}
+
+// migrate brings every database of the store up to date.
+func (s *Store) migrate(ctx context.Context) error { return s.migrateAll(ctx, false) }
+
+// migrateAll brings every database of the store up to date; with report it
+// logs the version each one is at.
+func (s *Store) migrateAll(ctx context.Context, report bool) error {
+	for _, m := range s.migrationSets() {
+		version, applied, err := s.migrateDatabase(ctx, m.d, m.set)
+		if err != nil {
+			return err
+		}
+		if report {
+			s.log.Info("persist: schema up to date", "db", m.d.desc, "table", m.set.table, "version", version, "applied", len(applied))
+		}
+	}
+	return nil
+}
+
+type dbMigrations struct {
+	d   *database
+	set migrationSet
+}
+
+// migrationSets pairs each database of the store with its migrations.
+func (s *Store) migrationSets() []dbMigrations {
+	return []dbMigrations{{s.prov, provisioningMigrations}, {s.ana, analyticsMigrations}}
+}
+
+// verifySchema checks, reading only, that every database of the store has
+// every migration applied: [ErrSchemaTooOld] if not, [ErrSchemaTooNew] if a
+// newer binary migrated it.
+func (s *Store) verifySchema(ctx context.Context) error {
+	for _, m := range s.migrationSets() {
+		at, current, err := schemaVersion(ctx, m.d, m.set)
+		if err != nil {
+			return fmt.Errorf("persist: check schema of %s: %w", m.d.desc, err)
+		}
+		if !current {
+			return fmt.Errorf("persist: check schema of %s: %w: %s is at version %d, this binary needs version %d; "+
+				"run the migrations first (persist.Migrate, e.g. examples/migrate) as a user allowed to change the schema",
+				m.d.desc, ErrSchemaTooOld, m.set.table, at, len(m.set.steps))
+		}
+	}
+	return nil
+}
+
+// schemaVersion reads which steps of set the database has applied, without
+// a lock and without DDL. at is the highest version up to which every step
+// is applied; current reports whether that is all of them. A version this
+// binary does not know fails with [ErrSchemaTooNew].
+func schemaVersion(ctx context.Context, d *database, set migrationSet) (at int, current bool, err error) {
+	db := d.writer.WithContext(ctx)
+	exists := "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+	if d.driver == MySQL {
+		exists = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+	}
+	var versions []int
+	err = retry(ctx, func() error {
+		versions = nil
+		var n int64
+		if err := db.Raw(exists, set.table).Scan(&n).Error; err != nil || n == 0 {
+			return err
+		}
+		return db.Table(set.table).Order("version").Pluck("version", &versions).Error
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", set.table, err)
+	}
+	done := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		if v > len(set.steps) {
+			return 0, false, fmt.Errorf("%w: %s has version %d, this binary knows up to %d", ErrSchemaTooNew, set.table, v, len(set.steps))
+		}
+		done[v] = true
+	}
+	for done[at+1] {
+		at++
+	}
+	return at, at == len(set.steps), nil
 }
 
 // migrateDatabase applies the missing steps of set, safely when several
 // processes start at once: on MySQL under a named server lock held by one
 // connection, on SQLite inside one IMMEDIATE transaction (the write lock), so
-// a second process waits, then finds the steps applied.
-func (s *Store) migrateDatabase(ctx context.Context, d *database, set migrationSet) error {
-	db := d.writer.WithContext(ctx)
-	var applied []int
-	var err error
+// a second process waits, then finds the steps applied. A current schema is
+// only read: no lock, no DDL. It returns the version the database is at and
+// the versions it applied.
+func (s *Store) migrateDatabase(ctx context.Context, d *database, set migrationSet) (version int, applied []int, err error) {
+	at, current, err := schemaVersion(ctx, d, set)
+	if err != nil {
+		return 0, nil, fmt.Errorf("persist: migrate %s (%s): %w", d.desc, set.table, err)
+	}
+	if current {
+		return at, nil, nil
+	}
 	switch d.driver {
 	case MySQL:
-		err = db.Connection(func(conn *gorm.DB) error {
-			lock := migrationLockName(conn)
-			var got sql.NullInt64
-			if err := conn.Raw("SELECT GET_LOCK(?, ?)", lock, 60).Scan(&got).Error; err != nil {
-				return fmt.Errorf("take migration lock: %w", err)
-			}
-			if !got.Valid || got.Int64 != 1 {
-				return fmt.Errorf("take migration lock %s: timed out after 60s", lock)
-			}
-			defer func() {
-				// Release even when ctx is done; a pooled connection must not keep the lock.
-				var released sql.NullInt64
-				if err := conn.WithContext(context.WithoutCancel(ctx)).Raw("SELECT RELEASE_LOCK(?)", lock).Scan(&released).Error; err != nil {
-					s.log.Warn("persist: release migration lock", "db", d.desc, "err", err)
-				}
-			}()
-			applied, err = s.applyMigrations(conn, set)
-			return err
-		})
+		applied, err = s.migrateMySQL(ctx, d, set)
 	default:
-		err = db.Transaction(func(tx *gorm.DB) error {
+		err = d.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var err error
 			applied, err = s.applyMigrations(tx, set)
 			return err
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("persist: migrate %s (%s): %w", d.desc, set.table, err)
+		return 0, nil, fmt.Errorf("persist: migrate %s (%s): %w", d.desc, set.table, classify(err))
 	}
 	for _, v := range applied {
 		m := set.steps[v-1]
 		s.log.Info("persist: applied migration", "db", d.desc, "table", set.table, "version", m.Version, "name", m.Name)
 	}
-	return nil
+	return len(set.steps), applied, nil
+}
+
+// migrateMySQL applies the missing steps of set on a connection of its own,
+// opened for the purpose with a read timeout long enough for DDL on a large
+// table, holding the database's named lock. The lock is released however
+// the steps end; if releasing fails, closing the connection (which always
+// happens) ends the session and so frees the lock.
+func (s *Store) migrateMySQL(ctx context.Context, d *database, set migrationSet) ([]int, error) {
+	mc := d.mysql.Clone()
+	mc.ReadTimeout = max(mc.ReadTimeout, migrationReadTimeout)
+	pool, err := newMySQLPool(mc)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	pool.SetMaxOpenConns(1)
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	var dbName string
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		return nil, fmt.Errorf("read the database name: %w", err)
+	}
+	lock := migrationLockName(dbName)
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", lock, int64(migrationLockWait/time.Second)).Scan(&got); err != nil {
+		return nil, fmt.Errorf("take migration lock %s: %w", lock, err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return nil, fmt.Errorf("take migration lock %s: another process has held it for %s", lock, migrationLockWait)
+	}
+	defer func() {
+		// Release even when ctx is done.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if _, err := conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", lock); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // never pool a session that may hold the lock
+		}
+	}()
+	// A fresh session per statement on this connection: an error of one
+	// statement does not stick to the next.
+	tx := d.writer.Session(&gorm.Session{NewDB: true, Context: ctx})
+	tx.Statement.ConnPool = conn
+	return s.applyMigrations(tx, set)
 }
 
 // migrationLockName is per database: unrelated databases on one server
-// migrate independently. MySQL limits lock names to 64 characters.
-func migrationLockName(conn *gorm.DB) string {
-	sum := sha256.Sum256([]byte(conn.Migrator().CurrentDatabase()))
+// migrate independently. MySQL limits lock names to 64 characters. Binaries
+// of every version must derive the same name.
+func migrationLockName(database string) string {
+	sum := sha256.Sum256([]byte(database))
 	return "stratusworks_worker_migrate_" + hex.EncodeToString(sum[:8])
 }
 

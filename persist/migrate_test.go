@@ -3,7 +3,10 @@ package persist
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/state"
 )
 
 func TestMigrationStepsAreOrdered(t *testing.T) {
@@ -210,4 +215,169 @@ func TestKMCredentialsTable(t *testing.T) {
 		}))
 		require.EqualValues(t, 2, countRows(t, s.DB(), tblKMCredentials))
 	})
+}
+
+// TestMigrateVerify: in verify mode Open never changes the schema: an
+// unmigrated or partly migrated database is refused with ErrSchemaTooOld,
+// naming the versions; once Migrate has run, Open works.
+func TestMigrateVerify(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		db := b.db(t)
+		verify := Config{Provisioning: db, Migrations: MigrateVerify, Logger: testLogger(t)}
+		_, err := Open(ctx, verify)
+		require.ErrorIs(t, err, ErrSchemaTooOld)
+		require.ErrorContains(t, err, fmt.Sprintf("%s is at version 0, this binary needs version %d; run the migrations first",
+			provisioningMigrations.table, len(provisioningMigrations.steps)))
+		if !b.reopenable {
+			return // every Open of ":memory:" is a new, empty database
+		}
+		if db.Driver == SQLite {
+			s, err := Open(ctx, Config{Provisioning: DBConfig{DSN: db.DSN}, Migrations: MigrateVerify, Logger: testLogger(t)})
+			require.ErrorIs(t, err, ErrSchemaTooOld, "verify mode created nothing: still version 0")
+			require.Nil(t, s)
+		}
+
+		require.NoError(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}))
+		s := openStore(t, verify)
+		requireMigratedOnce(t, s)
+		require.NoError(t, s.AddPoison(ctx, Parked{MessageUUID: "m-1", Topic: "t"}))
+
+		// Partly migrated: a binary one step ahead of the schema.
+		last := len(provisioningMigrations.steps)
+		require.NoError(t, s.DB().Exec("DELETE FROM "+provisioningMigrations.table+" WHERE version = ?", last).Error)
+		_, err = Open(ctx, verify)
+		require.ErrorIs(t, err, ErrSchemaTooOld)
+		require.ErrorContains(t, err, fmt.Sprintf("is at version %d, this binary needs version %d", last-1, last))
+		// The analytics set is checked too.
+		require.NoError(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}))
+		require.NoError(t, s.DB().Exec("DELETE FROM "+analyticsMigrations.table).Error)
+		_, err = Open(ctx, verify)
+		require.ErrorIs(t, err, ErrSchemaTooOld)
+		require.ErrorContains(t, err, analyticsMigrations.table+" is at version 0")
+
+		// A newer binary's schema is refused in verify mode as well.
+		require.NoError(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}))
+		require.NoError(t, s.DB().Exec("INSERT INTO "+provisioningMigrations.table+" (version, name, applied_at) VALUES (?, ?, ?)",
+			last+1, "from the future", t0).Error)
+		_, err = Open(ctx, verify)
+		require.ErrorIs(t, err, ErrSchemaTooNew)
+		require.ErrorIs(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}), ErrSchemaTooNew)
+	})
+}
+
+// TestMigrateReport: Migrate logs what it applied and the version each
+// database is at, and a second run applies nothing.
+func TestMigrateReport(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	cfg := Config{Provisioning: DBConfig{DSN: filepath.Join(t.TempDir(), "w.db")},
+		Logger: slog.New(slog.NewTextHandler(&out, nil))}
+	ctx := context.Background()
+	require.NoError(t, Migrate(ctx, cfg))
+	require.Equal(t, len(provisioningMigrations.steps)+len(analyticsMigrations.steps), strings.Count(out.String(), "persist: applied migration"))
+	require.Contains(t, out.String(), fmt.Sprintf("persist: schema up to date\" db=\"sqlite %s\" table=%s version=%d applied=%d",
+		cfg.Provisioning.DSN, provisioningMigrations.table, len(provisioningMigrations.steps), len(provisioningMigrations.steps)))
+	out.Reset()
+	require.NoError(t, Migrate(ctx, cfg))
+	require.NotContains(t, out.String(), "persist: applied migration")
+	require.Contains(t, out.String(), fmt.Sprintf("version=%d applied=0", len(analyticsMigrations.steps)))
+}
+
+// TestMigrateLockReleasedOnFailure: a step that fails still releases the
+// migration lock (MySQL GET_LOCK, SQLite's write transaction), so the next
+// migration, on another connection or in another process, does not wait.
+func TestMigrateLockReleasedOnFailure(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		db := b.db(t)
+		s := openStore(t, Config{Provisioning: db})
+		failing := migrationSet{table: "worker_test_failing_migrations", steps: []migration{
+			{Version: 1, Name: "fine", Up: func(tx *gorm.DB) error { return tx.Exec("SELECT 1").Error }},
+			{Version: 2, Name: "broken", Up: func(tx *gorm.DB) error { return tx.Exec("SELECT * FROM worker_no_such_table").Error }},
+		}}
+		// Well under the 60s a held lock would make the next migration wait.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for range 2 {
+			_, _, err := s.migrateDatabase(ctx, s.prov, failing)
+			require.ErrorContains(t, err, "version 2 (broken)")
+			require.ErrorContains(t, err, "worker_no_such_table")
+			require.NoError(t, ctx.Err(), "the second attempt did not wait for a lock")
+		}
+		if db.Driver == MySQL {
+			var dbName string
+			require.NoError(t, s.DB().Raw("SELECT DATABASE()").Scan(&dbName).Error)
+			var holder sql.NullInt64
+			require.NoError(t, s.DB().Raw("SELECT IS_USED_LOCK(?)", migrationLockName(dbName)).Scan(&holder).Error)
+			require.False(t, holder.Valid, "nobody holds the migration lock")
+		}
+		require.NoError(t, s.DB().Exec("DELETE FROM "+provisioningMigrations.table+" WHERE version = ?", len(provisioningMigrations.steps)).Error)
+		require.NoError(t, s.migrate(ctx), "this process migrates")
+		if b.reopenable {
+			require.NoError(t, s.DB().Exec("DELETE FROM "+provisioningMigrations.table+" WHERE version = ?", len(provisioningMigrations.steps)).Error)
+			require.NoError(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}), "another connection migrates")
+		}
+		requireMigratedOnce(t, s)
+		require.NoError(t, ctx.Err())
+	})
+}
+
+// TestLeastPrivilegeUser runs the worker as a MySQL user with only SELECT,
+// INSERT, UPDATE and DELETE on a database migrated beforehand: Open works in
+// verify mode and in the default mode, and so do writes and reads. On an
+// unmigrated database verify mode says what to do, and the default mode
+// fails for want of CREATE.
+func TestLeastPrivilegeUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rootDSN := testenv.MySQLDSN(t)
+	emptyDSN := testenv.MySQLDSN(t)
+	require.NoError(t, Migrate(ctx, Config{Provisioning: DBConfig{Driver: MySQL, DSN: rootDSN}, Logger: testLogger(t)}))
+
+	root, err := mysql.ParseDSN(rootDSN)
+	require.NoError(t, err)
+	empty, err := mysql.ParseDSN(emptyDSN)
+	require.NoError(t, err)
+	admin, err := sql.Open("mysql", rootDSN)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = admin.Close() })
+	user, password := "wrk_"+testenv.Suffix(), "pw-"+testenv.Suffix()
+	_, err = admin.Exec("CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + password + "'")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP USER IF EXISTS '" + user + "'@'%'"); err != nil {
+			t.Logf("drop user %s: %v", user, err)
+		}
+	})
+	for _, db := range []string{root.DBName, empty.DBName} {
+		_, err = admin.Exec("GRANT SELECT, INSERT, UPDATE, DELETE ON `" + db + "`.* TO '" + user + "'@'%'")
+		require.NoError(t, err)
+	}
+	asUser := func(db string) DBConfig {
+		c := root.Clone()
+		c.User, c.Passwd, c.DBName = user, password, db
+		return DBConfig{Driver: MySQL, DSN: c.FormatDSN()}
+	}
+
+	for _, mode := range []MigrationMode{MigrateVerify, ""} {
+		s := openStore(t, Config{Provisioning: asUser(root.DBName), Migrations: mode})
+		require.NoError(t, s.AddPoison(ctx, Parked{MessageUUID: "m-" + string(mode), Topic: "t", Payload: []byte("p")}))
+		list, err := s.ListPoison(ctx, PoisonFilter{})
+		require.NoError(t, err)
+		require.NotEmpty(t, list)
+		_, err = s.Save(ctx, state.Target{Account: "a", Kind: "server"}, state.Snapshot{Observations: []state.Observation{
+			{ID: "i-" + string(mode), Attributes: json.RawMessage(`{"n":1}`)}}})
+		require.NoError(t, err)
+		_, err = s.Resource(ctx, "a", "server", "i-"+string(mode))
+		require.NoError(t, err)
+	}
+	require.NoError(t, Migrate(ctx, Config{Provisioning: asUser(root.DBName), Logger: testLogger(t)}), "a current schema needs no DDL")
+
+	_, err = Open(ctx, Config{Provisioning: asUser(empty.DBName), Migrations: MigrateVerify, Logger: testLogger(t)})
+	require.ErrorIs(t, err, ErrSchemaTooOld)
+	require.ErrorContains(t, err, fmt.Sprintf("is at version 0, this binary needs version %d", len(provisioningMigrations.steps)))
+	_, err = Open(ctx, Config{Provisioning: asUser(empty.DBName), Logger: testLogger(t)})
+	require.ErrorContains(t, err, "CREATE command denied")
 }

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,10 @@ type database struct {
 	writer *gorm.DB
 	reader *gorm.DB
 	pools  []*sql.DB // closed by Close
+	// maxRow is the most bytes of values one row may hold: what the server
+	// accepts in one statement (MySQL's max_allowed_packet), less headroom.
+	maxRow int64
+	mysql  *mysql.Config // MySQL only: to open the migration connection
 }
 
 func (d *database) close() error {
@@ -49,11 +54,33 @@ func (d *database) close() error {
 	return errors.Join(errs...)
 }
 
-// Open connects to the configured databases (pinging them under ctx), brings
-// their schema up to date and returns a ready store. It fails with an error
-// that names the database (never its password) when a database cannot be
-// reached, and with [ErrSchemaTooNew] when a newer binary has migrated it.
+// Open connects to the configured databases (pinging them under ctx),
+// brings their schema up to date (or, with [MigrateVerify], checks that it
+// is) and returns a ready store. It fails with an error that names the
+// database (never its password): [ErrUnavailable] when a database cannot be
+// reached or does not answer within its connect timeout, [ErrSchemaTooNew]
+// when a newer binary has migrated it, [ErrSchemaTooOld] when it lacks
+// migrations in verify mode, and [ErrInvalid] for a bad cfg.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Migrations == MigrateVerify {
+		err = s.verifySchema(ctx)
+	} else {
+		err = s.migrate(ctx)
+	}
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.log.Info("persist: store open", "db", s.Describe())
+	return s, nil
+}
+
+// connect validates cfg and opens its databases, leaving the schema alone.
+func connect(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -79,12 +106,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-
-	if err := s.migrate(ctx); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	s.log.Info("persist: store open", "db", s.Describe())
 	return s, nil
 }
 
@@ -141,6 +162,11 @@ func openDatabase(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.
 	return openSQLite(ctx, c, gcfg)
 }
 
+// sqliteMaxRow bounds the values of one SQLite row: SQLite refuses a string
+// or blob longer than SQLITE_MAX_LENGTH (10^9 bytes unless compiled
+// otherwise).
+const sqliteMaxRow = 1_000_000_000 - mysqlRowHeadroom
+
 // sqliteDSN builds a go-sqlite DSN. Pragmas run on every new connection, in
 // order: the busy timeout first so that switching to WAL waits for a lock held
 // by another process instead of failing.
@@ -165,7 +191,7 @@ func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, 
 	if c.DSN == MemoryDSN {
 		// Every connection to ":memory:" is its own empty database, so the store
 		// uses exactly one connection for everything and never lets it go.
-		d := &database{driver: SQLite, desc: "sqlite " + MemoryDSN}
+		d := &database{driver: SQLite, desc: "sqlite " + MemoryDSN, maxRow: sqliteMaxRow}
 		pool, err := openSQLitePool(ctx, sqliteDSN(MemoryDSN, true), d.desc)
 		if err != nil {
 			return nil, err
@@ -187,7 +213,7 @@ func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, 
 	if err != nil {
 		return nil, fmt.Errorf("persist: sqlite database %q: %w", c.DSN, err)
 	}
-	d := &database{driver: SQLite, desc: "sqlite " + path}
+	d := &database{driver: SQLite, desc: "sqlite " + path, maxRow: sqliteMaxRow}
 	dir := filepath.Dir(path)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		if err == nil {
@@ -242,47 +268,127 @@ func openSQLitePool(ctx context.Context, dsn, desc string) (*sql.DB, error) {
 	return pool, nil
 }
 
-// mysqlLogger routes the MySQL driver's own messages (connection trouble) to
-// slog instead of the driver's default of stderr.
+// mysqlLogger routes the MySQL driver's own messages to slog at Debug,
+// instead of the driver's default of stderr. They repeat what the failed
+// call returns (a connection lost, a bad packet), and the caller logs that.
 type mysqlLogger struct{ log *slog.Logger }
 
-func (l mysqlLogger) Print(v ...any) { l.log.Warn("persist: mysql driver: " + fmt.Sprint(v...)) }
+func (l mysqlLogger) Print(v ...any) { l.log.Debug("persist: mysql driver: " + fmt.Sprint(v...)) }
 
-func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Logger) (*database, error) {
-	mc, err := mysql.ParseDSN(c.DSN)
-	if err != nil { // Validate has already checked it; keep the DSN out of the message anyway
-		return nil, fmt.Errorf("persist: mysql DSN: %w", err)
-	}
-	mc.ParseTime = true
-	// Affected-row counts are rows changed, not rows matched: the
-	// conditional upsert of Save detects conflicts from them.
-	mc.ClientFoundRows = false
-	if mc.Timeout == 0 {
-		mc.Timeout = defaultMySQLDialTimeout
-	}
-	mc.Logger = mysqlLogger{log: log}
-	d := &database{driver: MySQL, desc: "mysql " + describeMySQL(mc)}
-	secret := mc.Passwd
+// handshakeConnector bounds opening a MySQL connection, greeting and
+// authentication included, by the connect timeout: the driver's own timeout
+// covers only the dial, so a server that accepts and never answers would hold
+// the caller forever. The server's own refusals (access denied, unknown
+// database, too many connections) are returned as they are; any other
+// failure becomes an [ErrUnavailable] error that says no MySQL server
+// answered at host:port within the timeout. It never matches
+// driver.ErrBadConn, so database/sql does not try twice more.
+type handshakeConnector struct {
+	driver.Connector
+	addr    string
+	timeout time.Duration
+	secret  string // the password, kept out of messages
+}
 
+func (c handshakeConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, err := c.Connector.Connect(hctx)
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// The caller gave up: say so, whatever the driver made of it (a
+		// dial cut short reads "i/o timeout").
+		return nil, fmt.Errorf("%w (%s)", ctx.Err(), redact(err, c.secret))
+	}
+	var me *mysql.MySQLError
+	if ctx.Err() != nil || errors.As(err, &me) {
+		// The caller gave up, or the server answered (access denied, unknown
+		// database, too many connections): its own error says it best.
+		return nil, redact(err, c.secret)
+	}
+	why, cause := err.Error(), err
+	switch {
+	case hctx.Err() != nil:
+		why, cause = "no complete MySQL handshake in time", nil
+	case lostConnection(err):
+		why, cause = "the connection was closed before the MySQL handshake completed", nil
+	case errors.Is(err, mysql.ErrPktSync), errors.Is(err, mysql.ErrPktSyncMul), errors.Is(err, mysql.ErrMalformPkt),
+		errors.Is(err, mysql.ErrOldProtocol):
+		why, cause = "its answer is not a MySQL handshake ("+err.Error()+")", nil
+	}
+	return nil, &unavailableError{
+		msg:   redact(fmt.Errorf("no MySQL server answered at %s within the %s connect timeout: %s", c.addr, c.timeout, why), c.secret).Error(),
+		cause: cause,
+	}
+}
+
+// unavailableError is a failure to reach the database that matches
+// [ErrUnavailable] and, unlike the driver's errors it replaces, not
+// driver.ErrBadConn.
+type unavailableError struct {
+	msg   string
+	cause error // nil when only the message is worth keeping
+}
+
+func (e *unavailableError) Error() string        { return e.msg }
+func (e *unavailableError) Unwrap() error        { return e.cause }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// newMySQLPool opens a connection pool for mc (not connecting yet) whose
+// connections are bounded by mc.Timeout from dial to authentication.
+func newMySQLPool(mc *mysql.Config) (*sql.DB, error) {
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
-		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, redact(err, secret))
+		return nil, redact(err, mc.Passwd)
 	}
-	pool := sql.OpenDB(connector)
+	return sql.OpenDB(handshakeConnector{Connector: connector, addr: mc.Addr, timeout: mc.Timeout, secret: mc.Passwd}), nil
+}
+
+// Headroom left in a MySQL packet for everything of a row but its largest
+// values, when checking that a row fits.
+const mysqlRowHeadroom = 64 << 10
+
+func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Logger) (*database, error) {
+	mc, err := c.mysqlConfig(log)
+	if err != nil {
+		return nil, err
+	}
+	d := &database{driver: MySQL, desc: "mysql " + describeMySQL(mc), mysql: mc}
+	secret := mc.Passwd
+
+	pool, err := newMySQLPool(mc)
+	if err != nil {
+		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, err)
+	}
 	pool.SetMaxOpenConns(c.MaxOpenConns)
 	pool.SetMaxIdleConns(c.MaxIdleConns)
 	pool.SetConnMaxLifetime(c.ConnMaxLifetime)
 	d.pools = []*sql.DB{pool}
 	if err := pool.PingContext(ctx); err != nil {
 		_ = d.close()
-		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, redact(err, secret))
+		if lostConnection(err) {
+			err = fmt.Errorf("%w (the server at %s did not answer within the %s read timeout, or closed the connection)", err, mc.Addr, mc.ReadTimeout)
+		}
+		return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, classify(redact(err, secret)))
 	}
 	d.writer, err = gorm.Open(gormmysql.New(gormmysql.Config{Conn: pool}), gcfg)
 	if err != nil {
 		_ = d.close()
-		return nil, fmt.Errorf("persist: open %s: %w", d.desc, redact(err, secret))
+		return nil, fmt.Errorf("persist: open %s: %w", d.desc, classify(redact(err, secret)))
 	}
 	d.reader = d.writer
+	// The largest statement the server accepts, which bounds a row.
+	var serverPacket int64
+	if err := d.writer.WithContext(ctx).Raw("SELECT @@max_allowed_packet").Scan(&serverPacket).Error; err != nil {
+		_ = d.close()
+		return nil, fmt.Errorf("persist: open %s: read max_allowed_packet: %w", d.desc, classify(redact(err, secret)))
+	}
+	if mc.MaxAllowedPacket > 0 && int64(mc.MaxAllowedPacket) < serverPacket {
+		serverPacket = int64(mc.MaxAllowedPacket) // the driver refuses larger packets itself
+	}
+	d.maxRow = serverPacket - mysqlRowHeadroom
 	return d, nil
 }
 
