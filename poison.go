@@ -100,11 +100,12 @@ func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
 }
 
 // ReplayAll replays every poisoned action not replayed yet and returns how many
-// it replayed.
+// it replayed. Actions whose body the poison store kept only in part (it was
+// too large for the database) cannot be replayed and are left out.
 func (w *Worker) ReplayAll(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: 100})
+		rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: 100, OnlyReplayable: true})
 		if err != nil {
 			return n, fmt.Errorf("worker: replay all: %w", err)
 		}

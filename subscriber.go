@@ -643,7 +643,10 @@ func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) err
 		since = p.FailedAt
 		msg.Metadata.Set(MetaRetrySince, since.Format(time.RFC3339Nano))
 	}
-	if s.cfg.Delay != nil && errors.Is(err, persist.ErrUnavailable) && p.FailedAt.Sub(since) < s.cfg.Retry.Budget {
+	// A write that ran out of time (a frozen database) is as unavailable
+	// as one refused outright.
+	unavailable := errors.Is(err, persist.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+	if s.cfg.Delay != nil && unavailable && p.FailedAt.Sub(since) < s.cfg.Retry.Budget {
 		msg.Metadata.Set(metaPoisonPending, boundedReason(p.Reason))
 		wait := min(s.cfg.Retry.Delay(attempts), poisonRecheck)
 		msg.Metadata.Set(MetaNotBefore, p.FailedAt.Add(wait).Format(time.RFC3339Nano))

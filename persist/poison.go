@@ -205,6 +205,9 @@ func encodePoison(p Parked, failed time.Time) (poisonRow, error) {
 type PoisonFilter struct {
 	Limit           int  // at most this many; default 100
 	IncludeReplayed bool // also list messages already replayed
+	// OnlyReplayable leaves out messages whose payload was kept truncated
+	// (see [Parked.Replayable]).
+	OnlyReplayable bool
 }
 
 // AddPoison parks a message that failed for good. It is idempotent by
@@ -261,6 +264,9 @@ func (s *Store) ListPoison(ctx context.Context, f PoisonFilter) ([]Parked, error
 		q := s.prov.reader.WithContext(ctx).Order("failed_at DESC, id DESC").Limit(f.Limit)
 		if !f.IncludeReplayed {
 			q = q.Where("replayed_at IS NULL")
+		}
+		if f.OnlyReplayable {
+			q = q.Where("payload_size = 0")
 		}
 		return q.Find(&rows).Error
 	})
