@@ -91,43 +91,30 @@ func (d duty) once(ctx context.Context) error {
 	return err
 }
 
-// failureLog logs a run of failures of one thing in a few lines: the first
+// failureLog logs a run of failures of one duty in a few lines: the first
 // failure, then at most one line per dutyLogEvery with how many failures
 // there were since the last line, then the recovery.
 type failureLog struct {
-	log      *slog.Logger
-	name     string
-	failures int       // since the run of failures started
-	unlogged int       // since the last line
-	first    time.Time // when the run started
-	last     time.Time // when the last line was written
-	now      func() time.Time
+	log  *slog.Logger
+	name string
+	runs *quietLog
 }
 
 func newFailureLog(log *slog.Logger, name string) *failureLog {
-	return &failureLog{log: log, name: name, now: time.Now}
+	return &failureLog{log: log, name: name, runs: newQuietLog(dutyLogEvery, 0, time.Now)}
 }
 
 func (f *failureLog) failed(err error) {
-	now := f.now()
-	f.failures++
-	if f.failures == 1 {
-		f.first, f.last = now, now
+	switch r := f.runs.failed(f.name); {
+	case r.first:
 		f.log.Warn(f.name+" failed; will keep trying", "duty", f.name, "err", err)
-		return
-	}
-	f.unlogged++
-	if now.Sub(f.last) >= dutyLogEvery {
-		f.log.Warn(f.name+" still failing", "duty", f.name, "failures", f.unlogged,
-			"since", now.Sub(f.first).Round(time.Second), "err", err)
-		f.unlogged, f.last = 0, now
+	case r.summary:
+		f.log.Warn(f.name+" still failing", "duty", f.name, "failures", r.unlogged, "since", r.since.Round(time.Second), "err", err)
 	}
 }
 
 func (f *failureLog) ok() {
-	if f.failures > 0 {
-		f.log.Info(f.name+" recovered", "duty", f.name, "failures", f.failures,
-			"after", f.now().Sub(f.first).Round(time.Millisecond))
+	if r, had := f.runs.ok(f.name); had {
+		f.log.Info(f.name+" recovered", "duty", f.name, "failures", r.failures, "after", r.since.Round(time.Millisecond))
 	}
-	f.failures, f.unlogged = 0, 0
 }

@@ -101,7 +101,7 @@ func TestFailureLogIsQuiet(t *testing.T) {
 	var logs logLines
 	f := newFailureLog(logs.logger(), "publishing change events")
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	f.now = func() time.Time { return now }
+	f.runs.now = func() time.Time { return now }
 	for i := 0; i < 600; i++ {
 		f.failed(errors.New("Error 1290: read only"))
 		now = now.Add(time.Second)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/rabbitmq"
 	"github.com/stretchr/testify/require"
@@ -309,4 +312,50 @@ func TestRetryPolicyValidate(t *testing.T) {
 		require.LessOrEqual(t, p.Delay(n), time.Duration(float64(time.Hour)*1.2))
 	}
 	require.InDelta(t, 37, n, 4, "attempts in the first day")
+}
+
+// TestRetryLogIsQuiet: 200 actions of one type and customer that each fail
+// twice log one WARN, then DEBUG lines, then one INFO when they succeed
+// again; the customer's attribute is on every line.
+func TestRetryLogIsQuiet(t *testing.T) {
+	t.Parallel()
+	logs := testenv.NewLogRecorder(testenv.LogRecorderConfig{Level: slog.LevelDebug})
+	clock := newTestClock(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
+	h := newSubHarness(t, func(c *SubscriberConfig) { defaultRetry(c); c.Logger = logs.Logger(); c.Now = clock.Now })
+	var mu sync.Mutex
+	tries := map[string]int{}
+	done := make(chan struct{}, 200)
+	require.NoError(t, h.sub.HandleFunc("t", func(_ context.Context, a Action) error {
+		mu.Lock()
+		tries[a.ID]++
+		n := tries[a.ID]
+		mu.Unlock()
+		if n <= 2 {
+			return fmt.Errorf("database is down: %w", persist.ErrUnavailable)
+		}
+		done <- struct{}{}
+		return nil
+	}))
+	h.start()
+	for i := range 200 {
+		h.publish(Action{ID: fmt.Sprintf("a-%03d", i), Type: "t", Customer: "acme", Account: "acct-1"})
+	}
+	for range 200 {
+		recv(t, done)
+	}
+	require.Empty(t, logs.FindMessage("actions succeeding again"), "others were still failing a moment ago")
+	clock.Advance(10 * time.Second) // quiet since: the next success is the recovery
+	mu.Lock()
+	tries["later"] = 2
+	mu.Unlock()
+	h.publish(Action{ID: "later", Type: "t", Customer: "acme", Account: "acct-1"})
+	recv(t, done)
+	c := logs.Counts()
+	require.Equal(t, 1, c.Warn, "one warning for the whole run")
+	require.GreaterOrEqual(t, c.Debug, 399, "every other failure at DEBUG")
+	require.NotEmpty(t, logs.FindMessage("actions succeeding again"))
+	for _, r := range logs.Find(func(r testenv.LogRecord) bool { return strings.Contains(r.Message, "action") }) {
+		cust, ok := r.Attr("customer")
+		require.True(t, ok && cust.String() == "acme", "%s", r)
+	}
 }

@@ -188,6 +188,7 @@ type Subscriber struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 	chain      message.HandlerFunc
+	retries    *quietLog // runs of failing actions, by type and customer
 }
 
 // NewSubscriber validates cfg and returns a Subscriber with no handlers.
@@ -204,6 +205,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		running:    make(chan struct{}),
 		base:       base,
 		cancelBase: cancel,
+		retries:    newQuietLog(time.Minute, retryRecoverAfter, cfg.Now),
 	}
 	chain := message.HandlerFunc(s.dispatch)
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -438,6 +440,10 @@ const (
 	metaPoisonPending = "worker_poison_pending"
 )
 
+// retryRecoverAfter is how long after the last failure of actions of a type
+// and customer a success counts as their recovery (for the log).
+const retryRecoverAfter = 5 * time.Second
+
 // abandonAfter is how long Run waits at most, after cancelling the handlers
 // still running at the end of the drain time, before it returns without them
 // (a tenth of DrainTimeout when that is shorter).
@@ -464,6 +470,7 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 	for {
 		err := s.attempt(ctx, msg)
 		if err == nil {
+			s.succeeded(msg)
 			return nil
 		}
 		if s.base.Err() != nil && !IsPermanent(err) {
@@ -497,8 +504,8 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		if since.IsZero() {
 			msg.Metadata.Set(MetaRetrySince, now.Format(time.RFC3339Nano))
 		}
-		s.logFor(msg).Warn("action failed, will retry", "id", msg.UUID, "type", msg.Metadata.Get(MetaType),
-			"attempt", attempt-1, "retry_in", wait.Round(time.Millisecond), "err", err)
+		s.quietly(msg, "action failed, will retry", "actions still failing, will retry",
+			"id", msg.UUID, "type", msg.Metadata.Get(MetaType), "attempt", attempt-1, "retry_in", wait.Round(time.Millisecond), "err", err)
 		if wait > s.cfg.Retry.InlineMax {
 			return s.later(msg, wait)
 		}
@@ -526,8 +533,9 @@ func (s *Subscriber) later(msg *message.Message, wait time.Duration) error {
 		err := s.cfg.Delay.PublishDelayed(s.topicOf(msg), wait, s.copyOf(msg))
 		if err == nil {
 			if parkErr != nil {
-				s.logFor(msg).Warn("cannot park action for retry, holding it on the transport instead", "id", msg.UUID,
-					"type", msg.Metadata.Get(MetaType), "retry_in", wait.Round(time.Millisecond), "err", parkErr)
+				s.quietly(msg, "cannot park action for retry, holding it on the transport instead",
+					"actions still held on the transport: their retries cannot be parked",
+					"id", msg.UUID, "type", msg.Metadata.Get(MetaType), "retry_in", wait.Round(time.Millisecond), "err", parkErr)
 			}
 			return nil
 		}
@@ -699,6 +707,38 @@ func (s *Subscriber) write(write func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(s.base, storeWriteTimeout)
 	defer cancel()
 	return write(ctx)
+}
+
+// quietly logs a failure of an action: the first of a run of failures of
+// actions of its type and customer at WARN in full, later ones at DEBUG,
+// and once a minute a WARN summary with how many there were. An outage
+// that fails thousands of actions logs a few lines per type and customer.
+func (s *Subscriber) quietly(msg *message.Message, first, summary string, args ...any) {
+	log := s.logFor(msg)
+	switch r := s.retries.failed(quietKey(msg)); {
+	case r.first:
+		log.Warn(first, args...)
+	case r.summary:
+		log.Warn(summary, append(args, "failures", r.unlogged, "since", r.since.Round(time.Second))...)
+	default:
+		log.Debug(first, args...)
+	}
+}
+
+// succeeded ends the run of failures of the action's type and customer.
+func (s *Subscriber) succeeded(msg *message.Message) {
+	if s.retries.active.Load() == 0 {
+		return
+	}
+	fillMetadata(msg, s.cfg.MaxPayloadBytes) // the key needs the customer
+	if r, had := s.retries.ok(quietKey(msg)); had {
+		s.logFor(msg).Info("actions succeeding again", "type", msg.Metadata.Get(MetaType),
+			"failures", r.failures, "after", r.since.Round(time.Millisecond))
+	}
+}
+
+func quietKey(msg *message.Message) string {
+	return msg.Metadata.Get(MetaType) + "\x00" + msg.Metadata.Get(MetaCustomer)
 }
 
 // logFor returns the logger with the action's customer and account, so the
