@@ -89,6 +89,19 @@ type FS interface {
 	// in no particular order; nothing if it or a directory above it is
 	// missing. The file p.Name itself need not exist.
 	ReadDir(p Path) ([]Entry, error)
+
+	// OpenRead opens the regular file at p for reading.
+	OpenRead(p Path) (*os.File, error)
+
+	// Create creates the regular file at p with perm and opens it for
+	// writing. Its directories must exist, and nothing may be at p: not
+	// even a symbolic link, which is neither followed nor replaced. The
+	// new entry is synced into its directory before it returns.
+	Create(p Path, perm fs.FileMode) (*os.File, error)
+
+	// Remove removes the file at p; a symbolic link there is removed
+	// itself, never what it points to.
+	Remove(p Path) error
 }
 
 // Lstat is the portable [FS]: each element is checked with Lstat before it
@@ -195,6 +208,77 @@ func (Lstat) ReadDir(p Path) ([]Entry, error) {
 		out[i] = Entry{Name: de.Name(), Type: de.Type()} // Type is that of the entry itself
 	}
 	return out, nil
+}
+
+// OpenRead implements [FS].
+func (Lstat) OpenRead(p Path) (*os.File, error) {
+	if err := lstatDirs(p); err != nil {
+		return nil, err
+	}
+	name := p.String()
+	before, err := lstatFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if before == nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !os.SameFile(fi, before) {
+		_ = f.Close()
+		return nil, errors.Join(err, fmt.Errorf("%s was replaced while being opened", name))
+	}
+	return f, nil
+}
+
+// Create implements [FS]. O_EXCL fails on a symbolic link at p instead of
+// following it, whenever it was planted.
+func (Lstat) Create(p Path, perm fs.FileMode) (*os.File, error) {
+	if err := lstatDirs(p); err != nil {
+		return nil, err
+	}
+	name := p.String()
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, &LinkError{Path: name}
+		}
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(name)); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Remove implements [FS].
+func (Lstat) Remove(p Path) error {
+	if err := lstatDirs(p); err != nil {
+		return err
+	}
+	return os.Remove(p.String())
+}
+
+// lstatDirs checks p and that its directories exist and are no links.
+func lstatDirs(p Path) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	for i := range p.Dirs {
+		dp := p.DirPath(i + 1)
+		ok, err := lstatDir(dp)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &os.PathError{Op: "open", Path: dp, Err: fs.ErrNotExist}
+		}
+	}
+	return nil
 }
 
 // lstatDir reports whether p is a directory; false if it is missing, an

@@ -133,16 +133,7 @@ func (t At) Open(p Path, dirPerm, filePerm fs.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, classify(dir, p.Name, name, err, "a regular file")
 	}
-	var st unix.Stat_t
-	err = unix.Fstat(fd, &st)
-	switch {
-	case err != nil:
-		err = &os.PathError{Op: "stat", Path: name, Err: err}
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = fmt.Errorf("%s is not a regular file", name)
-	default:
-		err = unix.SetNonblock(fd, false)
-	}
+	err = regular(fd, name)
 	if err == nil && created {
 		err = unix.Fsync(dir)
 	}
@@ -151,6 +142,88 @@ func (t At) Open(p Path, dirPerm, filePerm fs.FileMode) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// regular checks that fd, opened O_NONBLOCK, is a regular file, and makes it
+// blocking again.
+func regular(fd int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s is not a regular file", name)
+	}
+	return unix.SetNonblock(fd, false)
+}
+
+// dirOf walks to the existing directory holding p's file.
+func (t At) dirOf(p Path, op string) (int, error) {
+	dir, err := t.walk(p, false, 0)
+	if err == nil && dir < 0 {
+		err = &os.PathError{Op: op, Path: p.String(), Err: fs.ErrNotExist}
+	}
+	return dir, err
+}
+
+// OpenRead implements [FS], with O_NOFOLLOW and O_NONBLOCK as [At.Open].
+func (t At) OpenRead(p Path) (*os.File, error) {
+	dir, err := t.dirOf(p, "open")
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dir)
+	name := p.String()
+	fd, err := unix.Openat(dir, p.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, classify(dir, p.Name, name, err, "a regular file")
+	}
+	if err := regular(fd, name); err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// Create implements [FS]. O_EXCL fails on a symbolic link at p instead of
+// following it.
+func (t At) Create(p Path, perm fs.FileMode) (*os.File, error) {
+	dir, err := t.dirOf(p, "create")
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dir)
+	name := p.String()
+	fd, err := unix.Openat(dir, p.Name, fileFlags|unix.O_CREAT|unix.O_EXCL, uint32(perm))
+	if err != nil {
+		var st unix.Stat_t
+		if errors.Is(err, unix.EEXIST) && unix.Fstatat(dir, p.Name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return nil, &LinkError{Path: name}
+		}
+		return nil, &os.PathError{Op: "create", Path: name, Err: err}
+	}
+	if err := unix.Fsync(dir); err != nil {
+		_ = unix.Close(fd)
+		return nil, &os.PathError{Op: "sync", Path: p.DirPath(len(p.Dirs)), Err: err}
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// Remove implements [FS].
+func (t At) Remove(p Path) error {
+	dir, err := t.dirOf(p, "remove")
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	if err := unix.Unlinkat(dir, p.Name, 0); err != nil {
+		return &os.PathError{Op: "remove", Path: p.String(), Err: err}
+	}
+	return nil
 }
 
 // ReadDir implements [FS]. Each entry's type comes from fstatat on the

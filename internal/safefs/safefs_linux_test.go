@@ -28,3 +28,16 @@ func TestReadDirReportsAFIFO(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenReadRefusesAFIFO(t *testing.T) {
+	t.Parallel()
+	for _, tf := range filesystems {
+		t.Run(tf.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			require.NoError(t, unix.Mkfifo(filepath.Join(base, "fifo"), 0o600))
+			_, err := tf.fs.OpenRead(Path{Base: base, Name: "fifo"})
+			require.EqualError(t, err, filepath.Join(base, "fifo")+" is not a regular file")
+		})
+	}
+}

@@ -2,6 +2,7 @@ package safefs
 
 import (
 	"cmp"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,6 +75,61 @@ func TestReadDirRefusesALinkAbove(t *testing.T) {
 
 			_, err = tf.fs.ReadDir(Path{Base: base, Dirs: []string{".."}, Name: "worker.log"})
 			require.ErrorContains(t, err, "is not a plain file name")
+		})
+	}
+}
+
+// OpenRead, Create and Remove, which logging's retention uses, follow no
+// link: in place of the file, or of a directory above it.
+func TestReadCreateRemoveDoNotFollow(t *testing.T) {
+	t.Parallel()
+	for _, tf := range filesystems {
+		t.Run(tf.name, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			outside := t.TempDir()
+			target := filepath.Join(outside, "target")
+			require.NoError(t, os.WriteFile(target, []byte("outside\n"), 0o600))
+			require.NoError(t, os.Mkdir(filepath.Join(base, "acme"), 0o700))
+			require.NoError(t, os.Symlink(target, filepath.Join(base, "acme", "link")))
+			require.NoError(t, os.Symlink(filepath.Join(outside, "missing"), filepath.Join(base, "acme", "dangling")))
+			require.NoError(t, os.Symlink(outside, filepath.Join(base, "linkdir")))
+			at := func(dir, name string) Path { return Path{Base: base, Dirs: []string{dir}, Name: name} }
+
+			for _, p := range []Path{at("acme", "link"), at("acme", "dangling"), at("linkdir", "target")} {
+				_, err := tf.fs.OpenRead(p)
+				require.ErrorIs(t, err, ErrSymlink, "OpenRead %s", p)
+				_, err = tf.fs.Create(p, 0o640)
+				require.ErrorIs(t, err, ErrSymlink, "Create %s", p)
+			}
+			require.ErrorIs(t, tf.fs.Remove(at("linkdir", "target")), ErrSymlink)
+			_, err := tf.fs.OpenRead(at("acme", "missing"))
+			require.ErrorIs(t, err, fs.ErrNotExist)
+
+			// A link itself is removed, never its target.
+			require.NoError(t, tf.fs.Remove(at("acme", "link")))
+			b, err := os.ReadFile(target)
+			require.NoError(t, err)
+			require.Equal(t, "outside\n", string(b))
+			_, err = os.Stat(filepath.Join(outside, "missing"))
+			require.ErrorIs(t, err, fs.ErrNotExist, "nothing created through the dangling link")
+
+			// Regular files work.
+			f, err := tf.fs.Create(at("acme", "new"), 0o640)
+			require.NoError(t, err)
+			_, err = f.WriteString("new\n")
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			_, err = tf.fs.Create(at("acme", "new"), 0o640)
+			require.ErrorIs(t, err, fs.ErrExist)
+			f, err = tf.fs.OpenRead(at("acme", "new"))
+			require.NoError(t, err)
+			b, err = io.ReadAll(f)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			require.Equal(t, "new\n", string(b))
+			require.NoError(t, tf.fs.Remove(at("acme", "new")))
+			require.ErrorIs(t, tf.fs.Remove(at("acme", "new")), fs.ErrNotExist)
 		})
 	}
 }
