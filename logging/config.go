@@ -9,7 +9,8 @@ import (
 	"strings"
 )
 
-// Defaults of [Config].
+// Defaults of [Config]. DefaultKey is also the attribute key that this
+// module's components log the customer under.
 const (
 	DefaultKey        = "customer"
 	DefaultFileName   = "worker.log"
@@ -32,7 +33,10 @@ type Config struct {
 	// created (mode 0o750) if missing.
 	Dir string
 
-	// Key is the attribute key that names the customer. Default "customer".
+	// Key is the attribute key that names the customer. Default
+	// "customer" ([DefaultKey]), which is the key this module's own
+	// components (the worker, cloud/guest) name the customer with: with
+	// another Key, their records are not routed to customer files.
 	Key string
 
 	// FileName is the name of each customer's log file inside its
@@ -122,13 +126,4 @@ func (c Config) Validate() error {
 		return fmt.Errorf("logging: Config.MaxOpen must not be negative, got %d", c.MaxOpen)
 	}
 	return nil
-}
-
-// lumberjackLimit turns our "0 default, negative unlimited" convention into
-// lumberjack's "0 unlimited".
-func lumberjackLimit(n int) int {
-	if n < 0 {
-		return 0
-	}
-	return n
 }

@@ -21,9 +21,11 @@
 //
 // # Files, rotation and retention
 //
-// Each customer's file is a [gopkg.in/natefinch/lumberjack.v2] logger: it is
-// rotated when it reaches [Config.MaxSizeMB], and old files are removed after
-// [Config.MaxBackups] files or [Config.MaxAgeDays] days, optionally gzipped.
+// Each customer's file is appended to and rotated by a
+// [gopkg.in/natefinch/lumberjack.v2] logger: it is rotated when it reaches
+// [Config.MaxSizeMB], and old files are removed after [Config.MaxBackups]
+// files or [Config.MaxAgeDays] days, optionally gzipped, in the background
+// after each opening and rotation ([CustomerHandler.Close] waits for that).
 // [CustomerHandler.Rotate] rotates one customer's file on demand (for SIGHUP).
 // Directories are created 0o750 and files 0o640.
 //
@@ -35,10 +37,34 @@
 // logging at the same instant.
 //
 // Lumberjack starts one background goroutine per logger, for rotation
-// clean-up, and never stops it. The handler therefore keeps one lumberjack
+// clean-up (idle here: the handler does it), and never stops it. The handler therefore keeps one lumberjack
 // logger per customer for its whole life and only closes and reopens the file,
 // so the number of such goroutines is the number of distinct customers logged,
 // not the number of reopenings.
+//
+// # Symbolic links
+//
+// The log tree may be shared (the guest-log collector of package cloud/guest
+// writes into the customers' directories too), so no symbolic link below
+// [Config.Dir] is followed; Config.Dir itself is the operator's and may be
+// one. A link in place of a customer's directory, of its file or of one of
+// its rotated files, pointing anywhere or dangling, refuses that customer's
+// records with an error that names it and matches [ErrSymlink]; a FIFO or
+// other non-regular file there is refused the same way (without blocking),
+// and nothing is written, renamed or removed through any of them; they are
+// left as they are. A link is also reported to the process handler, in one
+// WARN line rather than one per record (once the customer's file has worked
+// again, a new link is reported again). Every record still reaches the
+// process handler, and other customers are not affected.
+//
+// Lumberjack opens and renames files by path, so the handler checks the
+// customer's files without following links (openat with O_NOFOLLOW on Linux;
+// Lstat elsewhere, which has a window of its own) just before every time
+// lumberjack opens or rotates one,
+// and does retention and compression itself, without following links. What
+// remains is the few microseconds between a check and lumberjack's open or
+// rename: a link swapped in by another process at that very moment, in a
+// directory created 0o750 for this process's user, is followed.
 //
 // # Safe names
 //

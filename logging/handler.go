@@ -1,17 +1,17 @@
 package logging
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 
-	"gopkg.in/natefinch/lumberjack.v2"
+	"github.com/stratusworks/worker/internal/safefs"
 )
 
 // ErrClosed is returned when writing to a customer file after
@@ -40,17 +40,16 @@ type op struct {
 type shared struct {
 	cfg   Config
 	opts  *slog.HandlerOptions
+	proc  slog.Handler // the process handler as given, without attributes or groups
+	fs    safefs.FS    // safefs.Default; tests also run on safefs.Lstat
 	mu    sync.Mutex
 	done  bool
 	files map[string]*customerFile // every customer seen, open or not
 	open  *list.List               // of *customerFile whose file may be open; front = most recent
-}
 
-type customerFile struct {
-	customer string
-	log      *lumberjack.Logger
-	elem     *list.Element // in shared.open; nil when closed
-	refs     int           // writers using log right now
+	millMu   sync.Mutex
+	millDone bool           // Close has begun waiting for mills: start no more
+	mills    sync.WaitGroup // running mills (see startMill)
 }
 
 var _ slog.Handler = (*CustomerHandler)(nil)
@@ -70,6 +69,8 @@ func NewCustomerHandler(next slog.Handler, cfg Config) (*CustomerHandler, error)
 		st: &shared{
 			cfg:   cfg,
 			opts:  &slog.HandlerOptions{Level: slog.LevelDebug - 100, ReplaceAttr: cfg.ReplaceAttr},
+			proc:  next,
+			fs:    safefs.Default,
 			files: make(map[string]*customerFile),
 			open:  list.New(),
 		},
@@ -131,13 +132,11 @@ func (h *CustomerHandler) customerOf(a slog.Attr) (string, bool) {
 	return c, c != ""
 }
 
+// writeCustomer encodes r as one JSON line and appends it to the
+// customer's file.
 func (h *CustomerHandler) writeCustomer(ctx context.Context, customer string, r slog.Record) error {
-	f, err := h.st.acquire(customer)
-	if err != nil {
-		return fmt.Errorf("logging: customer %q: %w", customer, err)
-	}
-	defer h.st.release(f)
-	var jh slog.Handler = slog.NewJSONHandler(f.log, h.st.opts)
+	var buf bytes.Buffer
+	var jh slog.Handler = slog.NewJSONHandler(&buf, h.st.opts)
 	for _, o := range h.ops {
 		if o.group != "" {
 			jh = jh.WithGroup(o.group)
@@ -148,7 +147,19 @@ func (h *CustomerHandler) writeCustomer(ctx context.Context, customer string, r 
 	if err := jh.Handle(ctx, r); err != nil {
 		return fmt.Errorf("logging: customer %q: %w", customer, err)
 	}
-	return nil
+	f, err := h.st.acquire(customer)
+	if err != nil {
+		return fmt.Errorf("logging: customer %q: %w", customer, err)
+	}
+	defer h.st.release(f)
+	warn, err := h.st.write(f, buf.Bytes())
+	if err != nil {
+		err = fmt.Errorf("logging: customer %q: %w", customer, err)
+		if warn {
+			h.st.warn(ctx, msgRefused, customer, err)
+		}
+	}
+	return err
 }
 
 // WithAttrs returns a handler whose records carry attrs, in both the process
@@ -200,26 +211,29 @@ func (h *CustomerHandler) FilePath(customer string) (string, error) {
 }
 
 // Rotate starts a new file for the customer now, keeping the old one as a
-// backup subject to retention, as lumberjack does at MaxSizeMB.
+// backup subject to retention, as happens at MaxSizeMB.
 func (h *CustomerHandler) Rotate(customer string) error {
 	f, err := h.st.acquire(customer)
 	if err != nil {
 		return fmt.Errorf("logging: customer %q: %w", customer, err)
 	}
 	defer h.st.release(f)
-	if err := f.log.Rotate(); err != nil {
-		return fmt.Errorf("logging: rotate customer %q: %w", customer, err)
+	if warn, err := h.st.rotate(f); err != nil {
+		err = fmt.Errorf("logging: rotate customer %q: %w", customer, err)
+		if warn {
+			h.st.warn(context.Background(), msgRefused, customer, err)
+		}
+		return err
 	}
 	return nil
 }
 
-// Close closes every customer file. Later customer records fail with
-// [ErrClosed]; the process handler keeps receiving records. Close is
-// idempotent.
+// Close closes every customer file and waits for the clean-up of rotated
+// files under way. Later customer records fail with [ErrClosed]; the process
+// handler keeps receiving records. Close is idempotent.
 func (h *CustomerHandler) Close() error {
 	s := h.st
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.done = true
 	var errs []error
 	for e := s.open.Front(); e != nil; {
@@ -230,11 +244,16 @@ func (h *CustomerHandler) Close() error {
 		}
 		e = next
 	}
+	s.mu.Unlock()
+	s.millMu.Lock()
+	s.millDone = true
+	s.millMu.Unlock()
+	s.mills.Wait()
 	return errors.Join(errs...)
 }
 
-// acquire returns the customer's file, opened for writing and marked busy
-// until release.
+// acquire returns the customer's file, marked busy until release, which
+// may close it; its file is opened by the write that needs it.
 func (s *shared) acquire(customer string) (*customerFile, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,19 +266,10 @@ func (s *shared) acquire(customer string) (*customerFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		f = &customerFile{customer: customer, log: &lumberjack.Logger{
-			Filename:   filepath.Join(dir, s.cfg.FileName),
-			MaxSize:    s.cfg.MaxSizeMB,
-			MaxBackups: lumberjackLimit(s.cfg.MaxBackups),
-			MaxAge:     lumberjackLimit(s.cfg.MaxAgeDays),
-			Compress:   s.cfg.Compress,
-		}}
+		f = s.newCustomerFile(customer, dir)
 		s.files[customer] = f
 	}
 	if f.elem == nil {
-		if err := prepareFile(f.log.Filename); err != nil {
-			return nil, err
-		}
 		f.elem = s.open.PushFront(f)
 		s.trimLocked()
 	} else {
@@ -300,19 +310,11 @@ func (s *shared) trimLocked() {
 func (s *shared) closeLocked(f *customerFile) error {
 	s.open.Remove(f.elem)
 	f.elem = nil
-	return f.log.Close() // lumberjack reopens and appends on the next write
+	return f.close() // the next write checks and reopens the file, and appends
 }
 
-// prepareFile creates the customer directory and file with our permissions
-// before lumberjack opens it; lumberjack keeps an existing file's mode when
-// it rotates.
-func prepareFile(name string) error {
-	if err := os.MkdirAll(filepath.Dir(name), DirPerm); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, FilePerm)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
+// maxSize is Config.MaxSizeMB in bytes.
+func (s *shared) maxSize() int64 { return int64(s.cfg.MaxSizeMB) << 20 }
+
+// msgRefused is the WARN line of a customer file refused because of a link.
+const msgRefused = "customer log file not written: symbolic link in the log tree"

@@ -167,9 +167,10 @@ func (c *Collector) Collect(ctx context.Context, targets []Guest) []Result {
 func (c *Collector) collectGuest(ctx context.Context, g Guest) (res Result) {
 	start := time.Now()
 	res.Guest = g
-	// Every record about the guest carries its customer (so that a
-	// logging.CustomerHandler files it under the customer too) and account.
-	log := c.cfg.Logger.With("customer", g.Customer, "account", g.Account, "server", g.ServerID, "address", g.Address)
+	// Every record about the guest carries its customer, under the key a
+	// logging.CustomerHandler files records by (logging.DefaultKey), and
+	// its account.
+	log := c.cfg.Logger.With(logging.DefaultKey, g.Customer, "account", g.Account, "server", g.ServerID, "address", g.Address)
 	defer func() {
 		res.Duration = time.Since(start)
 		attrs := []slog.Attr{slog.Int64("bytes", res.Bytes()), slog.Duration("duration", res.Duration)}

@@ -105,9 +105,10 @@ type CollectorConfig struct {
 	// Port is the SSH port of guests whose Address has none. Default 22.
 	Port int
 
-	// Logger receives a line per guest and collection, with "customer" and
-	// "account" attributes so a logging.CustomerHandler also files it under
-	// the customer. Default slog.Default().
+	// Logger receives a line per guest and collection, with "customer"
+	// (logging.DefaultKey) and "account" attributes so a
+	// logging.CustomerHandler with the default Config.Key also files it
+	// under the customer. Default slog.Default().
 	Logger *slog.Logger
 }
 

@@ -40,8 +40,9 @@
 //
 // # Logs
 //
-// Every record about a guest carries "customer" and "account" attributes (and
-// "server" and "address"), so a logging.CustomerHandler also files it in the
+// Every record about a guest carries "customer" (logging.DefaultKey) and
+// "account" attributes (and "server" and "address"), so a
+// logging.CustomerHandler with the default Config.Key also files it in the
 // customer's own log. A collection logs one line per guest: INFO when it
 // succeeded, WARN with the error when it failed, however many of its files
 // failed, and INFO when it was canceled (a shutdown is not a failure).

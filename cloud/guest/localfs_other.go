@@ -1,5 +1,0 @@
-//go:build !linux
-
-package guest
-
-var defaultTree tree = lstatTree{}
