@@ -2,7 +2,10 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/logging"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stretchr/testify/require"
@@ -211,4 +215,59 @@ func TestPollRecoveryOnDefaults(t *testing.T) {
 	after := e.clk.Now().Sub(back)
 	t.Logf("500ms target: polled %v after a 10-minute outage ended", after)
 	require.LessOrEqual(t, after, 5*time.Second+500*time.Millisecond, "within 10 intervals (+ one step)")
+}
+
+// TestCustomerLogShowsTheWorkersOwnLines: during one customer's provider
+// outage, that customer's own log file gets the worker's lines about it —
+// the failing polls and the retried actions — and another customer's file
+// gets none of them.
+func TestCustomerLogShowsTheWorkersOwnLines(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h, err := logging.NewCustomerHandler(slog.DiscardHandler, logging.Config{Dir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close() })
+	clk := poller.NewFakeClock(simStart)
+	c, err := sim.New(sim.Config{Now: clk.Now})
+	require.NoError(t, err)
+	require.NoError(t, c.AddAccount("acct-a"))
+	require.NoError(t, c.AddAccount("acct-b"))
+	w := newTestWorker(t, Config{Store: sqliteConfig(t), Cloud: c, Schedule: poller.Config{Clock: clk}, Logger: slog.New(h)})
+	compute, err := c.Compute()
+	require.NoError(t, err)
+	require.NoError(t, w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
+	require.NoError(t, w.Watch("acct-a", "acme"))
+	require.NoError(t, w.Watch("acct-b", "globex"))
+	failed := make(chan struct{}, 10)
+	require.NoError(t, w.HandleFunc("report.build", func(context.Context, Action) error {
+		failed <- struct{}{}
+		return errors.New("report service unavailable")
+	}))
+	c.SetAccountDown("acct-a", fmt.Errorf("%w: connection refused", cloud.ErrCommunication))
+	e := &launchEnv{t: t, clk: clk, sim: c, w: w}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Running()
+	require.NoError(t, w.Publish(ctx, Action{Type: "report.build", Customer: "acme", Account: "acct-a"}))
+	recv(t, failed)
+	e.advance(3*time.Minute, 10*time.Second)
+	cancel()
+	require.NoError(t, <-done)
+
+	read := func(customer string) string {
+		p, err := h.FilePath(customer)
+		require.NoError(t, err)
+		b, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return ""
+		}
+		require.NoError(t, err)
+		return string(b)
+	}
+	acme := read("acme")
+	require.Contains(t, acme, "poll failed")
+	require.Contains(t, acme, "acct-a")
+	require.Contains(t, acme, "action failed, will retry")
+	require.NotContains(t, read("globex"), "poll failed")
 }
