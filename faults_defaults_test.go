@@ -84,9 +84,11 @@ func TestFaultsMariaDBKilledOnDefaults(t *testing.T) {
 	}()
 	published := publishPaced(t, w, 3000, 15*time.Millisecond)
 	outages.Wait()
-	e.verify(t, published, 5*time.Minute)
-	poisoned := e.poisonedCount(t, w)
-	t.Logf("%s: outages=3 (3s, 7s, 10s) poisoned=%d %s", t.Name(), poisoned, logs.Counts())
+	poisoned := -1
+	e.verify(t, published, 5*time.Minute, func() string {
+		poisoned = e.poisonedCount(t, w)
+		return fmt.Sprintf("poisoned=%d outages=3 (3s, 7s, 10s) %s", poisoned, logs.Counts())
+	})
 	require.Zero(t, poisoned, "outages shorter than the retry budget poison nothing")
 }
 
@@ -124,16 +126,17 @@ func TestFaultsBrokerDownOnDefaults(t *testing.T) {
 	rabbit.Start(t)
 	time.Sleep(5 * time.Second)
 	failing.Store(false)
-	e.verify(t, published, 5*time.Minute)
-	poisoned := e.poisonedCount(t, w)
-	mu.Lock()
-	most, total := 0, 0
-	for _, n := range calls {
-		most = max(most, n)
-		total += n
-	}
-	mu.Unlock()
-	t.Logf("%s: broker_down=60s poisoned=%d deliveries=%d max_per_action=%d %s", t.Name(), poisoned, total, most, logs.Counts())
+	poisoned, most, total := -1, 0, 0
+	e.verify(t, published, 5*time.Minute, func() string {
+		poisoned = e.poisonedCount(t, w)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range calls {
+			most = max(most, n)
+			total += n
+		}
+		return fmt.Sprintf("poisoned=%d broker_down=60s deliveries=%d max_per_action=%d %s", poisoned, total, most, logs.Counts())
+	})
 	require.Zero(t, poisoned)
 	// About 12 attempts fit in the ~75 s of failures on the default backoff;
 	// a redelivery loop would run to thousands.
@@ -301,10 +304,12 @@ func TestFaultsProvisioningFrozen(t *testing.T) {
 	}()
 	published := publishPaced(t, w, 2000, 10*time.Millisecond)
 	freeze.Wait()
-	e.verify(t, published, 5*time.Minute)
-	poisoned := e.poisonedCount(t, w)
-	t.Logf("%s: frozen=20s shutdown_during_freeze=%v (ShutdownTimeout 5s) poisoned=%d %s", t.Name(),
-		shutdownTook.Round(time.Millisecond), poisoned, logs.Counts())
+	poisoned := -1
+	e.verify(t, published, 5*time.Minute, func() string {
+		poisoned = e.poisonedCount(t, w)
+		return fmt.Sprintf("poisoned=%d frozen=20s shutdown_during_freeze=%v (ShutdownTimeout 5s) %s",
+			poisoned, shutdownTook.Round(time.Millisecond), logs.Counts())
+	})
 	require.Zero(t, poisoned)
 	require.Less(t, shutdownTook, 5*time.Second+500*time.Millisecond, "shutdown bounded by ShutdownTimeout")
 }

@@ -101,8 +101,8 @@ func (e faultEnv) effects(t *testing.T) (map[string]int, error) {
 }
 
 // verify waits until every published key has its effect, then prints the
-// summary line and fails if anything was lost.
-func (e faultEnv) verify(t *testing.T, published []string, timeout time.Duration) {
+// summary line, with what more adds, and fails if anything was lost.
+func (e faultEnv) verify(t *testing.T, published []string, timeout time.Duration, more ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var got map[string]int
@@ -129,7 +129,11 @@ func (e faultEnv) verify(t *testing.T, published []string, timeout time.Duration
 			deliveries += n
 		}
 	}
-	t.Logf("%s: published=%d handled=%d duplicates_absorbed=%d lost=%d", t.Name(), len(published), handled, deliveries-handled, lost)
+	line := fmt.Sprintf("%s: published=%d handled=%d duplicates_absorbed=%d lost=%d", t.Name(), len(published), handled, deliveries-handled, lost)
+	for _, m := range more {
+		line += " " + m()
+	}
+	t.Log(line)
 	require.Zero(t, lost, "actions whose Publish returned nil but that were never handled")
 }
 
