@@ -529,6 +529,9 @@ func (s *Subscriber) later(msg *message.Message, wait time.Duration) error {
 			return nil
 		}
 	}
+	if s.base.Err() != nil {
+		return errStopping // past the drain time: the transport redelivers it
+	}
 	if s.cfg.Delay != nil {
 		err := s.cfg.Delay.PublishDelayed(s.topicOf(msg), wait, s.copyOf(msg))
 		if err == nil {
