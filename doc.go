@@ -168,8 +168,9 @@
 // Config.Role selects what a process runs: RoleAll (the default), or
 // RolePublisher and RoleSubscriber for the classic split into separate
 // processes on the same broker. Run blocks until its context is done, then
-// stops taking actions, gives in-flight handlers Config.ShutdownTimeout to
-// finish, and closes the transport and the store.
+// stops taking actions, lets in-flight handlers finish, and closes the
+// transport and the store, all within Config.ShutdownTimeout (handlers still
+// running at the end of it are cancelled and their actions redelivered).
 //
 // # Types shared with other packages
 //
