@@ -33,6 +33,19 @@ type Config struct {
 	Role Role
 	// MQ selects and tunes the message transport.
 	MQ MQConfig
+	// Transport, when its Publisher and Subscriber are set, is the host's
+	// own Watermill transport (any Watermill pub/sub); MQ.URL must then be
+	// empty. The worker declares the topology's queues through whichever of
+	// the two implements message.SubscribeInitializer, holds long waits on
+	// the Publisher if it implements [DelayPublisher], and dead-letters
+	// through the Subscriber if it has a DeadLettering(queue string) bool
+	// method. The worker does not close it. Default: none (MQ decides).
+	Transport Transport
+	// Storage, when set, is the host's own implementation of the worker's
+	// storage; Store is then ignored, and Keyring (the embedded key manager
+	// lives in the built-in store) must not be set. The worker does not
+	// close it. Default nil: the built-in store that Store configures.
+	Storage Store
 	// Store configures the provisioning and analytics databases (state,
 	// history, poison and deferred actions). Default: SQLite file "worker.db".
 	Store persist.Config
@@ -108,6 +121,17 @@ type Config struct {
 	// GuestLogs enables scheduled collection of guest VM logs over SSH
 	// (see GuestLogsConfig). Default: off.
 	GuestLogs GuestLogsConfig
+}
+
+// Transport is a host's own Watermill transport (Config.Transport).
+type Transport struct {
+	Publisher  message.Publisher
+	Subscriber message.Subscriber
+	// Competing says that several subscriptions to one topic share its
+	// messages, as a work queue does (RabbitMQ, SQL queues), rather than
+	// each receiving a copy (gochannel): then each queue is subscribed
+	// MQ.Consumers times. Default false: once.
+	Competing bool
 }
 
 // MQConfig selects the transport.
@@ -202,6 +226,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.MQ.transport(); err != nil {
 		return err
+	}
+	switch t := c.Transport; {
+	case (t.Publisher == nil) != (t.Subscriber == nil):
+		return configError("Transport", "needs both Publisher and Subscriber, or neither")
+	case t.Publisher != nil && c.MQ.URL != "" && c.MQ.URL != "memory":
+		return configError("Transport", "is set together with MQ.URL %q: choose one", redactedURL(c.MQ.URL))
+	}
+	if c.Storage != nil && c.Keyring != nil {
+		return configError("Keyring", "needs the built-in store, but Storage is the host's own")
 	}
 	switch {
 	case c.MQ.Consumers < 1:

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -88,6 +89,99 @@ func (d duty) once(ctx context.Context) error {
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("run did not finish within %v: %w", d.timeout, err)
 	}
+	return err
+}
+
+// relay is the part that publishes the change and job events that saves committed to the
+// outbox, then marks them sent. A crash in between publishes them again:
+// events carry their id (the action ID), so consumers drop the duplicate.
+// When marking fails (a read-only or unreachable database), the next run
+// only retries the marking: events already published are not published again.
+type relay struct {
+	store    outboxStore
+	pub      actionPublisher
+	unmarked []string // published, not yet marked sent
+}
+
+const relayBatch = 100
+
+func (r *relay) run(ctx context.Context) error {
+	if len(r.unmarked) > 0 {
+		if err := r.store.MarkEventsSent(ctx, r.unmarked...); err != nil {
+			return fmt.Errorf("mark %d published events sent: %w", len(r.unmarked), err)
+		}
+		r.unmarked = nil
+	}
+	for {
+		evs, err := r.store.PendingEvents(ctx, relayBatch)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		actions := make([]Action, 0, len(evs))
+		ids := make([]string, 0, len(evs))
+		for _, e := range evs {
+			actions = append(actions, Action{ID: e.ID, Key: e.ID, Type: e.Type, Account: e.Account, Customer: e.Customer,
+				Resource: e.ResourceID, CreatedAt: e.CreatedAt, Payload: e.Payload})
+			ids = append(ids, e.ID)
+		}
+		if err := r.pub.Publish(ctx, actions...); err != nil {
+			return err
+		}
+		r.unmarked = ids
+		if err := r.store.MarkEventsSent(ctx, ids...); err != nil {
+			return fmt.Errorf("mark %d published events sent: %w", len(ids), err)
+		}
+		r.unmarked = nil
+		if len(evs) < relayBatch {
+			return nil
+		}
+	}
+}
+
+// deferredPump is the part that republishes parked retries when they are
+// due and removes them from the store. A crash between the two republishes
+// one again later: handlers are idempotent.
+type deferredPump struct {
+	store deferredQueue
+	pub   interface {
+		publishRaw(topic, id string, md map[string]string, body []byte) error
+	}
+	now func() time.Time
+}
+
+func (p deferredPump) run(ctx context.Context) error {
+	_, err := p.republish(ctx)
+	return err
+}
+
+func (p deferredPump) republish(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		due, err := p.store.DueDeferred(ctx, p.now().UTC(), 100)
+		if err != nil || len(due) == 0 {
+			return n, err
+		}
+		for i, d := range due {
+			if err := p.pub.publishRaw(d.Topic, d.MessageUUID, d.Metadata, d.Payload); err != nil {
+				return n, errors.Join(err, p.store.DeleteDeferred(ctx, due[:i]...))
+			}
+		}
+		if err := p.store.DeleteDeferred(ctx, due...); err != nil {
+			return n, err
+		}
+		n += len(due)
+		if len(due) < 100 {
+			return n, nil
+		}
+	}
+}
+
+// historyFlusher is the part that copies history from the provisioning
+// outbox to a separate analytics database (a no-op when they are one).
+type historyFlusher struct{ store historyStore }
+
+func (f historyFlusher) run(ctx context.Context) error {
+	_, err := f.store.FlushHistory(ctx)
 	return err
 }
 

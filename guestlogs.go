@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -18,9 +19,6 @@ import (
 // TypeGuestLogs is the built-in action that collects the logs of one watched
 // account's running guests (payload: the schedule's dispatch).
 const TypeGuestLogs = "guest.logs"
-
-// guestLogsKind is the schedule kind of guest-log collection; it is reserved.
-const guestLogsKind = "guest-logs"
 
 // DefaultServerKind is the stored kind whose resources are servers, as
 // cloud.ServerPoller stores them.
@@ -105,45 +103,35 @@ func (c GuestLogsConfig) validate(cfg *Config) error {
 	return nil
 }
 
-// setupGuestLogs schedules the collection kind (publishers) and builds the
-// collector (subscribers). NewCollector fails when this host has no address
-// inside the source network: such a subscriber could not reach any guest.
-func (w *Worker) setupGuestLogs() error {
-	gl := w.cfg.GuestLogs
-	if !gl.enabled() {
-		return nil
-	}
-	if w.sched != nil {
-		if err := w.sched.Register(guestLogsKind, gl.Interval); err != nil {
-			return fmt.Errorf("worker: guest logs: %w", err)
-		}
-	}
-	if w.cfg.Role == RolePublisher {
-		return nil
-	}
-	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, w.store.GuestOffsets(), w.creds))
-	if err != nil {
-		return fmt.Errorf("%w: GuestLogs: %w", ErrInvalidConfig, err)
-	}
-	w.guests = c
-	w.log.Info("guest log collection enabled", "every", gl.Interval, "source", c.SourceAddr().String())
-	return nil
+// guestLogs is the part behind the built-in "guest.logs" handler (in
+// processes that handle actions, when Config.GuestLogs is enabled): for a
+// dispatched account it lists the stored servers that are RUNNING and has
+// the collector copy their new log lines.
+type guestLogs struct {
+	store     resourceLister
+	collector *guest.Collector
+	kind      string // the stored kind listing the servers
+	log       *slog.Logger
+}
+
+func (g *guestLogs) handlers(out dispatchOutcomes) map[string]HandlerFunc {
+	return map[string]HandlerFunc{TypeGuestLogs: scheduled(out, g.log, g.collectDispatched)}
 }
 
 // collectDispatched collects the running guests of one dispatched account.
-func (w *Worker) collectDispatched(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
-	return w.collectGuests(ctx, d.Target.Account, d.Target.Customer), nil
+func (g *guestLogs) collectDispatched(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
+	return g.collect(ctx, d.Target.Account, d.Target.Customer), nil
 }
 
-func (w *Worker) collectGuests(ctx context.Context, account, customer string) poller.Outcome {
-	guests, err := w.runningGuests(ctx, account, customer)
+func (g *guestLogs) collect(ctx context.Context, account, customer string) poller.Outcome {
+	guests, err := g.runningGuests(ctx, account, customer)
 	if err != nil {
 		return poller.Outcome{Err: fmt.Errorf("guest logs of %s: %w", account, err)}
 	}
 	if len(guests) == 0 {
 		return poller.Outcome{}
 	}
-	results := w.guests.Collect(ctx, guests)
+	results := g.collector.Collect(ctx, guests)
 	var failed, skipped int
 	var bytes int64
 	for _, r := range results {
@@ -160,28 +148,24 @@ func (w *Worker) collectGuests(ctx context.Context, account, customer string) po
 		// recorded; the rest continues next time.
 		return poller.Outcome{Err: fmt.Errorf("guest logs of %s: %w", account, ctx.Err())}
 	}
-	w.log.Info("guest logs collected", "account", account, "customer", customer,
+	g.log.Info("guest logs collected", "account", account, "customer", customer,
 		"guests", len(guests), "failed", failed, "skipped", skipped, "bytes", bytes)
 	return poller.Outcome{}
 }
 
 // runningGuests lists the account's stored servers that are RUNNING.
-func (w *Worker) runningGuests(ctx context.Context, account, customer string) ([]guest.Guest, error) {
-	kind := w.cfg.GuestLogs.ServerKind
-	if kind == "" {
-		kind = DefaultServerKind
-	}
+func (g *guestLogs) runningGuests(ctx context.Context, account, customer string) ([]guest.Guest, error) {
 	var out []guest.Guest
 	after := ""
 	for {
-		page, err := w.store.Resources(ctx, account, kind, after, persist.MaxResourcesPage)
+		page, err := g.store.Resources(ctx, account, g.kind, after, persist.MaxResourcesPage)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range page {
 			var s cloud.Server
 			if err := json.Unmarshal(r.Attributes, &s); err != nil {
-				w.log.Warn("stored server is not a cloud.Server; its logs are not collected",
+				g.log.Warn("stored server is not a cloud.Server; its logs are not collected",
 					"customer", customer, "account", account, "server", r.ID, "err", err)
 				continue
 			}
@@ -202,24 +186,16 @@ func (w *Worker) runningGuests(ctx context.Context, account, customer string) ([
 	}
 }
 
-// Credentials is the embedded key manager's credential store (encrypted in
-// the provisioning database, cached for Config.CredentialCacheTTL), or nil
-// when Config.Keyring is not set. Put customers' cloud and SSH credentials
-// in it; guest-log collection reads SSH logins from it.
-func (w *Worker) Credentials() *km.Cache { return w.creds }
+// storeOffsets keeps the collector's offsets in the store.
+type storeOffsets struct{ store guestOffsetStore }
 
-// openCredentials opens the embedded credential store when a keyring is set.
-func (w *Worker) openCredentials() error {
-	if w.cfg.Keyring == nil {
-		return nil
-	}
-	ls, err := km.NewLocalStore(w.store.DB(), w.cfg.Keyring)
-	if err != nil {
-		return fmt.Errorf("worker: credential store: %w", err)
-	}
-	w.creds, err = km.NewCache(ls, w.cfg.CredentialCacheTTL, nil)
-	if err != nil {
-		return fmt.Errorf("worker: credential store: %w", err)
-	}
-	return nil
+var _ guest.Offsets = storeOffsets{}
+
+func (o storeOffsets) Get(ctx context.Context, k guest.GuestFile) (guest.Offset, error) {
+	v, err := o.store.GuestOffset(ctx, persist.GuestFile(k))
+	return guest.Offset(v), err
+}
+
+func (o storeOffsets) Put(ctx context.Context, k guest.GuestFile, v guest.Offset) error {
+	return o.store.PutGuestOffset(ctx, persist.GuestFile(k), persist.GuestOffset(v))
 }

@@ -123,7 +123,7 @@ func TestGuestLogsScheduledCollection(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, h.w.Register(cloud.ServerPoller{Compute: compute}, time.Minute))
 	require.NoError(t, h.w.Watch("acct-1", "acme"))
-	require.True(t, h.w.guests.SourceAddr().IsLoopback())
+	require.True(t, h.w.guests.collector.SourceAddr().IsLoopback())
 	h.run(h.w)
 	h.settle()
 	h.advance(time.Minute, 10*time.Second) // the first collection may have run before the first listing was stored

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
@@ -12,56 +14,75 @@ import (
 	"github.com/stratusworks/worker/state"
 )
 
-// TrackJob follows a cloud operation a dispatcher started until the cloud says
-// it finished, or until its Deadline (default: now + Config.JobTimeout). The
-// job is stored first, so tracking survives a restart; it is idempotent by
-// Job.ID. When the job ends, a "job.completed", "job.failed" or
-// "job.timed_out" event is published exactly once, however many workers check
-// it. A job needs ID, Account and OperationID (or ResourceID: then the
-// server's state decides: RUNNING succeeds, ERROR or TERMINATED fails).
-func (w *Worker) TrackJob(ctx context.Context, j persist.Job) error {
-	if j.ID == "" || j.Account == "" || (j.OperationID == "" && j.ResourceID == "") {
-		return fmt.Errorf("%w: TrackJob needs ID, Account and OperationID or ResourceID (got id %q, account %q)", ErrInvalidAction, j.ID, j.Account)
+// jobTracker is the part that follows cloud operations to their end: it
+// stores jobs ("job.track" actions from a dispatcher, launches, host calls
+// of Worker.TrackJob), has the schedule check each one every checkEvery
+// ("job.check" actions), and finishes a job with a conditional update, so
+// that its event is written to the outbox once however many workers check
+// it. In publisher processes it also picks up, every jobSyncEvery, the jobs
+// other processes stored.
+type jobTracker struct {
+	store      jobStore
+	sched      jobScheduler // nil in a subscriber-only process
+	cloud      cloud.Provider
+	now        func() time.Time
+	checkEvery time.Duration
+	timeout    time.Duration // a job's default deadline
+}
+
+// jobScheduler puts a job's checks on the schedule (the scheduler).
+type jobScheduler interface {
+	scheduleJob(t state.Target, every time.Duration) error
+}
+
+// handlers are the action types the tracker handles.
+func (j *jobTracker) handlers(out dispatchOutcomes, log *slog.Logger) map[string]HandlerFunc {
+	return map[string]HandlerFunc{
+		TypeJobTrack: j.handleTrack,
+		TypeJobCheck: scheduled(out, log, j.checkDispatched),
 	}
-	if j.Deadline.IsZero() {
-		j.Deadline = w.now().Add(w.cfg.JobTimeout)
+}
+
+// track stores a job and schedules its checks; see [Worker.TrackJob].
+func (j *jobTracker) track(ctx context.Context, job persist.Job) error {
+	if job.ID == "" || job.Account == "" || (job.OperationID == "" && job.ResourceID == "") {
+		return fmt.Errorf("%w: TrackJob needs ID, Account and OperationID or ResourceID (got id %q, account %q)", ErrInvalidAction, job.ID, job.Account)
 	}
-	if j.Kind == "" {
-		j.Kind = "operation"
+	if job.Deadline.IsZero() {
+		job.Deadline = j.now().Add(j.timeout)
 	}
-	stored, _, err := w.store.TrackJob(ctx, j)
+	if job.Kind == "" {
+		job.Kind = "operation"
+	}
+	stored, _, err := j.store.TrackJob(ctx, job)
 	if err != nil {
-		return fmt.Errorf("worker: track job %s: %w", j.ID, err)
+		return fmt.Errorf("worker: track job %s: %w", job.ID, err)
 	}
-	return w.scheduleJob(stored)
+	return j.schedule(stored)
 }
 
-// scheduleJob puts a running job on the schedule if it is not there yet.
-func (w *Worker) scheduleJob(j persist.Job) error {
-	if w.sched == nil || j.State.Terminal() {
+// schedule puts a running job on the schedule if it is not there yet.
+func (j *jobTracker) schedule(job persist.Job) error {
+	if j.sched == nil || job.State.Terminal() {
 		return nil
 	}
-	t := state.Target{Account: j.Account, Customer: j.Customer, Kind: jobKind, Resource: j.ID}
-	if _, ok := w.sched.Lookup(t); ok {
-		return nil
-	}
-	return w.sched.Set(t, w.cfg.JobCheckInterval)
+	return j.sched.scheduleJob(state.Target{Account: job.Account, Customer: job.Customer, Kind: jobKind, Resource: job.ID}, j.checkEvery)
 }
 
-// syncJobs schedules every running job in the store: after a restart, and
-// for jobs that other processes (job.track handlers) stored.
-func (w *Worker) syncJobs(ctx context.Context) error {
+// sync schedules every running job in the store: after a restart, and for
+// jobs that other processes (job.track handlers) stored.
+func (j *jobTracker) sync(ctx context.Context) error {
 	after := ""
 	for {
-		jobs, err := w.store.RunningJobs(ctx, after, 500)
+		jobs, err := j.store.RunningJobs(ctx, after, 500)
 		if err != nil {
 			return err
 		}
-		for _, j := range jobs {
-			if err := w.scheduleJob(j); err != nil {
+		for _, job := range jobs {
+			if err := j.schedule(job); err != nil {
 				return err
 			}
-			after = j.ID
+			after = job.ID
 		}
 		if len(jobs) < 500 {
 			return nil
@@ -69,71 +90,71 @@ func (w *Worker) syncJobs(ctx context.Context) error {
 	}
 }
 
-// handleJobTrack stores a job sent by a dispatcher as a job.track action.
-func (w *Worker) handleJobTrack(ctx context.Context, a Action) error {
-	var j persist.Job
-	if err := a.Decode(&j); err != nil {
+// handleTrack stores a job sent by a dispatcher as a job.track action.
+func (j *jobTracker) handleTrack(ctx context.Context, a Action) error {
+	var job persist.Job
+	if err := a.Decode(&job); err != nil {
 		return Permanent(err)
 	}
-	if j.Account == "" {
-		j.Account, j.Customer = a.Account, a.Customer
+	if job.Account == "" {
+		job.Account, job.Customer = a.Account, a.Customer
 	}
-	err := w.TrackJob(ctx, j)
+	err := j.track(ctx, job)
 	if errors.Is(err, ErrInvalidAction) {
 		return Permanent(err)
 	}
 	return err
 }
 
-// checkDispatchedJob checks a tracked job's operation once and finishes the
+// checkDispatched checks a tracked job's operation once and finishes the
 // job when the operation is terminal or the deadline has passed.
-func (w *Worker) checkDispatchedJob(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
-	return w.checkJob(ctx, d.Target.Resource), nil
+func (j *jobTracker) checkDispatched(ctx context.Context, d poller.Dispatch) (poller.Outcome, error) {
+	return j.check(ctx, d.Target.Resource), nil
 }
 
-func (w *Worker) checkJob(ctx context.Context, id string) poller.Outcome {
-	j, err := w.store.Job(ctx, id)
+func (j *jobTracker) check(ctx context.Context, id string) poller.Outcome {
+	job, err := j.store.Job(ctx, id)
 	switch {
 	case errors.Is(err, persist.ErrNotFound):
 		return poller.Outcome{Complete: true}
 	case err != nil:
 		return failed(err, 0)
-	case j.State.Terminal():
+	case job.State.Terminal():
 		return poller.Outcome{Complete: true}
 	}
-	if w.now().After(j.Deadline) {
-		if _, err := w.store.FinishJob(ctx, j.ID, persist.JobTimedOut, j.ResourceID, nil,
-			fmt.Sprintf("no terminal state by the deadline %s", j.Deadline.UTC().Format("2006-01-02T15:04:05Z"))); err != nil {
+	if j.now().After(job.Deadline) {
+		if _, err := j.store.FinishJob(ctx, job.ID, persist.JobTimedOut, job.ResourceID, nil,
+			fmt.Sprintf("no terminal state by the deadline %s", job.Deadline.UTC().Format("2006-01-02T15:04:05Z"))); err != nil {
 			return failed(err, 0)
 		}
 		return poller.Outcome{Complete: true}
 	}
-	st, resourceID, result, msg, err := w.operationState(ctx, j)
+	st, resourceID, result, msg, err := j.operationState(ctx, job)
 	if err != nil {
 		return failed(err, 1)
 	}
 	if !st.Terminal() {
 		return poller.Outcome{Calls: 1}
 	}
-	if _, err := w.store.FinishJob(ctx, j.ID, st, resourceID, result, msg); err != nil {
+	if _, err := j.store.FinishJob(ctx, job.ID, st, resourceID, result, msg); err != nil {
 		return failed(err, 1)
 	}
 	return poller.Outcome{Complete: true, Calls: 1}
 }
 
 // operationState asks the cloud where a job stands.
-func (w *Worker) operationState(ctx context.Context, j persist.Job) (persist.JobState, string, json.RawMessage, string, error) {
-	if w.cfg.Cloud == nil {
+func (j *jobTracker) operationState(ctx context.Context, job persist.Job) (persist.JobState, string, json.RawMessage, string, error) {
+	if j.cloud == nil {
 		return "", "", nil, "", errors.New("worker: checking jobs needs Config.Cloud")
 	}
-	if j.OperationID != "" {
-		ops, err := w.cfg.Cloud.Operations()
+	if job.OperationID != "" {
+		ops, err := j.cloud.Operations()
 		if err != nil {
 			return "", "", nil, "", err
 		}
-		op, err := ops.Operation(ctx, j.Account, j.OperationID)
+		op, err := ops.Operation(ctx, job.Account, job.OperationID)
 		if errors.Is(err, cloud.ErrNotFound) {
-			return persist.JobFailed, j.ResourceID, nil, "the cloud no longer knows operation " + j.OperationID, nil
+			return persist.JobFailed, job.ResourceID, nil, "the cloud no longer knows operation " + job.OperationID, nil
 		}
 		if err != nil {
 			return "", "", nil, "", err
@@ -141,7 +162,7 @@ func (w *Worker) operationState(ctx context.Context, j persist.Job) (persist.Job
 		result, _ := json.Marshal(op)
 		rid := op.ResourceID
 		if rid == "" {
-			rid = j.ResourceID
+			rid = job.ResourceID
 		}
 		switch op.State {
 		case cloud.OpSucceeded:
@@ -151,13 +172,13 @@ func (w *Worker) operationState(ctx context.Context, j persist.Job) (persist.Job
 		}
 		return persist.JobRunning, rid, nil, "", nil
 	}
-	compute, err := w.cfg.Cloud.Compute()
+	compute, err := j.cloud.Compute()
 	if err != nil {
 		return "", "", nil, "", err
 	}
-	s, err := compute.GetServer(ctx, j.Account, j.ResourceID)
+	s, err := compute.GetServer(ctx, job.Account, job.ResourceID)
 	if errors.Is(err, cloud.ErrNotFound) {
-		return persist.JobRunning, j.ResourceID, nil, "", nil // not visible yet: eventual consistency
+		return persist.JobRunning, job.ResourceID, nil, "", nil // not visible yet: eventual consistency
 	}
 	if err != nil {
 		return "", "", nil, "", err

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net/netip"
 	"time"
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 )
 
 // LaunchTag is the server tag that carries a launch's idempotency key
@@ -25,8 +28,9 @@ type LaunchRequest struct {
 	Firewall string `json:"firewall,omitempty"`
 }
 
-// handleLaunch launches a server exactly once per Action.Key, however often
-// the action is delivered:
+// launcher is the part behind the built-in "server.launch" handler (present
+// when Config.Cloud is set). It launches a server exactly once per
+// Action.Key, however often the action is delivered:
 //
 //  1. it claims a launch intent keyed by Action.Key (a row in the store);
 //  2. if an earlier attempt already recorded its launch, it only makes sure the
@@ -40,7 +44,26 @@ type LaunchRequest struct {
 //     its cloud calls run, so a slow clone never lets a duplicate launch;
 //  4. otherwise it launches with the key as a tag, records the launch and
 //     tracks the operation as a job ("launch/<key>").
-func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
+type launcher struct {
+	store launchStore
+	cloud cloud.Provider
+	jobs  interface {
+		track(context.Context, persist.Job) error
+	}
+	clock  poller.Clock
+	window time.Duration // Config.LaunchConsistencyWindow
+	source netip.Prefix  // Config.SourceCIDR
+	port   int           // Config.ManagementPort
+	log    *slog.Logger
+
+	afterLaunch func() error // tests: runs right after the cloud launch call
+}
+
+func (l *launcher) handlers() map[string]HandlerFunc {
+	return map[string]HandlerFunc{TypeServerLaunch: l.handle}
+}
+
+func (l *launcher) handle(ctx context.Context, a Action) error {
 	var req LaunchRequest
 	if err := a.Decode(&req); err != nil {
 		return Permanent(err)
@@ -48,17 +71,17 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 	if a.Account == "" {
 		return Permanent(fmt.Errorf("%w: server.launch %s has no Account", ErrInvalidAction, a.ID))
 	}
-	compute, err := w.cfg.Cloud.Compute()
+	compute, err := l.cloud.Compute()
 	if err != nil {
 		return Permanent(err)
 	}
-	intent, fresh, err := w.store.ClaimLaunch(ctx, persist.LaunchIntent{Key: a.Key, Account: a.Account, Customer: a.Customer, Request: a.Payload})
+	intent, fresh, err := l.store.ClaimLaunch(ctx, persist.LaunchIntent{Key: a.Key, Account: a.Account, Customer: a.Customer, Request: a.Payload})
 	if err != nil {
 		return err
 	}
 	jobID := "launch/" + a.Key
 	if intent.State == persist.LaunchLaunched {
-		return w.trackLaunch(ctx, a, jobID, intent.OperationID, intent.ServerID)
+		return l.trackLaunch(ctx, a, jobID, intent.OperationID, intent.ServerID)
 	}
 	if !fresh {
 		found, err := compute.FindServersByTag(ctx, a.Account, LaunchTag, a.Key)
@@ -67,36 +90,36 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 		}
 		if len(found) > 0 {
 			s := found[0]
-			w.logFor(a).Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
-			if err := w.store.RecordLaunch(ctx, a.Key, s.ID, "", jobID); err != nil {
+			actionLog(l.log, a).Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
+			if err := l.store.RecordLaunch(ctx, a.Key, s.ID, "", jobID); err != nil {
 				return err
 			}
-			return w.trackLaunch(ctx, a, jobID, "", s.ID)
+			return l.trackLaunch(ctx, a, jobID, "", s.ID)
 		}
-		if age := w.now().Sub(intent.ClaimedAt); age < w.cfg.LaunchConsistencyWindow {
+		if age := l.clock.Now().Sub(intent.ClaimedAt); age < l.window {
 			// Another attempt holds a live claim (it renews it while its
 			// cloud calls run), or died so recently that the cloud may not
 			// list its server yet: wait, without spending the retry budget.
-			wait := w.cfg.LaunchConsistencyWindow - age
-			w.logFor(a).Info("launch claimed by another attempt and its server is not listed yet; waiting", "key", a.Key,
+			wait := l.window - age
+			actionLog(l.log, a).Info("launch claimed by another attempt and its server is not listed yet; waiting", "key", a.Key,
 				"claimed_ago", age.Round(time.Millisecond), "wait", wait.Round(time.Millisecond))
 			return Snooze(wait)
 		}
 		// The claim is older than the window: its attempt is gone and
 		// launched nothing the cloud lists. Take the claim over; of several
 		// redelivered copies doing so at once, one wins and the others wait.
-		at, won, err := w.store.RenewLaunch(ctx, a.Key, intent.ClaimedAt)
+		at, won, err := l.store.RenewLaunch(ctx, a.Key, intent.ClaimedAt)
 		if err != nil {
 			return err
 		}
 		if !won {
-			return Snooze(min(w.cfg.LaunchConsistencyWindow, time.Second))
+			return Snooze(min(l.window, time.Second))
 		}
 		intent.ClaimedAt = at
 	}
-	stop := w.renewClaim(ctx, a, intent.ClaimedAt)
+	stop := l.renewClaim(ctx, a, intent.ClaimedAt)
 	defer stop()
-	if err := w.authorizeSource(ctx, a.Account, req.Firewall); err != nil {
+	if err := l.authorizeSource(ctx, a.Account, req.Firewall); err != nil {
 		return err
 	}
 	lr := req.LaunchRequest
@@ -109,15 +132,15 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 	if err != nil {
 		return cloudErr(err)
 	}
-	if w.afterLaunch != nil { // tests: simulate a crash between the cloud call and the record
-		if err := w.afterLaunch(); err != nil {
+	if l.afterLaunch != nil { // tests: simulate a crash between the cloud call and the record
+		if err := l.afterLaunch(); err != nil {
 			return err
 		}
 	}
-	if err := w.store.RecordLaunch(ctx, a.Key, op.ResourceID, op.ID, jobID); err != nil {
+	if err := l.store.RecordLaunch(ctx, a.Key, op.ResourceID, op.ID, jobID); err != nil {
 		return err
 	}
-	return w.trackLaunch(ctx, a, jobID, op.ID, op.ResourceID)
+	return l.trackLaunch(ctx, a, jobID, op.ID, op.ResourceID)
 }
 
 // renewClaim keeps the launch claim of a fresh while this attempt's cloud
@@ -125,13 +148,13 @@ func (w *Worker) handleLaunch(ctx context.Context, a Action) error {
 // waits for it instead of launching a second server once the consistency
 // window has passed. It renews every quarter window, on the worker's clock,
 // until stop is called.
-func (w *Worker) renewClaim(ctx context.Context, a Action, claimedAt time.Time) (stop func()) {
-	every := max(w.cfg.LaunchConsistencyWindow/4, time.Millisecond)
+func (l *launcher) renewClaim(ctx context.Context, a Action, claimedAt time.Time) (stop func()) {
+	every := max(l.window/4, time.Millisecond)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := w.clock.NewTimer(every)
+		t := l.clock.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
@@ -139,15 +162,15 @@ func (w *Worker) renewClaim(ctx context.Context, a Action, claimedAt time.Time) 
 				return
 			case <-t.C():
 			}
-			at, ok, err := w.store.RenewLaunch(ctx, a.Key, claimedAt)
+			at, ok, err := l.store.RenewLaunch(ctx, a.Key, claimedAt)
 			switch {
 			case err != nil && ctx.Err() == nil:
-				w.logFor(a).Warn("cannot renew a launch claim; a redelivered copy may launch again after the consistency window",
+				actionLog(l.log, a).Warn("cannot renew a launch claim; a redelivered copy may launch again after the consistency window",
 					"key", a.Key, "err", err)
 			case err == nil && !ok:
-				w.logFor(a).Error("launch claim taken over by another attempt while this one's cloud calls ran longer than "+
+				actionLog(l.log, a).Error("launch claim taken over by another attempt while this one's cloud calls ran longer than "+
 					"LaunchConsistencyWindow; the account may get two servers for this key", "key", a.Key,
-					"window", w.cfg.LaunchConsistencyWindow)
+					"window", l.window)
 				return
 			case err == nil:
 				claimedAt = at
@@ -158,24 +181,24 @@ func (w *Worker) renewClaim(ctx context.Context, a Action, claimedAt time.Time) 
 	return func() { cancel(); <-done }
 }
 
-func (w *Worker) trackLaunch(ctx context.Context, a Action, jobID, opID, serverID string) error {
-	return w.TrackJob(ctx, persist.Job{ID: jobID, Account: a.Account, Customer: a.Customer, Kind: "launch", OperationID: opID, ResourceID: serverID})
+func (l *launcher) trackLaunch(ctx context.Context, a Action, jobID, opID, serverID string) error {
+	return l.jobs.track(ctx, persist.Job{ID: jobID, Account: a.Account, Customer: a.Customer, Kind: "launch", OperationID: opID, ResourceID: serverID})
 }
 
 // authorizeSource opens the management port of a launch's firewall to
 // Config.SourceCIDR, the addresses guest connections leave from. Authorize is
 // idempotent in the cloud API, so a redelivered launch adds nothing.
-func (w *Worker) authorizeSource(ctx context.Context, account, firewall string) error {
-	if firewall == "" || !w.cfg.SourceCIDR.IsValid() {
+func (l *launcher) authorizeSource(ctx context.Context, account, firewall string) error {
+	if firewall == "" || !l.source.IsValid() {
 		return nil
 	}
-	network, err := w.cfg.Cloud.Network()
+	network, err := l.cloud.Network()
 	if err != nil {
 		return Permanent(fmt.Errorf("worker: launch asks for firewall %s but the cloud has no network service: %w", firewall, err))
 	}
 	_, err = network.Authorize(ctx, account, firewall, cloud.Rule{
-		Direction: cloud.Ingress, Protocol: "tcp", FromPort: w.cfg.ManagementPort, ToPort: w.cfg.ManagementPort,
-		CIDR: w.cfg.SourceCIDR.String(),
+		Direction: cloud.Ingress, Protocol: "tcp", FromPort: l.port, ToPort: l.port,
+		CIDR: l.source.String(),
 	})
 	return cloudErr(err)
 }

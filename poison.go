@@ -39,15 +39,25 @@ type PoisonQuery struct {
 	IncludeReplayed bool
 }
 
-// Poisoned lists actions in the poison store, newest first.
-func (w *Worker) Poisoned(ctx context.Context, q PoisonQuery) ([]PoisonedAction, error) {
-	rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: q.Limit, IncludeReplayed: q.IncludeReplayed})
+// poisonViews is the part that reads the poison store for people and sends
+// poisoned actions again (Worker.Poisoned, Replay, ReplayAll).
+type poisonViews struct {
+	store poisonRecords
+	pub   interface {
+		publishRaw(topic, id string, md map[string]string, body []byte) error
+	}
+	maxBytes int
+}
+
+// list lists actions in the poison store, newest first.
+func (v poisonViews) list(ctx context.Context, q PoisonQuery) ([]PoisonedAction, error) {
+	rows, err := v.store.ListPoison(ctx, persist.PoisonFilter{Limit: q.Limit, IncludeReplayed: q.IncludeReplayed})
 	if err != nil {
 		return nil, fmt.Errorf("worker: list poisoned actions: %w", err)
 	}
 	out := make([]PoisonedAction, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, poisonedFrom(r, w.cfg.MaxPayloadBytes))
+		out = append(out, poisonedFrom(r, v.maxBytes))
 	}
 	return out, nil
 }
@@ -65,19 +75,16 @@ func poisonedFrom(r persist.Parked, maxBytes int) PoisonedAction {
 	return p
 }
 
-// Replay publishes a poisoned action again, with its attempt count reset, and
-// marks the record replayed. If it fails again it returns to the poison store
-// (the same record, updated). Replaying twice delivers it twice: handlers are
-// idempotent by Action.Key.
-func (w *Worker) Replay(ctx context.Context, id int64) error {
-	r, err := w.store.GetPoison(ctx, id)
+// replayOne publishes one poisoned action again; see [Worker.Replay].
+func (v poisonViews) replayOne(ctx context.Context, id int64) error {
+	r, err := v.store.GetPoison(ctx, id)
 	if err != nil {
 		return fmt.Errorf("worker: replay poison record %d: %w", id, err)
 	}
-	return w.replay(ctx, r)
+	return v.replay(ctx, r)
 }
 
-func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
+func (v poisonViews) replay(ctx context.Context, r persist.Parked) error {
 	if err := r.Replayable(); err != nil { // the store kept only part of its payload
 		return fmt.Errorf("worker: replay poison record %d: %w", r.ID, err)
 	}
@@ -90,22 +97,20 @@ func (w *Worker) replay(ctx context.Context, r persist.Parked) error {
 	delete(md, MetaRetrySince)
 	delete(md, MetaNotBefore)
 	md[MetaReplayOf] = strconv.FormatInt(r.ID, 10)
-	if err := w.pub.publishRaw(r.Topic, r.MessageUUID, md, r.Payload); err != nil {
+	if err := v.pub.publishRaw(r.Topic, r.MessageUUID, md, r.Payload); err != nil {
 		return fmt.Errorf("worker: replay poison record %d: %w", r.ID, err)
 	}
-	if err := w.store.MarkPoisonReplayed(ctx, r.ID); err != nil {
+	if err := v.store.MarkPoisonReplayed(ctx, r.ID); err != nil {
 		return fmt.Errorf("worker: replay poison record %d: published, but marking it replayed failed: %w", r.ID, err)
 	}
 	return nil
 }
 
-// ReplayAll replays every poisoned action not replayed yet and returns how many
-// it replayed. Actions whose body the poison store kept only in part (it was
-// too large for the database) cannot be replayed and are left out.
-func (w *Worker) ReplayAll(ctx context.Context) (int, error) {
+// replayAll replays every replayable poisoned action; see [Worker.ReplayAll].
+func (v poisonViews) replayAll(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		rows, err := w.store.ListPoison(ctx, persist.PoisonFilter{Limit: 100, OnlyReplayable: true})
+		rows, err := v.store.ListPoison(ctx, persist.PoisonFilter{Limit: 100, OnlyReplayable: true})
 		if err != nil {
 			return n, fmt.Errorf("worker: replay all: %w", err)
 		}
@@ -114,7 +119,7 @@ func (w *Worker) ReplayAll(ctx context.Context) (int, error) {
 		}
 		var errs error
 		for _, r := range rows {
-			if err := w.replay(ctx, r); err != nil {
+			if err := v.replay(ctx, r); err != nil {
 				errs = errors.Join(errs, err)
 				continue
 			}

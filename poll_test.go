@@ -96,10 +96,10 @@ func (h *cloudHarness) advance(d, step time.Duration) {
 // dispatched poll has been reported.
 func (h *cloudHarness) settle() {
 	require.Eventually(h.t, func() bool {
-		if h.w.sched.Stats().InFlight > 0 {
+		if h.w.sched.sched.Stats().InFlight > 0 {
 			return false
 		}
-		next, ok := h.w.sched.NextWake()
+		next, ok := h.w.sched.sched.NextWake()
 		return !ok || next.After(h.clk.Now())
 	}, 10*time.Second, time.Millisecond)
 }
@@ -289,13 +289,13 @@ func TestPollFailingAccountDoesNotDelayAnother(t *testing.T) {
 	r, err := h.w.Store().Resource(context.Background(), "good", "server", good[0].ID)
 	require.NoError(t, err)
 	require.Contains(t, string(r.Attributes), "STOPPED", "the healthy account was polled on time")
-	e, ok := h.w.sched.Lookup(state.Target{Account: "bad", Kind: "server"})
+	e, ok := h.w.sched.sched.Lookup(state.Target{Account: "bad", Kind: "server"})
 	require.True(t, ok)
 	require.Greater(t, e.Failures, 0, "the failing account backs off")
 	// Recovery: the account comes back and is polled again.
 	h.sim.SetAccountDown("bad", nil)
 	h.advance(20*time.Minute, 30*time.Second)
-	e, _ = h.w.sched.Lookup(state.Target{Account: "bad", Kind: "server"})
+	e, _ = h.w.sched.sched.Lookup(state.Target{Account: "bad", Kind: "server"})
 	require.Zero(t, e.Failures)
 }
 
@@ -349,7 +349,7 @@ func TestLaunchCrashAfterCloudCall(t *testing.T) {
 			fw, err := h.sim.AddFirewall("acct-1", cloud.Firewall{Name: "web"})
 			require.NoError(t, err)
 			var crashes sync.Once
-			h.w.afterLaunch = func() error {
+			h.w.launcher.afterLaunch = func() error {
 				err := errors.New("simulated crash after the cloud call")
 				crashed := false
 				crashes.Do(func() { crashed = true })

@@ -30,7 +30,7 @@ func TestLaunchCrashAfterCloudCallVSphere(t *testing.T) {
 		Logger:                  testLogger(t),
 	})
 	var crashed atomic.Bool
-	w.afterLaunch = func() error {
+	w.launcher.afterLaunch = func() error {
 		if crashed.CompareAndSwap(false, true) {
 			return errors.New("simulated crash after the clone started")
 		}

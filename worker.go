@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/stratusworks/worker/cloud/guest"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
@@ -18,25 +21,43 @@ import (
 	"github.com/stratusworks/worker/state"
 )
 
-// Worker wires a transport, a [Publisher], a [Subscriber] and a
-// [persist.Store] into one process. Create it with [New], register handlers
-// with [Worker.Handle], then call [Worker.Run].
+// Worker is the composition root of one worker process. [New] builds its
+// parts from a [Config] and wires them together; [Worker.Run] starts them
+// and stops them. The parts (see DESIGN.md) each own one capability and
+// reach the others only through small interfaces:
+//
+//   - the [Publisher] and the [Subscriber] (retries, parking, poisoning) on
+//     the transport;
+//   - in publisher processes, the scheduler (the poll schedule, its
+//     dispatches and their outcomes), the outbox relay and the job sync;
+//   - in processes that handle actions, the poll runner, the job tracker,
+//     the launcher (with Config.Cloud) and the guest-log collector (with
+//     Config.GuestLogs);
+//   - everywhere, the parked-retry pump, the history flusher and the
+//     poison views.
+//
+// Register handlers with [Worker.Handle] and pollers with [Worker.Register]
+// before Run.
 type Worker struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *persist.Store
-	pub    *Publisher
-	sub    *Subscriber      // in publishers it only consumes poll reports
-	sched  *poller.Schedule // nil in RoleSubscriber
-	guests *guest.Collector // nil unless GuestLogs is enabled in a subscriber
-	creds  *km.Cache        // nil without Config.Keyring
+	cfg     Config
+	log     *slog.Logger
+	store   Store
+	db      *persist.Store // the built-in store, when the worker opened it
+	pub     *Publisher
+	sub     *Subscriber // in publishers it only consumes poll reports
+	clock   poller.Clock
+	now     func() time.Time
+	closers []func() error // what New opened, closed in order by Close
 
-	pollers     map[string]Poller
-	clock       poller.Clock // Config.Schedule.Clock, or the system clock
-	now         func() time.Time
-	afterLaunch func() error // tests: runs right after the cloud launch call
-
-	closers []func() error // transport parts, closed in order after the subscriber stops
+	// The parts; nil where the role or the configuration has none.
+	sched    *scheduler  // publisher roles
+	polls    *pollRunner // every role: it keeps the registered pollers
+	jobs     *jobTracker // every role
+	launcher *launcher   // with Config.Cloud, in handling roles
+	guests   *guestLogs  // with Config.GuestLogs, in handling roles
+	poison   poisonViews // every role
+	duties   []duty      // background duties
+	creds    *km.Cache   // with Config.Keyring
 
 	mu      sync.Mutex
 	ran     bool
@@ -44,140 +65,244 @@ type Worker struct {
 	running chan struct{}
 }
 
-// New validates cfg, opens the store (running migrations) and connects the
-// transport. Close the worker, or Run it, to release them.
+// New validates cfg, opens the store (running migrations, unless
+// Config.Storage is the host's own) and connects the transport (unless
+// Config.Transport is the host's own), and builds the parts. Close the
+// worker, or Run it, to release them.
 func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
-	if cfg.Store.Logger == nil {
-		cfg.Store.Logger = cfg.Logger
-	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{}), pollers: map[string]Poller{}, now: time.Now}
-	w.clock = cfg.Schedule.Clock
+	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{}), clock: cfg.Schedule.Clock}
 	if w.clock == nil {
 		w.clock = poller.RealClock()
 	}
 	w.now = w.clock.Now
-	if cfg.Role != RoleSubscriber {
-		sched, err := poller.New(cfg.Schedule)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
-		}
-		w.sched = sched
+	if err := w.build(ctx); err != nil {
+		return nil, errors.Join(err, w.Close())
 	}
+	return w, nil
+}
 
-	if cfg.Store.Now == nil {
-		cfg.Store.Now = w.now // one clock for the schedule, the store and the handlers
-		w.cfg.Store.Now = w.now
+// build opens what the worker needs and composes its parts.
+func (w *Worker) build(ctx context.Context) error {
+	cfg := &w.cfg
+	if err := w.openStore(ctx); err != nil {
+		return err
 	}
-	store, err := persist.Open(ctx, cfg.Store)
-	if err != nil {
-		return nil, fmt.Errorf("worker: open store: %w", err)
-	}
-	w.store = store
-
 	pub, sub, declarer, consumers, err := w.transport(ctx)
 	if err != nil {
-		_ = w.Close()
-		return nil, err
+		return err
 	}
-	w.pub, err = NewPublisher(PublisherConfig{
+	if w.pub, err = NewPublisher(PublisherConfig{
 		Publisher: pub, Declarer: declarer, Topology: cfg.Topology, MaxPayloadBytes: cfg.MaxPayloadBytes,
-	})
-	if err != nil {
-		_ = w.Close()
-		return nil, err
+	}); err != nil {
+		return err
 	}
+	if err := w.buildSubscriber(pub, sub, consumers); err != nil {
+		return err
+	}
+	if err := w.openCredentials(); err != nil {
+		return err
+	}
+
+	// The parts.
+	if cfg.Role != RoleSubscriber {
+		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.log); err != nil {
+			return err
+		}
+	}
+	var out dispatchOutcomes = remoteOutcomes{pub: w.pub, now: w.now,
+		inFlight: cmp.Or(cfg.Schedule.InFlightTimeout, poller.DefaultInFlightTimeout)}
+	var jobSched jobScheduler
+	if w.sched != nil {
+		out, jobSched = w.sched, w.sched
+	}
+	w.polls = newPollRunner(w.store, cfg.DeletionGrace)
+	w.jobs = &jobTracker{store: w.store, sched: jobSched, cloud: cfg.Cloud, now: w.now,
+		checkEvery: cfg.JobCheckInterval, timeout: cfg.JobTimeout}
+	w.poison = poisonViews{store: w.store, pub: w.pub, maxBytes: cfg.MaxPayloadBytes}
+	handlers := map[string]HandlerFunc{}
+	if cfg.Role != RolePublisher {
+		handlers[TypePoll] = scheduled(out, w.log, w.polls.run)
+		addHandlers(handlers, w.jobs.handlers(out, w.log))
+		if cfg.Cloud != nil {
+			w.launcher = &launcher{store: w.store, cloud: cfg.Cloud, jobs: w.jobs, clock: w.clock,
+				window: cfg.LaunchConsistencyWindow, source: cfg.SourceCIDR, port: cfg.ManagementPort, log: w.log}
+			addHandlers(handlers, w.launcher.handlers())
+		}
+	}
+	if err := w.buildGuestLogs(out, handlers); err != nil {
+		return err
+	}
+	if w.sched != nil {
+		addHandlers(handlers, w.sched.handlers())
+	}
+	for typ, h := range handlers {
+		if err := w.sub.Handle(typ, h); err != nil {
+			return err
+		}
+	}
+	w.duties = w.buildDuties()
+	return nil
+}
+
+func addHandlers(dst, src map[string]HandlerFunc) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
+// openStore opens the built-in store, or takes the host's.
+func (w *Worker) openStore(ctx context.Context) error {
+	if w.cfg.Storage != nil {
+		w.store = w.cfg.Storage
+		return nil
+	}
+	sc := w.cfg.Store
+	if sc.Logger == nil {
+		sc.Logger = w.log
+	}
+	if sc.Now == nil {
+		sc.Now = w.now // one clock for the schedule, the store and the handlers
+	}
+	db, err := persist.Open(ctx, sc)
+	if err != nil {
+		return fmt.Errorf("worker: open store: %w", err)
+	}
+	w.db, w.store = db, db
+	w.closers = append(w.closers, db.Close)
+	return nil
+}
+
+// buildSubscriber builds the subscriber on the transport, with the store to
+// park and poison in and the transport's extras where it has them: holding
+// a message for a wait, and dead-lettering.
+func (w *Worker) buildSubscriber(pub message.Publisher, sub message.Subscriber, consumers int) error {
+	cfg := &w.cfg
 	delayer, _ := pub.(DelayPublisher)
 	var deadLetters func(string) bool
 	if dl, ok := sub.(interface{ DeadLettering(queue string) bool }); ok {
 		deadLetters = dl.DeadLettering
 	}
-	var poison PoisonStore = store
-	if kind, _ := cfg.MQ.transport(); kind == transportAMQP {
-		poison = mirroredPoison{store: store, pub: pub, topic: w.pub.Topology().Topic(QueuePoison), log: w.log}
+	var poison PoisonStore = w.store
+	if k, _ := cfg.MQ.transport(); k != transportMemory || cfg.Transport.Publisher != nil {
+		// A copy of every poisoned action on the broker's poison queue.
+		poison = mirroredPoison{store: w.store, pub: pub, topic: cfg.Topology.Topic(QueuePoison), log: w.log}
 	}
-	{
-		w.sub, err = NewSubscriber(SubscriberConfig{
-			Subscriber:      sub,
-			Topology:        cfg.Topology,
-			Consumers:       consumers,
-			Concurrency:     cfg.Concurrency,
-			HandlerTimeout:  cfg.HandlerTimeout,
-			Retry:           cfg.Retry,
-			Poison:          poison,
-			Defer:           store,
-			MaxPayloadBytes: cfg.MaxPayloadBytes,
-			DrainTimeout:    drainTimeout(cfg.ShutdownTimeout),
-			Logger:          cfg.Logger,
-			Middleware:      cfg.Middleware,
-			Delay:           delayer,
-			DeadLetters:     deadLetters,
-			Now:             w.now,
-		})
-		if err != nil {
-			_ = w.Close()
-			return nil, err
-		}
-	}
-	if err := w.openCredentials(); err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	if err := w.setupGuestLogs(); err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	if err := w.builtins(); err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	return w, nil
+	var err error
+	w.sub, err = NewSubscriber(SubscriberConfig{
+		Subscriber:      sub,
+		Topology:        cfg.Topology,
+		Consumers:       consumers,
+		Concurrency:     cfg.Concurrency,
+		HandlerTimeout:  cfg.HandlerTimeout,
+		Retry:           cfg.Retry,
+		Poison:          poison,
+		Defer:           w.store,
+		Delay:           delayer,
+		DeadLetters:     deadLetters,
+		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		DrainTimeout:    drainTimeout(cfg.ShutdownTimeout),
+		Middleware:      cfg.Middleware,
+		Logger:          cfg.Logger,
+		Now:             w.now,
+	})
+	return err
 }
 
-// builtins registers the handlers the worker itself provides.
-func (w *Worker) builtins() error {
-	var hs []struct {
-		typ string
-		h   HandlerFunc
-	}
-	add := func(typ string, h HandlerFunc) {
-		hs = append(hs, struct {
-			typ string
-			h   HandlerFunc
-		}{typ, h})
-	}
-	if w.cfg.Role != RolePublisher {
-		add(TypePoll, w.scheduled(w.pollDispatched))
-		add(TypeJobCheck, w.scheduled(w.checkDispatchedJob))
-		add(TypeJobTrack, w.handleJobTrack)
-		if w.cfg.Cloud != nil {
-			add(TypeServerLaunch, w.handleLaunch)
-		}
-		if w.guests != nil {
-			add(TypeGuestLogs, w.scheduled(w.collectDispatched))
-		}
+// buildGuestLogs schedules the collection kind (publishers) and builds the
+// collector (processes that handle actions). NewCollector fails when this
+// host has no address inside the source network: such a subscriber could
+// not reach any guest.
+func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]HandlerFunc) error {
+	gl := w.cfg.GuestLogs
+	if !gl.enabled() {
+		return nil
 	}
 	if w.sched != nil {
-		add(TypePollReport, w.handlePollReport)
-	}
-	for _, b := range hs {
-		if err := w.sub.Handle(b.typ, b.h); err != nil {
-			return err
+		if err := w.sched.sched.Register(guestLogsKind, gl.Interval); err != nil {
+			return fmt.Errorf("worker: guest logs: %w", err)
 		}
+	}
+	if w.cfg.Role == RolePublisher {
+		return nil
+	}
+	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, storeOffsets{w.store}, w.creds))
+	if err != nil {
+		return fmt.Errorf("%w: GuestLogs: %w", ErrInvalidConfig, err)
+	}
+	kind := gl.ServerKind
+	if kind == "" {
+		kind = DefaultServerKind
+	}
+	w.guests = &guestLogs{store: w.store, collector: c, kind: kind, log: w.log}
+	addHandlers(handlers, w.guests.handlers(out))
+	w.log.Info("guest log collection enabled", "every", gl.Interval, "source", c.SourceAddr().String())
+	return nil
+}
+
+// openCredentials opens the embedded credential store when a keyring is set.
+func (w *Worker) openCredentials() error {
+	if w.cfg.Keyring == nil {
+		return nil
+	}
+	ls, err := km.NewLocalStore(w.db.DB(), w.cfg.Keyring)
+	if err != nil {
+		return fmt.Errorf("worker: credential store: %w", err)
+	}
+	if w.creds, err = km.NewCache(ls, w.cfg.CredentialCacheTTL, nil); err != nil {
+		return fmt.Errorf("worker: credential store: %w", err)
 	}
 	return nil
 }
 
-// transport builds the publisher and subscriber sides of the configured MQ.
+// jobSyncEvery is how often publishers look for running jobs that other
+// processes stored.
+const jobSyncEvery = 30 * time.Second
+
+// buildDuties lists the background duties, each run on its own goroutine:
+// a hung database stalls only the duties that need it.
+func (w *Worker) buildDuties() []duty {
+	every := w.cfg.DeferredInterval
+	ds := []duty{
+		{name: "republishing parked retries", every: every, run: deferredPump{store: w.store, pub: w.pub, now: w.now}.run},
+		{name: "copying history to the analytics database", every: every, timeout: time.Minute, run: historyFlusher{store: w.store}.run},
+	}
+	if w.sched != nil {
+		ds = append(ds,
+			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
+			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
+		)
+	}
+	for i := range ds {
+		ds[i].log = w.log
+	}
+	return ds
+}
+
+// transport builds the publisher and subscriber sides of the configured MQ,
+// or takes the host's.
 func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subscriber, message.SubscribeInitializer, int, error) {
+	if t := w.cfg.Transport; t.Publisher != nil {
+		var declarer message.SubscribeInitializer
+		if d, ok := t.Subscriber.(message.SubscribeInitializer); ok {
+			declarer = d
+		} else if d, ok := t.Publisher.(message.SubscribeInitializer); ok {
+			declarer = d
+		}
+		consumers := 1
+		if t.Competing {
+			consumers = w.cfg.MQ.Consumers
+		}
+		return t.Publisher, t.Subscriber, declarer, consumers, nil
+	}
 	kind, _ := w.cfg.MQ.transport()
 	wmLog := watermill.NewSlogLoggerWithLevelMapping(w.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	if kind == transportMemory {
 		mem := newMemoryPubSub(wmLog)
-		w.closers = append(w.closers, mem.Close)
+		w.closers = append([]func() error{mem.Close}, w.closers...)
 		return mem, mem, mem, 1, nil
 	}
 	// The transport does not hold deliveries back (MaxInFlight = Prefetch):
@@ -201,12 +326,13 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 	if err != nil {
 		return nil, nil, nil, 0, fmt.Errorf("worker: %w", err)
 	}
-	w.closers = append(w.closers, sub.Close)
 	pub, err := rabbitmq.NewPublisher(ctx, rc)
 	if err != nil {
+		_ = sub.Close()
 		return nil, nil, nil, 0, fmt.Errorf("worker: %w", err)
 	}
-	w.closers = append([]func() error{pub.Close}, w.closers...)
+	// Transport before store: publisher, then subscriber.
+	w.closers = append([]func() error{pub.Close, sub.Close}, w.closers...)
 	return pub, sub, sub, w.cfg.MQ.Consumers, nil
 }
 
@@ -223,6 +349,107 @@ func (w *Worker) HandleFunc(actionType string, f func(ctx context.Context, a Act
 	return w.Handle(actionType, HandlerFunc(f))
 }
 
+// Register adds a poller for its kind, polled every interval (the kind's
+// default; Schedule sets per-resource intervals). Call it before Run, in every
+// process: publishers schedule the kind, subscribers run its polls.
+func (w *Worker) Register(p Poller, every time.Duration) error {
+	if p == nil {
+		return fmt.Errorf("%w: Register: poller is nil", ErrInvalidConfig)
+	}
+	kind := p.Kind()
+	if !validType(kind) || kind == jobKind || kind == guestLogsKind {
+		return fmt.Errorf("%w: Register: kind %q must be a-z 0-9 . _ - and not %q or %q", ErrInvalidConfig, kind, jobKind, guestLogsKind)
+	}
+	if every <= 0 {
+		return fmt.Errorf("%w: Register(%q): interval %v must be positive", ErrInvalidConfig, kind, every)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ran {
+		return fmt.Errorf("%w: Register(%q) must be called before Run", ErrAlreadyRunning, kind)
+	}
+	if w.polls.has(kind) {
+		return fmt.Errorf("worker: a poller for kind %q is already registered", kind)
+	}
+	if w.sched != nil {
+		if err := w.sched.sched.Register(kind, every); err != nil {
+			return fmt.Errorf("worker: Register(%q): %w", kind, err)
+		}
+	}
+	w.polls.register(p)
+	return nil
+}
+
+// Watch schedules every registered kind for a cloud account of a customer.
+// It needs a schedule: RoleAll or RolePublisher.
+func (w *Worker) Watch(account, customer string) error {
+	switch {
+	case account == "":
+		return fmt.Errorf("%w: Watch: account is required", ErrInvalidConfig)
+	case customer == "":
+		return fmt.Errorf("%w: Watch(%q): customer is required (logs and credentials are kept per customer)", ErrInvalidConfig, account)
+	case len(account) > maxFieldLen || len(customer) > maxFieldLen:
+		return fmt.Errorf("%w: Watch(%q, %q): account and customer are at most %d bytes", ErrInvalidConfig, shorten(account), shorten(customer), maxFieldLen)
+	}
+	if w.sched == nil {
+		return fmt.Errorf("%w: Watch on a %s worker (the schedule lives in publishers)", ErrRoleNotSupported, w.cfg.Role)
+	}
+	return w.sched.sched.Watch(account, customer)
+}
+
+// Unwatch stops polling an account and returns how many targets it removed.
+// Polls already dispatched for it are dropped as stale.
+func (w *Worker) Unwatch(account string) int {
+	if w.sched == nil {
+		return 0
+	}
+	return w.sched.sched.Unwatch(account)
+}
+
+// Schedule polls one target at its own interval: a single resource polled more
+// often than its kind, or a kind for one account without Watch.
+func (w *Worker) Schedule(t state.Target, every time.Duration) error {
+	if w.sched == nil {
+		return fmt.Errorf("%w: Schedule on a %s worker", ErrRoleNotSupported, w.cfg.Role)
+	}
+	if !w.polls.has(t.Kind) {
+		return fmt.Errorf("%w: Schedule(%s): no poller registered for kind %q", ErrInvalidConfig, t, t.Kind)
+	}
+	return w.sched.sched.Set(t, every)
+}
+
+// TrackJob follows a cloud operation a dispatcher started until the cloud says
+// it finished, or until its Deadline (default: now + Config.JobTimeout). The
+// job is stored first, so tracking survives a restart; it is idempotent by
+// Job.ID. When the job ends, a "job.completed", "job.failed" or
+// "job.timed_out" event is published exactly once, however many workers check
+// it. A job needs ID, Account and OperationID (or ResourceID: then the
+// server's state decides: RUNNING succeeds, ERROR or TERMINATED fails).
+func (w *Worker) TrackJob(ctx context.Context, j persist.Job) error { return w.jobs.track(ctx, j) }
+
+// Poisoned lists actions in the poison store, newest first.
+func (w *Worker) Poisoned(ctx context.Context, q PoisonQuery) ([]PoisonedAction, error) {
+	return w.poison.list(ctx, q)
+}
+
+// Replay publishes a poisoned action again, with its attempt count and retry
+// budget reset, and marks the record replayed. If it fails again it returns
+// to the poison store (the same record, updated). Replaying twice delivers it
+// twice: handlers are idempotent by Action.Key. A record whose body was kept
+// truncated cannot be replayed.
+func (w *Worker) Replay(ctx context.Context, id int64) error { return w.poison.replayOne(ctx, id) }
+
+// ReplayAll replays every poisoned action not replayed yet and returns how many
+// it replayed. Actions whose body the poison store kept only in part (it was
+// too large for the database) cannot be replayed and are left out.
+func (w *Worker) ReplayAll(ctx context.Context) (int, error) { return w.poison.replayAll(ctx) }
+
+// Credentials is the embedded key manager's credential store (encrypted in
+// the provisioning database, cached for Config.CredentialCacheTTL), or nil
+// when Config.Keyring is not set. Put customers' cloud and SSH credentials
+// in it; guest-log collection reads SSH logins from it.
+func (w *Worker) Credentials() *km.Cache { return w.creds }
+
 // Publisher returns the worker's publisher. It works before Run: what it
 // publishes waits in its queue until a subscriber takes it.
 func (w *Worker) Publisher() *Publisher { return w.pub }
@@ -232,19 +459,19 @@ func (w *Worker) Publish(ctx context.Context, actions ...Action) error {
 	return w.pub.Publish(ctx, actions...)
 }
 
-// Store returns the worker's store: its [StateSink], and the poison and
-// deferred tables.
-func (w *Worker) Store() *persist.Store { return w.store }
+// Store returns the built-in store (its [StateSink], history, jobs, poison
+// and deferred tables), or nil when Config.Storage is the host's own.
+func (w *Worker) Store() *persist.Store { return w.db }
 
 // Running is closed when Run has started consuming.
 func (w *Worker) Running() <-chan struct{} { return w.running }
 
-// Run runs the worker until ctx is done: the subscriber consumes (unless this
-// is a publisher-only worker), parked retries are republished when due, and
-// history is copied to the analytics database.
-// When ctx is done it stops taking actions, lets in-flight handlers finish
-// within ShutdownTimeout, then closes the transport and the store. It returns
-// nil after a clean shutdown.
+// Run runs the worker's parts until ctx is done: the subscriber consumes
+// (unless this is a publisher-only worker), the schedule dispatches (unless
+// it is subscriber-only), and the background duties run. When ctx is done,
+// or a part fails, it stops taking actions, lets in-flight handlers finish
+// and closes the transport and the store, all within ShutdownTimeout. It
+// returns nil after a clean shutdown.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.ran || w.closed {
@@ -254,63 +481,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.ran = true
 	w.mu.Unlock()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-
-	if w.sub != nil && len(w.sub.Queues()) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.sub.Run(runCtx); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	if len(w.sub.Queues()) > 0 {
+		g.Go(func() error { return w.sub.Run(gctx) })
 		select {
 		case <-w.sub.Running():
-		case err := <-errs:
-			cancel()
-			wg.Wait()
-			return errors.Join(err, w.Close())
+		case <-gctx.Done(): // it failed to start, or ctx ended first
 		}
-	} else if w.sub != nil {
+	} else {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
 	}
-	if w.sched != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.sched.Run(runCtx, w.dispatch); err != nil {
-				errs <- fmt.Errorf("worker: schedule: %w", err)
-				cancel()
-			}
-		}()
+	if w.sched != nil && gctx.Err() == nil {
+		g.Go(func() error { return w.sched.run(gctx) })
 	}
-	for _, d := range w.duties() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.loop(runCtx)
-		}()
+	for _, d := range w.duties {
+		g.Go(func() error { d.loop(gctx); return nil })
 	}
 	close(w.running)
-	w.log.Info("worker running", "role", w.cfg.Role, "transport", w.describeMQ(), "store", w.store.Describe())
+	w.log.Info("worker running", "role", w.cfg.Role, "transport", w.describeMQ(), "store", w.describeStore())
 
-	<-runCtx.Done()
+	<-gctx.Done()
 	// ShutdownTimeout bounds everything from here: the subscriber drains
 	// within it less closeReserve, then the transport and store close.
 	stopped := make(chan error, 1)
-	go func() {
-		wg.Wait()
-		close(errs)
-		var err error
-		for e := range errs {
-			err = errors.Join(err, e)
-		}
-		stopped <- errors.Join(err, w.Close())
-	}()
+	go func() { stopped <- errors.Join(g.Wait(), w.Close()) }()
 	t := time.NewTimer(w.cfg.ShutdownTimeout)
 	defer t.Stop()
 	select {
@@ -334,119 +528,25 @@ func drainTimeout(shutdown time.Duration) time.Duration { return shutdown - clos
 func closeReserve(shutdown time.Duration) time.Duration { return min(shutdown/5, 3*time.Second) }
 
 func (w *Worker) describeMQ() string {
+	if p := w.cfg.Transport.Publisher; p != nil {
+		return fmt.Sprintf("host transport (%T)", p)
+	}
 	if k, _ := w.cfg.MQ.transport(); k == transportMemory {
 		return "memory (gochannel)"
 	}
 	return redactedURL(w.cfg.MQ.URL)
 }
 
-// duties are the worker's background jobs, each on its own goroutine: a
-// hung database stalls only the duties that need it.
-func (w *Worker) duties() []duty {
-	every := w.cfg.DeferredInterval
-	ds := []duty{
-		{name: "republishing parked retries", every: every, run: func(ctx context.Context) error {
-			_, err := w.republishDue(ctx)
-			return err
-		}},
-		{name: "copying history to the analytics database", every: every, timeout: time.Minute, run: func(ctx context.Context) error {
-			_, err := w.store.FlushHistory(ctx)
-			return err
-		}},
+func (w *Worker) describeStore() string {
+	if d, ok := w.store.(interface{ Describe() string }); ok {
+		return d.Describe()
 	}
-	if w.sched != nil {
-		r := &relay{store: w.store, pub: w.pub}
-		ds = append(ds,
-			duty{name: "publishing change events", every: every, run: r.run},
-			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.syncJobs},
-		)
-	}
-	for i := range ds {
-		ds[i].log = w.log
-	}
-	return ds
+	return fmt.Sprintf("host store (%T)", w.store)
 }
 
-// jobSyncEvery is how often publishers look for running jobs that other
-// processes stored.
-const jobSyncEvery = 30 * time.Second
-
-// relay publishes the change and job events that saves committed to the
-// outbox, then marks them sent. A crash in between publishes them again:
-// events carry their id (the action ID), so consumers drop the duplicate.
-// When marking fails (a read-only or unreachable database), the next run
-// only retries the marking: events already published are not published again.
-type relay struct {
-	store interface {
-		PendingEvents(ctx context.Context, limit int) ([]persist.Event, error)
-		MarkEventsSent(ctx context.Context, ids ...string) error
-	}
-	pub      *Publisher
-	unmarked []string // published, not yet marked sent
-}
-
-const relayBatch = 100
-
-func (r *relay) run(ctx context.Context) error {
-	if len(r.unmarked) > 0 {
-		if err := r.store.MarkEventsSent(ctx, r.unmarked...); err != nil {
-			return fmt.Errorf("mark %d published events sent: %w", len(r.unmarked), err)
-		}
-		r.unmarked = nil
-	}
-	for {
-		evs, err := r.store.PendingEvents(ctx, relayBatch)
-		if err != nil || len(evs) == 0 {
-			return err
-		}
-		actions := make([]Action, 0, len(evs))
-		ids := make([]string, 0, len(evs))
-		for _, e := range evs {
-			actions = append(actions, Action{ID: e.ID, Key: e.ID, Type: e.Type, Account: e.Account, Customer: e.Customer,
-				Resource: e.ResourceID, CreatedAt: e.CreatedAt, Payload: e.Payload})
-			ids = append(ids, e.ID)
-		}
-		if err := r.pub.Publish(ctx, actions...); err != nil {
-			return err
-		}
-		r.unmarked = ids
-		if err := r.store.MarkEventsSent(ctx, ids...); err != nil {
-			return fmt.Errorf("mark %d published events sent: %w", len(ids), err)
-		}
-		r.unmarked = nil
-		if len(evs) < relayBatch {
-			return nil
-		}
-	}
-}
-
-// republishDue republishes every parked action that is due and removes it
-// from the store. A crash between the two republishes it again later: handlers
-// are idempotent.
-func (w *Worker) republishDue(ctx context.Context) (int, error) {
-	n := 0
-	for {
-		due, err := w.store.DueDeferred(ctx, w.now().UTC(), 100)
-		if err != nil || len(due) == 0 {
-			return n, err
-		}
-		for i, d := range due {
-			if err := w.pub.publishRaw(d.Topic, d.MessageUUID, d.Metadata, d.Payload); err != nil {
-				return n, errors.Join(err, w.store.DeleteDeferred(ctx, due[:i]...))
-			}
-		}
-		if err := w.store.DeleteDeferred(ctx, due...); err != nil {
-			return n, err
-		}
-		n += len(due)
-		if len(due) < 100 {
-			return n, nil
-		}
-	}
-}
-
-// Close releases the transport and the store. Run calls it on return; call it
-// yourself only for a worker you never run. It is safe to call more than once.
+// Close releases the transport and the store that New opened (not those the
+// host passed in). Run calls it on return; call it yourself only for a
+// worker you never run. It is safe to call more than once.
 func (w *Worker) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -462,20 +562,5 @@ func (w *Worker) Close() error {
 	for _, c := range w.closers {
 		err = errors.Join(err, c())
 	}
-	if w.store != nil {
-		err = errors.Join(err, w.store.Close())
-	}
 	return err
-}
-
-// logFor returns the logger for records about an action: with its customer
-// and account, so that they reach the customer's own log.
-func (w *Worker) logFor(a Action) *slog.Logger {
-	return w.log.With("customer", a.Customer, "account", a.Account)
-}
-
-// logTarget returns the logger for records about a poll target, a job or a
-// guest: with its customer and account.
-func (w *Worker) logTarget(t state.Target) *slog.Logger {
-	return w.log.With("customer", t.Customer, "account", t.Account)
 }

@@ -7,17 +7,26 @@ import (
 	"time"
 
 	"gorm.io/gorm/clause"
-
-	"github.com/stratusworks/worker/cloud/guest"
 )
 
-// GuestOffsets returns a durable [guest.Offsets] kept in the provisioning
-// database (table worker_guest_offsets), for the guest log collector. Server
-// ids are limited to 255 bytes and paths to 320, and neither may end with a
-// space (MySQL would not tell "a" from "a "); the account, to 128 bytes.
-func (s *Store) GuestOffsets() guest.Offsets { return guestOffsets{s: s} }
+// GuestFile identifies one remote log file of one guest, as the guest log
+// collector (package cloud/guest) names it.
+type GuestFile struct {
+	Account  string
+	ServerID string
+	Path     string // the remote path
+}
 
-type guestOffsets struct{ s *Store }
+// GuestOffset is how far a guest log file has been copied, as the guest log
+// collector records it (see guest.Offset for the meaning of each field).
+// The zero GuestOffset means nothing has been copied yet.
+type GuestOffset struct {
+	Identity  string
+	Bytes     int64
+	Size      int64
+	TailHash  string
+	LocalSize int64
+}
 
 type guestOffsetRow struct {
 	Account   string    `gorm:"column:account;primaryKey"`
@@ -33,7 +42,7 @@ type guestOffsetRow struct {
 
 func (guestOffsetRow) TableName() string { return tblOffsets }
 
-func checkGuestFile(op string, k guest.GuestFile) error {
+func checkGuestFile(op string, k GuestFile) error {
 	switch {
 	case len(k.Account) > maxAccountLen:
 		return invalidf("persist: %s %s/%s/%s: account is longer than %d bytes", op, k.Account, k.ServerID, k.Path, maxAccountLen)
@@ -47,28 +56,33 @@ func checkGuestFile(op string, k guest.GuestFile) error {
 	return nil
 }
 
-// Get implements [guest.Offsets].
-func (g guestOffsets) Get(ctx context.Context, k guest.GuestFile) (guest.Offset, error) {
+// GuestOffset returns the offset stored for a guest log file (table
+// worker_guest_offsets), or the zero GuestOffset and a nil error if there is
+// none. Server ids are limited to 255 bytes and paths to 320, and neither may
+// end with a space (MySQL would not tell "a" from "a "); the account, to 128
+// bytes.
+func (s *Store) GuestOffset(ctx context.Context, k GuestFile) (GuestOffset, error) {
 	if err := checkGuestFile("guest offset", k); err != nil {
-		return guest.Offset{}, err
+		return GuestOffset{}, err
 	}
 	var rows []guestOffsetRow
 	err := retry(ctx, func() error {
-		return g.s.prov.reader.WithContext(ctx).Where("account = ? AND server_id = ? AND path = ?", k.Account, k.ServerID, k.Path).
+		return s.prov.reader.WithContext(ctx).Where("account = ? AND server_id = ? AND path = ?", k.Account, k.ServerID, k.Path).
 			Limit(1).Find(&rows).Error
 	})
 	if err != nil {
-		return guest.Offset{}, fmt.Errorf("persist: guest offset %s/%s/%s: %w", k.Account, k.ServerID, k.Path, err)
+		return GuestOffset{}, fmt.Errorf("persist: guest offset %s/%s/%s: %w", k.Account, k.ServerID, k.Path, err)
 	}
 	if len(rows) == 0 {
-		return guest.Offset{}, nil
+		return GuestOffset{}, nil
 	}
 	r := rows[0]
-	return guest.Offset{Identity: r.Identity, Bytes: r.Bytes, Size: r.Size, TailHash: r.TailHash, LocalSize: r.LocalSize}, nil
+	return GuestOffset{Identity: r.Identity, Bytes: r.Bytes, Size: r.Size, TailHash: r.TailHash, LocalSize: r.LocalSize}, nil
 }
 
-// Put implements [guest.Offsets].
-func (g guestOffsets) Put(ctx context.Context, k guest.GuestFile, o guest.Offset) error {
+// PutGuestOffset stores the offset of a guest log file, replacing any
+// previous one.
+func (s *Store) PutGuestOffset(ctx context.Context, k GuestFile, o GuestOffset) error {
 	if err := checkGuestFile("put guest offset", k); err != nil {
 		return err
 	}
@@ -77,10 +91,10 @@ func (g guestOffsets) Put(ctx context.Context, k guest.GuestFile, o guest.Offset
 	}
 	row := guestOffsetRow{
 		Account: k.Account, ServerID: k.ServerID, Path: k.Path, Identity: o.Identity, Bytes: o.Bytes, Size: o.Size,
-		TailHash: o.TailHash, LocalSize: o.LocalSize, UpdatedAt: dbTime(g.s.now()),
+		TailHash: o.TailHash, LocalSize: o.LocalSize, UpdatedAt: dbTime(s.now()),
 	}
 	err := retry(ctx, func() error {
-		return g.s.prov.writer.WithContext(ctx).Clauses(clause.OnConflict{
+		return s.prov.writer.WithContext(ctx).Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "account"}, {Name: "server_id"}, {Name: "path"}},
 			DoUpdates: clause.AssignmentColumns([]string{"identity", "bytes", "size", "tail_hash", "local_size", "updated_at"}),
 		}).Create(&row).Error

@@ -18,17 +18,22 @@ import (
 
 // TestSharedRabbitMQLookup finds the shared node's pid without touching the
 // node: by the pid file the node reports and by its AMQP port, which agree.
+// A node started again with rabbitmq-server -detached (as the fault tests
+// do) may have no pid file: then the port alone must find it.
 func TestSharedRabbitMQLookup(t *testing.T) {
 	r := SharedRabbitMQ(t)
 	require.NotEmpty(t, r.PIDFile(), "the node reports its pid file")
 	pid, err := r.PID()
 	require.NoError(t, err)
-	filePID, err := pidFromFile(r.PIDFile())
-	require.NoError(t, err)
 	portPID, err := ListeningPID(r.port)
 	require.NoError(t, err)
-	require.Equal(t, pid, filePID)
 	require.Equal(t, pid, portPID)
+	if filePID, err := pidFromFile(r.PIDFile()); err == nil {
+		require.Equal(t, pid, filePID)
+	} else {
+		require.ErrorIs(t, err, ErrNotRunning, "only a missing pid file is acceptable")
+		t.Logf("%s: no pid file at %s; found by its port", r, r.PIDFile())
+	}
 	out, err := r.ctl(10*time.Second, "eval", "os:getpid().")
 	require.NoError(t, err)
 	require.Contains(t, out, `"`+strconv.Itoa(pid)+`"`, "the node's own os:getpid() agrees")

@@ -1,0 +1,94 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/state"
+)
+
+// Store is everything a [Worker] keeps in its database: observed state and
+// its history, the outbox of change events, tracked jobs, launch intents,
+// parked retries and poisoned actions, guest log offsets. [persist.Store]
+// implements it on SQLite and MySQL/MariaDB; a host with a database of its
+// own can implement it and pass it as Config.Storage.
+//
+// Each part of the worker depends only on the few methods it uses (the
+// unexported interfaces below), so that what a part may touch is written
+// down where the part is built.
+type Store interface {
+	StateSink
+	PoisonStore
+	DeferStore
+	sweeper
+	resourceLister
+	jobStore
+	launchStore
+	outboxStore
+	deferredQueue
+	historyStore
+	poisonRecords
+	guestOffsetStore
+}
+
+var _ Store = (*persist.Store)(nil)
+
+// sweeper marks the resources a complete listing did not return as missing
+// and deletes them after a grace period (the poll runner).
+type sweeper interface {
+	Sweep(ctx context.Context, t state.Target, seen func(id string) bool, grace time.Duration) ([]state.Change, error)
+}
+
+// resourceLister pages through stored resources (guest-log collection).
+type resourceLister interface {
+	Resources(ctx context.Context, account, kind, after string, limit int) ([]persist.Resource, error)
+}
+
+// jobStore keeps tracked jobs (the job tracker).
+type jobStore interface {
+	TrackJob(ctx context.Context, j persist.Job) (persist.Job, bool, error)
+	Job(ctx context.Context, id string) (persist.Job, error)
+	RunningJobs(ctx context.Context, after string, limit int) ([]persist.Job, error)
+	FinishJob(ctx context.Context, id string, st persist.JobState, resourceID string, result json.RawMessage, errMsg string) (bool, error)
+}
+
+// launchStore keeps launch intents (the launcher).
+type launchStore interface {
+	ClaimLaunch(ctx context.Context, in persist.LaunchIntent) (persist.LaunchIntent, bool, error)
+	RecordLaunch(ctx context.Context, key, serverID, operationID, jobID string) error
+	RenewLaunch(ctx context.Context, key string, claimedAt time.Time) (time.Time, bool, error)
+}
+
+// outboxStore is the outbox of change and job events (the relay).
+type outboxStore interface {
+	PendingEvents(ctx context.Context, limit int) ([]persist.Event, error)
+	MarkEventsSent(ctx context.Context, ids ...string) error
+}
+
+// deferredQueue hands out parked retries when due (the parked-retry pump).
+type deferredQueue interface {
+	DueDeferred(ctx context.Context, now time.Time, limit int) ([]persist.Deferred, error)
+	DeleteDeferred(ctx context.Context, ds ...persist.Deferred) error
+}
+
+// historyStore copies history to a separate analytics database (the
+// history flusher).
+type historyStore interface {
+	FlushHistory(ctx context.Context) (int, error)
+}
+
+// poisonRecords lists and marks poisoned actions (the poison views).
+type poisonRecords interface {
+	ListPoison(ctx context.Context, f persist.PoisonFilter) ([]persist.Parked, error)
+	GetPoison(ctx context.Context, id int64) (persist.Parked, error)
+	MarkPoisonReplayed(ctx context.Context, ids ...int64) error
+}
+
+// guestOffsetStore keeps how far each guest log file has been copied (the
+// guest-log collector).
+type guestOffsetStore interface {
+	GuestOffset(ctx context.Context, k persist.GuestFile) (persist.GuestOffset, error)
+	PutGuestOffset(ctx context.Context, k persist.GuestFile, o persist.GuestOffset) error
+}
