@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/stratusworks/worker/cloud"
 )
 
 // RetryPolicy says how long and how often a failed action is tried again.
@@ -121,4 +124,71 @@ func (p RetryPolicy) exhausted(attempt int, since, now time.Time) bool {
 		return true
 	}
 	return !since.IsZero() && now.Sub(since) >= p.Budget
+}
+
+// Outcome is what became of one attempt of an action.
+type Outcome int
+
+// The outcomes of an attempt.
+const (
+	// Handled: the handler returned nil; the action is acknowledged.
+	Handled Outcome = iota + 1
+	// Retried: the handler failed; the action is tried again after Wait.
+	Retried
+	// Snoozed: the handler asked (Snooze) to be tried again after Wait; no
+	// failure is counted.
+	Snoozed
+	// Poisoned: the action goes to the poison store with Reason.
+	Poisoned
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Handled:
+		return "handled"
+	case Retried:
+		return "retried"
+	case Snoozed:
+		return "snoozed"
+	case Poisoned:
+		return "poisoned"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Verdict is what a subscriber does with an action after one attempt.
+type Verdict struct {
+	Outcome Outcome
+	// Wait is how long until the next attempt (Retried, Snoozed): up to
+	// InlineMax it waits in place, longer it parks the action durably.
+	Wait time.Duration
+	// Reason is why it was poisoned (Poisoned).
+	Reason string
+}
+
+// Decide is the subscriber's decision after an attempt: err is what the
+// handler returned (nil for success; a panic counts as a [Permanent] error),
+// attempt the attempt that ended (1-based), since when the action first
+// failed (zero if it had not) and now the time. Retries wait Delay(attempt),
+// or a throttled cloud's RetryAfter if longer, until the budget or
+// MaxAttempts is spent. p must have its defaults (a subscriber's has).
+func (p RetryPolicy) Decide(err error, attempt int, since, now time.Time) Verdict {
+	if err == nil {
+		return Verdict{Outcome: Handled}
+	}
+	if d, ok := snoozed(err); ok {
+		return Verdict{Outcome: Snoozed, Wait: d}
+	}
+	if IsPermanent(err) {
+		return Verdict{Outcome: Poisoned, Reason: err.Error()}
+	}
+	if p.exhausted(attempt, since, now) {
+		return Verdict{Outcome: Poisoned, Reason: fmt.Sprintf("gave up after %d attempts over %v (Retry: Budget %v, MaxAttempts %d): %v",
+			attempt, now.Sub(since).Round(time.Millisecond), p.Budget, p.MaxAttempts, err)}
+	}
+	wait := p.Delay(attempt)
+	if ra, ok := cloud.RetryAfter(err); ok && ra > wait {
+		wait = ra // a throttled cloud said when to come back
+	}
+	return Verdict{Outcome: Retried, Wait: wait}
 }

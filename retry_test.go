@@ -216,7 +216,7 @@ func TestPoisonLastResortRejects(t *testing.T) {
 	msg, err := encode(Action{ID: "x-1", Key: "x-1", Type: "t", CreatedAt: time.Now()}, defaultMaxPayload)
 	require.NoError(t, err)
 	require.Error(t, h.sub.process(context.Background(), msg))
-	require.Equal(t, "bad", msg.Metadata.Get(rabbitmq.MetadataReject))
+	require.Equal(t, "bad", msg.Metadata.Get(MetaReject))
 
 	// Without dead-lettering: held on the transport, not requeued at once.
 	h.sub.cfg.DeadLetters = func(string) bool { return false }
@@ -228,7 +228,13 @@ func TestPoisonLastResortRejects(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, h.sub.process(context.Background(), msg), "held: acked")
 	require.Equal(t, "bad", msg.Metadata.Get(metaPoisonPending))
-	require.Empty(t, msg.Metadata.Get(rabbitmq.MetadataReject))
+	require.Empty(t, msg.Metadata.Get(MetaReject))
+}
+
+// TestRejectKeyIsTheTransports: the subscriber and the RabbitMQ transport
+// agree on the key that asks for a reject.
+func TestRejectKeyIsTheTransports(t *testing.T) {
+	require.Equal(t, rabbitmq.MetadataReject, MetaReject)
 }
 
 // TestAttemptsAndBudgetSurviveTransportDelay: an action held on the

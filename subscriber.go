@@ -13,9 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
-	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // PoisonStore keeps actions that failed for good, with the reason. The
@@ -81,7 +79,7 @@ type SubscriberConfig struct {
 	// Default time.Now.
 	Now func() time.Time
 	// DeadLetters reports whether the transport dead-letters a message of
-	// the queue (topic) that is nacked with rabbitmq.MetadataReject set —
+	// the queue (topic) that is nacked with MetaReject set —
 	// the last resort for an action that cannot be poisoned at all. Optional:
 	// without it, such an action is held on Delay and tried again every few
 	// minutes, or, without Delay either, nacked. The Worker sets it on
@@ -449,6 +447,12 @@ const retryRecoverAfter = 5 * time.Second
 // (a tenth of DrainTimeout when that is shorter).
 const abandonAfter = time.Second
 
+// MetaReject is set on a message, to the reason, when the subscriber nacks
+// it as a last resort (it could not even be poisoned): a transport that
+// dead-letters rejects it rather than requeueing it. It is the key
+// rabbitmq.MetadataReject names; it is never sent or stored.
+const MetaReject = "worker_reject"
+
 // storeWriteTimeout bounds one write of a retry or poison record.
 const storeWriteTimeout = 10 * time.Second
 
@@ -476,29 +480,23 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		if s.base.Err() != nil && !IsPermanent(err) {
 			return errStopping // shutdown interrupted it: redeliver
 		}
-		if d, ok := snoozed(err); ok {
-			s.logFor(msg).Debug("action snoozed", "id", msg.UUID, "type", msg.Metadata.Get(MetaType), "for", d)
-			if d > s.cfg.Retry.InlineMax {
-				return s.later(msg, d)
+		now := s.cfg.Now().UTC()
+		since := retrySince(msg)
+		v := s.cfg.Retry.Decide(err, attempt, since, now)
+		switch v.Outcome {
+		case Snoozed:
+			s.logFor(msg).Debug("action snoozed", "id", msg.UUID, "type", msg.Metadata.Get(MetaType), "for", v.Wait)
+			if v.Wait > s.cfg.Retry.InlineMax {
+				return s.later(msg, v.Wait)
 			}
-			if !sleepCtx(s.base, d) {
+			if !sleepCtx(s.base, v.Wait) {
 				return errStopping
 			}
 			continue
+		case Poisoned:
+			return s.poison(msg, attempt, errors.New(v.Reason))
 		}
-		now := s.cfg.Now().UTC()
-		since := retrySince(msg)
-		if IsPermanent(err) || s.cfg.Retry.exhausted(attempt, since, now) {
-			if !IsPermanent(err) {
-				err = fmt.Errorf("gave up after %d attempts over %v (Retry: Budget %v, MaxAttempts %d): %w",
-					attempt, now.Sub(since).Round(time.Millisecond), s.cfg.Retry.Budget, s.cfg.Retry.MaxAttempts, err)
-			}
-			return s.poison(msg, attempt, err)
-		}
-		wait := s.cfg.Retry.Delay(attempt)
-		if ra, ok := cloud.RetryAfter(err); ok && ra > wait {
-			wait = ra // a throttled cloud said when to come back
-		}
+		wait := v.Wait
 		attempt++
 		msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
 		if since.IsZero() {
@@ -605,7 +603,7 @@ func (s *Subscriber) parked(msg *message.Message, attempts int) persist.Parked {
 	fillMetadata(msg, s.cfg.MaxPayloadBytes)
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {
-		if k != metaPoisonPending && k != rabbitmq.MetadataReject {
+		if k != metaPoisonPending && k != MetaReject {
 			md[k] = v
 		}
 	}
@@ -673,7 +671,7 @@ func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) err
 	if s.cfg.DeadLetters != nil && s.cfg.DeadLetters(topic) {
 		log.Error("cannot record poison action; rejecting it to the transport's dead letters", "id", msg.UUID,
 			"type", p.ActionType, "reason", firstLine(p.Reason), "err", err)
-		msg.Metadata.Set(rabbitmq.MetadataReject, boundedReason(p.Reason))
+		msg.Metadata.Set(MetaReject, boundedReason(p.Reason))
 		return err
 	}
 	if s.cfg.Delay != nil {
