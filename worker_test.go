@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stratusworks/worker/km"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -410,4 +414,53 @@ func TestShutdownIsBounded(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 	require.Less(t, time.Since(stop), 2*time.Second+500*time.Millisecond)
+}
+
+// TestHostTransportAndStorage: a host passes its own Watermill pub/sub (here
+// Watermill's gochannel) and its own store; the worker uses them, handles,
+// retries and poisons through them, and leaves them open on Close.
+func TestHostTransportAndStorage(t *testing.T) {
+	t.Parallel()
+	gc := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = gc.Close() })
+	store, err := persist.Open(context.Background(), sqliteConfig(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+
+	w := newTestWorker(t, Config{Transport: Transport{Publisher: gc, Subscriber: gc}, Storage: store, Logger: discardLogger()})
+	require.Nil(t, w.Store(), "Store() is the built-in store only")
+	handled := make(chan string, 2)
+	require.NoError(t, w.HandleFunc("t", func(_ context.Context, a Action) error {
+		if a.Payload != nil {
+			return Permanent(errors.New("bad request"))
+		}
+		handled <- a.ID
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Running()
+	require.NoError(t, w.Publish(ctx, Action{ID: "ok", Type: "t"}))
+	require.Equal(t, "ok", recv(t, handled))
+	require.NoError(t, w.Publish(ctx, Action{ID: "bad", Type: "t", Payload: []byte(`{}`)}))
+	require.Eventually(t, func() bool {
+		ps, err := store.ListPoison(ctx, persist.PoisonFilter{})
+		return err == nil && len(ps) == 1 && ps[0].MessageUUID == "bad"
+	}, 10*time.Second, 10*time.Millisecond, "poisoned into the host's store")
+	cancel()
+	require.NoError(t, <-done)
+	_, err = store.ListPoison(context.Background(), persist.PoisonFilter{})
+	require.NoError(t, err, "the host's store is still open")
+	require.NoError(t, gc.Publish("still-open", message.NewMessage("x", nil)), "the host's transport is still open")
+
+	for _, bad := range []Config{
+		{Transport: Transport{Publisher: gc}},
+		{Transport: Transport{Publisher: gc, Subscriber: gc}, MQ: MQConfig{URL: "amqp://u:hunter2@h/"}},
+		{Storage: store, Keyring: &km.Keyring{}},
+	} {
+		err := bad.Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		require.NotContains(t, err.Error(), "hunter2")
+	}
 }
