@@ -9,9 +9,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/stratusworks/worker/clock"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/persist"
-	"github.com/stratusworks/worker/poller"
 )
 
 // LaunchTag is the server tag that carries a launch's idempotency key
@@ -50,7 +50,7 @@ type launcher struct {
 	jobs  interface {
 		track(context.Context, persist.Job) error
 	}
-	clock  poller.Clock
+	clock  clock.Clock
 	window time.Duration // Config.LaunchConsistencyWindow
 	source netip.Prefix  // Config.SourceCIDR
 	port   int           // Config.ManagementPort

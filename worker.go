@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/stratusworks/worker/clock"
 	"github.com/stratusworks/worker/cloud/guest"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
@@ -45,7 +46,7 @@ type Worker struct {
 	db      *persist.Store // the built-in store, when the worker opened it
 	pub     *Publisher
 	sub     *Subscriber // in publishers it only consumes poll reports
-	clock   poller.Clock
+	clock   clock.Clock
 	now     func() time.Time
 	closers []func() error // what New opened, closed in order by Close
 
@@ -76,7 +77,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	cfg.setDefaults()
 	w := &Worker{cfg: cfg, log: cfg.Logger, running: make(chan struct{}), clock: cfg.Schedule.Clock}
 	if w.clock == nil {
-		w.clock = poller.RealClock()
+		w.clock = clock.Real()
 	}
 	w.now = w.clock.Now
 	if err := w.build(ctx); err != nil {

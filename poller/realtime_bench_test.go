@@ -160,7 +160,7 @@ func (c *startClock) Now() time.Time {
 
 func (c *startClock) Monotonic() time.Duration {
 	if c.frozen.Load() {
-		return c.start.Sub(monoOrigin)
+		return RealClock().Monotonic() - time.Since(c.start) // the monotonic reading at start
 	}
 	return RealClock().Monotonic()
 }

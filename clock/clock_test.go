@@ -1,4 +1,4 @@
-package poller
+package clock
 
 import (
 	"testing"
@@ -7,9 +7,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func TestFakeClock(t *testing.T) {
 	t.Run("AdvanceFiresInOrder", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		a, b := c.NewTimer(2*time.Second), c.NewTimer(time.Second)
 		require.Equal(t, 2, c.Timers())
 		c.Advance(500 * time.Millisecond)
@@ -23,7 +25,7 @@ func TestFakeClock(t *testing.T) {
 		require.Equal(t, 0, c.Timers())
 	})
 	t.Run("StopAndReset", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		tm := c.NewTimer(time.Second)
 		require.True(t, tm.Stop())
 		require.False(t, tm.Stop())
@@ -37,12 +39,12 @@ func TestFakeClock(t *testing.T) {
 		require.Empty(t, tm.C())
 	})
 	t.Run("NonPositiveFiresAtOnce", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		require.Equal(t, t0, <-c.NewTimer(0).C())
 		require.Equal(t, t0, <-c.NewTimer(-time.Second).C())
 	})
 	t.Run("BlockUntilTimers", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		done := make(chan struct{})
 		go func() {
 			c.BlockUntilTimers(2)
@@ -53,7 +55,7 @@ func TestFakeClock(t *testing.T) {
 		<-done
 	})
 	t.Run("StepMovesOnlyTheWallClock", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		tm := c.NewTimer(time.Second)
 		for _, step := range []time.Duration{time.Hour, -2 * time.Hour} {
 			c.Step(step)
@@ -67,7 +69,7 @@ func TestFakeClock(t *testing.T) {
 		require.Equal(t, t0.Add(-time.Hour+time.Second), <-tm.C(), "fires on monotonic time, sends the wall clock")
 	})
 	t.Run("SetForwardIsAdvanceBackwardIsStep", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		tm := c.NewTimer(time.Minute)
 		c.Set(t0.Add(time.Minute))
 		require.Equal(t, time.Minute, c.Monotonic())
@@ -81,12 +83,12 @@ func TestFakeClock(t *testing.T) {
 		require.Equal(t, t0.Add(time.Second), <-tm.C())
 	})
 	t.Run("AdvanceBackwardsPanics", func(t *testing.T) {
-		c := NewFakeClock(t0)
+		c := NewFake(t0)
 		require.Panics(t, func() { c.Advance(-time.Nanosecond) })
 		require.Equal(t, t0, c.Now())
 	})
 	t.Run("Real", func(t *testing.T) {
-		c := RealClock()
+		c := Real()
 		m := c.Monotonic()
 		require.GreaterOrEqual(t, m, time.Duration(0))
 		require.GreaterOrEqual(t, c.Monotonic(), m)
@@ -96,24 +98,4 @@ func TestFakeClock(t *testing.T) {
 		require.False(t, tm.Reset(0))
 		<-tm.C()
 	})
-}
-
-func TestIndex(t *testing.T) {
-	s, _ := newTestSchedule(t, Config{})
-	rng := newTestRand(3)
-	live := map[string]bool{}
-	for step := range 20_000 {
-		r := resourceID(rng.IntN(3000))
-		tg := target(accountID(rng.IntN(3)), "server", r)
-		key := tg.String()
-		if rng.IntN(3) == 0 {
-			require.Equal(t, live[key], s.Remove(tg), "step %d", step)
-			delete(live, key)
-		} else {
-			require.NoError(t, s.Set(tg, time.Minute))
-			live[key] = true
-		}
-	}
-	require.Equal(t, len(live), s.Stats().Targets)
-	checkInvariants(t, s)
 }
