@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // A duty is one of the worker's background jobs — the outbox relay, the
@@ -41,7 +43,10 @@ func (d duty) loop(ctx context.Context) {
 		d.timeout = defaultDutyLimit
 	}
 	f := newFailureLog(d.log, d.name)
-	wait := time.Duration(0)
+	// After a failure the duty waits longer each time, up to
+	// maxDutyBackoff (or its own period if longer); a success resets it.
+	retry := backoff.ExponentialBackOff{InitialInterval: d.every, RandomizationFactor: 0.1, Multiplier: 2,
+		MaxInterval: max(maxDutyBackoff, d.every)}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -54,12 +59,13 @@ func (d duty) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // shutting down: not a failure
 		}
+		wait := d.every
 		if err == nil {
 			f.ok()
-			wait = d.every
+			retry.Reset()
 		} else {
 			f.failed(err)
-			wait = min(max(2*wait, d.every), max(maxDutyBackoff, d.every))
+			wait = retry.NextBackOff()
 		}
 		t.Reset(wait)
 	}

@@ -5,13 +5,13 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -204,11 +204,11 @@ const (
 // they are returned at once, classified (see [classify]).
 func retry(ctx context.Context, fn func() error) error {
 	var err error
+	pauses := backoff.ExponentialBackOff{InitialInterval: retryBackoff, RandomizationFactor: 0.5, Multiplier: 2,
+		MaxInterval: retryBackoff << maxAttempts}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
-			pause := retryBackoff << (attempt - 1)
-			pause += rand.N(pause)
-			t := time.NewTimer(pause)
+			t := time.NewTimer(pauses.NextBackOff())
 			select {
 			case <-ctx.Done():
 				t.Stop()
