@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -185,7 +186,11 @@ func (p *Publisher) publish(route string, decls []queueDecl, delayed bool, msgs 
 	defer cancel()
 	todo := msgs
 	var lastErr error
-	for attempt := 1; ; attempt++ {
+	// Messages whose confirm a lost connection left unknown are sent again
+	// after a pause growing from 50ms to 1s.
+	pauses := backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: time.Second}
+	for {
 		failed, err := p.publishOnce(ctx, route, decls, delayed, todo)
 		if err != nil {
 			return p.explain(ctx, err) // not retryable (unroutable, closed, bad headers) or out of time
@@ -201,14 +206,10 @@ func (p *Publisher) publish(route string, decls []queueDecl, delayed bool, msgs 
 		for _, f := range failed {
 			todo = append(todo, f.msg)
 		}
-		wait := time.Duration(attempt) * 50 * time.Millisecond
-		if wait > time.Second {
-			wait = time.Second
-		}
 		select {
 		case <-ctx.Done():
 			return p.explain(ctx, fmt.Errorf("%w: %d of %d message(s) to %s within %v: %v", ErrNotConfirmed, len(todo), len(msgs), route, p.cfg.PublishTimeout, lastErr))
-		case <-time.After(wait):
+		case <-time.After(pauses.NextBackOff()):
 		}
 	}
 }
