@@ -8,7 +8,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stratusworks/worker/cloud/guest"
+	"github.com/stratusworks/worker/cloud/sim"
 	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/logging"
+	"github.com/stratusworks/worker/poller"
+	"github.com/stratusworks/worker/rabbitmq"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -463,4 +468,35 @@ func TestHostTransportAndStorage(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidConfig)
 		require.NotContains(t, err.Error(), "hunter2")
 	}
+}
+
+// TestInvalidConfigSentinels: every package with a Config names a bad field
+// through one sentinel spelling, <pkg>.ErrInvalidConfig, and its zero value
+// is valid where the docs say "default".
+func TestInvalidConfigSentinels(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		bad   error
+		is    error
+		field string
+	}{
+		{"worker", Config{Concurrency: -1}.Validate(), ErrInvalidConfig, "Concurrency"},
+		{"persist", persist.Config{Provisioning: persist.DBConfig{Driver: "oracle"}}.Validate(), persist.ErrInvalidConfig, "Provisioning.Driver"},
+		{"poller", poller.Config{Jitter: 2}.Validate(), poller.ErrInvalidConfig, "Jitter"},
+		{"rabbitmq", rabbitmq.Config{}.Validate(), rabbitmq.ErrInvalidConfig, "URL"},
+		{"sim", sim.Config{DefaultPageSize: -1}.Validate(), sim.ErrInvalidConfig, "DefaultPageSize"},
+		{"logging", logging.Config{}.Validate(), logging.ErrInvalidConfig, "Dir"},
+		{"guest", guest.CollectorConfig{}.Validate(), guest.ErrInvalidConfig, "SourceCIDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.ErrorIs(t, tt.bad, tt.is)
+			require.Contains(t, tt.bad.Error(), tt.field)
+		})
+	}
+	require.NoError(t, persist.Config{}.Validate())
+	require.NoError(t, poller.Config{}.Validate())
+	require.NoError(t, sim.Config{}.Validate())
+	require.ErrorIs(t, persist.Config{Provisioning: persist.DBConfig{Driver: "oracle"}}.Validate(), persist.ErrInvalid, "still ErrInvalid too")
 }

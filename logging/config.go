@@ -99,6 +99,13 @@ func (c *Config) setDefaults() {
 // 0o750) if missing, since a directory that cannot be created is invalid.
 // Zero values are valid: they mean the defaults.
 func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return invalidConfig{err}
+	}
+	return nil
+}
+
+func (c Config) validate() error {
 	if c.Dir == "" {
 		return errors.New("logging: Config.Dir is required")
 	}
@@ -127,3 +134,14 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// ErrInvalidConfig is matched (errors.Is) by every error of Validate: the
+// message names the field and the value.
+var ErrInvalidConfig = errors.New("logging: invalid config")
+
+// invalidConfig is a Validate error: its own text, matching ErrInvalidConfig
+// and what it wraps.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -276,6 +277,13 @@ func (c *Config) setDefaults() {
 // Validate reports the first problem with c, naming the field. Zero values are
 // valid: they stand for the defaults.
 func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return invalidConfig{err}
+	}
+	return nil
+}
+
+func (c Config) validate() error {
 	c.setDefaults()
 	if err := c.Provisioning.validate("Provisioning"); err != nil {
 		return err
@@ -302,3 +310,14 @@ func describeMySQL(mc *mysql.Config) string {
 	}
 	return fmt.Sprintf("%s@%s/%s", mc.User, addr, mc.DBName)
 }
+
+// ErrInvalidConfig is matched (errors.Is) by every error of Validate: the
+// message names the field and the value.
+var ErrInvalidConfig = errors.New("persist: invalid config")
+
+// invalidConfig is a Validate error: its own text, matching ErrInvalidConfig
+// and what it wraps.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }

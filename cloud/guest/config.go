@@ -145,6 +145,13 @@ func (c *CollectorConfig) setDefaults() {
 // defaults are valid. It does not look for a source address: NewCollector
 // does.
 func (c CollectorConfig) Validate() error {
+	if err := c.validate(); err != nil {
+		return invalidConfig{err}
+	}
+	return nil
+}
+
+func (c CollectorConfig) validate() error {
 	switch {
 	case !c.SourceCIDR.IsValid():
 		return errors.New("guest: CollectorConfig.SourceCIDR is required")
@@ -251,3 +258,14 @@ func sourceAddr(cidr netip.Prefix, addrs []net.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("guest: CollectorConfig.SourceCIDR %s: no address of this host is inside it (this host has %s)",
 		cidr, strings.Join(have, ", "))
 }
+
+// ErrInvalidConfig is matched (errors.Is) by every error of Validate: the
+// message names the field and the value.
+var ErrInvalidConfig = errors.New("guest: invalid config")
+
+// invalidConfig is a Validate error: its own text, matching ErrInvalidConfig
+// and what it wraps.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -214,6 +215,13 @@ func (c Config) withDefaults() Config {
 // Validate reports the first invalid field, naming it. Zero fields are valid
 // (they take their defaults).
 func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return invalidConfig{err}
+	}
+	return nil
+}
+
+func (c Config) validate() error {
 	d := c.withDefaults()
 	for _, f := range []struct {
 		name string
@@ -275,3 +283,14 @@ func (c Config) Validate() error {
 // a launch without an image, a bad firewall rule, a bad page token. Retrying
 // such a call cannot succeed.
 var ErrInvalidRequest = cloud.ErrInvalidRequest
+
+// ErrInvalidConfig is matched (errors.Is) by every error of Validate: the
+// message names the field and the value.
+var ErrInvalidConfig = errors.New("sim: invalid config")
+
+// invalidConfig is a Validate error: its own text, matching ErrInvalidConfig
+// and what it wraps.
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
