@@ -43,7 +43,8 @@
 // returned nil, or after the action was durably written to the deferred or
 // poison store (or handed to the transport to hold); a crash before that
 // redelivers it. Handlers must therefore be idempotent, keyed by
-// [Action.Key].
+// [Action.Key]; for effects in the database, [Worker.HandleTx] does it for
+// them (see Exactly-once effects).
 //
 // A failed attempt is retried with capped exponential backoff and jitter
 // ([RetryPolicy]) for a time budget: by default a day from the action's
@@ -81,11 +82,41 @@
 // header — a foreign client's, RabbitMQ's own x-death — is left alone.
 //
 // Background duties (the outbox relay, the parked-retry pump, the history
-// copy to the analytics database, the job sync) run independently, each
-// bounded by its own timeout: a hung analytics database stalls only the
-// history copy, and the stalled duty is named in a warning. A failure is
-// logged once when it starts, then once a minute with a count, then when it
-// recovers. Config.ShutdownTimeout bounds the whole shutdown.
+// copy to the analytics database, the job sync, the inbox purge) run
+// independently, each bounded by its own timeout: a hung analytics database
+// stalls only the history copy, and the stalled duty is named in a warning.
+// A failure is logged once when it starts, then once a minute with a count,
+// then when it recovers. Config.ShutdownTimeout bounds the whole shutdown.
+//
+// # Exactly-once effects
+//
+// A handler registered with [Worker.HandleTx] gets a database transaction
+// (a *gorm.DB on the provisioning database) along with the action. Its
+// writes through it and a record of the action's type and Key in the inbox
+// (table worker_inbox) commit together, and the action is acknowledged
+// after the commit. A redelivered action whose key is recorded — its ack was
+// lost when the process died right after the commit, or it was published
+// twice — is acknowledged without calling the handler; concurrent
+// deliveries of one action, on any number of machines, call it once. When
+// the handler fails, its writes roll back, nothing is recorded, and the
+// action is retried or poisoned as usual ([Permanent] and [Snooze] work);
+// the transaction is also run again after a deadlock. The idea is River's
+// JobCompleteTx: the effect and the mark that it happened share one
+// transaction, so neither commits without the other.
+//
+//	err := w.HandleTx("order.charge", func(ctx context.Context, tx *gorm.DB, a worker.Action) error {
+//		return tx.Create(&Charge{Order: a.Key, Amount: amount}).Error
+//	})
+//
+// It covers the database only: a cloud call or an email the handler makes
+// is not rolled back and needs its own idempotency key. Keys are scoped by
+// action type and compared byte for byte. Every worker purges keys older
+// than [InboxRetention] (7 days) or twice Config.Retry.Budget, whichever is
+// longer — longer than an action is retried — so only a copy arriving later
+// than that would be handled again. On SQLite the transaction holds the
+// store's one writer connection while the handler runs: keep it short. With
+// Config.Storage, HandleTx needs a store that implements [InboxStore]
+// ([persist.Store] does).
 //
 // # Wire format
 //

@@ -277,6 +277,7 @@ func (w *Worker) buildDuties() []duty {
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
 	}
+	ds = append(ds, w.inboxDuties()...)
 	for i := range ds {
 		ds[i].log = w.log
 	}

@@ -1,8 +1,9 @@
 // Package persist stores what the worker knows in a relational database
 // through GORM: the current state of every observed cloud resource, its
 // history, the outbox of change and job events, tracked jobs, launch
-// intents, guest log offsets, poison messages and deferred retries. It
-// implements the root package's StateSink with [Store.Save].
+// intents, the inbox of handled actions, guest log offsets, poison messages
+// and deferred retries. It implements the root package's StateSink with
+// [Store.Save].
 //
 // # Databases
 //
@@ -84,6 +85,18 @@
 // operation and FinishJob ends it exactly once, whichever worker gets there
 // first. [Store.ClaimLaunch] makes a server launch idempotent by the action's
 // key. [Store.GuestOffsets] keeps the guest log collector's offsets.
+//
+// # Exactly-once effects (the inbox)
+//
+// [Store.RunOnce] records an action's type and idempotency key in the inbox
+// (table worker_inbox) and runs the caller's database writes in the same
+// transaction: the key is recorded if and only if the writes commit, so a
+// redelivered action finds its key and its effect is not made twice, even
+// when the process died between the commit and the acknowledgement. Keys
+// are compared byte for byte (VARBINARY on MySQL: a VARCHAR under
+// utf8mb4_bin ignores trailing spaces). [Store.PurgeInbox] deletes old
+// records; the root package's Worker purges those older than its retention
+// (7 days, or twice its retry budget).
 //
 // # Errors
 //

@@ -46,6 +46,10 @@ var (
 			{Version: 7, Name: "create km credentials table", Up: createKMCredentials},
 			{Version: 8, Name: "record the size and SHA-256 of truncated poison payloads", Up: addColumns(tblPoison,
 				"payload_size BIGINT NOT NULL DEFAULT 0", "payload_sha256 CHAR(64) NOT NULL DEFAULT ''")},
+			// Version 9 is held for the km branch; at merge its step replaces
+			// this placeholder (steps must stay contiguous: Version i+1 at index i).
+			{Version: 9, Name: "reserved", Up: func(*gorm.DB) error { return nil }},
+			{Version: 10, Name: "create inbox table (exactly-once handler effects)", Up: createTables(inboxDDL)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -67,6 +71,7 @@ const (
 	tblJobs      = "worker_jobs"
 	tblLaunches  = "worker_launch_intents"
 	tblOffsets   = "worker_guest_offsets"
+	tblInbox     = "worker_inbox" // keys of actions whose effect committed (RunOnce)
 	// tblKMCredentials is km.TableName; persist creates it so that the
 	// provisioning database's schema is versioned in one place.
 	tblKMCredentials = "worker_km_credentials"
@@ -76,6 +81,11 @@ const (
 // replaces per dialect, so both dialects get the same schema in effect:
 // string comparison is binary (case-sensitive) on both, times keep
 // microseconds, and JSON and payloads have no practical size limit.
+//
+// $BYTES(n) is a string compared byte for byte, trailing spaces included:
+// VARBINARY on MySQL, where a VARCHAR under utf8mb4_bin still compares with
+// PAD SPACE ('a' = 'a '), and TEXT on SQLite (BINARY collation; the TEXT
+// affinity keeps "1" and "1.0" apart, which VARBINARY's NUMERIC would not).
 type tableDef struct {
 	name       string
 	columns    []string
@@ -90,12 +100,14 @@ var ddlTypes = map[Driver]*strings.Replacer{
 		"$TEXT", "TEXT",
 		"$BLOB", "BLOB",
 		"$TIME", "DATETIME",
+		"$BYTES", "TEXT",
 	),
 	MySQL: strings.NewReplacer(
 		"$ID", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
 		"$TEXT", "LONGTEXT",
 		"$BLOB", "LONGBLOB",
 		"$TIME", "DATETIME(6)",
+		"$BYTES", "VARBINARY",
 	),
 }
 
@@ -118,6 +130,7 @@ const (
 	maxPathLen     = 320 // guest log paths: (128+255+320)*4 = 2812 bytes of key
 	maxIdentityLen = 255
 	maxTailHashLen = 64
+	maxInboxKeyLen = 255 // as long as an Action.Key may be; bytes, not characters
 )
 
 var resourceKeyDDLColumns = []string{
@@ -241,6 +254,19 @@ var (
 			"updated_at $TIME NOT NULL",
 		},
 		primaryKey: "idempotency_key",
+	}
+	// The inbox (RunOnce). The key is unique per action type, compared byte
+	// for byte; the id orders the purge's batches.
+	inboxDDL = tableDef{
+		name: tblInbox,
+		columns: []string{
+			"id $ID",
+			fmt.Sprintf("action_type $BYTES(%d) NOT NULL", maxActionLen),
+			fmt.Sprintf("idempotency_key $BYTES(%d) NOT NULL", maxInboxKeyLen),
+			"handled_at $TIME NOT NULL",
+		},
+		unique:  []string{"action_type, idempotency_key"},
+		indexes: []string{"handled_at"},
 	}
 	guestOffsetsDDL = tableDef{
 		name: tblOffsets,

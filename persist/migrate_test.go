@@ -53,7 +53,7 @@ func requireMigratedOnce(t *testing.T, s *Store) {
 		}
 	}
 	for _, table := range []string{tblResources, tblHistory, tblOutbox, tblPoison, tblDeferred,
-		tblEvents, tblJobs, tblLaunches, tblOffsets, tblKMCredentials} {
+		tblEvents, tblJobs, tblLaunches, tblOffsets, tblKMCredentials, tblInbox} {
 		require.True(t, s.DB().Migrator().HasTable(table), table)
 	}
 	for _, col := range []string{"missing_since", "deleted_at"} {

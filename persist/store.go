@@ -29,7 +29,7 @@ type Store struct {
 
 	sweepBatch int    // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
 	afterRead  func() // tests: runs after Save's read, before its transaction
-	purgeBatch int    // events per PurgeSentEvents batch; 0 means defaultPurgeBatch
+	purgeBatch int    // rows per PurgeSentEvents and PurgeInbox batch; 0 means defaultPurgeBatch
 }
 
 // database is one opened database: a writer handle and a reader handle, which
