@@ -144,6 +144,23 @@ func (r *relay) run(ctx context.Context) error {
 	}
 }
 
+// sentEventsKept is how long the outbox keeps events after they were
+// published (for looking into what was sent), before they are purged.
+const sentEventsKept = 24 * time.Hour
+
+// outboxPurge is the part that deletes published events older than keep, so
+// the outbox does not grow without end.
+type outboxPurge struct {
+	store outboxStore
+	now   func() time.Time
+	keep  time.Duration
+}
+
+func (p outboxPurge) run(ctx context.Context) error {
+	_, err := p.store.PurgeSentEvents(ctx, p.now().Add(-p.keep))
+	return err
+}
+
 // deferredPump is the part that republishes parked retries when they are
 // due and removes them from the store. A crash between the two republishes
 // one again later: handlers are idempotent.

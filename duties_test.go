@@ -14,6 +14,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/state"
 	"github.com/stretchr/testify/require"
 )
 
@@ -149,6 +150,35 @@ func (o *fakeOutbox) MarkEventsSent(_ context.Context, ids ...string) error {
 	}
 	o.pending = kept
 	return nil
+}
+
+func (o *fakeOutbox) PurgeSentEvents(context.Context, time.Time) (int, error) { return 0, nil }
+
+// TestOutboxPurgeDuty: published events are purged after a day, pending ones
+// never.
+func TestOutboxPurgeDuty(t *testing.T) {
+	t.Parallel()
+	store, err := persist.Open(context.Background(), sqliteConfig(t))
+	require.NoError(t, err)
+	defer store.Close()
+	ctx := context.Background()
+	_, err = store.Save(ctx, state.Target{Account: "a", Kind: "server"}, state.Snapshot{
+		Observations: []state.Observation{{ID: "s-1", Attributes: json.RawMessage(`{"n":1}`)}, {ID: "s-2", Attributes: json.RawMessage(`{"n":2}`)}}})
+	require.NoError(t, err)
+	evs, err := store.PendingEvents(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	require.NoError(t, store.MarkEventsSent(ctx, evs[0].ID))
+	now := time.Now()
+	p := outboxPurge{store: store, now: func() time.Time { return now }, keep: sentEventsKept}
+	require.NoError(t, p.run(ctx))
+	var n int64
+	require.NoError(t, store.DB().Table("worker_outbox").Count(&n).Error)
+	require.EqualValues(t, 2, n, "sent less than a day ago: kept")
+	now = now.Add(25 * time.Hour)
+	require.NoError(t, p.run(ctx))
+	require.NoError(t, store.DB().Table("worker_outbox").Count(&n).Error)
+	require.EqualValues(t, 1, n, "the sent one is purged, the pending one kept")
 }
 
 // TestRelayDoesNotResendWhileMarkingFails: with a read-only database the

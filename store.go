@@ -65,6 +65,7 @@ type launchStore interface {
 type outboxStore interface {
 	PendingEvents(ctx context.Context, limit int) ([]persist.Event, error)
 	MarkEventsSent(ctx context.Context, ids ...string) error
+	PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, error)
 }
 
 // deferredQueue hands out parked retries when due (the parked-retry pump).
