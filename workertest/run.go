@@ -95,7 +95,7 @@ func WithContext(ctx context.Context) Option { return optionFunc(func(c *runConf
 // fresh one, without a Key its ID, and without CreatedAt the clock's now;
 // it fails the test if the action does not validate. The handler receives
 // the action as it comes off the wire (JSON and back: a compacted payload,
-// CreatedAt in UTC) with Attempt set.
+// times without a monotonic reading) with Attempt set.
 //
 // As in the subscriber, a handler that panics has failed with a
 // [worker.Permanent] error wrapping [worker.ErrHandlerPanic] (the panic
