@@ -42,7 +42,8 @@ const drainGrace = 100 * time.Millisecond
 // in-memory SQLite database (persist.MemoryDSN) and a simulated cloud
 // (cloud/sim), all on one fake clock that the test moves. Everything else is
 // the worker's default configuration, as shipped: intervals, jitter, retry
-// policy, budgets, timeouts.
+// policy, budgets, timeouts; only its logs go to the test's log (t.Log, Info
+// and up, shown with -v or on failure). [WithConfig] changes any of it.
 //
 // Make it with [NewEnv]; register pollers and handlers, watch accounts,
 // then [Env.Start] it. Move time with [Env.Advance], and read what the
