@@ -385,3 +385,24 @@ func TestBuiltinPollReport(t *testing.T) {
 	// in flight for the 5m InFlightTimeout instead.
 	require.InDelta(t, 10, c.Calls(sim.APIListServers)-calls, 1)
 }
+
+// TestWorkerScheduleIdle: the schedule is idle when nothing it dispatched
+// awaits an outcome and nothing is due; a worker without a schedule always is.
+func TestWorkerScheduleIdle(t *testing.T) {
+	t.Parallel()
+	sub := workertest.NewEnv(t, workertest.WithConfig(func(c *worker.Config) { c.Role = worker.RoleSubscriber }))
+	require.True(t, sub.Worker.ScheduleIdle())
+
+	env := workertest.NewEnv(t, workertest.WithConfig(func(c *worker.Config) { c.Schedule.InitialSpread = -1 }))
+	require.True(t, env.Worker.ScheduleIdle(), "nothing scheduled")
+	require.NoError(t, env.Worker.Register(worker.PollerFunc("thing", func(context.Context, state.Target, string) (state.Snapshot, string, error) {
+		return state.Snapshot{}, "", nil
+	}), time.Minute))
+	require.NoError(t, env.Worker.Watch("acct-1", "acme"))
+	require.False(t, env.Worker.ScheduleIdle(), "due at once, not run yet")
+	env.Start(t)
+	env.Settle(t)
+	require.True(t, env.Worker.ScheduleIdle())
+	env.Advance(t, 2*time.Minute, time.Minute)
+	require.True(t, env.Worker.ScheduleIdle())
+}
