@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/stratusworks/worker/clock"
 )
 
 // ErrRunning is returned by [Schedule.Run] when another Run is active.
@@ -52,9 +54,8 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 				break
 			}
 		}
-		next, ok := s.nextArm()
-		if ok {
-			timer.Reset(time.Duration(next - s.now())) // a duration: monotonic
+		if next, ok := s.nextArm(); ok {
+			s.armTimer(timer, next)
 		}
 		select {
 		case <-ctx.Done():
@@ -62,6 +63,23 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 		case <-timer.C():
 		case <-s.wake:
 			timer.Stop()
+		}
+	}
+}
+
+// armTimer sets timer to fire at next, a time of the timeline: after
+// next − now, a duration of monotonic time. A clock other than the system
+// clock (a test's clock.Fake) moves in jumps, and one that jumped between
+// reading now and setting the timer would leave the timer late by the
+// jump, with a due target not dispatched until the clock moves again; so
+// on such a clock the timer is set again until the clock stood still
+// while it was set.
+func (s *Schedule) armTimer(timer Timer, next int64) {
+	for {
+		now := s.now()
+		timer.Reset(time.Duration(next - now))
+		if s.clock == clock.Real() || s.now() == now {
+			return
 		}
 	}
 }
