@@ -76,6 +76,9 @@ func (l *launcher) handle(ctx context.Context, a Action) error {
 		return Permanent(err)
 	}
 	intent, fresh, err := l.store.ClaimLaunch(ctx, persist.LaunchIntent{Key: a.Key, Account: a.Account, Customer: a.Customer, Request: a.Payload})
+	if errors.Is(err, persist.ErrInvalid) {
+		return Permanent(err) // a key or account the store cannot take: retrying will not help
+	}
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ type ClientConfig struct {
 	// Default 30s; negative means no timeout.
 	Timeout time.Duration
 	// Logger receives a debug record per request (method, path, status,
-	// duration); never secrets. Default: discard.
+	// duration); never secrets. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock used for request timestamps. Default time.Now; for
 	// tests.
@@ -54,7 +54,7 @@ func (c *ClientConfig) setDefaults() {
 		c.Timeout = DefaultClientTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

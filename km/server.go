@@ -29,7 +29,7 @@ type ServerConfig struct {
 	MaxSkew time.Duration
 	// Logger receives one record per rejected request (reason, method,
 	// path, remote address) and per store failure; never secrets.
-	// Default: discard.
+	// Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now; for tests.
 	Now func() time.Time
@@ -43,7 +43,7 @@ func (c *ServerConfig) setDefaults() {
 		c.MaxSkew = DefaultMaxSkew
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

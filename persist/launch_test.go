@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,5 +80,26 @@ func TestLaunchIntents(t *testing.T) {
 			_, _, err := s.ClaimLaunch(ctx, in)
 			require.ErrorIs(t, err, ErrInvalid, name)
 		}
+	})
+}
+
+// TestLaunchKeysAreExact: keys that differ only in trailing spaces or case
+// are different launches on every engine (MySQL's PAD SPACE made "k" and
+// "k " one key before v11), and a key as long as an Action.Key is taken.
+func TestLaunchKeysAreExact(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := openStore(t, Config{Provisioning: b.db(t)})
+		ctx := context.Background()
+		for _, key := range []string{"k", "k ", "K", "k  ", strings.Repeat("x", 255)} {
+			_, fresh, err := s.ClaimLaunch(ctx, LaunchIntent{Key: key, Account: "a"})
+			require.NoError(t, err, "%q", key)
+			require.True(t, fresh, "%q is a launch of its own", key)
+		}
+		_, fresh, err := s.ClaimLaunch(ctx, LaunchIntent{Key: "k ", Account: "a"})
+		require.NoError(t, err)
+		require.False(t, fresh, "the same key again is a redelivery")
+		_, _, err = s.ClaimLaunch(ctx, LaunchIntent{Key: strings.Repeat("x", 256), Account: "a"})
+		require.ErrorIs(t, err, ErrInvalid)
 	})
 }

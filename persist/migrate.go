@@ -50,6 +50,10 @@ var (
 			// this placeholder (steps must stay contiguous: Version i+1 at index i).
 			{Version: 9, Name: "reserved", Up: func(*gorm.DB) error { return nil }},
 			{Version: 10, Name: "create inbox table (exactly-once handler effects)", Up: createTables(inboxDDL)},
+			{Version: 11, Name: "compare launch keys and job ids byte for byte (MySQL: trailing spaces count)", Up: bytesColumns(
+				byteColumn{tblLaunches, "idempotency_key", maxKeyLen},
+				byteColumn{tblJobs, "id", maxJobIDLen},
+			)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -126,7 +130,7 @@ const (
 	maxJobIDLen    = 191
 	maxOpIDLen     = 255
 	maxStateLen    = 16
-	maxKeyLen      = 191 // launch idempotency keys
+	maxKeyLen      = 255 // launch idempotency keys: as long as an Action.Key (byte-compared since v11)
 	maxPathLen     = 320 // guest log paths: (128+255+320)*4 = 2812 bytes of key
 	maxIdentityLen = 255
 	maxTailHashLen = 64
@@ -349,6 +353,33 @@ func addColumns(table string, columns ...string) func(tx *gorm.DB) error {
 			}
 			if err := tx.Exec(ddlTypes[d].Replace("ALTER TABLE " + table + " ADD COLUMN " + col)).Error; err != nil {
 				return fmt.Errorf("add column %s.%s: %w", table, name, err)
+			}
+		}
+		return nil
+	}
+}
+
+// byteColumn is a NOT NULL string column that bytesColumns makes compare
+// byte for byte.
+type byteColumn struct {
+	table, name string
+	size        int
+}
+
+// bytesColumns turns VARCHAR key columns into $BYTES ones: on MySQL a
+// VARCHAR compares with PAD SPACE even under utf8mb4_bin, so the keys "k"
+// and "k " were one key (a second launch with such a key would have been
+// taken for a redelivery). SQLite compares bytes already: nothing to do.
+// Existing rows convert as they are (no two could differ only in trailing
+// spaces).
+func bytesColumns(cols ...byteColumn) func(tx *gorm.DB) error {
+	return func(tx *gorm.DB) error {
+		if Driver(tx.Dialector.Name()) != MySQL {
+			return nil
+		}
+		for _, c := range cols {
+			if err := tx.Exec(fmt.Sprintf("ALTER TABLE %s MODIFY %s VARBINARY(%d) NOT NULL", c.table, c.name, c.size)).Error; err != nil {
+				return fmt.Errorf("compare %s.%s byte for byte: %w", c.table, c.name, err)
 			}
 		}
 		return nil

@@ -22,8 +22,8 @@ const (
 	DefaultBackoffInitial  = 5 * time.Second
 	DefaultBackoffMax      = 15 * time.Minute
 	DefaultBackoffFactor   = 2.0
-	// DefaultBackoffMaxIntervals is the default of Backoff.MaxIntervals.
-	DefaultBackoffMaxIntervals = 10.0
+	// DefaultBackoffMaxTargetIntervals is the default of Backoff.MaxTargetIntervals.
+	DefaultBackoffMaxTargetIntervals = 10.0
 )
 
 // MaxInterval is the longest interval a target may have (jitter offsets are
@@ -70,19 +70,19 @@ func (l Limit) validate(field string) error {
 // Backoff is the retry policy for failing targets. After the n-th
 // consecutive failure of a target with interval I, it is retried after
 //
-//	delay(n) = min(min(Initial, I) × Multiplier^(n-1), cap)
-//	cap      = max(I, min(Max, MaxIntervals × I))
+//	delay(n) = min(min(InitialInterval, I) × Multiplier^(n-1), cap)
+//	cap      = max(I, min(MaxInterval, MaxTargetIntervals × I))
 //
 // from the failed report, spread by ±Jitter × delay(n) and folded back below
 // cap, so a retry never comes later than cap. Hence:
 //   - the first retry comes no later than the next healthy poll would: a
-//     target faster than Initial retries at its own pace;
+//     target faster than InitialInterval retries at its own pace;
 //   - once failures pile up, a target is retried about once per cap and no
 //     more often than once per interval: a broken API is not hammered, and a
-//     fast target (MaxIntervals × I below Max) is retried every MaxIntervals
-//     intervals rather than every Max, so it is polled again within
-//     MaxIntervals × I of its provider coming back;
-//   - a target whose interval is longer than Max is never retried less often
+//     fast target (MaxTargetIntervals × I below MaxInterval) is retried every
+//     MaxTargetIntervals intervals rather than every MaxInterval, so it is
+//     polled again within MaxTargetIntervals × I of its provider coming back;
+//   - a target whose interval is longer than MaxInterval is never retried less often
 //     than a healthy one (cap ≥ I).
 //
 // With the defaults a 500 ms target retries after 0.5 s, 1 s, 2 s, 4 s, then
@@ -96,23 +96,26 @@ func (l Limit) validate(field string) error {
 // A success resets the count. So does a success of any other target of the
 // same account, for targets that fail with errors (not throttled ones): see
 // [Schedule.Report].
+//
+// The field names are those of the SDK's other backoffs (worker.RetryPolicy,
+// rabbitmq.Config's reconnect): InitialInterval, MaxInterval, Multiplier.
 type Backoff struct {
-	Initial    time.Duration // default 5s
-	Max        time.Duration // default 15m
-	Multiplier float64       // default 2; must be ≥ 1
-	// MaxIntervals bounds the delay to this many of the target's intervals
+	InitialInterval time.Duration // default 5s
+	MaxInterval     time.Duration // default 15m
+	Multiplier      float64       // default 2; must be ≥ 1
+	// MaxTargetIntervals bounds the delay to this many of the target's intervals
 	// (but never below one interval, see cap above). Default 10; must be ≥ 1.
-	MaxIntervals float64
+	MaxTargetIntervals float64
 }
 
-// maxIntervals returns MaxIntervals or its default. (withDefaults leaves the
+// maxTargetIntervals returns MaxTargetIntervals or its default. (withDefaults leaves the
 // field as given, so a defaulted Backoff compares equal to one written before
 // the field existed.)
-func (b Backoff) maxIntervals() float64 {
-	if b.MaxIntervals == 0 {
-		return DefaultBackoffMaxIntervals
+func (b Backoff) maxTargetIntervals() float64 {
+	if b.MaxTargetIntervals == 0 {
+		return DefaultBackoffMaxTargetIntervals
 	}
-	return b.MaxIntervals
+	return b.MaxTargetIntervals
 }
 
 // Config configures a [Schedule]. The zero Config is valid: every field has a
@@ -167,25 +170,25 @@ type Config struct {
 // Validate reports the first invalid field, by name. Zero fields are valid
 // (they take their defaults).
 func (c Config) Validate() error {
-	initial := c.Backoff.Initial
+	initial := c.Backoff.InitialInterval
 	if initial == 0 {
 		initial = DefaultBackoffInitial
 	}
 	switch {
 	case math.IsNaN(c.Jitter) || c.Jitter > 0.5:
 		return fmt.Errorf("%w: Jitter must be at most 0.5, got %v", ErrInvalidConfig, c.Jitter)
-	case c.Backoff.Initial < 0:
-		return fmt.Errorf("%w: Backoff.Initial must not be negative, got %v", ErrInvalidConfig, c.Backoff.Initial)
-	case c.Backoff.Max < 0:
-		return fmt.Errorf("%w: Backoff.Max must not be negative, got %v", ErrInvalidConfig, c.Backoff.Max)
-	case c.Backoff.Max > 0 && c.Backoff.Max < initial:
-		return fmt.Errorf("%w: Backoff.Max (%v) must not be less than Backoff.Initial (%v)", ErrInvalidConfig, c.Backoff.Max, initial)
+	case c.Backoff.InitialInterval < 0:
+		return fmt.Errorf("%w: Backoff.InitialInterval must not be negative, got %v", ErrInvalidConfig, c.Backoff.InitialInterval)
+	case c.Backoff.MaxInterval < 0:
+		return fmt.Errorf("%w: Backoff.MaxInterval must not be negative, got %v", ErrInvalidConfig, c.Backoff.MaxInterval)
+	case c.Backoff.MaxInterval > 0 && c.Backoff.MaxInterval < initial:
+		return fmt.Errorf("%w: Backoff.MaxInterval (%v) must not be less than Backoff.InitialInterval (%v)", ErrInvalidConfig, c.Backoff.MaxInterval, initial)
 	case math.IsNaN(c.Backoff.Multiplier) || math.IsInf(c.Backoff.Multiplier, 0) ||
 		(c.Backoff.Multiplier != 0 && c.Backoff.Multiplier < 1):
 		return fmt.Errorf("%w: Backoff.Multiplier must be at least 1, got %v", ErrInvalidConfig, c.Backoff.Multiplier)
-	case math.IsNaN(c.Backoff.MaxIntervals) || math.IsInf(c.Backoff.MaxIntervals, 0) ||
-		(c.Backoff.MaxIntervals != 0 && c.Backoff.MaxIntervals < 1):
-		return fmt.Errorf("%w: Backoff.MaxIntervals must be at least 1, got %v", ErrInvalidConfig, c.Backoff.MaxIntervals)
+	case math.IsNaN(c.Backoff.MaxTargetIntervals) || math.IsInf(c.Backoff.MaxTargetIntervals, 0) ||
+		(c.Backoff.MaxTargetIntervals != 0 && c.Backoff.MaxTargetIntervals < 1):
+		return fmt.Errorf("%w: Backoff.MaxTargetIntervals must be at least 1, got %v", ErrInvalidConfig, c.Backoff.MaxTargetIntervals)
 	case c.InFlightTimeout < 0:
 		return fmt.Errorf("%w: InFlightTimeout must not be negative, got %v", ErrInvalidConfig, c.InFlightTimeout)
 	case c.BatchSize < 0:
@@ -195,7 +198,7 @@ func (c Config) Validate() error {
 }
 
 // withDefaults returns c with every zero field set to its default, except
-// Backoff.MaxIntervals (see Backoff.maxIntervals).
+// Backoff.MaxTargetIntervals (see Backoff.maxTargetIntervals).
 func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = RealClock()
@@ -206,11 +209,11 @@ func (c Config) withDefaults() Config {
 	case c.Jitter < 0:
 		c.Jitter = 0
 	}
-	if c.Backoff.Initial == 0 {
-		c.Backoff.Initial = DefaultBackoffInitial
+	if c.Backoff.InitialInterval == 0 {
+		c.Backoff.InitialInterval = DefaultBackoffInitial
 	}
-	if c.Backoff.Max == 0 {
-		c.Backoff.Max = max(DefaultBackoffMax, c.Backoff.Initial)
+	if c.Backoff.MaxInterval == 0 {
+		c.Backoff.MaxInterval = max(DefaultBackoffMax, c.Backoff.InitialInterval)
 	}
 	if c.Backoff.Multiplier == 0 {
 		c.Backoff.Multiplier = DefaultBackoffFactor

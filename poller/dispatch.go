@@ -354,12 +354,12 @@ func (s *Schedule) find(d Dispatch) (uint32, *entry, bool) {
 func (s *Schedule) backoff(e *entry) (delay, ceiling int64) {
 	b := s.cfg.Backoff
 	every := s.every(e)
-	ceiling = int64(b.Max)
-	if k := b.maxIntervals() * float64(every); k < float64(ceiling) {
+	ceiling = int64(b.MaxInterval)
+	if k := b.maxTargetIntervals() * float64(every); k < float64(ceiling) {
 		ceiling = int64(k)
 	}
 	ceiling = max(ceiling, every)
-	d := float64(min(int64(b.Initial), every)) * math.Pow(b.Multiplier, float64(e.failures)-1)
+	d := float64(min(int64(b.InitialInterval), every)) * math.Pow(b.Multiplier, float64(e.failures)-1)
 	if d >= float64(ceiling) || math.IsInf(d, 1) {
 		return ceiling, ceiling
 	}

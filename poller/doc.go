@@ -51,8 +51,8 @@
 // A failed poll is retried after an exponential backoff delay bounded by the
 // target's interval I: after the n-th consecutive failure the wait is
 //
-//	delay(n) = min(min(Backoff.Initial, I) × Backoff.Multiplier^(n-1), cap)
-//	cap      = max(I, min(Backoff.Max, Backoff.MaxIntervals × I))
+//	delay(n) = min(min(Backoff.InitialInterval, I) × Backoff.Multiplier^(n-1), cap)
+//	cap      = max(I, min(Backoff.MaxInterval, Backoff.MaxTargetIntervals × I))
 //
 // spread by ±Jitter and folded back below cap (see [Backoff]). With the
 // defaults (5 s, 15 min, ×2, 10 intervals) the first retry never comes later

@@ -26,17 +26,17 @@ func TestConfigValidate(t *testing.T) {
 		{"JitterDisabled", Config{Jitter: -1}, ""},
 		{"JitterTooLarge", Config{Jitter: 0.6}, "Jitter"},
 		{"JitterNaN", Config{Jitter: math.NaN()}, "Jitter"},
-		{"NegativeBackoffInitial", Config{Backoff: Backoff{Initial: -1}}, "Backoff.Initial"},
-		{"NegativeBackoffMax", Config{Backoff: Backoff{Max: -1}}, "Backoff.Max"},
-		{"BackoffMaxBelowInitial", Config{Backoff: Backoff{Initial: time.Minute, Max: time.Second}}, "Backoff.Max"},
-		{"BackoffMaxBelowDefaultInitial", Config{Backoff: Backoff{Max: time.Second}}, "Backoff.Max"},
+		{"NegativeBackoffInitial", Config{Backoff: Backoff{InitialInterval: -1}}, "Backoff.InitialInterval"},
+		{"NegativeBackoffMax", Config{Backoff: Backoff{MaxInterval: -1}}, "Backoff.MaxInterval"},
+		{"BackoffMaxBelowInitial", Config{Backoff: Backoff{InitialInterval: time.Minute, MaxInterval: time.Second}}, "Backoff.MaxInterval"},
+		{"BackoffMaxBelowDefaultInitial", Config{Backoff: Backoff{MaxInterval: time.Second}}, "Backoff.MaxInterval"},
 		{"BackoffMultiplierBelowOne", Config{Backoff: Backoff{Multiplier: 0.5}}, "Backoff.Multiplier"},
 		{"BackoffMultiplierInf", Config{Backoff: Backoff{Multiplier: math.Inf(1)}}, "Backoff.Multiplier"},
-		{"BackoffMaxIntervalsBelowOne", Config{Backoff: Backoff{MaxIntervals: 0.5}}, "Backoff.MaxIntervals"},
-		{"BackoffMaxIntervalsNegative", Config{Backoff: Backoff{MaxIntervals: -1}}, "Backoff.MaxIntervals"},
-		{"BackoffMaxIntervalsNaN", Config{Backoff: Backoff{MaxIntervals: math.NaN()}}, "Backoff.MaxIntervals"},
-		{"BackoffMaxIntervalsInf", Config{Backoff: Backoff{MaxIntervals: math.Inf(1)}}, "Backoff.MaxIntervals"},
-		{"BackoffMaxIntervalsOne", Config{Backoff: Backoff{MaxIntervals: 1}}, ""},
+		{"BackoffMaxIntervalsBelowOne", Config{Backoff: Backoff{MaxTargetIntervals: 0.5}}, "Backoff.MaxTargetIntervals"},
+		{"BackoffMaxIntervalsNegative", Config{Backoff: Backoff{MaxTargetIntervals: -1}}, "Backoff.MaxTargetIntervals"},
+		{"BackoffMaxIntervalsNaN", Config{Backoff: Backoff{MaxTargetIntervals: math.NaN()}}, "Backoff.MaxTargetIntervals"},
+		{"BackoffMaxIntervalsInf", Config{Backoff: Backoff{MaxTargetIntervals: math.Inf(1)}}, "Backoff.MaxTargetIntervals"},
+		{"BackoffMaxIntervalsOne", Config{Backoff: Backoff{MaxTargetIntervals: 1}}, ""},
 		{"BudgetNaN", Config{Budget: Limit{PerSecond: math.NaN()}}, "Budget.PerSecond"},
 		{"NegativeInFlightTimeout", Config{InFlightTimeout: -time.Second}, "InFlightTimeout"},
 		{"NegativeBatchSize", Config{BatchSize: -1}, "BatchSize"},
@@ -70,7 +70,7 @@ func TestConfigZeroFieldsValid(t *testing.T) {
 		Jitter:          0.2,
 		Seed:            3,
 		InitialSpread:   time.Second,
-		Backoff:         Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, MaxIntervals: 4},
+		Backoff:         Backoff{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 3, MaxTargetIntervals: 4},
 		InFlightTimeout: time.Minute,
 		Budget:          Limit{PerSecond: 3, Burst: 4},
 		Budgets:         func(string) Limit { return Limit{} },
@@ -116,7 +116,7 @@ func TestConfigZeroFieldsValid(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
 	require.Equal(t, DefaultJitter, c.Jitter)
-	require.Equal(t, Backoff{Initial: 5 * time.Second, Max: 15 * time.Minute, Multiplier: 2}, c.Backoff)
+	require.Equal(t, Backoff{InitialInterval: 5 * time.Second, MaxInterval: 15 * time.Minute, Multiplier: 2}, c.Backoff)
 	require.Equal(t, 5*time.Minute, c.InFlightTimeout)
 	require.Equal(t, DefaultBudget, c.Budget)
 	require.Equal(t, 1000, c.BatchSize)
@@ -306,21 +306,21 @@ func TestBackoff(t *testing.T) {
 		unit    time.Duration   // of want; zero: seconds
 		want    []time.Duration // delays after consecutive failures
 	}{
-		// MaxIntervals 100: the cap is max(interval, Max), so Max is what stops the growth.
-		{"ShortInterval", 15 * time.Second, Backoff{MaxIntervals: 100}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
+		// MaxTargetIntervals 100: the cap is max(interval, Max), so Max is what stops the growth.
+		{"ShortInterval", 15 * time.Second, Backoff{MaxTargetIntervals: 100}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
 		{"ShortIntervalCapsAtTenIntervals", 15 * time.Second, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 150, 150}},
 		{"MinuteIntervalCapsAtTenMinutes", time.Minute, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 600, 600}},
 		{"TwoMinuteIntervalCapsAtMax", 2 * time.Minute, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 900, 900}},
 		{"LongIntervalCapsAtInterval", time.Hour, Backoff{}, 0, []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600}},
 		{"FastIntervalStartsAtInterval", 500 * time.Millisecond, Backoff{}, time.Millisecond, []time.Duration{500, 1000, 2000, 4000, 5000, 5000}},
-		{"Custom", 10 * time.Second, Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, MaxIntervals: 4}, 0, []time.Duration{1, 3, 9, 27, 40, 40}},
+		{"Custom", 10 * time.Second, Backoff{InitialInterval: time.Second, MaxInterval: time.Minute, Multiplier: 3, MaxTargetIntervals: 4}, 0, []time.Duration{1, 3, 9, 27, 40, 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := noSpread()
 			cfg.Backoff = tt.backoff
 			unit := cmp.Or(tt.unit, time.Second)
-			initial := min(cmp.Or(tt.backoff.Initial, DefaultBackoffInitial), tt.every)
+			initial := min(cmp.Or(tt.backoff.InitialInterval, DefaultBackoffInitial), tt.every)
 			s, clock := newTestSchedule(t, cfg)
 			tg := target("a", "server", "")
 			require.NoError(t, s.Set(tg, tt.every))

@@ -101,12 +101,13 @@ type Config struct {
 	// exists with other arguments is used as it is, without dead-lettering
 	// (see [Subscriber.DeadLettering]).
 	DeadLetter func(queue string) string
-	// ReconnectInitial and ReconnectMax bound the wait between reconnection
-	// attempts (exponential with jitter). Defaults 100ms (or ReconnectMax,
-	// if that is set and shorter) and 5s (or ReconnectInitial, if that is
-	// longer).
-	ReconnectInitial time.Duration
-	ReconnectMax     time.Duration
+	// ReconnectInitialInterval and ReconnectMaxInterval bound the wait
+	// between reconnection attempts (exponential with jitter; the names are
+	// those of the SDK's other backoffs). Defaults 100ms (or
+	// ReconnectMaxInterval, if that is set and shorter) and 5s (or
+	// ReconnectInitialInterval, if that is longer).
+	ReconnectInitialInterval time.Duration
+	ReconnectMaxInterval     time.Duration
 	// DialTimeout bounds one connection attempt. Default 10s.
 	DialTimeout time.Duration
 	// Logger receives connection events. Default slog.Default(). The URL's
@@ -124,14 +125,14 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 1
 	}
-	if c.ReconnectInitial == 0 {
-		c.ReconnectInitial = 100 * time.Millisecond
-		if c.ReconnectMax > 0 && c.ReconnectMax < c.ReconnectInitial {
-			c.ReconnectInitial = c.ReconnectMax
+	if c.ReconnectInitialInterval == 0 {
+		c.ReconnectInitialInterval = 100 * time.Millisecond
+		if c.ReconnectMaxInterval > 0 && c.ReconnectMaxInterval < c.ReconnectInitialInterval {
+			c.ReconnectInitialInterval = c.ReconnectMaxInterval
 		}
 	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = max(5*time.Second, c.ReconnectInitial)
+	if c.ReconnectMaxInterval == 0 {
+		c.ReconnectMaxInterval = max(5*time.Second, c.ReconnectInitialInterval)
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second
@@ -158,12 +159,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Prefetch is %d, must be 1-%d (0 for the default 16)", ErrInvalidConfig, c.Prefetch, MaxPrefetch)
 	case c.MaxInFlight < 1:
 		return fmt.Errorf("%w: MaxInFlight is %d, must be at least 1 (0 for the default 1)", ErrInvalidConfig, c.MaxInFlight)
-	case c.ReconnectInitial < 0:
-		return fmt.Errorf("%w: ReconnectInitial is %v, must not be negative", ErrInvalidConfig, c.ReconnectInitial)
-	case c.ReconnectMax < 0:
-		return fmt.Errorf("%w: ReconnectMax is %v, must not be negative", ErrInvalidConfig, c.ReconnectMax)
-	case c.ReconnectMax < c.ReconnectInitial:
-		return fmt.Errorf("%w: ReconnectMax is %v, must be at least ReconnectInitial (%v)", ErrInvalidConfig, c.ReconnectMax, c.ReconnectInitial)
+	case c.ReconnectInitialInterval < 0:
+		return fmt.Errorf("%w: ReconnectInitialInterval is %v, must not be negative", ErrInvalidConfig, c.ReconnectInitialInterval)
+	case c.ReconnectMaxInterval < 0:
+		return fmt.Errorf("%w: ReconnectMaxInterval is %v, must not be negative", ErrInvalidConfig, c.ReconnectMaxInterval)
+	case c.ReconnectMaxInterval < c.ReconnectInitialInterval:
+		return fmt.Errorf("%w: ReconnectMaxInterval is %v, must be at least ReconnectInitialInterval (%v)", ErrInvalidConfig, c.ReconnectMaxInterval, c.ReconnectInitialInterval)
 	case c.DialTimeout < 0:
 		return fmt.Errorf("%w: DialTimeout is %v, must not be negative", ErrInvalidConfig, c.DialTimeout)
 	}
@@ -207,8 +208,8 @@ func (c Config) fields() []configField {
 		{"Headers", set(c.Headers != nil)},
 		{"SendUUIDHeader", c.SendUUIDHeader},
 		{"DeadLetter", set(c.DeadLetter != nil)},
-		{"ReconnectInitial", c.ReconnectInitial},
-		{"ReconnectMax", c.ReconnectMax},
+		{"ReconnectInitialInterval", c.ReconnectInitialInterval},
+		{"ReconnectMaxInterval", c.ReconnectMaxInterval},
 		{"DialTimeout", c.DialTimeout},
 		{"Logger", set(c.Logger != nil)},
 	}

@@ -29,10 +29,10 @@ func TestConfigValidate(t *testing.T) {
 		{"BadPrefetch", Config{URL: "amqp://h/", Prefetch: -1}, "Prefetch is -1, must be 1-65535"},
 		{"PrefetchOver16Bits", Config{URL: "amqp://h/", Prefetch: 65536}, "Prefetch is 65536, must be 1-65535"},
 		{"BadMaxInFlight", Config{URL: "amqp://h/", MaxInFlight: -1}, "MaxInFlight is -1"},
-		{"NegativeReconnectInitial", Config{URL: "amqp://h/", ReconnectInitial: -time.Second}, "ReconnectInitial is -1s"},
-		{"NegativeReconnectMax", Config{URL: "amqp://h/", ReconnectMax: -time.Second}, "ReconnectMax is -1s"},
-		{"ReconnectMaxBelowInitial", Config{URL: "amqp://h/", ReconnectInitial: time.Second, ReconnectMax: time.Millisecond},
-			"ReconnectMax is 1ms, must be at least ReconnectInitial (1s)"},
+		{"NegativeReconnectInitial", Config{URL: "amqp://h/", ReconnectInitialInterval: -time.Second}, "ReconnectInitialInterval is -1s"},
+		{"NegativeReconnectMax", Config{URL: "amqp://h/", ReconnectMaxInterval: -time.Second}, "ReconnectMaxInterval is -1s"},
+		{"ReconnectMaxBelowInitial", Config{URL: "amqp://h/", ReconnectInitialInterval: time.Second, ReconnectMaxInterval: time.Millisecond},
+			"ReconnectMaxInterval is 1ms, must be at least ReconnectInitialInterval (1s)"},
 		{"NegativeDialTimeout", Config{URL: "amqp://h/", DialTimeout: -time.Second}, "DialTimeout is -1s"},
 	}
 	for _, tt := range tests {
@@ -57,14 +57,14 @@ func TestConfigDefaults(t *testing.T) {
 	}{
 		{"AllDefaults", Config{URL: "amqp://h/"}, func(c Config) bool {
 			return c.PublishTimeout == 30*time.Second && c.Prefetch == 16 && c.MaxInFlight == 1 &&
-				c.ReconnectInitial == 100*time.Millisecond && c.ReconnectMax == 5*time.Second &&
+				c.ReconnectInitialInterval == 100*time.Millisecond && c.ReconnectMaxInterval == 5*time.Second &&
 				c.DialTimeout == 10*time.Second && c.Logger != nil && c.Headers == nil && c.DeadLetter == nil
 		}},
-		{"OnlyReconnectMaxShort", Config{URL: "amqp://h/", ReconnectMax: 50 * time.Millisecond}, func(c Config) bool {
-			return c.ReconnectInitial == 50*time.Millisecond && c.ReconnectMax == 50*time.Millisecond
+		{"OnlyReconnectMaxShort", Config{URL: "amqp://h/", ReconnectMaxInterval: 50 * time.Millisecond}, func(c Config) bool {
+			return c.ReconnectInitialInterval == 50*time.Millisecond && c.ReconnectMaxInterval == 50*time.Millisecond
 		}},
-		{"OnlyReconnectInitialLong", Config{URL: "amqp://h/", ReconnectInitial: 10 * time.Second}, func(c Config) bool {
-			return c.ReconnectInitial == 10*time.Second && c.ReconnectMax == 10*time.Second
+		{"OnlyReconnectInitialLong", Config{URL: "amqp://h/", ReconnectInitialInterval: 10 * time.Second}, func(c Config) bool {
+			return c.ReconnectInitialInterval == 10*time.Second && c.ReconnectMaxInterval == 10*time.Second
 		}},
 		{"NegativePublishTimeout", Config{URL: "amqp://h/", PublishTimeout: -1}, func(c Config) bool {
 			return c.PublishTimeout == -1
@@ -92,8 +92,8 @@ func canaryConfig() Config {
 	return Config{
 		URL: "amqp://app:" + canary + "@broker.example:5672/prod", PublishTimeout: time.Second, Prefetch: 4, MaxInFlight: 2,
 		Headers: func(string) bool { return true }, SendUUIDHeader: true,
-		DeadLetter: func(q string) string { return q + ".dead" }, ReconnectInitial: time.Millisecond,
-		ReconnectMax: time.Second, DialTimeout: time.Second, Logger: slog.Default(),
+		DeadLetter: func(q string) string { return q + ".dead" }, ReconnectInitialInterval: time.Millisecond,
+		ReconnectMaxInterval: time.Second, DialTimeout: time.Second, Logger: slog.Default(),
 	}
 }
 

@@ -209,8 +209,8 @@ func (c *conn) keep(ac *amqp.Connection) {
 			c.log.Warn("connection lost, reconnecting", "broker", c.cfg.URL, "err", err)
 		}
 		b := &backoff.ExponentialBackOff{
-			InitialInterval: c.cfg.ReconnectInitial, RandomizationFactor: 0.5,
-			Multiplier: 2, MaxInterval: c.cfg.ReconnectMax,
+			InitialInterval: c.cfg.ReconnectInitialInterval, RandomizationFactor: 0.5,
+			Multiplier: 2, MaxInterval: c.cfg.ReconnectMaxInterval,
 		}
 		b.Reset()
 		for {

@@ -58,8 +58,8 @@ func TestRabbitMQOutageLogs(t *testing.T) {
 	cfg := base
 	cfg.URL = u.String()
 	cfg.Logger = got.logger()
-	cfg.ReconnectInitial = 5 * time.Millisecond
-	cfg.ReconnectMax = 20 * time.Millisecond
+	cfg.ReconnectInitialInterval = 5 * time.Millisecond
+	cfg.ReconnectMaxInterval = 20 * time.Millisecond
 	sub, err := NewSubscriber(context.Background(), cfg)
 	require.NoError(t, err)
 	q := queue(t, base.URL)

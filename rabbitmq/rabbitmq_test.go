@@ -132,7 +132,7 @@ func TestRabbitMQConnectionCut(t *testing.T) {
 	cfg := base
 	cfg.URL = u.String()
 	cfg.PublishTimeout = 20 * time.Second
-	cfg.ReconnectMax = 200 * time.Millisecond
+	cfg.ReconnectMaxInterval = 200 * time.Millisecond
 	pub, err := NewPublisher(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close() })

@@ -159,8 +159,8 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out 
 		log.Warn("subscription interrupted, consuming again when possible", "err", why)
 		// Consume again once reconnected.
 		bo := &backoff.ExponentialBackOff{
-			InitialInterval: s.cfg.ReconnectInitial, RandomizationFactor: 0.5,
-			Multiplier: 2, MaxInterval: s.cfg.ReconnectMax,
+			InitialInterval: s.cfg.ReconnectInitialInterval, RandomizationFactor: 0.5,
+			Multiplier: 2, MaxInterval: s.cfg.ReconnectMaxInterval,
 		}
 		bo.Reset()
 		for {

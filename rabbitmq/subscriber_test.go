@@ -179,8 +179,8 @@ func TestRabbitMQInFlightAcrossReconnect(t *testing.T) {
 	u.Host = proxy.Addr()
 	cfg := base
 	cfg.URL = u.String()
-	cfg.ReconnectInitial = 10 * time.Millisecond
-	cfg.ReconnectMax = 100 * time.Millisecond
+	cfg.ReconnectInitialInterval = 10 * time.Millisecond
+	cfg.ReconnectMaxInterval = 100 * time.Millisecond
 	cfg.MaxInFlight = 4
 	sub, err := NewSubscriber(context.Background(), cfg)
 	require.NoError(t, err)

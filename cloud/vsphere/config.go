@@ -71,7 +71,7 @@ type Config struct {
 	Account string
 
 	// Logger receives warnings about best-effort steps (mirroring tags into
-	// custom attributes). Default: discard.
+	// custom attributes). Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -91,7 +91,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	return c
 }
