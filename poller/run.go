@@ -72,10 +72,11 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 // clock (a test's clock.Fake) moves in jumps, and one that jumped between
 // reading now and setting the timer would leave the timer late by the
 // jump, with a due target not dispatched until the clock moves again; so
-// on such a clock the timer is set again until the clock stood still
-// while it was set.
+// on such a clock the timer is set again, up to armTries times, until the
+// clock stood still while it was set. (A host's clock that runs in real
+// time never stands still: it just has its timer set armTries times.)
 func (s *Schedule) armTimer(timer Timer, next int64) {
-	for {
+	for range armTries {
 		now := s.now()
 		timer.Reset(time.Duration(next - now))
 		if s.clock == clock.Real() || s.now() == now {
@@ -83,6 +84,9 @@ func (s *Schedule) armTimer(timer Timer, next int64) {
 		}
 	}
 }
+
+// armTries bounds how often armTimer sets the timer.
+const armTries = 3
 
 // nextArm returns the next wake-up time and records it, so that anything
 // becoming due earlier wakes Run.
