@@ -95,13 +95,7 @@ func (h *cloudHarness) advance(d, step time.Duration) {
 // settle waits until nothing is in flight: no due dispatch waits and every
 // dispatched poll has been reported.
 func (h *cloudHarness) settle() {
-	require.Eventually(h.t, func() bool {
-		if h.w.sched.sched.Stats().InFlight > 0 {
-			return false
-		}
-		next, ok := h.w.sched.sched.NextWake()
-		return !ok || next.After(h.clk.Now())
-	}, 10*time.Second, time.Millisecond)
+	require.Eventually(h.t, h.w.ScheduleIdle, 10*time.Second, time.Millisecond)
 }
 
 func (h *cloudHarness) event(typ string) Action {

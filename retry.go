@@ -171,8 +171,10 @@ type Verdict struct {
 // attempt the attempt that ended (1-based), since when the action first
 // failed (zero if it had not) and now the time. Retries wait Delay(attempt),
 // or a throttled cloud's RetryAfter if longer, until the budget or
-// MaxAttempts is spent. p must have its defaults (a subscriber's has).
+// MaxAttempts is spent. Zero fields of p take their defaults, as in a
+// subscriber.
 func (p RetryPolicy) Decide(err error, attempt int, since, now time.Time) Verdict {
+	p.setDefaults()
 	if err == nil {
 		return Verdict{Outcome: Handled}
 	}

@@ -422,6 +422,23 @@ func (w *Worker) Schedule(t state.Target, every time.Duration) error {
 	return w.sched.sched.Set(t, every)
 }
 
+// ScheduleIdle reports whether the poll schedule has nothing to do at the
+// clock's now: no dispatch (poll, job check, log collection) awaits its
+// outcome and none is due. A worker without a schedule (RoleSubscriber) is
+// always idle. Tests that move a fake clock (Config.Schedule.Clock; package
+// workertest) call it after each move to know that the work which came due
+// has finished.
+func (w *Worker) ScheduleIdle() bool {
+	if w.sched == nil {
+		return true
+	}
+	if w.sched.sched.Stats().InFlight > 0 {
+		return false
+	}
+	next, ok := w.sched.sched.NextWake()
+	return !ok || next.After(w.now())
+}
+
 // TrackJob follows a cloud operation a dispatcher started until the cloud says
 // it finished, or until its Deadline (default: now + Config.JobTimeout). The
 // job is stored first, so tracking survives a restart; it is idempotent by

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/stratusworks/worker/clock"
 )
 
 // ErrRunning is returned by [Schedule.Run] when another Run is active.
@@ -52,9 +54,8 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 				break
 			}
 		}
-		next, ok := s.nextArm()
-		if ok {
-			timer.Reset(time.Duration(next - s.now())) // a duration: monotonic
+		if next, ok := s.nextArm(); ok {
+			s.armTimer(timer, next)
 		}
 		select {
 		case <-ctx.Done():
@@ -65,6 +66,27 @@ func (s *Schedule) Run(ctx context.Context, dispatch func(context.Context, []Dis
 		}
 	}
 }
+
+// armTimer sets timer to fire at next, a time of the timeline: after
+// next − now, a duration of monotonic time. A clock other than the system
+// clock (a test's clock.Fake) moves in jumps, and one that jumped between
+// reading now and setting the timer would leave the timer late by the
+// jump, with a due target not dispatched until the clock moves again; so
+// on such a clock the timer is set again, up to armTries times, until the
+// clock stood still while it was set. (A host's clock that runs in real
+// time never stands still: it just has its timer set armTries times.)
+func (s *Schedule) armTimer(timer Timer, next int64) {
+	for range armTries {
+		now := s.now()
+		timer.Reset(time.Duration(next - now))
+		if s.clock == clock.Real() || s.now() == now {
+			return
+		}
+	}
+}
+
+// armTries bounds how often armTimer sets the timer.
+const armTries = 3
 
 // nextArm returns the next wake-up time and records it, so that anything
 // becoming due earlier wakes Run.

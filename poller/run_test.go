@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,4 +139,57 @@ func TestRun(t *testing.T) {
 		clock.BlockUntilTimers(1)
 		require.Equal(t, 0, s.Stats().InFlight)
 	})
+}
+
+// jumpClock is a fake clock that jumps forward by jump inside the first
+// timer Reset after jumpNext is set: a test that saw the schedule idle
+// moving the clock on while Run sets its timer. jumped is closed once that
+// Reset has returned.
+type jumpClock struct {
+	*FakeClock
+	jump     time.Duration
+	jumpNext atomic.Bool
+	jumped   chan struct{}
+}
+
+func (c *jumpClock) NewTimer(d time.Duration) Timer {
+	return &jumpTimer{Timer: c.FakeClock.NewTimer(d), c: c}
+}
+
+type jumpTimer struct {
+	Timer
+	c *jumpClock
+}
+
+func (t *jumpTimer) Reset(d time.Duration) bool {
+	if !t.c.jumpNext.CompareAndSwap(true, false) {
+		return t.Timer.Reset(d)
+	}
+	t.c.Advance(t.c.jump)
+	defer close(t.c.jumped)
+	return t.Timer.Reset(d)
+}
+
+// TestRunTimerNotLateAfterAJump: a fake clock moved between Run reading the
+// time and setting its timer does not leave the timer late: the next target
+// is dispatched when it is due, not a jump later.
+func TestRunTimerNotLateAfterAJump(t *testing.T) {
+	clk := &jumpClock{FakeClock: NewFakeClock(t0), jump: 10 * time.Second, jumped: make(chan struct{})}
+	s, err := New(Config{Clock: clk, Jitter: -1, InitialSpread: -1, Budget: Unlimited, Seed: 1})
+	require.NoError(t, err)
+	require.NoError(t, s.Set(target("a", "server", ""), time.Minute))
+	batches, _ := startRun(t, s, clk.FakeClock, func(context.Context, []Dispatch) error { return nil })
+	first := <-batches
+	require.Equal(t, t0, first.at)
+	clk.BlockUntilTimers(1) // Run sleeps until the lease expires
+	clk.jumpNext.Store(true)
+	s.Report(first.ds[0], Outcome{}) // wakes it: next due at t0+1m
+	<-clk.jumped                     // the clock moved 10s while Run set its timer
+	clk.Advance(50 * time.Second)    // t0+1m: due
+	select {
+	case b := <-batches:
+		require.Equal(t, t0.Add(time.Minute), b.at)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the target due at t0+1m was not dispatched: Run's timer is late by the jump")
+	}
 }

@@ -1,4 +1,5 @@
-// Command readme is the usage example from README.md, kept here so it compiles.
+// Command readme is the usage example from README.md, kept here so it
+// compiles; main_test.go tests its handler with package workertest.
 package main
 
 import (
@@ -12,6 +13,16 @@ import (
 
 type Launch struct{ Image, Size string }
 
+// handleLaunch is the server.launch handler.
+func handleLaunch(ctx context.Context, a worker.Action) error {
+	var req Launch
+	if err := a.Decode(&req); err != nil {
+		return worker.Permanent(err) // bad input: no retries, straight to the poison store
+	}
+	log.Printf("launch %s/%s for %s, idempotency key %s", req.Image, req.Size, a.Customer, a.Key)
+	return nil // nil = done: the action is acknowledged
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -19,15 +30,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = w.HandleFunc("server.launch", func(ctx context.Context, a worker.Action) error {
-		var req Launch
-		if err := a.Decode(&req); err != nil {
-			return worker.Permanent(err) // bad input: no retries, straight to the poison store
-		}
-		log.Printf("launch %s/%s for %s, idempotency key %s", req.Image, req.Size, a.Customer, a.Key)
-		return nil // nil = done: the action is acknowledged
-	})
-	if err != nil {
+	if err := w.HandleFunc("server.launch", handleLaunch); err != nil {
 		log.Fatal(err)
 	}
 	a, _ := worker.NewAction("server.launch", Launch{Image: "debian-13", Size: "m1.small"})
