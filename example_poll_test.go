@@ -41,7 +41,9 @@ func runFor(w *worker.Worker, clk *clock.Fake, d, step time.Duration) {
 	<-w.Running()
 	for moved := time.Duration(0); moved < d; moved += step {
 		clk.Advance(step)
-		time.Sleep(50 * time.Millisecond) // let the dispatched polls run
+		for !w.ScheduleIdle() { // let the dispatched polls run
+			time.Sleep(time.Millisecond)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond) // let the outbox relay publish
 	cancel()
