@@ -160,3 +160,33 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkJSONWire compares the envelope reader with encoding/json on the
+// body encode writes (the same one BenchmarkDecode decodes): ours is
+// unmarshalWire, baseline is json.Unmarshal into the same wireAction.
+// bench/run -json prints the pair's ratio.
+func BenchmarkJSONWire(b *testing.B) {
+	a := Action{ID: "0b3c1f5e-6a7d-4e8f-9a0b-1c2d3e4f5a6b", Type: "bench.noop", Customer: "cust-0042", Account: "acct-0042",
+		Resource: "i-0abc00000001", Key: "0b3c1f5e-6a7d-4e8f-9a0b-1c2d3e4f5a6b", CorrelationID: "req-7",
+		CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC), Payload: json.RawMessage(`{"image":"debian-13","n":1,"size":"m1.small"}`)}
+	m, err := encode(a, defaultMaxPayload)
+	require.NoError(b, err)
+	body := m.Payload
+	for _, side := range []struct {
+		name      string
+		unmarshal func([]byte, *wireAction) error
+	}{
+		{"ours", func(body []byte, w *wireAction) error { return unmarshalWire(body, w) }},
+		{"baseline", func(body []byte, w *wireAction) error { return json.Unmarshal(body, w) }},
+	} {
+		b.Run(side.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var w wireAction
+				if err := side.unmarshal(body, &w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

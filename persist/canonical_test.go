@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -125,4 +126,87 @@ func FuzzDiffFields(f *testing.F) {
 			require.Equal(t, diffFieldsSlow(b, a), fast, "before %s after %s", b, a)
 		}
 	})
+}
+
+// benchAttrs is an observation's attributes as a provider's struct marshals
+// them: fields in declaration order (not sorted), nested objects and arrays,
+// a non-ASCII tag value.
+const benchAttrs = `{"id":"i-0abc00000001","name":"web-01.prod","state":"running","flavor":"m1.small",` +
+	`"zone":"eu-west-1a","image":"debian-13","cpus":2,"memory_mb":4096,"ips":["10.0.0.17","192.168.1.5"],` +
+	`"tags":{"team":"platform","env":"prod","owner":"Jürgen Müller","cost_center":"cc-1042"},` +
+	`"disks":[{"id":"vol-1","size_gb":40,"boot":true,"type":"ssd"},{"id":"vol-2","size_gb":200,"boot":false,"type":"hdd"}],` +
+	`"security_groups":["sg-web","sg-ssh"],"created_at":"2026-11-25T10:00:00Z","locked":false,"host":null}`
+
+// BenchmarkJSONCanonical compares canonicalObject's fast path with the
+// encoding/json path it replaces (canonicalSlow: decode with UseNumber,
+// encode without HTML escaping) on the same attributes; ref-unmarshal-marshal
+// is plain json.Unmarshal into any + json.Marshal. bench/run -json prints the
+// ratio.
+func BenchmarkJSONCanonical(b *testing.B) {
+	raw := []byte(benchAttrs)
+	want, err := canonicalSlow(raw)
+	require.NoError(b, err)
+	got, ok := canonicalFast(raw)
+	require.True(b, ok, "the fast path takes the benchmark's attributes")
+	require.Equal(b, want, got)
+	for _, side := range []struct {
+		name string
+		run  func([]byte) error
+	}{
+		{"ours", func(raw []byte) error { _, err := canonicalObject(raw); return err }},
+		{"baseline", func(raw []byte) error { _, err := canonicalSlow(raw); return err }},
+		{"ref-unmarshal-marshal", func(raw []byte) error {
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return err
+			}
+			_, err := json.Marshal(v)
+			return err
+		}},
+	} {
+		b.Run(side.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := side.run(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkJSONDiff compares diffFieldsFast with diffFieldsSlow (both sides
+// through json.Unmarshal into map[string]json.RawMessage) on a re-observed
+// resource whose state and tags changed. bench/run -json prints the ratio.
+func BenchmarkJSONDiff(b *testing.B) {
+	before, err := canonicalObject([]byte(benchAttrs))
+	require.NoError(b, err)
+	var v map[string]any
+	require.NoError(b, json.Unmarshal([]byte(benchAttrs), &v))
+	v["state"] = "stopped"
+	v["tags"].(map[string]any)["env"] = "staging"
+	changed, err := json.Marshal(v)
+	require.NoError(b, err)
+	after, err := canonicalObject(changed)
+	require.NoError(b, err)
+	fast, ok := diffFieldsFast(before, after)
+	require.True(b, ok, "the fast path takes the benchmark's attributes")
+	require.Equal(b, []string{"state", "tags"}, fast)
+	require.Equal(b, fast, diffFieldsSlow(before, after))
+	for _, side := range []struct {
+		name string
+		diff func(before, after string) []string
+	}{
+		{"ours", diffFields},
+		{"baseline", diffFieldsSlow},
+	} {
+		b.Run(side.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(side.diff(before, after)) != 2 {
+					b.Fatal("wrong diff")
+				}
+			}
+		})
+	}
 }
