@@ -3,9 +3,10 @@ package persist
 import (
 	"bytes"
 	"slices"
-	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/stratusworks/worker/internal/jsonscan"
 )
 
 // Fast paths for the JSON work of a save. Each handles the common case
@@ -18,15 +19,15 @@ import (
 // ASCII or valid UTF-8 other than U+2028 and U+2029, without backslashes. It
 // reports false for anything else, including invalid JSON and duplicate keys.
 func canonicalFast(raw []byte) (string, bool) {
-	c := canonicalizer{in: raw}
-	c.space()
-	if c.pos >= len(c.in) || c.in[c.pos] != '{' {
+	c := canonicalizer{s: jsonscan.New(raw), in: raw}
+	c.s.Space()
+	if c.s.NextByte() != '{' {
 		return "", false
 	}
 	buf := canonicalBufs.Get().(*[]byte)
 	out, ok := c.value((*buf)[:0])
-	c.space()
-	ok = ok && c.pos == len(c.in)
+	c.s.Space()
+	ok = ok && c.s.Done()
 	var s string
 	if ok {
 		s = string(out)
@@ -41,33 +42,22 @@ func canonicalFast(raw []byte) (string, bool) {
 // canonicalBufs holds canonicalFast's scratch buffers.
 var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
 
+// canonicalizer writes the canonical form of the value the scanner is at.
 type canonicalizer struct {
+	s     jsonscan.Scanner[[]byte]
 	in    []byte
-	pos   int
 	depth int // nesting of the value being read
 }
 
 // maxFastDepth bounds the recursion; deeper input takes the general path.
 const maxFastDepth = 256
 
-func (c *canonicalizer) space() {
-	for c.pos < len(c.in) {
-		switch c.in[c.pos] {
-		case ' ', '\t', '\n', '\r':
-			c.pos++
-		default:
-			return
-		}
-	}
-}
-
-// value appends the canonical form of the value at c.pos to out.
+// value appends the canonical form of the value at the cursor to out.
 func (c *canonicalizer) value(out []byte) ([]byte, bool) {
-	if c.pos >= len(c.in) {
-		return out, false
-	}
-	switch b := c.in[c.pos]; {
-	case b == '{' || b == '[':
+	var t jsonscan.Token
+	var ok bool
+	switch b := c.s.NextByte(); b {
+	case '{', '[':
 		if c.depth++; c.depth > maxFastDepth {
 			return out, false
 		}
@@ -76,117 +66,54 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 			return c.object(out)
 		}
 		return c.array(out)
-	case b == '"':
-		s, ok := c.str()
-		return append(out, s...), ok
-	case b == 't':
-		return c.literal(out, "true")
-	case b == 'f':
-		return c.literal(out, "false")
-	case b == 'n':
-		return c.literal(out, "null")
+	case '"':
+		t, ok = c.str()
+	case 't', 'f', 'n':
+		t, ok = c.s.Literal()
 	default:
-		return c.number(out)
+		t, ok = c.s.Number() // encoding/json keeps a number as written
 	}
+	return append(out, c.in[t.Start:t.End]...), ok
 }
 
-func (c *canonicalizer) literal(out []byte, lit string) ([]byte, bool) {
-	if !bytes.HasPrefix(c.in[c.pos:], []byte(lit)) {
-		return out, false
+// str reads a string that encoding/json writes back as it is: without
+// escapes (it would unescape and re-escape them, not always alike), and
+// non-ASCII only as valid UTF-8 other than U+2028 and U+2029 (which it
+// escapes).
+func (c *canonicalizer) str() (jsonscan.Token, bool) {
+	t, ok := c.s.String()
+	if !ok || t.Flags&jsonscan.HasEscape != 0 {
+		return jsonscan.Token{}, false
 	}
-	c.pos += len(lit)
-	return append(out, lit...), true
+	if t.Flags&jsonscan.HasNonASCII != 0 {
+		contents := c.in[t.Start+1 : t.End-1]
+		if !utf8.Valid(contents) || bytes.Contains(contents, lineSeparator) || bytes.Contains(contents, paragraphSeparator) {
+			return jsonscan.Token{}, false
+		}
+	}
+	return t, true
 }
 
-// str returns the string token at c.pos, quotes included, when it needs no
-// escaping changes.
-func (c *canonicalizer) str() ([]byte, bool) {
-	start := c.pos
-	i := start + 1
-	for i < len(c.in) {
-		b := c.in[i]
-		switch {
-		case b == '"':
-			c.pos = i + 1
-			return c.in[start:c.pos], true
-		case b == '\\' || b < 0x20:
-			return nil, false
-		case b < utf8.RuneSelf:
-			i++
-		default:
-			r, size := utf8.DecodeRune(c.in[i:])
-			if r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
-				return nil, false
-			}
-			i += size
-		}
-	}
-	return nil, false
-}
-
-// number copies a JSON number literal, which encoding/json keeps as written.
-func (c *canonicalizer) number(out []byte) ([]byte, bool) {
-	in, i := c.in, c.pos
-	digits := func() bool {
-		start := i
-		for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-			i++
-		}
-		return i > start
-	}
-	if i < len(in) && in[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(in) && in[i] == '0':
-		i++
-	case !digits():
-		return out, false
-	}
-	if i < len(in) && in[i] == '.' {
-		i++
-		if !digits() {
-			return out, false
-		}
-	}
-	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
-		i++
-		if i < len(in) && (in[i] == '+' || in[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return out, false
-		}
-	}
-	out = append(out, in[c.pos:i]...)
-	c.pos = i
-	return out, true
-}
+var lineSeparator, paragraphSeparator = []byte("\u2028"), []byte("\u2029")
 
 func (c *canonicalizer) array(out []byte) ([]byte, bool) {
-	c.pos++ // [
+	c.s.Accept('[')
 	out = append(out, '[')
-	c.space()
-	if c.pos < len(c.in) && c.in[c.pos] == ']' {
-		c.pos++
+	c.s.Space()
+	if c.s.Accept(']') {
 		return append(out, ']'), true
 	}
 	for {
-		c.space()
+		c.s.Space()
 		var ok bool
 		if out, ok = c.value(out); !ok {
 			return out, false
 		}
-		c.space()
-		if c.pos >= len(c.in) {
-			return out, false
-		}
-		switch c.in[c.pos] {
-		case ',':
-			c.pos++
+		c.s.Space()
+		switch {
+		case c.s.Accept(','):
 			out = append(out, ',')
-		case ']':
-			c.pos++
+		case c.s.Accept(']'):
 			return append(out, ']'), true
 		default:
 			return out, false
@@ -202,10 +129,9 @@ type member struct {
 }
 
 func (c *canonicalizer) object(out []byte) ([]byte, bool) {
-	c.pos++ // {
-	c.space()
-	if c.pos < len(c.in) && c.in[c.pos] == '}' {
-		c.pos++
+	c.s.Accept('{')
+	c.s.Space()
+	if c.s.Accept('}') {
 		return append(out, "{}"...), true
 	}
 	// Members are written in input order, which is usually sorted already;
@@ -216,20 +142,17 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 	members := buf[:0]
 	sorted := true
 	for {
-		c.space()
-		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
-			return out, false
-		}
-		key, ok := c.str()
+		c.s.Space()
+		t, ok := c.str()
 		if !ok {
 			return out, false
 		}
-		c.space()
-		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+		key := c.in[t.Start:t.End]
+		c.s.Space()
+		if !c.s.Accept(':') {
 			return out, false
 		}
-		c.pos++
-		c.space()
+		c.s.Space()
 		start := len(out)
 		out = append(out, key...)
 		out = append(out, ':')
@@ -241,18 +164,13 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 			sorted = false
 		}
 		members = append(members, m)
-		c.space()
-		if c.pos >= len(c.in) {
-			return out, false
-		}
-		if c.in[c.pos] == '}' {
-			c.pos++
+		c.s.Space()
+		if c.s.Accept('}') {
 			break
 		}
-		if c.in[c.pos] != ',' {
+		if !c.s.Accept(',') {
 			return out, false
 		}
-		c.pos++
 		out = append(out, ',')
 	}
 	if !sorted {
@@ -278,78 +196,46 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 
 // topMembers splits a canonical JSON object into its top-level members, keys
 // without quotes and raw values, appending them to into. It reports false
-// unless obj is a compact object whose keys have no escapes (so that the raw
-// bytes are the key) and are in increasing order.
+// unless obj is an object without whitespace between its members whose keys
+// are their values as they are (no escapes, valid UTF-8) and are in
+// increasing order, and whose values are valid and nested at most
+// jsonscan.MaxDepth deep.
 func topMembers(obj string, into []jsonMember) ([]jsonMember, bool) {
-	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+	s := jsonscan.New(obj)
+	if !s.Accept('{') {
 		return into, false
 	}
-	if obj == "{}" {
-		return into, true
+	if s.Accept('}') {
+		return into, s.Done()
 	}
-	i := 1
 	for {
-		if i >= len(obj) || obj[i] != '"' {
+		k, ok := s.String()
+		if !ok || k.Flags&jsonscan.HasEscape != 0 {
 			return into, false
 		}
-		end := strings.IndexByte(obj[i+1:], '"')
-		if end < 0 {
+		key := obj[k.Start+1 : k.End-1]
+		if k.Flags&jsonscan.HasNonASCII != 0 && !utf8.ValidString(key) ||
+			len(into) > 0 && into[len(into)-1].key >= key {
 			return into, false
 		}
-		key := obj[i+1 : i+1+end]
-		if strings.IndexByte(key, '\\') >= 0 || (len(into) > 0 && into[len(into)-1].key >= key) {
+		if !s.Accept(':') {
 			return into, false
 		}
-		i += end + 2
-		if i >= len(obj) || obj[i] != ':' {
-			return into, false
-		}
-		i++
-		vend, ok := skipValue(obj, i)
+		v, ok := s.SkipValue(jsonscan.MaxDepth)
 		if !ok {
 			return into, false
 		}
-		into = append(into, jsonMember{key: key, value: obj[i:vend]})
-		i = vend
-		if obj[i] == '}' {
-			return into, i == len(obj)-1
+		into = append(into, jsonMember{key: key, value: obj[v.Start:v.End]})
+		if s.Accept('}') {
+			return into, s.Done()
 		}
-		i++ // ,
+		if !s.Accept(',') {
+			return into, false
+		}
 	}
 }
 
 type jsonMember struct{ key, value string }
-
-// skipValue returns the index of the ',' or '}' that ends the compact JSON
-// value starting at i.
-func skipValue(s string, i int) (int, bool) {
-	start, depth := i, 0
-	for i < len(s) {
-		switch s[i] {
-		case '"':
-			for i++; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case ']':
-			depth--
-		case '}':
-			if depth == 0 {
-				return i, i > start
-			}
-			depth--
-		case ',':
-			if depth == 0 {
-				return i, i > start
-			}
-		}
-		i++
-	}
-	return i, false
-}
 
 // diffFieldsFast is diffFields for objects that topMembers can split: both
 // are sorted by key, so one merge pass finds the differences in order.

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -209,4 +210,43 @@ func BenchmarkJSONDiff(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestDiffFieldsFastRefuses: what the fast path leaves to encoding/json,
+// canonical or not (stored attributes come from the database).
+func TestDiffFieldsFastRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, before, after string }{
+		{"InvalidValue", `{"a":x}`, `{"a":1}`},
+		{"InvalidAfter", `{"a":1}`, `{"a":[1,]}`},
+		{"SpaceBetweenMembers", `{"a":1, "b":2}`, `{"a":1,"b":2}`},
+		{"SpaceBeforeValue", `{"a": 1}`, `{"a":1}`},
+		{"TrailingData", `{"a":1}x`, `{"a":1}`},
+		{"DuplicateKey", `{"a":1,"a":2}`, `{"a":2}`},
+		{"InvalidUTF8Key", "{\"\xff\":1}", `{"a":1}`},
+		{"NotAnObject", `[1]`, `{}`},
+		{"TooDeep", `{"a":` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `}`, `{}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, ok := diffFieldsFast(tt.before, tt.after)
+			require.False(t, ok)
+			require.Equal(t, diffFieldsSlow(tt.before, tt.after), diffFields(tt.before, tt.after))
+		})
+	}
+}
+
+// FuzzDiffFieldsAnyInput: on any input, canonical or not, the fast path
+// agrees with encoding/json's whenever it applies.
+func FuzzDiffFieldsAnyInput(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":[1,{"c":"}"}]}`), []byte(`{"b":[1,{"c":"]"}],"c":null}`))
+	f.Add([]byte(`{"a":x}`), []byte(`{"a":1}`))
+	f.Add([]byte(`{"a":[1, 2],"b":"\u00e9"}`), []byte(`{"a":[1,2],"b":"é"}`))
+	f.Add([]byte("{\"\xff\":1}"), []byte(`{"a":1,"a":2}`))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		if fast, ok := diffFieldsFast(string(before), string(after)); ok {
+			require.Equal(t, diffFieldsSlow(string(before), string(after)), fast, "before %q after %q", before, after)
+		}
+	})
 }

@@ -76,15 +76,18 @@ func (s *Scanner[T]) Accept(c byte) bool {
 
 // Space moves the cursor past JSON whitespace: space, tab, newline and
 // carriage return.
-func (s *Scanner[T]) Space() {
-	for s.pos < len(s.in) {
-		switch s.in[s.pos] {
+func (s *Scanner[T]) Space() { s.pos = space(s.in, s.pos) }
+
+func space[T Input](in T, i int) int {
+	for i < len(in) {
+		switch in[i] {
 		case ' ', '\t', '\n', '\r':
-			s.pos++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
 // LoneSurrogate returns the offset (of the backslash) of the first \u
@@ -92,77 +95,143 @@ func (s *Scanner[T]) Space() {
 // -1 if it has read none. See [HasLoneSurrogate].
 func (s *Scanner[T]) LoneSurrogate() int { return s.lone - 1 }
 
-// Literal reads true, false or null at the cursor.
-func (s *Scanner[T]) Literal() (Token, bool) {
-	var lit string
-	switch s.NextByte() {
-	case 't':
-		lit = "true"
-	case 'f':
-		lit = "false"
-	case 'n':
-		lit = "null"
-	default:
-		return Token{}, false
-	}
-	start := s.pos
-	if len(s.in)-start < len(lit) {
-		return Token{}, false
-	}
-	for i := 1; i < len(lit); i++ {
-		if s.in[start+i] != lit[i] {
-			return Token{}, false
-		}
-	}
-	s.pos += len(lit)
-	return Token{Start: start, End: s.pos}, true
-}
+// The methods that read tokens are wrappers of functions that take the
+// input and an offset and return the offset after the token, so that the
+// loops keep the cursor in a register.
 
-// stopASCII marks the bytes at which String's inner loop stops: the quote,
-// the backslash, control characters and non-ASCII bytes. Once a string has
-// shown a non-ASCII byte the loop uses stopAny, which lets them pass.
-var stopASCII, stopAny = func() (ascii, all [256]bool) {
-	for c := range 256 {
-		special := c == '"' || c == '\\' || c < 0x20
-		ascii[c] = special || c >= 0x80
-		all[c] = special
-	}
-	return ascii, all
-}()
+// Literal reads true, false or null at the cursor.
+func (s *Scanner[T]) Literal() (Token, bool) { return s.token(literal(s.in, s.pos)) }
 
 // String reads the string at the cursor. Its contents are
 // in[tok.Start+1:tok.End-1]; they are its value when tok.Flags has no
 // HasEscape and, if it has HasNonASCII, they are valid UTF-8.
-func (s *Scanner[T]) String() (Token, bool) {
-	in, start := s.in, s.pos
-	if start >= len(in) || in[start] != '"' {
+func (s *Scanner[T]) String() (Token, bool) { return s.token(str(s.in, s.pos, &s.lone)) }
+
+// Number reads the number at the cursor:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. It stops where the
+// grammar ends; what follows is the caller's to check ("01" reads as 0).
+func (s *Scanner[T]) Number() (Token, bool) { return s.token(number(s.in, s.pos)) }
+
+// SkipValue reads the value at the cursor, with no whitespace before it,
+// and moves past it. It fails for an invalid value and for one with arrays
+// and objects nested deeper than maxDepth (or MaxDepth); maxDepth 0 allows
+// only a string, number or literal. Whitespace after the value is left.
+func (s *Scanner[T]) SkipValue(maxDepth int) (Token, bool) {
+	return s.token(value(s.in, s.pos, maxDepth, &s.lone))
+}
+
+// token moves the cursor to end and returns the token from the cursor to
+// there, or reports a failed read.
+func (s *Scanner[T]) token(end int, f Flags, ok bool) (Token, bool) {
+	if !ok {
 		return Token{}, false
 	}
+	t := Token{Start: s.pos, End: end, Flags: f}
+	s.pos = end
+	return t, true
+}
+
+func literal[T Input](in T, i int) (int, Flags, bool) {
+	var lit string
+	if i < len(in) {
+		switch in[i] {
+		case 't':
+			lit = "true"
+		case 'f':
+			lit = "false"
+		case 'n':
+			lit = "null"
+		}
+	}
+	if lit == "" || len(in)-i < len(lit) {
+		return 0, 0, false
+	}
+	for j := 1; j < len(lit); j++ {
+		if in[i+j] != lit[j] {
+			return 0, 0, false
+		}
+	}
+	return i + len(lit), 0, true
+}
+
+// stops classifies bytes for str's byte loop, which stops at a byte whose
+// class shares a bit with its mask: stopAlways for the quote, the backslash
+// and control characters, stopNonASCII for bytes of 0x80 and above until
+// the string has shown one.
+var stops = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '"' || c == '\\' || c < 0x20:
+			t[c] = stopAlways
+		case c >= 0x80:
+			t[c] = stopNonASCII
+		}
+	}
+	return t
+}()
+
+const (
+	stopAlways uint8 = 1 << iota
+	stopNonASCII
+)
+
+// Constants for testing eight bytes at once.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plain8 reports whether none of the eight bytes of x (little-endian) is a
+// quote, a backslash, a control character or non-ASCII. Each test is the
+// "has a byte below n" trick: (x - n*ones) &^ x & highs is non-zero exactly
+// when some byte of x is below n (bytes of 0x80 and above are caught by the
+// first test, before their borrows matter).
+func plain8(x uint64) bool {
+	q := x ^ ('"' * ones)
+	b := x ^ ('\\' * ones)
+	return (x|(x-0x20*ones)&^x|(q-ones)&^q|(b-ones)&^b)&highs == 0
+}
+
+// load8 returns in[i:i+8] as a little-endian uint64.
+func load8[T Input](in T, i int) uint64 {
+	b := in[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// str reads the string at in[i:]. lone is the scanner's first lone
+// surrogate (1 + its offset, 0 for none).
+func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
+	if i >= len(in) || in[i] != '"' {
+		return 0, 0, false
+	}
 	var f Flags
-	stop := &stopASCII
-	i := start + 1
+	mask := stopAlways | stopNonASCII
+	i++
 	for {
-		for i < len(in) && !stop[in[i]] {
+		for i+8 <= len(in) && plain8(load8(in, i)) {
+			i += 8
+		}
+		for i < len(in) && stops[in[i]]&mask == 0 {
 			i++
 		}
 		if i >= len(in) {
-			return Token{}, false
+			return 0, 0, false
 		}
 		switch c := in[i]; {
 		case c == '"':
-			s.pos = i + 1
-			return Token{Start: start, End: i + 1, Flags: f}, true
+			return i + 1, f, true
 		case c == '\\':
 			f |= HasEscape
 			var ok bool
-			if i, ok = s.escape(i, &f); !ok {
-				return Token{}, false
+			if i, ok = escape(in, i, &f, lone); !ok {
+				return 0, 0, false
 			}
 		case c < 0x20:
-			return Token{}, false
+			return 0, 0, false
 		default: // c >= 0x80
 			f |= HasNonASCII
-			stop = &stopAny
+			mask = stopAlways
 			i++
 		}
 	}
@@ -170,8 +239,7 @@ func (s *Scanner[T]) String() (Token, bool) {
 
 // escape checks the escape whose backslash is at i and returns the offset
 // after it: after both escapes for a surrogate pair.
-func (s *Scanner[T]) escape(i int, f *Flags) (int, bool) {
-	in := s.in
+func escape[T Input](in T, i int, f *Flags, lone *int) (int, bool) {
 	if i+1 >= len(in) {
 		return 0, false
 	}
@@ -196,8 +264,8 @@ func (s *Scanner[T]) escape(i int, f *Flags) (int, bool) {
 	}
 	// A lone one; an escape after it is read on its own.
 	*f |= HasLoneSurrogate
-	if s.lone == 0 {
-		s.lone = i + 1
+	if *lone == 0 {
+		*lone = i + 1
 	}
 	return i + 6, true
 }
@@ -231,12 +299,7 @@ func hex4[T Input](in T, i int) (rune, bool) {
 	return rune(a)<<12 | rune(b)<<8 | rune(c)<<4 | rune(d), true
 }
 
-// Number reads the number at the cursor:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. It stops where the
-// grammar ends; what follows is the caller's to check ("01" reads as 0).
-func (s *Scanner[T]) Number() (Token, bool) {
-	in, i := s.in, s.pos
-	start := i
+func number[T Input](in T, i int) (int, Flags, bool) {
 	var f Flags
 	if i < len(in) && in[i] == '-' {
 		i++
@@ -247,13 +310,13 @@ func (s *Scanner[T]) Number() (Token, bool) {
 	case i < len(in) && '1' <= in[i] && in[i] <= '9':
 		i = digits(in, i+1)
 	default:
-		return Token{}, false
+		return 0, 0, false
 	}
 	if i < len(in) && in[i] == '.' {
 		f |= HasFraction
 		d := i + 1
 		if i = digits(in, d); i == d {
-			return Token{}, false
+			return 0, 0, false
 		}
 	}
 	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
@@ -264,11 +327,10 @@ func (s *Scanner[T]) Number() (Token, bool) {
 		}
 		d := i
 		if i = digits(in, d); i == d {
-			return Token{}, false
+			return 0, 0, false
 		}
 	}
-	s.pos = i
-	return Token{Start: start, End: i, Flags: f}, true
+	return i, f, true
 }
 
 // digits returns the offset of the first byte at or after i that is not a
@@ -280,102 +342,111 @@ func digits[T Input](in T, i int) int {
 	return i
 }
 
-// scalar reads the string, number or literal at the cursor.
-func (s *Scanner[T]) scalar() (Token, bool) {
-	switch s.NextByte() {
-	case '"':
-		return s.String()
-	case 't', 'f', 'n':
-		return s.Literal()
-	default:
-		return s.Number()
+// scalar reads the string, number or literal at in[i:].
+func scalar[T Input](in T, i int, lone *int) (int, Flags, bool) {
+	if i < len(in) {
+		switch in[i] {
+		case '"':
+			return str(in, i, lone)
+		case 't', 'f', 'n':
+			return literal(in, i)
+		}
 	}
+	return number(in, i)
 }
 
-// SkipValue reads the value at the cursor, with no whitespace before it,
-// and moves past it. It fails for an invalid value and for one with arrays
-// and objects nested deeper than maxDepth (or MaxDepth); maxDepth 0 allows
-// only a string, number or literal. Whitespace after the value is left.
-func (s *Scanner[T]) SkipValue(maxDepth int) (Token, bool) {
-	start := s.pos
-	if c := s.NextByte(); c != '{' && c != '[' {
-		return s.scalar()
+// value reads the value at in[i:] (see SkipValue).
+func value[T Input](in T, i, maxDepth int, lone *int) (int, Flags, bool) {
+	if i >= len(in) || in[i] != '{' && in[i] != '[' {
+		return scalar(in, i, lone)
 	}
-	maxDepth = min(maxDepth, MaxDepth)
+	maxDepth = max(0, min(maxDepth, MaxDepth))
 	// objects has bit d set when the container at depth d is an object.
 	var objects [MaxDepth / 64]uint64
-	var f Flags
-	depth := 0
+	var f, tf Flags
+	var ok bool
+	depth := uint(0)
 	for {
-		// A value starts at the cursor.
-		switch c := s.NextByte(); c {
+		// A value starts at i.
+		var c byte
+		if i < len(in) {
+			c = in[i]
+		}
+		switch c {
 		case '{', '[':
-			if depth >= maxDepth {
-				return Token{}, false
+			if depth >= uint(maxDepth) {
+				return 0, 0, false
 			}
-			s.pos++
-			s.Space()
-			if s.Accept(c + 2) { // '{'+2 is '}', '['+2 is ']'
-				break // empty: a value has ended
+			i = space(in, i+1)
+			if i < len(in) && in[i] == c+2 { // '{'+2 is '}', '['+2 is ']'
+				i, tf, ok = i+1, 0, true // empty: a value has ended
+				break
 			}
 			word, bit := depth/64, uint64(1)<<(depth%64)
-			if c == '{' {
-				objects[word] |= bit
-			} else {
-				objects[word] &^= bit
-			}
 			depth++
-			if c == '{' && !s.key(&f) {
-				return Token{}, false
+			if c == '[' {
+				objects[word] &^= bit
+				continue
 			}
+			objects[word] |= bit
+			if i, tf, ok = key(in, i, lone); !ok {
+				return 0, 0, false
+			}
+			f |= tf
 			continue
+		case '"':
+			i, tf, ok = str(in, i, lone)
+		case 't', 'f', 'n':
+			i, tf, ok = literal(in, i)
 		default:
-			t, ok := s.scalar()
-			if !ok {
-				return Token{}, false
-			}
-			f |= t.Flags
+			i, tf, ok = number(in, i)
 		}
+		if !ok {
+			return 0, 0, false
+		}
+		f |= tf
 		// A value has ended: close containers until one goes on.
 		for {
 			if depth == 0 {
-				return Token{Start: start, End: s.pos, Flags: f}, true
+				return i, f, true
 			}
-			s.Space()
-			object := objects[(depth-1)/64]&(uint64(1)<<((depth-1)%64)) != 0
-			if s.Accept(',') {
-				s.Space()
-				if object && !s.key(&f) {
-					return Token{}, false
+			i = space(in, i)
+			if i >= len(in) {
+				return 0, 0, false
+			}
+			d := depth - 1
+			object := objects[d/64]&(1<<(d%64)) != 0
+			c := in[i]
+			if c == ',' {
+				i = space(in, i+1)
+				if object {
+					if i, tf, ok = key(in, i, lone); !ok {
+						return 0, 0, false
+					}
+					f |= tf
 				}
 				break
 			}
-			closer := byte(']')
-			if object {
-				closer = '}'
+			if object && c != '}' || !object && c != ']' {
+				return 0, 0, false
 			}
-			if !s.Accept(closer) {
-				return Token{}, false
-			}
+			i++
 			depth--
 		}
 	}
 }
 
-// key reads an object member's key and colon, and the whitespace after,
-// adding the key's flags to f.
-func (s *Scanner[T]) key(f *Flags) bool {
-	t, ok := s.String()
+// key reads an object member's key and colon, and the whitespace after.
+func key[T Input](in T, i int, lone *int) (int, Flags, bool) {
+	i, f, ok := str(in, i, lone)
 	if !ok {
-		return false
+		return 0, 0, false
 	}
-	*f |= t.Flags
-	s.Space()
-	if !s.Accept(':') {
-		return false
+	i = space(in, i)
+	if i >= len(in) || in[i] != ':' {
+		return 0, 0, false
 	}
-	s.Space()
-	return true
+	return space(in, i+1), f, true
 }
 
 // FirstLoneSurrogate returns the offset of the backslash of the first \u
@@ -384,20 +455,18 @@ func (s *Scanner[T]) key(f *Flags) bool {
 // checks; for other input the result is meaningless (but it returns).
 // Nesting depth does not matter.
 func FirstLoneSurrogate[T Input](valid T) int {
-	s := New(valid)
-	for s.pos < len(s.in) {
-		if s.in[s.pos] != '"' {
+	lone := 0
+	for i := 0; i < len(valid) && lone == 0; {
+		if valid[i] != '"' {
 			// Outside strings a valid text has no quotes and no escapes.
-			s.pos++
+			i++
 			continue
 		}
-		if _, ok := s.String(); !ok {
-			s.pos++
-			continue
+		end, _, ok := str(valid, i, &lone)
+		if !ok {
+			end = i + 1
 		}
-		if s.lone != 0 {
-			break
-		}
+		i = end
 	}
-	return s.LoneSurrogate()
+	return lone - 1
 }
