@@ -1,5 +1,7 @@
 package jsonscan
 
+import "math/bits"
+
 // Input is what a [Scanner] reads: a JSON text as bytes or as a string.
 type Input interface{ string | []byte }
 
@@ -181,22 +183,41 @@ const (
 	highs = 0x8080808080808080
 )
 
-// plain8 reports whether none of the eight bytes of x (little-endian) is a
-// quote, a backslash, a control character or non-ASCII. Each test is the
-// "has a byte below n" trick: (x - n*ones) &^ x & highs is non-zero exactly
-// when some byte of x is below n (bytes of 0x80 and above are caught by the
-// first test, before their borrows matter).
-func plain8(x uint64) bool {
-	q := x ^ ('"' * ones)
-	b := x ^ ('\\' * ones)
-	return (x|(x-0x20*ones)&^x|(q-ones)&^q|(b-ones)&^b)&highs == 0
-}
-
 // load8 returns in[i:i+8] as a little-endian uint64.
 func load8[T Input](in T, i int) uint64 {
 	b := in[i : i+8]
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// plainRun returns the offset of the first byte at or after i that ends a
+// run of plain string bytes: a quote, a backslash, a control character,
+// and, if nonASCII is false, a byte of 0x80 and above; len(in) if there is
+// none.
+//
+// It tests eight bytes at a time. (v - n*ones) &^ v & highs flags the bytes
+// of v below n, but for false flags above the lowest true one (a borrow
+// runs upwards, and only out of a byte below n), so the lowest flag of the
+// union of such tests is the first byte that ends the run.
+func plainRun[T Input](in T, i int, nonASCII bool) int {
+	high := uint64(highs)
+	mask := stopAlways | stopNonASCII
+	if nonASCII {
+		high, mask = 0, stopAlways
+	}
+	for i+8 <= len(in) {
+		x := load8(in, i)
+		q := x ^ ('"' * ones)
+		b := x ^ ('\\' * ones)
+		if m := (x&high | (x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
+	for i < len(in) && stops[in[i]]&mask == 0 {
+		i++
+	}
+	return i
 }
 
 // str reads the string at in[i:]. lone is the scanner's first lone
@@ -206,16 +227,9 @@ func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
 		return 0, 0, false
 	}
 	var f Flags
-	mask := stopAlways | stopNonASCII
 	i++
 	for {
-		for i+8 <= len(in) && plain8(load8(in, i)) {
-			i += 8
-		}
-		for i < len(in) && stops[in[i]]&mask == 0 {
-			i++
-		}
-		if i >= len(in) {
+		if i = plainRun(in, i, f&HasNonASCII != 0); i >= len(in) {
 			return 0, 0, false
 		}
 		switch c := in[i]; {
@@ -231,7 +245,6 @@ func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
 			return 0, 0, false
 		default: // c >= 0x80
 			f |= HasNonASCII
-			mask = stopAlways
 			i++
 		}
 	}
