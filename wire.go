@@ -190,7 +190,7 @@ func foldsToField(key []byte) bool {
 
 // plainString reads a string whose contents are its value as they are: no
 // escapes, valid UTF-8 (which encoding/json keeps as it is).
-func plainString(s *jsonscan.Scanner[[]byte], body []byte) (jsonscan.Token, bool) {
+func plainString(s *jsonscan.Scanner, body []byte) (jsonscan.Token, bool) {
 	t, ok := s.String()
 	if !ok || t.Flags&jsonscan.HasEscape != 0 ||
 		t.Flags&jsonscan.HasNonASCII != 0 && !utf8.Valid(body[t.Start+1:t.End-1]) {
@@ -200,7 +200,7 @@ func plainString(s *jsonscan.Scanner[[]byte], body []byte) (jsonscan.Token, bool
 }
 
 // stringField reads a plain string value and records where its contents are.
-func stringField(s *jsonscan.Scanner[[]byte], body []byte, dst *span) bool {
+func stringField(s *jsonscan.Scanner, body []byte, dst *span) bool {
 	t, ok := plainString(s, body)
 	if ok {
 		*dst = span{t.Start + 1, t.End - 1} // between the quotes
@@ -210,7 +210,7 @@ func stringField(s *jsonscan.Scanner[[]byte], body []byte, dst *span) bool {
 
 // wireInt reads an integer written without fraction or exponent, small
 // enough for any int (at most 9 digits).
-func wireInt(s *jsonscan.Scanner[[]byte], body []byte) (int, bool) {
+func wireInt(s *jsonscan.Scanner, body []byte) (int, bool) {
 	t, ok := s.Number()
 	if !ok || t.Flags != 0 {
 		return 0, false

@@ -44,7 +44,7 @@ var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // canonicalizer writes the canonical form of the value the scanner is at.
 type canonicalizer struct {
-	s     jsonscan.Scanner[[]byte]
+	s     jsonscan.Scanner
 	in    []byte
 	depth int // nesting of the value being read
 }
@@ -121,11 +121,13 @@ func (c *canonicalizer) array(out []byte) ([]byte, bool) {
 	}
 }
 
-// member is an object member written to the output: its key without
-// quotes, and where the member ("key":value) starts and ends in the output.
+// member is an object member written to the output: where its key's
+// contents are in the input, and where the member ("key":value) starts and
+// ends in the output. (Offsets, not slices: members sort without write
+// barriers.)
 type member struct {
-	key        []byte
-	start, end int
+	keyStart, keyEnd int
+	start, end       int
 }
 
 func (c *canonicalizer) object(out []byte) ([]byte, bool) {
@@ -141,26 +143,26 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 	var buf [16]member
 	members := buf[:0]
 	sorted := true
+	in := c.in
 	for {
 		c.s.Space()
 		t, ok := c.str()
 		if !ok {
 			return out, false
 		}
-		key := c.in[t.Start:t.End]
 		c.s.Space()
 		if !c.s.Accept(':') {
 			return out, false
 		}
 		c.s.Space()
 		start := len(out)
-		out = append(out, key...)
+		out = append(out, in[t.Start:t.End]...)
 		out = append(out, ':')
 		if out, ok = c.value(out); !ok {
 			return out, false
 		}
-		m := member{key: key[1 : len(key)-1], start: start, end: len(out)}
-		if n := len(members); n > 0 && bytes.Compare(members[n-1].key, m.key) >= 0 {
+		m := member{keyStart: t.Start + 1, keyEnd: t.End - 1, start: start, end: len(out)}
+		if n := len(members); n > 0 && bytes.Compare(in[members[n-1].keyStart:members[n-1].keyEnd], in[m.keyStart:m.keyEnd]) >= 0 {
 			sorted = false
 		}
 		members = append(members, m)
@@ -176,32 +178,33 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 	if !sorted {
 		// Keys are compared as Go strings, as encoding/json sorts map keys;
 		// without escapes the raw bytes are the decoded key.
-		slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		key := func(m member) []byte { return in[m.keyStart:m.keyEnd] }
+		slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(key(a), key(b)) })
 		for i := 1; i < len(members); i++ {
-			if bytes.Equal(members[i-1].key, members[i].key) {
+			if bytes.Equal(key(members[i-1]), key(members[i])) {
 				return out, false // duplicate key: the general path keeps the last
 			}
 		}
-		written := slices.Clone(out[base:])
-		out = append(out[:base], '{')
+		// The members in order after the ones written, then moved back
+		// over them: the same bytes, in another order.
+		n := len(out)
 		for i, m := range members {
 			if i > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, written[m.start-base:m.end-base]...)
+			out = append(out, out[m.start:m.end]...)
 		}
+		out = out[:base+1+copy(out[base+1:], out[n:])]
 	}
 	return append(out, '}'), true
 }
 
-// topMembers splits a canonical JSON object into its top-level members, keys
-// without quotes and raw values, appending them to into. It reports false
-// unless obj is an object without whitespace between its members whose keys
-// are their values as they are (no escapes, valid UTF-8) and are in
-// increasing order, and whose values are valid and nested at most
-// jsonscan.MaxDepth deep.
+// topMembers splits a canonical JSON object into its top-level members,
+// appending them to into. It reports false unless obj is an object without
+// whitespace between its members (see readMember) whose keys are in
+// increasing order.
 func topMembers(obj string, into []jsonMember) ([]jsonMember, bool) {
-	s := jsonscan.New(obj)
+	s := jsonscan.NewString(obj)
 	if !s.Accept('{') {
 		return into, false
 	}
@@ -209,23 +212,11 @@ func topMembers(obj string, into []jsonMember) ([]jsonMember, bool) {
 		return into, s.Done()
 	}
 	for {
-		k, ok := s.String()
-		if !ok || k.Flags&jsonscan.HasEscape != 0 {
+		m, ok := readMember(&s, obj)
+		if !ok || len(into) > 0 && into[len(into)-1].key >= m.key {
 			return into, false
 		}
-		key := obj[k.Start+1 : k.End-1]
-		if k.Flags&jsonscan.HasNonASCII != 0 && !utf8.ValidString(key) ||
-			len(into) > 0 && into[len(into)-1].key >= key {
-			return into, false
-		}
-		if !s.Accept(':') {
-			return into, false
-		}
-		v, ok := s.SkipValue(jsonscan.MaxDepth)
-		if !ok {
-			return into, false
-		}
-		into = append(into, jsonMember{key: key, value: obj[v.Start:v.End]})
+		into = append(into, m)
 		if s.Accept('}') {
 			return into, s.Done()
 		}
@@ -235,37 +226,101 @@ func topMembers(obj string, into []jsonMember) ([]jsonMember, bool) {
 	}
 }
 
-type jsonMember struct{ key, value string }
+// jsonMember is a member of a compact object: its bytes "key":value, and
+// the key without quotes.
+type jsonMember struct{ key, member string }
 
-// diffFieldsFast is diffFields for objects that topMembers can split: both
-// are sorted by key, so one merge pass finds the differences in order.
+// value returns the member's raw value.
+func (m jsonMember) value() string { return m.member[len(m.key)+3:] }
+
+// readMember reads the member at the cursor of s, a scanner of obj: a key
+// that is its value as it is (no escapes, valid UTF-8), a colon right after
+// it, and a valid value nested at most jsonscan.MaxDepth deep.
+func readMember(s *jsonscan.Scanner, obj string) (jsonMember, bool) {
+	k, ok := s.String()
+	if !ok || k.Flags&jsonscan.HasEscape != 0 {
+		return jsonMember{}, false
+	}
+	key := obj[k.Start+1 : k.End-1]
+	if k.Flags&jsonscan.HasNonASCII != 0 && !utf8.ValidString(key) || !s.Accept(':') {
+		return jsonMember{}, false
+	}
+	v, ok := s.SkipValue(jsonscan.MaxDepth)
+	if !ok {
+		return jsonMember{}, false
+	}
+	return jsonMember{key: key, member: obj[k.Start:v.End]}, true
+}
+
+// diffFieldsFast is diffFields for objects that topMembers can split. It
+// splits before, then reads after's members in step with before's: both
+// are sorted by key, so one merge pass finds the differences in order. A
+// member of after that is byte for byte the member of before it meets (as
+// most are) is taken without reading it: it is valid, and unchanged.
 func diffFieldsFast(before, after string) ([]string, bool) {
-	var buf [2][16]jsonMember
-	b, ok := topMembers(before, buf[0][:0])
+	var buf [16]jsonMember
+	b, ok := topMembers(before, buf[:0])
 	if !ok {
 		return nil, false
 	}
-	a, ok := topMembers(after, buf[1][:0])
-	if !ok {
+	s := jsonscan.NewString(after)
+	if !s.Accept('{') {
 		return nil, false
 	}
 	var fields []string
-	i, j := 0, 0
-	for i < len(b) || j < len(a) {
-		switch {
-		case j == len(a) || (i < len(b) && b[i].key < a[j].key):
-			fields = append(fields, b[i].key)
-			i++
-		case i == len(b) || a[j].key < b[i].key:
-			fields = append(fields, a[j].key)
-			j++
-		default:
-			if b[i].value != a[j].value {
-				fields = append(fields, b[i].key)
+	i := 0 // b[i] is the next member of before to meet
+	if !s.Accept('}') {
+		var prev string // after's last key
+		for n := 0; ; n++ {
+			var key string
+			if rest := after[s.Pos():]; i < len(b) && sameMember(rest, b[i].member) {
+				key = b[i].key
+				s.Skip(len(b[i].member))
+				i++
+			} else {
+				m, ok := readMember(&s, after)
+				if !ok {
+					return nil, false
+				}
+				key = m.key
+				for i < len(b) && b[i].key < key {
+					fields = append(fields, b[i].key) // removed
+					i++
+				}
+				if i < len(b) && b[i].key == key {
+					if b[i].value() != m.value() {
+						fields = append(fields, key) // changed
+					}
+					i++
+				} else {
+					fields = append(fields, key) // added
+				}
 			}
-			i++
-			j++
+			if n > 0 && key <= prev {
+				return nil, false
+			}
+			prev = key
+			if s.Accept('}') {
+				break
+			}
+			if !s.Accept(',') {
+				return nil, false
+			}
 		}
 	}
+	if !s.Done() {
+		return nil, false
+	}
+	for ; i < len(b); i++ {
+		fields = append(fields, b[i].key) // removed
+	}
 	return fields, true
+}
+
+// sameMember reports whether rest starts with member and then ends it with
+// a comma or a closing brace: then rest holds the same member, as a
+// scanner would read it.
+func sameMember(rest, member string) bool {
+	return len(rest) > len(member) && rest[:len(member)] == member &&
+		(rest[len(member)] == ',' || rest[len(member)] == '}')
 }

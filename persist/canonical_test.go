@@ -212,6 +212,46 @@ func BenchmarkJSONDiff(b *testing.B) {
 	}
 }
 
+// TestDiffFieldsFastInStep: members of after that are byte for byte those
+// of before are taken unread, and only those.
+func TestDiffFieldsFastInStep(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, before, after string
+		fast                bool
+		want                []string
+	}{
+		{"AllSame", `{"a":1,"b":[1,{"c":"}"}]}`, `{"a":1,"b":[1,{"c":"}"}]}`, true, nil},
+		{"SamePrefixLongerNumber", `{"a":1}`, `{"a":12}`, true, []string{"a"}},
+		{"SamePrefixLongerString", `{"a":"x","b":1}`, `{"a":"x","b":10}`, true, []string{"b"}},
+		{"AddedFirst", `{"b":1}`, `{"a":1,"b":1}`, true, []string{"a"}},
+		{"AddedLast", `{"a":"x"}`, `{"a":"x","b":1}`, true, []string{"b"}},
+		{"RemovedFirst", `{"a":1,"b":2}`, `{"b":2}`, true, []string{"a"}},
+		{"RemovedLast", `{"a":1,"b":2}`, `{"a":1}`, true, []string{"b"}},
+		{"RemovedBetween", `{"a":1,"b":2,"c":3}`, `{"a":1,"c":3}`, true, []string{"b"}},
+		{"AllChanged", `{"a":1,"b":2}`, `{"a":2,"b":1}`, true, []string{"a", "b"}},
+		{"ToEmpty", `{"a":1,"b":2}`, `{}`, true, []string{"a", "b"}},
+		{"FromEmpty", `{}`, `{"a":1}`, true, []string{"a"}},
+		{"SameThenDuplicate", `{"a":1}`, `{"a":1,"a":1}`, false, nil},
+		{"SameThenUnsorted", `{"a":1,"b":1}`, `{"b":1,"a":1}`, false, nil},
+		{"SameThenSpace", `{"a":1}`, `{"a":1 }`, false, nil},
+		{"SameThenTrailing", `{"a":1}`, `{"a":1}x`, false, nil},
+		{"SameThenInvalid", `{"a":1}`, `{"a":1,"b":}`, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fast, ok := diffFieldsFast(tt.before, tt.after)
+			require.Equal(t, tt.fast, ok)
+			require.Equal(t, diffFieldsSlow(tt.before, tt.after), diffFields(tt.before, tt.after))
+			if ok {
+				require.Equal(t, tt.want, fast)
+				require.Equal(t, diffFieldsSlow(tt.before, tt.after), fast)
+			}
+		})
+	}
+}
+
 // TestDiffFieldsFastRefuses: what the fast path leaves to encoding/json,
 // canonical or not (stored attributes come from the database).
 func TestDiffFieldsFastRefuses(t *testing.T) {
@@ -244,6 +284,8 @@ func FuzzDiffFieldsAnyInput(f *testing.F) {
 	f.Add([]byte(`{"a":x}`), []byte(`{"a":1}`))
 	f.Add([]byte(`{"a":[1, 2],"b":"\u00e9"}`), []byte(`{"a":[1,2],"b":"é"}`))
 	f.Add([]byte("{\"\xff\":1}"), []byte(`{"a":1,"a":2}`))
+	f.Add([]byte(`{"a":1,"b":"x","c":[1,2],"d":{"e":null}}`), []byte(`{"a":1,"b":"xy","c":[1,2],"e":true}`))
+	f.Add([]byte(`{"a":1,"b":2}`), []byte(`{"a":1,"b":2,"b":2}`))
 	f.Fuzz(func(t *testing.T, before, after []byte) {
 		if fast, ok := diffFieldsFast(string(before), string(after)); ok {
 			require.Equal(t, diffFieldsSlow(string(before), string(after)), fast, "before %q after %q", before, after)

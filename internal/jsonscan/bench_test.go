@@ -24,7 +24,7 @@ func BenchmarkSkipValue(b *testing.B) {
 	b.Run("string", func(b *testing.B) {
 		b.SetBytes(int64(len(benchText)))
 		for b.Loop() {
-			s := New(benchText)
+			s := NewString(benchText)
 			if _, ok := s.SkipValue(MaxDepth); !ok {
 				b.Fatal("invalid")
 			}

@@ -1,9 +1,11 @@
 package jsonscan
 
-import "math/bits"
-
-// Input is what a [Scanner] reads: a JSON text as bytes or as a string.
-type Input interface{ string | []byte }
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+	"unsafe"
+)
 
 // MaxDepth is the deepest nesting of arrays and objects that
 // [Scanner.SkipValue] follows; a larger maxDepth counts as MaxDepth.
@@ -38,28 +40,37 @@ type Token struct {
 	Flags Flags
 }
 
-// Scanner is a cursor over a JSON text. The zero value is not usable; make
-// one with [New]. A Scanner is a small value: keep it on the stack.
-type Scanner[T Input] struct {
-	in  T
+// Scanner is a cursor over a JSON text. Make one with [New] or
+// [NewString]; the zero value scans an empty text. A Scanner is a small
+// value: keep it on the stack.
+type Scanner struct {
+	in  []byte // never written: it may be a string's bytes
 	pos int
 	// lone is 1 + the offset of the first lone surrogate escape read, 0 for
 	// none.
 	lone int
 }
 
-// New returns a scanner at the start of in.
-func New[T Input](in T) Scanner[T] { return Scanner[T]{in: in} }
+// New returns a scanner at the start of in. The scanner reads in where it
+// is: in must not change while the scanner is in use.
+func New(in []byte) Scanner { return Scanner{in: in} }
+
+// NewString returns a scanner at the start of in, reading its bytes where
+// they are (the scanner never writes to its input, and tokens are offsets,
+// so nothing the scanner returns refers to in).
+func NewString(in string) Scanner {
+	return Scanner{in: unsafe.Slice(unsafe.StringData(in), len(in))}
+}
 
 // Pos returns the cursor's offset in the input.
-func (s *Scanner[T]) Pos() int { return s.pos }
+func (s *Scanner) Pos() int { return s.pos }
 
 // Done reports whether the cursor is at the end of the input.
-func (s *Scanner[T]) Done() bool { return s.pos >= len(s.in) }
+func (s *Scanner) Done() bool { return s.pos >= len(s.in) }
 
 // NextByte returns the byte at the cursor without consuming it, or 0 at the
 // end of the input (0 starts no JSON token).
-func (s *Scanner[T]) NextByte() byte {
+func (s *Scanner) NextByte() byte {
 	if s.pos < len(s.in) {
 		return s.in[s.pos]
 	}
@@ -68,7 +79,7 @@ func (s *Scanner[T]) NextByte() byte {
 
 // Accept consumes c if it is the byte at the cursor, and reports whether it
 // was. It is for the structural bytes { } [ ] : and ,.
-func (s *Scanner[T]) Accept(c byte) bool {
+func (s *Scanner) Accept(c byte) bool {
 	if s.pos < len(s.in) && s.in[s.pos] == c {
 		s.pos++
 		return true
@@ -76,11 +87,70 @@ func (s *Scanner[T]) Accept(c byte) bool {
 	return false
 }
 
+// Skip moves the cursor n bytes on (but not past the end), over bytes the
+// caller has vouched for itself: for instance, found equal to bytes it
+// read as a token before.
+func (s *Scanner) Skip(n int) { s.pos = min(s.pos+max(n, 0), len(s.in)) }
+
 // Space moves the cursor past JSON whitespace: space, tab, newline and
 // carriage return.
-func (s *Scanner[T]) Space() { s.pos = space(s.in, s.pos) }
+func (s *Scanner) Space() { s.pos = space(s.in, s.pos) }
 
-func space[T Input](in T, i int) int {
+// LoneSurrogate returns the offset (of the backslash) of the first \u
+// escape of a lone UTF-16 surrogate the scanner has read in any string, or
+// -1 if it has read none. See [HasLoneSurrogate].
+func (s *Scanner) LoneSurrogate() int { return s.lone - 1 }
+
+// The methods that read tokens wrap functions that take the input and an
+// offset and return the offset after the token, so that loops keep the
+// cursor in a register and SkipValue's loop calls nothing for the common
+// tokens.
+
+// Literal reads true, false or null at the cursor.
+func (s *Scanner) Literal() (Token, bool) { return s.token(literal(s.in, s.pos)) }
+
+// String reads the string at the cursor. Its contents are
+// in[tok.Start+1:tok.End-1]; they are its value when tok.Flags has no
+// HasEscape and, if it has HasNonASCII, they are valid UTF-8.
+func (s *Scanner) String() (Token, bool) {
+	if s.pos < len(s.in) && s.in[s.pos] == '"' {
+		// The common case without a call: printable ASCII whose end
+		// asciiRun finds.
+		if j, found := asciiRun(s.in, s.pos+1); found && s.in[j] == '"' {
+			return s.token(j+1, 0, true)
+		}
+	}
+	return s.token(str(s.in, s.pos, &s.lone))
+}
+
+// Number reads the number at the cursor:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. It stops where the
+// grammar ends; what follows is the caller's to check ("01" reads as 0).
+func (s *Scanner) Number() (Token, bool) { return s.token(number(s.in, s.pos)) }
+
+// SkipValue reads the value at the cursor, with no whitespace before it,
+// and moves past it. It fails for an invalid value and for one with arrays
+// and objects nested deeper than maxDepth (or MaxDepth); maxDepth 0 allows
+// only a string, number or literal. Whitespace after the value is left.
+func (s *Scanner) SkipValue(maxDepth int) (Token, bool) {
+	if s.pos < len(s.in) && s.in[s.pos] == '"' {
+		return s.String()
+	}
+	return s.token(value(s.in, s.pos, maxDepth, &s.lone))
+}
+
+// token moves the cursor to end and returns the token from the cursor to
+// there, or reports a failed read.
+func (s *Scanner) token(end int, f Flags, ok bool) (Token, bool) {
+	if !ok {
+		return Token{}, false
+	}
+	t := Token{Start: s.pos, End: end, Flags: f}
+	s.pos = end
+	return t, true
+}
+
+func space(in []byte, i int) int {
 	for i < len(in) {
 		switch in[i] {
 		case ' ', '\t', '\n', '\r':
@@ -92,48 +162,7 @@ func space[T Input](in T, i int) int {
 	return i
 }
 
-// LoneSurrogate returns the offset (of the backslash) of the first \u
-// escape of a lone UTF-16 surrogate the scanner has read in any string, or
-// -1 if it has read none. See [HasLoneSurrogate].
-func (s *Scanner[T]) LoneSurrogate() int { return s.lone - 1 }
-
-// The methods that read tokens are wrappers of functions that take the
-// input and an offset and return the offset after the token, so that the
-// loops keep the cursor in a register.
-
-// Literal reads true, false or null at the cursor.
-func (s *Scanner[T]) Literal() (Token, bool) { return s.token(literal(s.in, s.pos)) }
-
-// String reads the string at the cursor. Its contents are
-// in[tok.Start+1:tok.End-1]; they are its value when tok.Flags has no
-// HasEscape and, if it has HasNonASCII, they are valid UTF-8.
-func (s *Scanner[T]) String() (Token, bool) { return s.token(str(s.in, s.pos, &s.lone)) }
-
-// Number reads the number at the cursor:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. It stops where the
-// grammar ends; what follows is the caller's to check ("01" reads as 0).
-func (s *Scanner[T]) Number() (Token, bool) { return s.token(number(s.in, s.pos)) }
-
-// SkipValue reads the value at the cursor, with no whitespace before it,
-// and moves past it. It fails for an invalid value and for one with arrays
-// and objects nested deeper than maxDepth (or MaxDepth); maxDepth 0 allows
-// only a string, number or literal. Whitespace after the value is left.
-func (s *Scanner[T]) SkipValue(maxDepth int) (Token, bool) {
-	return s.token(value(s.in, s.pos, maxDepth, &s.lone))
-}
-
-// token moves the cursor to end and returns the token from the cursor to
-// there, or reports a failed read.
-func (s *Scanner[T]) token(end int, f Flags, ok bool) (Token, bool) {
-	if !ok {
-		return Token{}, false
-	}
-	t := Token{Start: s.pos, End: end, Flags: f}
-	s.pos = end
-	return t, true
-}
-
-func literal[T Input](in T, i int) (int, Flags, bool) {
+func literal(in []byte, i int) (int, Flags, bool) {
 	var lit string
 	if i < len(in) {
 		switch in[i] {
@@ -145,15 +174,39 @@ func literal[T Input](in T, i int) (int, Flags, bool) {
 			lit = "null"
 		}
 	}
-	if lit == "" || len(in)-i < len(lit) {
+	if lit == "" || len(in)-i < len(lit) || string(in[i:i+len(lit)]) != lit {
 		return 0, 0, false
 	}
-	for j := 1; j < len(lit); j++ {
-		if in[i+j] != lit[j] {
-			return 0, 0, false
+	return i + len(lit), 0, true
+}
+
+// Constants for testing eight bytes at once.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// asciiRun looks at the whole eight-byte chunks from in[j:] for the first
+// byte that is a quote, a backslash, a control character or non-ASCII, and
+// returns its offset and true; or the offset after the last chunk and false
+// if they hold none.
+//
+// In x - n*ones, a byte below n (and none of 0x80 and above) sets its high
+// bit and borrows from the byte above, which may set that one's high bit
+// too: the lowest high bit set is the first byte below n or of 0x80 and
+// above. So in m, the lowest bit set is the first byte that is a control
+// character (x - 0x20*ones), a quote or a backslash (q or b has a zero
+// byte there) or non-ASCII (x itself).
+func asciiRun(in []byte, j int) (int, bool) {
+	for ; j+8 <= len(in); j += 8 {
+		x := binary.LittleEndian.Uint64(in[j:])
+		q := x ^ ('"' * ones)
+		b := x ^ ('\\' * ones)
+		if m := (x | (x - 0x20*ones) | (q - ones) | (b - ones)) & highs; m != 0 {
+			return j + bits.TrailingZeros64(m)/8, true
 		}
 	}
-	return i + len(lit), 0, true
+	return j, false
 }
 
 // stops classifies bytes for str's byte loop, which stops at a byte whose
@@ -177,59 +230,23 @@ const (
 	stopNonASCII
 )
 
-// Constants for testing eight bytes at once.
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
-// load8 returns in[i:i+8] as a little-endian uint64.
-func load8[T Input](in T, i int) uint64 {
-	b := in[i : i+8]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
-
-// plainRun returns the offset of the first byte at or after i that ends a
-// run of plain string bytes: a quote, a backslash, a control character,
-// and, if nonASCII is false, a byte of 0x80 and above; len(in) if there is
-// none.
-//
-// It tests eight bytes at a time. (v - n*ones) &^ v & highs flags the bytes
-// of v below n, but for false flags above the lowest true one (a borrow
-// runs upwards, and only out of a byte below n), so the lowest flag of the
-// union of such tests is the first byte that ends the run.
-func plainRun[T Input](in T, i int, nonASCII bool) int {
-	high := uint64(highs)
-	mask := stopAlways | stopNonASCII
-	if nonASCII {
-		high, mask = 0, stopAlways
-	}
-	for i+8 <= len(in) {
-		x := load8(in, i)
-		q := x ^ ('"' * ones)
-		b := x ^ ('\\' * ones)
-		if m := (x&high | (x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)/8
-		}
-		i += 8
-	}
-	for i < len(in) && stops[in[i]]&mask == 0 {
-		i++
-	}
-	return i
-}
-
 // str reads the string at in[i:]. lone is the scanner's first lone
 // surrogate (1 + its offset, 0 for none).
-func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
+func str(in []byte, i int, lone *int) (int, Flags, bool) {
 	if i >= len(in) || in[i] != '"' {
 		return 0, 0, false
 	}
 	var f Flags
+	mask := stopAlways | stopNonASCII
 	i++
 	for {
-		if i = plainRun(in, i, f&HasNonASCII != 0); i >= len(in) {
+		if f&HasNonASCII == 0 {
+			i, _ = asciiRun(in, i)
+		}
+		for i < len(in) && stops[in[i]]&mask == 0 {
+			i++
+		}
+		if i >= len(in) {
 			return 0, 0, false
 		}
 		switch c := in[i]; {
@@ -245,6 +262,7 @@ func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
 			return 0, 0, false
 		default: // c >= 0x80
 			f |= HasNonASCII
+			mask = stopAlways
 			i++
 		}
 	}
@@ -252,7 +270,7 @@ func str[T Input](in T, i int, lone *int) (int, Flags, bool) {
 
 // escape checks the escape whose backslash is at i and returns the offset
 // after it: after both escapes for a surrogate pair.
-func escape[T Input](in T, i int, f *Flags, lone *int) (int, bool) {
+func escape(in []byte, i int, f *Flags, lone *int) (int, bool) {
 	if i+1 >= len(in) {
 		return 0, false
 	}
@@ -301,18 +319,19 @@ var hexVal = func() (t [256]int8) {
 }()
 
 // hex4 returns the value of the four hexadecimal digits at in[i:].
-func hex4[T Input](in T, i int) (rune, bool) {
+func hex4(in []byte, i int) (rune, bool) {
 	if len(in)-i < 4 {
 		return 0, false
 	}
-	a, b, c, d := hexVal[in[i]], hexVal[in[i+1]], hexVal[in[i+2]], hexVal[in[i+3]]
+	h := in[i : i+4]
+	a, b, c, d := hexVal[h[0]], hexVal[h[1]], hexVal[h[2]], hexVal[h[3]]
 	if a|b|c|d < 0 {
 		return 0, false
 	}
 	return rune(a)<<12 | rune(b)<<8 | rune(c)<<4 | rune(d), true
 }
 
-func number[T Input](in T, i int) (int, Flags, bool) {
+func number(in []byte, i int) (int, Flags, bool) {
 	var f Flags
 	if i < len(in) && in[i] == '-' {
 		i++
@@ -348,30 +367,29 @@ func number[T Input](in T, i int) (int, Flags, bool) {
 
 // digits returns the offset of the first byte at or after i that is not a
 // decimal digit.
-func digits[T Input](in T, i int) int {
+func digits(in []byte, i int) int {
 	for i < len(in) && '0' <= in[i] && in[i] <= '9' {
 		i++
 	}
 	return i
 }
 
-// scalar reads the string, number or literal at in[i:].
-func scalar[T Input](in T, i int, lone *int) (int, Flags, bool) {
-	if i < len(in) {
-		switch in[i] {
-		case '"':
-			return str(in, i, lone)
-		case 't', 'f', 'n':
-			return literal(in, i)
-		}
-	}
-	return number(in, i)
-}
-
 // value reads the value at in[i:] (see SkipValue).
-func value[T Input](in T, i, maxDepth int, lone *int) (int, Flags, bool) {
-	if i >= len(in) || in[i] != '{' && in[i] != '[' {
-		return scalar(in, i, lone)
+func value(in []byte, i, maxDepth int, lone *int) (int, Flags, bool) {
+	if i >= len(in) {
+		return 0, 0, false
+	}
+	switch in[i] {
+	case '"':
+		if j, found := asciiRun(in, i+1); found && in[j] == '"' {
+			return j + 1, 0, true // see String
+		}
+		return str(in, i, lone)
+	case 't', 'f', 'n':
+		return literal(in, i)
+	case '{', '[':
+	default:
+		return number(in, i)
 	}
 	maxDepth = max(0, min(maxDepth, MaxDepth))
 	// objects has bit d set when the container at depth d is an object.
@@ -408,7 +426,11 @@ func value[T Input](in T, i, maxDepth int, lone *int) (int, Flags, bool) {
 			f |= tf
 			continue
 		case '"':
-			i, tf, ok = str(in, i, lone)
+			if j, found := asciiRun(in, i+1); found && in[j] == '"' {
+				i, tf, ok = j+1, 0, true // see String
+			} else {
+				i, tf, ok = str(in, i, lone)
+			}
 		case 't', 'f', 'n':
 			i, tf, ok = literal(in, i)
 		default:
@@ -450,12 +472,21 @@ func value[T Input](in T, i, maxDepth int, lone *int) (int, Flags, bool) {
 }
 
 // key reads an object member's key and colon, and the whitespace after.
-func key[T Input](in T, i int, lone *int) (int, Flags, bool) {
-	i, f, ok := str(in, i, lone)
-	if !ok {
-		return 0, 0, false
+func key(in []byte, i int, lone *int) (int, Flags, bool) {
+	var end int
+	var f Flags
+	if j, found := asciiRun(in, i+1); i < len(in) && in[i] == '"' && found && in[j] == '"' {
+		end = j + 1 // see String
+	} else {
+		var ok bool
+		if end, f, ok = str(in, i, lone); !ok {
+			return 0, 0, false
+		}
 	}
-	i = space(in, i)
+	if end < len(in) && in[end] == ':' { // compact, as usual
+		return space(in, end+1), f, true
+	}
+	i = space(in, end)
 	if i >= len(in) || in[i] != ':' {
 		return 0, 0, false
 	}
@@ -467,17 +498,20 @@ func key[T Input](in T, i int, lone *int) (int, Flags, bool) {
 // [HasLoneSurrogate]), or -1. valid must be valid JSON, as json.Valid
 // checks; for other input the result is meaningless (but it returns).
 // Nesting depth does not matter.
-func FirstLoneSurrogate[T Input](valid T) int {
+func FirstLoneSurrogate(valid []byte) int {
+	if bytes.IndexByte(valid, '\\') < 0 {
+		return -1 // no escapes at all
+	}
 	lone := 0
-	for i := 0; i < len(valid) && lone == 0; {
-		if valid[i] != '"' {
-			// Outside strings a valid text has no quotes and no escapes.
-			i++
-			continue
+	for i := 0; lone == 0; {
+		// Outside strings a valid text has no quotes and no escapes.
+		q := bytes.IndexByte(valid[i:], '"')
+		if q < 0 {
+			break
 		}
-		end, _, ok := str(valid, i, &lone)
+		end, _, ok := str(valid, i+q, &lone)
 		if !ok {
-			end = i + 1
+			end = i + q + 1
 		}
 		i = end
 	}
