@@ -501,3 +501,32 @@ func FuzzValue(f *testing.F) {
 		require.Equal(t, lone, FirstLoneSurrogate(in))
 	})
 }
+
+// TestNoAllocs: reading tokens and values allocates nothing, from bytes or
+// from a string.
+func TestNoAllocs(t *testing.T) {
+	in := `{"a":[1,-2.5e3,true,null],"b":{"c":"d\u00e9 \ud800","é":"x"},"long string of some length":"` + strings.Repeat("x", 40) + `"}`
+	b := []byte(in)
+	s := New(b)
+	tok, ok := s.SkipValue(MaxDepth)
+	require.True(t, ok)
+	require.Equal(t, len(in), tok.End)
+	require.Positive(t, FirstLoneSurrogate(b))
+	for name, scan := range map[string]func(){
+		"Bytes":  func() { s := New(b); s.SkipValue(MaxDepth) },
+		"String": func() { s := NewString(in); s.SkipValue(MaxDepth) },
+		"Tokens": func() {
+			s := NewString(`"abc" 12.5 false`)
+			s.String()
+			s.Space()
+			s.Number()
+			s.Space()
+			s.Literal()
+		},
+		"FirstLoneSurrogate": func() { FirstLoneSurrogate(b) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Zero(t, testing.AllocsPerRun(100, scan))
+		})
+	}
+}
