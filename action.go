@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -227,11 +226,12 @@ func decode(m *message.Message, maxBytes int) (Action, error) {
 		return Action{}, fmt.Errorf("%w: message %s body is not valid UTF-8 (first bad byte at offset %d)", ErrInvalidAction, m.UUID, invalidUTF8At(m.Payload))
 	}
 	var w wireAction
-	if err := unmarshalWire(m.Payload, &w); err != nil {
+	lone, err := unmarshalWire(m.Payload, &w)
+	if err != nil {
 		return Action{}, fmt.Errorf("%w: message %s body is not a JSON action: %v", ErrInvalidAction, m.UUID, err)
 	}
-	if at, ok := loneSurrogate(m.Payload); !ok {
-		return Action{}, fmt.Errorf("%w: message %s body has an escaped lone UTF-16 surrogate at offset %d (not a Unicode character)", ErrInvalidAction, m.UUID, at)
+	if lone >= 0 { // encoding/json would have made it U+FFFD without a word
+		return Action{}, fmt.Errorf("%w: message %s body has an escaped lone UTF-16 surrogate at offset %d (not a Unicode character)", ErrInvalidAction, m.UUID, lone)
 	}
 	if w.V != WireVersion {
 		return Action{}, fmt.Errorf("%w: message %s has wire version %d, this worker reads version %d", ErrInvalidAction, m.UUID, w.V, WireVersion)
@@ -303,49 +303,6 @@ func invalidUTF8At(b []byte) int {
 		i += n
 	}
 	return -1
-}
-
-// loneSurrogate checks the \u escapes of a valid JSON text: a UTF-16
-// surrogate must come as a high-low pair. encoding/json replaces a lone one
-// with U+FFFD without saying so; the worker refuses the message instead. It
-// returns the offset of the first lone one and false.
-func loneSurrogate(b []byte) (int, bool) {
-	if !bytes.Contains(b, []byte(`\u`)) {
-		return 0, true
-	}
-	hex4 := func(i int) (rune, bool) {
-		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
-		return rune(n), err == nil
-	}
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if i+1 < len(b) && b[i+1] != 'u' {
-			i++ // an escaped character, perhaps a backslash
-			continue
-		}
-		r, ok := hex4(i)
-		if !ok {
-			continue // not valid JSON; the decoder has said so already
-		}
-		switch {
-		case utf16.IsSurrogate(r) && r < 0xdc00: // high: a low must follow
-			lo, ok := hex4(i + 6)
-			if !ok || lo < 0xdc00 || lo > 0xdfff {
-				return i, false
-			}
-			i += 11
-		case utf16.IsSurrogate(r): // low without a high
-			return i, false
-		default:
-			i += 5
-		}
-	}
-	return 0, true
 }
 
 func attemptOf(m *message.Message) int {

@@ -2,9 +2,10 @@ package worker
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/stratusworks/worker/internal/jsonscan"
 )
 
 // unmarshalWire decodes a message body (the JSON of a wireAction) into w.
@@ -18,99 +19,110 @@ import (
 // escapes, null, a number with a fraction, deeply nested payloads, and every
 // malformed body — it hands to encoding/json, so that unusual bodies decode
 // as before and malformed ones fail with encoding/json's own error.
-func unmarshalWire(body []byte, w *wireAction) error {
-	if fastUnmarshalWire(body, w) {
-		return nil
+//
+// When body decodes, unmarshalWire also returns the offset of its first
+// escaped lone UTF-16 surrogate (which encoding/json decodes as U+FFFD), or
+// -1: the fast reader learns it while it scans the strings, a body that
+// took encoding/json's path is scanned again for it.
+func unmarshalWire(body []byte, w *wireAction) (lone int, err error) {
+	if lone, ok := fastUnmarshalWire(body, w); ok {
+		return lone, nil
 	}
 	*w = wireAction{}
-	return json.Unmarshal(body, w)
+	if err := json.Unmarshal(body, w); err != nil {
+		return -1, err
+	}
+	return jsonscan.FirstLoneSurrogate(body), nil
 }
 
 // maxFastDepth is how deeply nested a payload the fast reader checks itself;
 // deeper ones go to encoding/json (whose own limit is 10000).
 const maxFastDepth = 64
 
-// fastUnmarshalWire reports whether it decoded body into w. When it returns
-// false w holds garbage and the caller decodes again with encoding/json.
-func fastUnmarshalWire(body []byte, w *wireAction) bool {
-	r := wireReader{b: body}
+// fastUnmarshalWire reports whether it decoded body into w, and if it did,
+// the offset of the body's first escaped lone surrogate, or -1. When it
+// returns false w holds garbage and the caller decodes again with
+// encoding/json.
+func fastUnmarshalWire(body []byte, w *wireAction) (lone int, ok bool) {
+	s := jsonscan.New(body)
 	// The string fields are copied out of body at the end, into one string.
 	var spans [numStringFields]span
-	r.space()
-	if !r.byte('{') {
-		return false
+	s.Space()
+	if !s.Accept('{') {
+		return -1, false
 	}
-	r.space()
-	if r.byte('}') {
-		r.space()
-		return r.i == len(r.b)
+	s.Space()
+	if s.Accept('}') {
+		s.Space()
+		return s.LoneSurrogate(), s.Done()
 	}
 	for {
-		key, ok := r.plainString(false)
-		if !ok {
-			return false
+		// A key must be plain ASCII: a non-ASCII one may fold to a field
+		// name, an escaped one may be one.
+		k, ok := s.String()
+		if !ok || k.Flags != 0 {
+			return -1, false
 		}
-		r.space()
-		if !r.byte(':') {
-			return false
+		key := body[k.Start+1 : k.End-1]
+		s.Space()
+		if !s.Accept(':') {
+			return -1, false
 		}
-		r.space()
+		s.Space()
 		switch string(key) {
 		case "v":
-			if w.V, ok = r.int(); !ok {
-				return false
-			}
+			w.V, ok = wireInt(&s, body)
 		case "id":
-			ok = r.stringField(&spans[fieldID])
+			ok = stringField(&s, body, &spans[fieldID])
 		case "type":
-			ok = r.stringField(&spans[fieldType])
+			ok = stringField(&s, body, &spans[fieldType])
 		case "customer":
-			ok = r.stringField(&spans[fieldCustomer])
+			ok = stringField(&s, body, &spans[fieldCustomer])
 		case "account":
-			ok = r.stringField(&spans[fieldAccount])
+			ok = stringField(&s, body, &spans[fieldAccount])
 		case "resource":
-			ok = r.stringField(&spans[fieldResource])
+			ok = stringField(&s, body, &spans[fieldResource])
 		case "key":
-			ok = r.stringField(&spans[fieldKey])
+			ok = stringField(&s, body, &spans[fieldKey])
 		case "correlation_id":
-			ok = r.stringField(&spans[fieldCorrelationID])
+			ok = stringField(&s, body, &spans[fieldCorrelationID])
 		case "created_at":
 			// What encoding/json does for a time.Time: hand the quoted token
 			// to Time.UnmarshalJSON, which parses it as strict RFC 3339.
-			start := r.i
-			if _, ok = r.plainString(true); ok {
-				ok = w.CreatedAt.UnmarshalJSON(r.b[start:r.i]) == nil
+			var t jsonscan.Token
+			if t, ok = plainString(&s, body); ok {
+				ok = w.CreatedAt.UnmarshalJSON(body[t.Start:t.End]) == nil
 			}
 		case "payload":
-			start := r.i
-			if ok = r.skipValue(0); ok {
-				w.Payload = append(w.Payload[:0], r.b[start:r.i]...)
+			var t jsonscan.Token
+			if t, ok = s.SkipValue(maxFastDepth); ok {
+				w.Payload = append(w.Payload[:0], body[t.Start:t.End]...)
 			}
 		default:
 			// encoding/json matches keys case-insensitively: a key that folds
 			// to a field name is a field, which only encoding/json sets right.
 			if foldsToField(key) {
-				return false
+				return -1, false
 			}
-			ok = r.skipValue(0)
+			_, ok = s.SkipValue(maxFastDepth)
 		}
 		if !ok {
-			return false
+			return -1, false
 		}
-		r.space()
-		if r.byte(',') {
-			r.space()
+		s.Space()
+		if s.Accept(',') {
+			s.Space()
 			continue
 		}
-		if !r.byte('}') {
-			return false
+		if !s.Accept('}') {
+			return -1, false
 		}
-		r.space()
-		if r.i != len(r.b) {
-			return false
+		s.Space()
+		if !s.Done() {
+			return -1, false
 		}
 		setStrings(w, body, &spans)
-		return true
+		return s.LoneSurrogate(), true
 	}
 }
 
@@ -176,237 +188,47 @@ func foldsToField(key []byte) bool {
 	return false
 }
 
-// wireReader is a cursor over a JSON text.
-type wireReader struct {
-	b []byte
-	i int
+// plainString reads a string whose contents are its value as they are: no
+// escapes, valid UTF-8 (which encoding/json keeps as it is).
+func plainString(s *jsonscan.Scanner, body []byte) (jsonscan.Token, bool) {
+	t, ok := s.String()
+	if !ok || t.Flags&jsonscan.HasEscape != 0 ||
+		t.Flags&jsonscan.HasNonASCII != 0 && !utf8.Valid(body[t.Start+1:t.End-1]) {
+		return jsonscan.Token{}, false
+	}
+	return t, true
 }
 
-func (r *wireReader) space() {
-	for r.i < len(r.b) {
-		switch r.b[r.i] {
-		case ' ', '\t', '\n', '\r':
-			r.i++
-		default:
-			return
-		}
-	}
-}
-
-// byte consumes c if it is next.
-func (r *wireReader) byte(c byte) bool {
-	if r.i < len(r.b) && r.b[r.i] == c {
-		r.i++
-		return true
-	}
-	return false
-}
-
-// plainString reads a string without escapes and returns its contents. With
-// utf8 false it accepts only ASCII (keys: non-ASCII ones may fold to a field
-// name), with utf8 true valid UTF-8 (which encoding/json keeps as it is).
-// It reports false, consuming nothing useful, for anything else.
-func (r *wireReader) plainString(allowUTF8 bool) ([]byte, bool) {
-	if !r.byte('"') {
-		return nil, false
-	}
-	start := r.i
-	high := false
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		switch {
-		case c == '"':
-			s := r.b[start:r.i]
-			r.i++
-			if high && (!allowUTF8 || !utf8.Valid(s)) {
-				return nil, false
-			}
-			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			high = true
-		}
-		r.i++
-	}
-	return nil, false
-}
-
-// stringField reads a string value and records where its contents are.
-func (r *wireReader) stringField(dst *span) bool {
-	start := r.i + 1 // after the opening quote
-	_, ok := r.plainString(true)
+// stringField reads a plain string value and records where its contents are.
+func stringField(s *jsonscan.Scanner, body []byte, dst *span) bool {
+	t, ok := plainString(s, body)
 	if ok {
-		*dst = span{start, r.i - 1} // before the closing quote
+		*dst = span{t.Start + 1, t.End - 1} // between the quotes
 	}
 	return ok
 }
 
-// int reads an integer written without fraction or exponent, small enough
-// for any int.
-func (r *wireReader) int() (int, bool) {
-	start := r.i
-	r.byte('-')
-	digits := r.i
-	for r.i < len(r.b) && '0' <= r.b[r.i] && r.b[r.i] <= '9' {
-		r.i++
-	}
-	n := r.i - digits
-	if n == 0 || n > 9 || (n > 1 && r.b[digits] == '0') {
+// wireInt reads an integer written without fraction or exponent, small
+// enough for any int (at most 9 digits).
+func wireInt(s *jsonscan.Scanner, body []byte) (int, bool) {
+	t, ok := s.Number()
+	if !ok || t.Flags != 0 {
 		return 0, false
 	}
-	if r.i < len(r.b) {
-		switch r.b[r.i] {
-		case '.', 'e', 'E':
-			return 0, false
-		}
+	digits := body[t.Start:t.End]
+	neg := digits[0] == '-'
+	if neg {
+		digits = digits[1:]
 	}
-	v, err := strconv.Atoi(string(r.b[start:r.i]))
-	return v, err == nil
-}
-
-// skipValue checks the JSON value at the cursor and moves past it. It accepts
-// exactly what encoding/json's scanner accepts (strings need not be valid
-// UTF-8), but gives up beyond maxFastDepth.
-func (r *wireReader) skipValue(depth int) bool {
-	if r.i >= len(r.b) {
-		return false
+	if len(digits) > 9 {
+		return 0, false
 	}
-	switch c := r.b[r.i]; {
-	case c == '"':
-		return r.skipString()
-	case c == '{':
-		if depth >= maxFastDepth {
-			return false
-		}
-		r.i++
-		r.space()
-		if r.byte('}') {
-			return true
-		}
-		for {
-			r.space()
-			if r.i >= len(r.b) || r.b[r.i] != '"' || !r.skipString() {
-				return false
-			}
-			r.space()
-			if !r.byte(':') {
-				return false
-			}
-			r.space()
-			if !r.skipValue(depth + 1) {
-				return false
-			}
-			r.space()
-			if r.byte(',') {
-				continue
-			}
-			return r.byte('}')
-		}
-	case c == '[':
-		if depth >= maxFastDepth {
-			return false
-		}
-		r.i++
-		r.space()
-		if r.byte(']') {
-			return true
-		}
-		for {
-			r.space()
-			if !r.skipValue(depth + 1) {
-				return false
-			}
-			r.space()
-			if r.byte(',') {
-				continue
-			}
-			return r.byte(']')
-		}
-	case c == '-' || ('0' <= c && c <= '9'):
-		return r.skipNumber()
-	case c == 't':
-		return r.literal("true")
-	case c == 'f':
-		return r.literal("false")
-	case c == 'n':
-		return r.literal("null")
+	v := 0
+	for _, d := range digits {
+		v = v*10 + int(d-'0')
 	}
-	return false
-}
-
-func (r *wireReader) literal(s string) bool {
-	if len(r.b)-r.i >= len(s) && string(r.b[r.i:r.i+len(s)]) == s {
-		r.i += len(s)
-		return true
+	if neg {
+		v = -v
 	}
-	return false
-}
-
-func (r *wireReader) skipString() bool {
-	r.i++ // the opening quote
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		switch {
-		case c == '"':
-			r.i++
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			r.i++
-			if r.i >= len(r.b) {
-				return false
-			}
-			switch r.b[r.i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if len(r.b)-r.i < 5 {
-					return false
-				}
-				for _, h := range r.b[r.i+1 : r.i+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-						return false
-					}
-				}
-				r.i += 4
-			default:
-				return false
-			}
-		}
-		r.i++
-	}
-	return false
-}
-
-// skipNumber moves past -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?.
-func (r *wireReader) skipNumber() bool {
-	r.byte('-')
-	switch {
-	case r.byte('0'):
-	case r.i < len(r.b) && '1' <= r.b[r.i] && r.b[r.i] <= '9':
-		r.digits()
-	default:
-		return false
-	}
-	if r.byte('.') && r.digits() == 0 {
-		return false
-	}
-	if r.byte('e') || r.byte('E') {
-		if !r.byte('+') {
-			r.byte('-')
-		}
-		if r.digits() == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *wireReader) digits() int {
-	start := r.i
-	for r.i < len(r.b) && '0' <= r.b[r.i] && r.b[r.i] <= '9' {
-		r.i++
-	}
-	return r.i - start
+	return v, true
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stratusworks/worker/internal/jsonscan"
 	"github.com/stretchr/testify/require"
 )
 
@@ -16,7 +17,7 @@ func requireSameAsJSON(t *testing.T, body []byte) {
 	t.Helper()
 	var want, got wireAction
 	wantErr := json.Unmarshal(body, &want)
-	gotErr := unmarshalWire(body, &got)
+	lone, gotErr := unmarshalWire(body, &got)
 	if wantErr != nil {
 		require.Error(t, gotErr, "encoding/json fails on %q: %v", body, wantErr)
 		require.Equal(t, wantErr.Error(), gotErr.Error(), "body %q", body)
@@ -25,6 +26,7 @@ func requireSameAsJSON(t *testing.T, body []byte) {
 	require.NoError(t, gotErr, "body %q", body)
 	require.Equal(t, want, got, "body %q", body)
 	require.True(t, want.CreatedAt.Equal(got.CreatedAt))
+	require.Equal(t, jsonscan.FirstLoneSurrogate(body), lone, "the lone surrogate the reader reports, body %q", body)
 }
 
 // wireBodies are bodies of every kind: as encode writes them, unusual but
@@ -41,6 +43,7 @@ var wireBodies = []string{
 	`{"v":1,"type":"a","customer":"a\"b"}`,
 	`{"v":1,"type":"a","customer":"\u00fc\ud83d\ude42"}`,
 	`{"v":1,"type":"a","customer":"bad \ud800 surrogate"}`,
+	`{"v":1,"type":"a","payload":["\ud83d\ude00x",{"k\udc00":"\ud800"}],"other":"\udfff"}`,
 	`{"v":1,"type":"a","customer":null,"created_at":null}`,
 	`{"v":1,"type":"a","payload":null}`,
 	`{"v":1,"type":"a","payload":"x","payload":{"y":2}}`,
@@ -107,7 +110,8 @@ func TestUnmarshalWireFastPath(t *testing.T) {
 		m, err := encode(a, defaultMaxPayload)
 		require.NoError(t, err)
 		var w wireAction
-		require.True(t, fastUnmarshalWire(m.Payload, &w), "%s", m.Payload)
+		_, ok := fastUnmarshalWire(m.Payload, &w)
+		require.True(t, ok, "%s", m.Payload)
 		require.Equal(t, WireVersion, w.V)
 		require.Equal(t, a, w.Action)
 	}
@@ -158,5 +162,35 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(m, defaultMaxPayload); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkJSONWire compares the envelope reader with encoding/json on the
+// body encode writes (the same one BenchmarkDecode decodes): ours is
+// unmarshalWire, baseline is json.Unmarshal into the same wireAction.
+// bench/run -json prints the pair's ratio.
+func BenchmarkJSONWire(b *testing.B) {
+	a := Action{ID: "0b3c1f5e-6a7d-4e8f-9a0b-1c2d3e4f5a6b", Type: "bench.noop", Customer: "cust-0042", Account: "acct-0042",
+		Resource: "i-0abc00000001", Key: "0b3c1f5e-6a7d-4e8f-9a0b-1c2d3e4f5a6b", CorrelationID: "req-7",
+		CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC), Payload: json.RawMessage(`{"image":"debian-13","n":1,"size":"m1.small"}`)}
+	m, err := encode(a, defaultMaxPayload)
+	require.NoError(b, err)
+	body := m.Payload
+	for _, side := range []struct {
+		name      string
+		unmarshal func([]byte, *wireAction) error
+	}{
+		{"ours", func(body []byte, w *wireAction) error { _, err := unmarshalWire(body, w); return err }},
+		{"baseline", func(body []byte, w *wireAction) error { return json.Unmarshal(body, w) }},
+	} {
+		b.Run(side.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var w wireAction
+				if err := side.unmarshal(body, &w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

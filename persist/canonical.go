@@ -3,9 +3,10 @@ package persist
 import (
 	"bytes"
 	"slices"
-	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/stratusworks/worker/internal/jsonscan"
 )
 
 // Fast paths for the JSON work of a save. Each handles the common case
@@ -18,15 +19,15 @@ import (
 // ASCII or valid UTF-8 other than U+2028 and U+2029, without backslashes. It
 // reports false for anything else, including invalid JSON and duplicate keys.
 func canonicalFast(raw []byte) (string, bool) {
-	c := canonicalizer{in: raw}
-	c.space()
-	if c.pos >= len(c.in) || c.in[c.pos] != '{' {
+	c := canonicalizer{s: jsonscan.New(raw), in: raw}
+	c.s.Space()
+	if c.s.NextByte() != '{' {
 		return "", false
 	}
 	buf := canonicalBufs.Get().(*[]byte)
 	out, ok := c.value((*buf)[:0])
-	c.space()
-	ok = ok && c.pos == len(c.in)
+	c.s.Space()
+	ok = ok && c.s.Done()
 	var s string
 	if ok {
 		s = string(out)
@@ -41,33 +42,22 @@ func canonicalFast(raw []byte) (string, bool) {
 // canonicalBufs holds canonicalFast's scratch buffers.
 var canonicalBufs = sync.Pool{New: func() any { return new([]byte) }}
 
+// canonicalizer writes the canonical form of the value the scanner is at.
 type canonicalizer struct {
+	s     jsonscan.Scanner
 	in    []byte
-	pos   int
 	depth int // nesting of the value being read
 }
 
 // maxFastDepth bounds the recursion; deeper input takes the general path.
 const maxFastDepth = 256
 
-func (c *canonicalizer) space() {
-	for c.pos < len(c.in) {
-		switch c.in[c.pos] {
-		case ' ', '\t', '\n', '\r':
-			c.pos++
-		default:
-			return
-		}
-	}
-}
-
-// value appends the canonical form of the value at c.pos to out.
+// value appends the canonical form of the value at the cursor to out.
 func (c *canonicalizer) value(out []byte) ([]byte, bool) {
-	if c.pos >= len(c.in) {
-		return out, false
-	}
-	switch b := c.in[c.pos]; {
-	case b == '{' || b == '[':
+	var t jsonscan.Token
+	var ok bool
+	switch b := c.s.NextByte(); b {
+	case '{', '[':
 		if c.depth++; c.depth > maxFastDepth {
 			return out, false
 		}
@@ -76,117 +66,54 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 			return c.object(out)
 		}
 		return c.array(out)
-	case b == '"':
-		s, ok := c.str()
-		return append(out, s...), ok
-	case b == 't':
-		return c.literal(out, "true")
-	case b == 'f':
-		return c.literal(out, "false")
-	case b == 'n':
-		return c.literal(out, "null")
+	case '"':
+		t, ok = c.str()
+	case 't', 'f', 'n':
+		t, ok = c.s.Literal()
 	default:
-		return c.number(out)
+		t, ok = c.s.Number() // encoding/json keeps a number as written
 	}
+	return append(out, c.in[t.Start:t.End]...), ok
 }
 
-func (c *canonicalizer) literal(out []byte, lit string) ([]byte, bool) {
-	if !bytes.HasPrefix(c.in[c.pos:], []byte(lit)) {
-		return out, false
+// str reads a string that encoding/json writes back as it is: without
+// escapes (it would unescape and re-escape them, not always alike), and
+// non-ASCII only as valid UTF-8 other than U+2028 and U+2029 (which it
+// escapes).
+func (c *canonicalizer) str() (jsonscan.Token, bool) {
+	t, ok := c.s.String()
+	if !ok || t.Flags&jsonscan.HasEscape != 0 {
+		return jsonscan.Token{}, false
 	}
-	c.pos += len(lit)
-	return append(out, lit...), true
+	if t.Flags&jsonscan.HasNonASCII != 0 {
+		contents := c.in[t.Start+1 : t.End-1]
+		if !utf8.Valid(contents) || bytes.Contains(contents, lineSeparator) || bytes.Contains(contents, paragraphSeparator) {
+			return jsonscan.Token{}, false
+		}
+	}
+	return t, true
 }
 
-// str returns the string token at c.pos, quotes included, when it needs no
-// escaping changes.
-func (c *canonicalizer) str() ([]byte, bool) {
-	start := c.pos
-	i := start + 1
-	for i < len(c.in) {
-		b := c.in[i]
-		switch {
-		case b == '"':
-			c.pos = i + 1
-			return c.in[start:c.pos], true
-		case b == '\\' || b < 0x20:
-			return nil, false
-		case b < utf8.RuneSelf:
-			i++
-		default:
-			r, size := utf8.DecodeRune(c.in[i:])
-			if r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
-				return nil, false
-			}
-			i += size
-		}
-	}
-	return nil, false
-}
-
-// number copies a JSON number literal, which encoding/json keeps as written.
-func (c *canonicalizer) number(out []byte) ([]byte, bool) {
-	in, i := c.in, c.pos
-	digits := func() bool {
-		start := i
-		for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-			i++
-		}
-		return i > start
-	}
-	if i < len(in) && in[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(in) && in[i] == '0':
-		i++
-	case !digits():
-		return out, false
-	}
-	if i < len(in) && in[i] == '.' {
-		i++
-		if !digits() {
-			return out, false
-		}
-	}
-	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
-		i++
-		if i < len(in) && (in[i] == '+' || in[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return out, false
-		}
-	}
-	out = append(out, in[c.pos:i]...)
-	c.pos = i
-	return out, true
-}
+var lineSeparator, paragraphSeparator = []byte("\u2028"), []byte("\u2029")
 
 func (c *canonicalizer) array(out []byte) ([]byte, bool) {
-	c.pos++ // [
+	c.s.Accept('[')
 	out = append(out, '[')
-	c.space()
-	if c.pos < len(c.in) && c.in[c.pos] == ']' {
-		c.pos++
+	c.s.Space()
+	if c.s.Accept(']') {
 		return append(out, ']'), true
 	}
 	for {
-		c.space()
+		c.s.Space()
 		var ok bool
 		if out, ok = c.value(out); !ok {
 			return out, false
 		}
-		c.space()
-		if c.pos >= len(c.in) {
-			return out, false
-		}
-		switch c.in[c.pos] {
-		case ',':
-			c.pos++
+		c.s.Space()
+		switch {
+		case c.s.Accept(','):
 			out = append(out, ',')
-		case ']':
-			c.pos++
+		case c.s.Accept(']'):
 			return append(out, ']'), true
 		default:
 			return out, false
@@ -194,18 +121,19 @@ func (c *canonicalizer) array(out []byte) ([]byte, bool) {
 	}
 }
 
-// member is an object member written to the output: its key without
-// quotes, and where the member ("key":value) starts and ends in the output.
+// member is an object member written to the output: where its key's
+// contents are in the input, and where the member ("key":value) starts and
+// ends in the output. (Offsets, not slices: members sort without write
+// barriers.)
 type member struct {
-	key        []byte
-	start, end int
+	keyStart, keyEnd int
+	start, end       int
 }
 
 func (c *canonicalizer) object(out []byte) ([]byte, bool) {
-	c.pos++ // {
-	c.space()
-	if c.pos < len(c.in) && c.in[c.pos] == '}' {
-		c.pos++
+	c.s.Accept('{')
+	c.s.Space()
+	if c.s.Accept('}') {
 		return append(out, "{}"...), true
 	}
 	// Members are written in input order, which is usually sorted already;
@@ -215,171 +143,184 @@ func (c *canonicalizer) object(out []byte) ([]byte, bool) {
 	var buf [16]member
 	members := buf[:0]
 	sorted := true
+	in := c.in
 	for {
-		c.space()
-		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
-			return out, false
-		}
-		key, ok := c.str()
+		c.s.Space()
+		t, ok := c.str()
 		if !ok {
 			return out, false
 		}
-		c.space()
-		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+		c.s.Space()
+		if !c.s.Accept(':') {
 			return out, false
 		}
-		c.pos++
-		c.space()
+		c.s.Space()
 		start := len(out)
-		out = append(out, key...)
+		out = append(out, in[t.Start:t.End]...)
 		out = append(out, ':')
 		if out, ok = c.value(out); !ok {
 			return out, false
 		}
-		m := member{key: key[1 : len(key)-1], start: start, end: len(out)}
-		if n := len(members); n > 0 && bytes.Compare(members[n-1].key, m.key) >= 0 {
+		m := member{keyStart: t.Start + 1, keyEnd: t.End - 1, start: start, end: len(out)}
+		if n := len(members); n > 0 && bytes.Compare(in[members[n-1].keyStart:members[n-1].keyEnd], in[m.keyStart:m.keyEnd]) >= 0 {
 			sorted = false
 		}
 		members = append(members, m)
-		c.space()
-		if c.pos >= len(c.in) {
-			return out, false
-		}
-		if c.in[c.pos] == '}' {
-			c.pos++
+		c.s.Space()
+		if c.s.Accept('}') {
 			break
 		}
-		if c.in[c.pos] != ',' {
+		if !c.s.Accept(',') {
 			return out, false
 		}
-		c.pos++
 		out = append(out, ',')
 	}
 	if !sorted {
 		// Keys are compared as Go strings, as encoding/json sorts map keys;
 		// without escapes the raw bytes are the decoded key.
-		slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		key := func(m member) []byte { return in[m.keyStart:m.keyEnd] }
+		slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(key(a), key(b)) })
 		for i := 1; i < len(members); i++ {
-			if bytes.Equal(members[i-1].key, members[i].key) {
+			if bytes.Equal(key(members[i-1]), key(members[i])) {
 				return out, false // duplicate key: the general path keeps the last
 			}
 		}
-		written := slices.Clone(out[base:])
-		out = append(out[:base], '{')
+		// The members in order after the ones written, then moved back
+		// over them: the same bytes, in another order.
+		n := len(out)
 		for i, m := range members {
 			if i > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, written[m.start-base:m.end-base]...)
+			out = append(out, out[m.start:m.end]...)
 		}
+		out = out[:base+1+copy(out[base+1:], out[n:])]
 	}
 	return append(out, '}'), true
 }
 
-// topMembers splits a canonical JSON object into its top-level members, keys
-// without quotes and raw values, appending them to into. It reports false
-// unless obj is a compact object whose keys have no escapes (so that the raw
-// bytes are the key) and are in increasing order.
+// topMembers splits a canonical JSON object into its top-level members,
+// appending them to into. It reports false unless obj is an object without
+// whitespace between its members (see readMember) whose keys are in
+// increasing order.
 func topMembers(obj string, into []jsonMember) ([]jsonMember, bool) {
-	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+	s := jsonscan.NewString(obj)
+	if !s.Accept('{') {
 		return into, false
 	}
-	if obj == "{}" {
-		return into, true
+	if s.Accept('}') {
+		return into, s.Done()
 	}
-	i := 1
 	for {
-		if i >= len(obj) || obj[i] != '"' {
+		m, ok := readMember(&s, obj)
+		if !ok || len(into) > 0 && into[len(into)-1].key >= m.key {
 			return into, false
 		}
-		end := strings.IndexByte(obj[i+1:], '"')
-		if end < 0 {
+		into = append(into, m)
+		if s.Accept('}') {
+			return into, s.Done()
+		}
+		if !s.Accept(',') {
 			return into, false
 		}
-		key := obj[i+1 : i+1+end]
-		if strings.IndexByte(key, '\\') >= 0 || (len(into) > 0 && into[len(into)-1].key >= key) {
-			return into, false
-		}
-		i += end + 2
-		if i >= len(obj) || obj[i] != ':' {
-			return into, false
-		}
-		i++
-		vend, ok := skipValue(obj, i)
-		if !ok {
-			return into, false
-		}
-		into = append(into, jsonMember{key: key, value: obj[i:vend]})
-		i = vend
-		if obj[i] == '}' {
-			return into, i == len(obj)-1
-		}
-		i++ // ,
 	}
 }
 
-type jsonMember struct{ key, value string }
+// jsonMember is a member of a compact object: its bytes "key":value, and
+// the key without quotes.
+type jsonMember struct{ key, member string }
 
-// skipValue returns the index of the ',' or '}' that ends the compact JSON
-// value starting at i.
-func skipValue(s string, i int) (int, bool) {
-	start, depth := i, 0
-	for i < len(s) {
-		switch s[i] {
-		case '"':
-			for i++; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case ']':
-			depth--
-		case '}':
-			if depth == 0 {
-				return i, i > start
-			}
-			depth--
-		case ',':
-			if depth == 0 {
-				return i, i > start
-			}
-		}
-		i++
+// value returns the member's raw value.
+func (m jsonMember) value() string { return m.member[len(m.key)+3:] }
+
+// readMember reads the member at the cursor of s, a scanner of obj: a key
+// that is its value as it is (no escapes, valid UTF-8), a colon right after
+// it, and a valid value nested at most jsonscan.MaxDepth deep.
+func readMember(s *jsonscan.Scanner, obj string) (jsonMember, bool) {
+	k, ok := s.String()
+	if !ok || k.Flags&jsonscan.HasEscape != 0 {
+		return jsonMember{}, false
 	}
-	return i, false
+	key := obj[k.Start+1 : k.End-1]
+	if k.Flags&jsonscan.HasNonASCII != 0 && !utf8.ValidString(key) || !s.Accept(':') {
+		return jsonMember{}, false
+	}
+	v, ok := s.SkipValue(jsonscan.MaxDepth)
+	if !ok {
+		return jsonMember{}, false
+	}
+	return jsonMember{key: key, member: obj[k.Start:v.End]}, true
 }
 
-// diffFieldsFast is diffFields for objects that topMembers can split: both
-// are sorted by key, so one merge pass finds the differences in order.
+// diffFieldsFast is diffFields for objects that topMembers can split. It
+// splits before, then reads after's members in step with before's: both
+// are sorted by key, so one merge pass finds the differences in order. A
+// member of after that is byte for byte the member of before it meets (as
+// most are) is taken without reading it: it is valid, and unchanged.
 func diffFieldsFast(before, after string) ([]string, bool) {
-	var buf [2][16]jsonMember
-	b, ok := topMembers(before, buf[0][:0])
+	var buf [16]jsonMember
+	b, ok := topMembers(before, buf[:0])
 	if !ok {
 		return nil, false
 	}
-	a, ok := topMembers(after, buf[1][:0])
-	if !ok {
+	s := jsonscan.NewString(after)
+	if !s.Accept('{') {
 		return nil, false
 	}
 	var fields []string
-	i, j := 0, 0
-	for i < len(b) || j < len(a) {
-		switch {
-		case j == len(a) || (i < len(b) && b[i].key < a[j].key):
-			fields = append(fields, b[i].key)
-			i++
-		case i == len(b) || a[j].key < b[i].key:
-			fields = append(fields, a[j].key)
-			j++
-		default:
-			if b[i].value != a[j].value {
-				fields = append(fields, b[i].key)
+	i := 0 // b[i] is the next member of before to meet
+	if !s.Accept('}') {
+		var prev string // after's last key
+		for n := 0; ; n++ {
+			var key string
+			if rest := after[s.Pos():]; i < len(b) && sameMember(rest, b[i].member) {
+				key = b[i].key
+				s.Skip(len(b[i].member))
+				i++
+			} else {
+				m, ok := readMember(&s, after)
+				if !ok {
+					return nil, false
+				}
+				key = m.key
+				for i < len(b) && b[i].key < key {
+					fields = append(fields, b[i].key) // removed
+					i++
+				}
+				if i < len(b) && b[i].key == key {
+					if b[i].value() != m.value() {
+						fields = append(fields, key) // changed
+					}
+					i++
+				} else {
+					fields = append(fields, key) // added
+				}
 			}
-			i++
-			j++
+			if n > 0 && key <= prev {
+				return nil, false
+			}
+			prev = key
+			if s.Accept('}') {
+				break
+			}
+			if !s.Accept(',') {
+				return nil, false
+			}
 		}
 	}
+	if !s.Done() {
+		return nil, false
+	}
+	for ; i < len(b); i++ {
+		fields = append(fields, b[i].key) // removed
+	}
 	return fields, true
+}
+
+// sameMember reports whether rest starts with member and then ends it with
+// a comma or a closing brace: then rest holds the same member, as a
+// scanner would read it.
+func sameMember(rest, member string) bool {
+	return len(rest) > len(member) && rest[:len(member)] == member &&
+		(rest[len(member)] == ',' || rest[len(member)] == '}')
 }
