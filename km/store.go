@@ -43,9 +43,8 @@ func openCredential(kr *Keyring, b Binding, env []byte) (Credential, error) {
 		return Credential{}, err
 	}
 	defer pt.Destroy()
-	pt.box.mu.RLock()
-	defer pt.box.mu.RUnlock()
-	c, err := unmarshalCredential(pt.box.b)
+	var c Credential
+	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
 	if err != nil {
 		return Credential{}, errorf(ErrTampered, "credential %s/%s/%s: %v", b.Customer, b.Account, b.Name, err)
 	}
