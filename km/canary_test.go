@@ -110,6 +110,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	logAll("fetched after rotation", "cred", got)
 
 	// Error paths.
+	prodRow, guestRow := km.RowID(local, "acme", "123456", "prod"), km.RowID(local, "acme", "123456", "guest-key")
 	wrongKey := newLocalStore(t, db, newKeyring(t, masterKey("prod", 2, 0x99)))
 	_, err = wrongKey.Get(ctx, "acme", "123456", "prod")
 	require.ErrorIs(t, err, km.ErrWrongKey)
@@ -120,7 +121,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	require.ErrorIs(t, err, km.ErrUnknownKey)
 	collect(err)
 
-	require.NoError(t, db.Exec(`UPDATE worker_km_credentials SET envelope = (SELECT envelope FROM worker_km_credentials WHERE name = 'prod') WHERE name = 'guest-key'`).Error)
+	moveEnvelope(t, db, prodRow, guestRow)
 	cache.Purge()
 	_, err = client.Get(ctx, "acme", "123456", "guest-key")
 	require.ErrorIs(t, err, km.ErrTampered)

@@ -37,6 +37,18 @@ var (
 	ErrInvalid = errors.New("km: invalid")
 	// ErrClosed means the keyring (or a store using it) has been closed.
 	ErrClosed = errors.New("km: closed")
+	// ErrConflict means a conditional write ([ConditionalStore.PutIf],
+	// [ConditionalStore.DeleteIf]) found the credential at another revision
+	// than the one given (or present when revision 0 asked for its absence).
+	ErrConflict = errors.New("km: revision conflict")
+	// ErrSchema means the database lacks the km tables, or has them in
+	// another shape than this package needs (for example a collation that
+	// ignores case or trailing spaces): run the provisioning database's
+	// migrations (persist.Migrate). km never creates or alters tables.
+	ErrSchema = errors.New("km: database schema missing or not as expected")
+	// ErrForbidden means the key service authenticated the client but its
+	// identity is not allowed the operation on that customer.
+	ErrForbidden = errors.New("km: forbidden")
 )
 
 // invalidError is a validation message that matches [ErrInvalid] without

@@ -46,6 +46,7 @@ type Keyring struct {
 type masterKey struct {
 	key [keySize]byte
 	kcv [kcvSize]byte
+	idx [keySize]byte // index key: HKDF(key, info indexLabel), keys the row references
 }
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -114,6 +115,7 @@ func (k *Keyring) Add(mk MasterKey) error {
 	m := new(masterKey)
 	copy(m.key[:], kb)
 	m.kcv = keyCheckValue(&m.key)
+	hkdfRead(m.idx[:], m.key[:], nil, indexLabel)
 	ref := KeyRef{ID: mk.ID, Version: mk.Version}
 	k.keys[ref] = m
 	if mk.Version > k.current.Version {
@@ -187,8 +189,18 @@ func (k *Keyring) Close() error {
 	defer k.mu.Unlock()
 	for _, m := range k.keys {
 		clear(m.key[:])
+		clear(m.idx[:])
 	}
 	clear(k.keys)
 	k.closed = true
 	return nil
+}
+
+// kcvDiffers reports whether the keyring holds ref with another key check
+// value than kcv.
+func (k *Keyring) kcvDiffers(ref KeyRef, kcv [kcvSize]byte) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	m, ok := k.keys[ref]
+	return ok && m.kcv != kcv
 }

@@ -300,7 +300,7 @@ func TestRemoteErrorsMapToSentinels(t *testing.T) {
 	require.NoError(t, backend.Put(ctx, cloudCred("acme", "1", "a", canary)))
 	require.NoError(t, backend.Put(ctx, cloudCred("acme", "1", "b", canary)))
 	// Move a's envelope onto b's row.
-	require.NoError(t, db.Exec(`UPDATE worker_km_credentials SET envelope = (SELECT envelope FROM worker_km_credentials WHERE name = 'a') WHERE name = 'b'`).Error)
+	moveEnvelope(t, db, km.RowID(backend, "acme", "1", "a"), km.RowID(backend, "acme", "1", "b"))
 
 	_, err := r.client.Get(ctx, "acme", "1", "b")
 	require.ErrorIs(t, err, km.ErrTampered)
