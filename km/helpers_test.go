@@ -3,9 +3,9 @@ package km_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"encoding/base64"
 	"encoding/hex"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"

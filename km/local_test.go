@@ -529,9 +529,13 @@ func TestConditionalWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	stores := map[string]func(t *testing.T) km.ConditionalStore{
-		"LocalStoreSQLite":  func(t *testing.T) km.ConditionalStore { return newLocalStore(t, newDB(t, nil), newKeyring(t, masterKey("p", 1, 1))) },
-		"LocalStoreMariaDB": func(t *testing.T) km.ConditionalStore { return newLocalStore(t, newMySQLDB(t, nil), newKeyring(t, masterKey("p", 1, 1))) },
-		"MemoryStore":       func(t *testing.T) km.ConditionalStore { return newMemoryStore(t, newKeyring(t, masterKey("p", 1, 1))) },
+		"LocalStoreSQLite": func(t *testing.T) km.ConditionalStore {
+			return newLocalStore(t, newDB(t, nil), newKeyring(t, masterKey("p", 1, 1)))
+		},
+		"LocalStoreMariaDB": func(t *testing.T) km.ConditionalStore {
+			return newLocalStore(t, newMySQLDB(t, nil), newKeyring(t, masterKey("p", 1, 1)))
+		},
+		"MemoryStore": func(t *testing.T) km.ConditionalStore { return newMemoryStore(t, newKeyring(t, masterKey("p", 1, 1))) },
 		"Cache": func(t *testing.T) km.ConditionalStore {
 			c, err := km.NewCache(newMemoryStore(t, newKeyring(t, masterKey("p", 1, 1))), time.Minute, nil)
 			require.NoError(t, err)
