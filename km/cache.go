@@ -91,6 +91,16 @@ func (c *Cache) Delete(ctx context.Context, customer, account, name string) erro
 	return c.store.Delete(ctx, customer, account, name)
 }
 
+func (c *Cache) putRevision(ctx context.Context, cred Credential) (int64, error) {
+	rp, ok := c.store.(revisionPutter)
+	if !ok {
+		return 0, c.Put(ctx, cred)
+	}
+	c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	defer c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	return rp.putRevision(ctx, cred)
+}
+
 // PutIf implements [ConditionalStore] when the wrapped store does; otherwise
 // it fails with an error matching [ErrInvalid].
 func (c *Cache) PutIf(ctx context.Context, cred Credential, revision int64) (int64, error) {

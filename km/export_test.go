@@ -1,6 +1,13 @@
 package km
 
-import "context"
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+)
 
 // Test hooks for the external test package.
 
@@ -25,4 +32,46 @@ func LegacyEnvelope(kr *Keyring, c Credential) []byte {
 		panic(err)
 	}
 	return env
+}
+
+// OpenRecordedRequest is an attacker holding key trying to open a recorded
+// payload-layer request body (as the recorded client, for audience).
+func OpenRecordedRequest(key ClientPayloadKey, audience, method string, h http.Header, rawURL string, body []byte) ([]byte, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	f := requestFields{keyID: h.Get(hdrKeyID), client: h.Get(hdrClient), audience: audience, method: method,
+		path: u.EscapedPath(), query: u.RawQuery, ts: h.Get(hdrTimestamp), nonce: h.Get(hdrNonce), ephemeral: h.Get(hdrEphemeral)}
+	kb := key.Key.Reveal()
+	keys := newWireKeys(kb)
+	reqKey := keys.requestKey(f.nonce)
+	pt, ok := openGCM(reqKey, body, requestAAD(f))
+	if !ok {
+		return nil, errorf(ErrTampered, "recorded request does not open with this key")
+	}
+	return pt, nil
+}
+
+// OpenRecordedResponse is an attacker holding the client's key (but not the
+// request's ephemeral private key, which never left the client's memory)
+// trying to open a recorded response body: with a fresh ephemeral key, or
+// with none.
+func OpenRecordedResponse(key ClientPayloadKey, method, rawURL string, reqHeader, respHeader http.Header, body []byte) ([]byte, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	nonce := reqHeader.Get(hdrNonce)
+	kb := key.Key.Reveal()
+	keys := newWireKeys(kb)
+	guess, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	shared, _ := x25519(guess, respHeader.Get(hdrEphemeral))
+	srvPub, _ := hex.DecodeString(respHeader.Get(hdrEphemeral))
+	for _, s := range [][]byte{shared, nil, make([]byte, 32), srvPub} {
+		if pt, ok := openGCM(keys.responseKey(nonce, s), body, responseAAD(method, u.EscapedPath(), nonce)); ok {
+			return pt, nil
+		}
+	}
+	return nil, errorf(ErrTampered, "recorded response does not open with this key")
 }

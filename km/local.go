@@ -208,6 +208,10 @@ func (s *LocalStore) Put(ctx context.Context, c Credential) error {
 	return err
 }
 
+func (s *LocalStore) putRevision(ctx context.Context, c Credential) (int64, error) {
+	return s.write(ctx, c, 0, false)
+}
+
 // PutIf implements [ConditionalStore].
 func (s *LocalStore) PutIf(ctx context.Context, c Credential, revision int64) (int64, error) {
 	return s.write(ctx, c, revision, true)

@@ -48,6 +48,12 @@ type ConditionalStore interface {
 	DeleteIf(ctx context.Context, customer, account, name string, revision int64) error
 }
 
+// revisionPutter is a Store whose unconditional Put can report the revision
+// it wrote (so the key service can return it).
+type revisionPutter interface {
+	putRevision(ctx context.Context, c Credential) (int64, error)
+}
+
 // sealCredential seals everything but the timestamps (the store keeps those).
 func sealCredential(kr *Keyring, c Credential) ([]byte, error) {
 	c.CreatedAt, c.UpdatedAt = time.Time{}, time.Time{}
@@ -107,6 +113,10 @@ func NewMemoryStore(kr *Keyring) (*MemoryStore, error) {
 func (s *MemoryStore) Put(ctx context.Context, c Credential) error {
 	_, err := s.write(ctx, c, 0, false)
 	return err
+}
+
+func (s *MemoryStore) putRevision(ctx context.Context, c Credential) (int64, error) {
+	return s.write(ctx, c, 0, false)
 }
 
 // PutIf implements [ConditionalStore].
