@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -58,7 +59,10 @@ func (e *guestLogsEnv) putKey(t *testing.T, s km.Store, customer, account string
 // separateKM is a key manager in its own database, standing for a remote one.
 func (e *guestLogsEnv) separateKM(t *testing.T) km.Store {
 	t.Helper()
-	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "km.db")), &gorm.Config{Logger: logger.Discard})
+	path := filepath.Join(t.TempDir(), "km.db")
+	// km creates no tables: persist's migrations own them (issue 18).
+	require.NoError(t, persist.Migrate(context.Background(), persist.Config{Provisioning: persist.DBConfig{DSN: path}, Logger: slog.New(slog.DiscardHandler)}))
+	db, err := gorm.Open(sqlite.Open(path), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)

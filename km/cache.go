@@ -91,6 +91,40 @@ func (c *Cache) Delete(ctx context.Context, customer, account, name string) erro
 	return c.store.Delete(ctx, customer, account, name)
 }
 
+func (c *Cache) putRevision(ctx context.Context, cred Credential) (int64, error) {
+	rp, ok := c.store.(revisionPutter)
+	if !ok {
+		return 0, c.Put(ctx, cred)
+	}
+	c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	defer c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	return rp.putRevision(ctx, cred)
+}
+
+// PutIf implements [ConditionalStore] when the wrapped store does; otherwise
+// it fails with an error matching [ErrInvalid].
+func (c *Cache) PutIf(ctx context.Context, cred Credential, revision int64) (int64, error) {
+	cs, ok := c.store.(ConditionalStore)
+	if !ok {
+		return 0, invalidf("cache: the wrapped store (%T) has no conditional writes", c.store)
+	}
+	c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	defer c.Invalidate(cred.Customer, cred.Account, cred.Name)
+	return cs.PutIf(ctx, cred, revision)
+}
+
+// DeleteIf implements [ConditionalStore] when the wrapped store does;
+// otherwise it fails with an error matching [ErrInvalid].
+func (c *Cache) DeleteIf(ctx context.Context, customer, account, name string, revision int64) error {
+	cs, ok := c.store.(ConditionalStore)
+	if !ok {
+		return invalidf("cache: the wrapped store (%T) has no conditional writes", c.store)
+	}
+	c.Invalidate(customer, account, name)
+	defer c.Invalidate(customer, account, name)
+	return cs.DeleteIf(ctx, customer, account, name, revision)
+}
+
 // List implements [Store]; it is not cached.
 func (c *Cache) List(ctx context.Context, customer string) ([]CredentialInfo, error) {
 	return c.store.List(ctx, customer)

@@ -50,14 +50,10 @@ func marshalCredential(c Credential) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(c.Fields)))
 	for _, k := range c.FieldNames() {
 		buf = appendStr(buf, k)
-		if box := c.Fields[k].box; box != nil {
-			box.mu.RLock()
-			buf = binary.AppendUvarint(buf, uint64(len(box.b)))
-			buf = append(buf, box.b...)
-			box.mu.RUnlock()
-		} else {
-			buf = binary.AppendUvarint(buf, 0)
-		}
+		c.Fields[k].view(func(b []byte) {
+			buf = binary.AppendUvarint(buf, uint64(len(b)))
+			buf = append(buf, b...)
+		})
 	}
 	buf = binary.AppendVarint(buf, unixNano(c.CreatedAt))
 	buf = binary.AppendVarint(buf, unixNano(c.UpdatedAt))

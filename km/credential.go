@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind says what a credential is for.
@@ -57,6 +59,10 @@ type Credential struct {
 	Meta map[string]string
 	// CreatedAt and UpdatedAt are set by the store; ignored by Put.
 	CreatedAt, UpdatedAt time.Time
+	// Revision is set by the store: 1 when the credential is created, one
+	// more on every write. Put ignores it; [ConditionalStore.PutIf] takes the
+	// revision to replace as an argument.
+	Revision int64
 }
 
 // CredentialInfo describes a stored credential without its secrets.
@@ -72,6 +78,7 @@ type CredentialInfo struct {
 	KeyVersion int               `json:"key_version,omitempty"` // its version
 	CreatedAt  time.Time         `json:"created_at,omitzero"`
 	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
+	Revision   int64             `json:"revision,omitempty"` // see Credential.Revision
 }
 
 // Binding returns the identifiers the credential's envelope is bound to.
@@ -90,7 +97,7 @@ func (c Credential) Info() CredentialInfo {
 	return CredentialInfo{
 		Customer: c.Customer, Account: c.Account, Provider: c.Provider, Kind: c.Kind, Name: c.Name,
 		FieldNames: c.FieldNames(), Meta: maps.Clone(c.Meta),
-		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Revision: c.Revision,
 	}
 }
 
@@ -156,14 +163,38 @@ func (c Credential) Validate() error {
 	return nil
 }
 
+// validateKey checks the identifiers of a credential. They are compared byte
+// for byte everywhere (the database stores keyed hashes of the exact bytes),
+// so that "acme " or "ACME" name other credentials than "acme"; to keep
+// such look-alikes from being created at all, identifiers must be valid
+// UTF-8 without leading or trailing white space and without control or
+// invisible formatting characters.
 func validateKey(customer, account, name string) error {
 	for _, f := range []struct{ field, v string }{{"Customer", customer}, {"Account", account}, {"Name", name}} {
-		if f.v == "" {
-			return invalidf("invalid credential: %s is required", f.field)
+		if err := validateID(f.field, f.v); err != nil {
+			return err
 		}
-		if len(f.v) > MaxIDLen {
-			return invalidf("invalid credential: %s is longer than %d bytes", f.field, MaxIDLen)
-		}
+	}
+	return nil
+}
+
+func validateID(field, v string) error {
+	if v == "" {
+		return invalidf("invalid credential: %s is required", field)
+	}
+	if len(v) > MaxIDLen {
+		return invalidf("invalid credential: %s is longer than %d bytes", field, MaxIDLen)
+	}
+	if !utf8.ValidString(v) {
+		return invalidf("invalid credential: %s is not valid UTF-8", field)
+	}
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return invalidf("invalid credential: %s %.64q has leading or trailing white space", field, v)
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return invalidf("invalid credential: %s %.64q contains control or invisible formatting characters", field, v)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 )
 
 // Envelope format version 1, all integers big-endian:
@@ -167,6 +168,11 @@ func openGCM(key, sealed, aad []byte) ([]byte, bool) {
 }
 
 func (k *Keyring) seal(b Binding, plaintext []byte) ([]byte, error) {
+	return k.sealAAD(payloadAAD(b), plaintext)
+}
+
+// sealAAD seals plaintext with aad as the payload's additional data.
+func (k *Keyring) sealAAD(aad, plaintext []byte) ([]byte, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	if k.closed {
@@ -176,7 +182,7 @@ func (k *Keyring) seal(b Binding, plaintext []byte) ([]byte, error) {
 	var dataKey [keySize]byte
 	defer clear(dataKey[:])
 	_, _ = rand.Read(dataKey[:])
-	sealed := sealGCM(dataKey[:], plaintext, payloadAAD(b))
+	sealed := sealGCM(dataKey[:], plaintext, aad)
 	e := envelope{
 		EnvelopeHeader: EnvelopeHeader{Format: envelopeVersion, KeyID: k.current.ID, KeyVersion: k.current.Version},
 		kcv:            mk.kcv,
@@ -213,6 +219,20 @@ func (k *Keyring) unwrap(e envelope) ([]byte, error) {
 }
 
 func (k *Keyring) open(b Binding, env []byte) (Secret, error) {
+	pt, err := k.openAAD(payloadAAD(b), env)
+	if errors.Is(err, errPayloadAuth) {
+		return Secret{}, errorf(ErrTampered, "ciphertext failed authentication for %s/%s/%s (modified, or moved from another credential)",
+			b.Customer, b.Account, b.Name)
+	}
+	return pt, err
+}
+
+// errPayloadAuth is openAAD's "the payload failed authentication"; callers
+// turn it into an ErrTampered naming what they opened.
+var errPayloadAuth = errors.New("payload failed authentication")
+
+// openAAD opens an envelope whose payload was sealed with aad.
+func (k *Keyring) openAAD(aad, env []byte) (Secret, error) {
 	e, err := parseEnvelope(env)
 	if err != nil {
 		return Secret{}, err
@@ -224,10 +244,9 @@ func (k *Keyring) open(b Binding, env []byte) (Secret, error) {
 		return Secret{}, err
 	}
 	defer clear(dataKey)
-	pt, err := newGCM(dataKey).Open(nil, e.nonce, e.ciphertext, payloadAAD(b))
+	pt, err := newGCM(dataKey).Open(nil, e.nonce, e.ciphertext, aad)
 	if err != nil {
-		return Secret{}, errorf(ErrTampered, "ciphertext failed authentication for %s/%s/%s (modified, or moved from another credential)",
-			b.Customer, b.Account, b.Name)
+		return Secret{}, errPayloadAuth
 	}
 	return adoptSecret(pt), nil
 }
@@ -255,4 +274,70 @@ func (k *Keyring) rewrap(env []byte) ([]byte, bool, error) {
 	e.kcv = mk.kcv
 	e.wrapped = sealGCM(mk.key[:], dataKey, wrapAAD(k.current))
 	return e.marshal(), true, nil
+}
+
+// sealItem is one payload for sealAll.
+type sealItem struct{ aad, plaintext []byte }
+
+// sealAll seals every item under the same master key (the current one when
+// sealAll runs, even if another goroutine adds a key meanwhile) and returns
+// the envelopes and that key.
+func (k *Keyring) sealAll(items ...sealItem) ([][]byte, KeyRef, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.closed {
+		return nil, KeyRef{}, ErrClosed
+	}
+	ref := k.current
+	mk := k.keys[ref]
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		var dataKey [keySize]byte
+		_, _ = rand.Read(dataKey[:])
+		sealed := sealGCM(dataKey[:], it.plaintext, it.aad)
+		e := envelope{
+			EnvelopeHeader: EnvelopeHeader{Format: envelopeVersion, KeyID: ref.ID, KeyVersion: ref.Version},
+			kcv:            mk.kcv,
+			wrapped:        sealGCM(mk.key[:], dataKey[:], wrapAAD(ref)),
+			nonce:          sealed[:nonceSize],
+			ciphertext:     sealed[nonceSize:],
+		}
+		clear(dataKey[:])
+		out[i] = e.marshal()
+	}
+	return out, ref, nil
+}
+
+// rewrapAll rewraps every envelope to the same (current) master key, which
+// it returns; moved reports whether any envelope was under another key.
+func (k *Keyring) rewrapAll(envs ...[]byte) (out [][]byte, to KeyRef, moved bool, err error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.closed {
+		return nil, KeyRef{}, false, ErrClosed
+	}
+	to = k.current
+	mk := k.keys[to]
+	out = make([][]byte, len(envs))
+	for i, env := range envs {
+		e, err := parseEnvelope(env)
+		if err != nil {
+			return nil, KeyRef{}, false, err
+		}
+		if e.Key() == to {
+			out[i] = bytes.Clone(env)
+			continue
+		}
+		dataKey, err := k.unwrap(e)
+		if err != nil {
+			return nil, KeyRef{}, false, err
+		}
+		e.KeyID, e.KeyVersion = to.ID, to.Version
+		e.kcv = mk.kcv
+		e.wrapped = sealGCM(mk.key[:], dataKey, wrapAAD(to))
+		clear(dataKey)
+		out[i] = e.marshal()
+		moved = true
+	}
+	return out, to, moved, nil
 }

@@ -25,18 +25,36 @@ var (
 	// ErrUnknownKey means an envelope names a master key id and version that
 	// the keyring does not hold.
 	ErrUnknownKey = errors.New("km: unknown master key")
-	// ErrInsecureKeyFile means a master key file is readable or writable by
-	// group or other users, or is not a regular file.
+	// ErrInsecureKeyFile means a file holding key material (a master key
+	// file, a certificate's private key) is not a regular file, is
+	// accessible by group or other users, is owned by another user than the
+	// effective user or root, or lies below a directory (or symbolic link)
+	// that another user could change: it could have been planted or
+	// replaced.
 	ErrInsecureKeyFile = errors.New("km: insecure key file")
-	// ErrUnauthorized means the remote key manager rejected the request's
-	// authentication (wrong provisioning key, stale timestamp, replay), or a
-	// response from it failed authentication.
+	// ErrUnauthorized means the key service refused the client's
+	// authentication (certificate missing, expired, revoked, not from its
+	// CA; with the payload layer also a wrong key, a stale timestamp or a
+	// replay), or the key service's own certificate failed the client's
+	// verification.
 	ErrUnauthorized = errors.New("km: unauthorized")
 	// ErrInvalid marks input or configuration this package rejects; the
 	// message names the bad field. Retrying the same call cannot succeed.
 	ErrInvalid = errors.New("km: invalid")
 	// ErrClosed means the keyring (or a store using it) has been closed.
 	ErrClosed = errors.New("km: closed")
+	// ErrConflict means a conditional write ([ConditionalStore.PutIf],
+	// [ConditionalStore.DeleteIf]) found the credential at another revision
+	// than the one given (or present when revision 0 asked for its absence).
+	ErrConflict = errors.New("km: revision conflict")
+	// ErrSchema means the database lacks the km tables, or has them in
+	// another shape than this package needs (for example a collation that
+	// ignores case or trailing spaces): run the provisioning database's
+	// migrations (persist.Migrate). km never creates or alters tables.
+	ErrSchema = errors.New("km: database schema missing or not as expected")
+	// ErrForbidden means the key service authenticated the client but its
+	// identity is not allowed the operation on that customer.
+	ErrForbidden = errors.New("km: forbidden")
 )
 
 // invalidError is a validation message that matches [ErrInvalid] without

@@ -7,15 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
-	"github.com/glebarez/sqlite"
 	"golang.org/x/crypto/ssh"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/persist"
 )
 
 // Keep an account's guest SSH key in the encrypted store and hand it to the
@@ -24,13 +23,18 @@ func ExampleSSHLogins() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "km-example")
 	defer os.RemoveAll(dir)
-	db, err := gorm.Open(sqlite.Open(filepath.Join(dir, "km.db")), &gorm.Config{Logger: logger.Discard})
+	// The provisioning database: persist's migrations create km's tables.
+	db, err := persist.Open(ctx, persist.Config{
+		Provisioning: persist.DBConfig{DSN: filepath.Join(dir, "worker.db")},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		panic(err)
 	}
+	defer db.Close()
 	kr, _ := km.NewKeyring(km.MasterKey{ID: "prod", Version: 1, Key: km.NewSecret(bytes.Repeat([]byte{0x42}, 32))})
 	defer kr.Close()
-	store, err := km.NewLocalStore(db, kr)
+	store, err := km.NewLocalStore(db.DB(), kr)
 	if err != nil {
 		panic(err)
 	}

@@ -2,8 +2,10 @@ package km_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,11 +13,15 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/persist"
 )
 
 // canary is a distinctive secret value that must never show up anywhere but
@@ -37,21 +43,62 @@ func newKeyring(t testing.TB, keys ...km.MasterKey) *km.Keyring {
 	return kr
 }
 
-// newDB opens a fresh SQLite database in t.TempDir() with one connection.
-// log, if non-nil, receives GORM's SQL log (with parameters).
+// newDB opens a fresh SQLite database in t.TempDir(), migrated by persist
+// (the one owner of km's tables), with one connection. log, if non-nil,
+// receives GORM's SQL log (with parameters).
 func newDB(t testing.TB, log logger.Interface) *gorm.DB {
 	t.Helper()
 	if log == nil {
 		log = logger.Discard
 	}
-	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "km.db")+"?_pragma=busy_timeout(5000)"),
-		&gorm.Config{Logger: log})
+	path := filepath.Join(t.TempDir(), "km.db")
+	require.NoError(t, persist.Migrate(context.Background(), persist.Config{
+		Provisioning: persist.DBConfig{DSN: path}, Logger: slog.New(slog.DiscardHandler)}))
+	db, err := gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(5000)"), &gorm.Config{Logger: log})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
 	sqlDB.SetMaxOpenConns(1)
 	t.Cleanup(func() { _ = sqlDB.Close() })
 	return db
+}
+
+// newRawDB opens a fresh SQLite database that no migration has touched.
+func newRawDB(t testing.TB) *gorm.DB {
+	t.Helper()
+	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "raw.db")), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	return db
+}
+
+// newMySQLDB opens a fresh MariaDB/MySQL database (skipping without
+// WORKER_TEST_MYSQL_DSN), migrated by persist.
+func newMySQLDB(t testing.TB, log logger.Interface) *gorm.DB {
+	t.Helper()
+	if log == nil {
+		log = logger.Discard
+	}
+	dsn := testenv.MySQLDSN(t)
+	require.NoError(t, persist.Migrate(context.Background(), persist.Config{
+		Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, Logger: slog.New(slog.DiscardHandler)}))
+	mc, err := mysqldriver.ParseDSN(dsn)
+	require.NoError(t, err)
+	mc.ParseTime, mc.Loc = true, time.UTC
+	db, err := gorm.Open(mysql.Open(mc.FormatDSN()), &gorm.Config{Logger: log})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	return db
+}
+
+// backends are the databases the storage attacks run against.
+var backends = map[string]func(t testing.TB, log logger.Interface) *gorm.DB{
+	"SQLite":  newDB,
+	"MariaDB": newMySQLDB,
 }
 
 func newLocalStore(t testing.TB, db *gorm.DB, kr *km.Keyring) *km.LocalStore {
@@ -131,4 +178,13 @@ func newMemoryStore(t testing.TB, kr *km.Keyring) *km.MemoryStore {
 	s, err := km.NewMemoryStore(kr)
 	require.NoError(t, err)
 	return s
+}
+
+// moveEnvelope copies row from's envelope onto row to (an attacker with
+// write access to the table).
+func moveEnvelope(t testing.TB, db *gorm.DB, from, to uint64) {
+	t.Helper()
+	require.NotZero(t, from)
+	require.NotZero(t, to)
+	require.NoError(t, db.Exec("UPDATE "+km.TableName+" SET envelope = (SELECT envelope FROM "+km.TableName+" WHERE id = ?) WHERE id = ?", from, to).Error)
 }

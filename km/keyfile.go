@@ -26,12 +26,25 @@ const MaxKeyFileSize = 1 << 20
 //
 // The current key is the one with the highest version (see [Keyring]).
 //
-// The file must be a regular file readable only by its owner: LoadKeyFile
-// refuses, with [ErrInsecureKeyFile], a file whose mode grants any access to
-// group or other (mode & 0o077 != 0), and follows a symlink only to check
-// the file it points to by the same rule. Errors about malformed lines give
-// the path and line number but never any text of the line. The file's bytes
-// are zeroed after parsing. (Permissions are not checked on Windows.)
+// The file must be a regular file readable only by its owner, in a place no
+// other user can change, as OpenSSH's StrictModes requires of its key files.
+// LoadKeyFile refuses, with [ErrInsecureKeyFile] and a message saying what to
+// fix:
+//   - a file whose mode grants any access to group or other (mode & 0o077 != 0);
+//   - a file not owned by the effective user or root;
+//   - a file below a directory, on the way from /, that is writable by group
+//     or other users, or owned by another user (a sticky directory such as
+//     /tmp is accepted above the file's own directory); symbolic links on the
+//     way are followed, and each must be owned by the effective user or root.
+//
+// Errors about malformed lines give the path and line number but never any
+// text of the line. The file's bytes are zeroed after parsing. (Permissions
+// are not checked on Windows.)
+//
+// LoadKeyFile logs (Info, to [log/slog]'s default logger, never key material)
+// the path, the number of keys and the current key, so that a key that
+// appears in the file shows in the log as a change of the current key; see
+// also [Keyring.SetLogger].
 func LoadKeyFile(path string) (*Keyring, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return nil, errorf(ErrInsecureKeyFile, "key file %s is not a regular file (mode %s)", path, fi.Mode())
@@ -42,6 +55,9 @@ func LoadKeyFile(path string) (*Keyring, error) {
 	}
 	defer f.Close()
 	if err := checkKeyFile(path, f); err != nil {
+		return nil, err
+	}
+	if err := checkSecurePath("key file", path); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 0, 4096)
@@ -81,6 +97,9 @@ func LoadKeyFile(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("km: key file %s: %w", path, err)
 	}
+	cur := kr.Current()
+	kr.logger().Info("km: master keys loaded", "path", path, "keys", len(keys),
+		"current_key_id", cur.ID, "current_key_version", cur.Version)
 	return kr, nil
 }
 
@@ -104,6 +123,11 @@ func checkKeyFile(path string, f *os.File) error {
 	}
 	if runtime.GOOS == "windows" {
 		return nil
+	}
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return errorf(ErrInsecureKeyFile,
+			"key file %s is owned by uid %d, not by this process's user (uid %d) or root: another user could have planted or could change it; run chown to the service user or root",
+			desc, uid, os.Geteuid())
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return errorf(ErrInsecureKeyFile,

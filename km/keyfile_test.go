@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -212,4 +213,137 @@ func TestParseMasterKey(t *testing.T) {
 	require.Equal(t, 3, mk.Version)
 	_, err = km.ParseMasterKey([]byte("prod:3"))
 	require.ErrorIs(t, err, km.ErrInvalid)
+}
+
+// nobody is the uid the ownership attacks chown to.
+const nobody = 65534
+
+// TestLoadKeyFilePlanted is the attack of issue 18 (point 4): a key file an
+// attacker could have planted or replaced (in a directory others can write,
+// or owned by another user) is refused with a message naming what to fix.
+func TestLoadKeyFilePlanted(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS == "windows" {
+		t.Skip("owners and modes are not checked on Windows")
+	}
+	content := "prod:1:" + hexKey1 + "\n"
+	// layout makes base/a/b/master.keys (0600) with a and b 0700, then lets
+	// the case change it; it returns the path to load.
+	layout := func(t *testing.T, change func(t *testing.T, base, a, b, file string) string) string {
+		base := t.TempDir()
+		a := filepath.Join(base, "a")
+		b := filepath.Join(a, "b")
+		require.NoError(t, os.MkdirAll(b, 0o700))
+		file := filepath.Join(b, "master.keys")
+		require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
+		if change == nil {
+			return file
+		}
+		return change(t, base, a, b, file)
+	}
+	chmod := func(t *testing.T, p string, mode os.FileMode) {
+		require.NoError(t, os.Chmod(p, mode))
+	}
+	chown := func(t *testing.T, p string) {
+		if os.Geteuid() != 0 {
+			t.Skip("chown to another user needs root")
+		}
+		require.NoError(t, os.Lchown(p, nobody, nobody))
+	}
+	cases := []struct {
+		name   string
+		change func(t *testing.T, base, a, b, file string) string
+		want   []string // in the message; "" = accepted
+	}{
+		{"Private", nil, nil},
+		{"WorldWritableDirectory", func(t *testing.T, _, _, b, file string) string {
+			chmod(t, b, 0o777)
+			return file
+		}, []string{"directory", "0777", "chmod go-w"}},
+		{"StickyWorldWritableDirectoryHoldingTheFile", func(t *testing.T, _, _, b, file string) string {
+			chmod(t, b, 0o777|os.ModeSticky)
+			return file
+		}, []string{"directory", "0777", "chmod go-w"}},
+		{"GroupWritableAncestor", func(t *testing.T, _, a, _, file string) string {
+			chmod(t, a, 0o770)
+			return file
+		}, []string{"directory", "0770", "chmod go-w"}},
+		{"StickyAncestorIsFine", func(t *testing.T, _, a, _, file string) string {
+			chmod(t, a, 0o777|os.ModeSticky)
+			return file
+		}, nil},
+		{"FileOwnedByAnotherUser", func(t *testing.T, _, _, _, file string) string {
+			chown(t, file)
+			return file
+		}, []string{"owned by uid 65534", "chown"}},
+		{"DirectoryOwnedByAnotherUser", func(t *testing.T, _, _, b, file string) string {
+			chown(t, b)
+			return file
+		}, []string{"directory", "owned by uid 65534"}},
+		{"SymlinkOwnedByAnotherUser", func(t *testing.T, base, _, _, file string) string {
+			link := filepath.Join(base, "link.keys")
+			require.NoError(t, os.Symlink(file, link))
+			chown(t, link)
+			return link
+		}, []string{"symbolic link", "owned by uid 65534"}},
+		{"SymlinkIntoWorldWritableDirectory", func(t *testing.T, base, _, b, file string) string {
+			link := filepath.Join(base, "link.keys")
+			require.NoError(t, os.Symlink(file, link))
+			chmod(t, b, 0o777)
+			return link
+		}, []string{"0777", "chmod go-w"}},
+		{"RelativeSymlinkToPrivateFile", func(t *testing.T, base, _, _, _ string) string {
+			link := filepath.Join(base, "link.keys")
+			require.NoError(t, os.Symlink("a/b/master.keys", link))
+			return link
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := layout(t, tc.change)
+			kr, err := km.LoadKeyFile(path)
+			if tc.want == nil {
+				require.NoError(t, err)
+				require.NoError(t, kr.Close())
+				return
+			}
+			require.ErrorIs(t, err, km.ErrInsecureKeyFile)
+			require.Nil(t, kr)
+			for _, w := range tc.want {
+				require.Contains(t, err.Error(), w)
+			}
+			require.Contains(t, err.Error(), path)
+			require.NotContains(t, err.Error(), hexKey1)
+		})
+	}
+}
+
+// TestCurrentKeyChangeIsLogged: a key added to the file (or the keyring)
+// shows in the log as the current key, by id and version, without key
+// material. Not parallel: it swaps log/slog's default logger.
+func TestCurrentKeyChangeIsLogged(t *testing.T) {
+	var buf syncBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	kr, err := km.LoadKeyFile(writeKeyFile(t, "prod:1:"+hexKey1+"\nprod:7:"+b64Key2+"\n", 0o600))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kr.Close() })
+	require.Contains(t, buf.String(), `"msg":"km: master keys loaded"`)
+	require.Contains(t, buf.String(), `"keys":2,"current_key_id":"prod","current_key_version":7`)
+
+	var own syncBuffer
+	kr.SetLogger(slog.New(slog.NewJSONHandler(&own, nil)))
+	require.NoError(t, kr.Add(masterKey("prod", 3, 0x33)))
+	require.Empty(t, own.String(), "an older version does not change the current key")
+	require.NoError(t, kr.Add(masterKey("next", 8, 0x44)))
+	require.Contains(t, own.String(), `"msg":"km: current master key changed","previous_key_id":"prod","previous_key_version":7,"current_key_id":"next","current_key_version":8`)
+	for _, text := range []string{buf.String(), own.String()} {
+		requireNoLeak(t, text, string(keyBytes(0x22)), "log")
+		requireNoLeak(t, text, string(keyBytes(0x44)), "log")
+		require.NotContains(t, text, hexKey1)
+		require.NotContains(t, text, b64Key2)
+	}
 }

@@ -3,6 +3,7 @@ package km
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"math"
 	"regexp"
 	"slices"
@@ -38,11 +39,14 @@ type Keyring struct {
 	keys    map[KeyRef]*masterKey
 	current KeyRef
 	closed  bool
+	log     *slog.Logger // nil: slog.Default()
+	built   bool         // NewKeyring returned: Add logs changes of the current key
 }
 
 type masterKey struct {
 	key [keySize]byte
 	kcv [kcvSize]byte
+	idx [keySize]byte // index key: HKDF(key, info indexLabel), keys the row references
 }
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -60,12 +64,31 @@ func NewKeyring(keys ...MasterKey) (*Keyring, error) {
 			return nil, err
 		}
 	}
+	k.built = true
 	return k, nil
 }
 
+// SetLogger sets where the keyring logs a change of its current key (Info;
+// key id and version only, never key material). Default: [log/slog]'s
+// default logger.
+func (k *Keyring) SetLogger(l *slog.Logger) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.log = l
+}
+
+func (k *Keyring) logger() *slog.Logger {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.log == nil {
+		return slog.Default()
+	}
+	return k.log
+}
+
 // Add adds a master key version (a copy of it). If its Version is the highest,
-// it becomes the current key and every later Seal uses it. Versions must be
-// unique across ids.
+// it becomes the current key and every later Seal uses it, and the change is
+// logged (see [Keyring.SetLogger]). Versions must be unique across ids.
 func (k *Keyring) Add(mk MasterKey) error {
 	if !keyIDPattern.MatchString(mk.ID) {
 		return invalidf("master key: ID must match %s", keyIDPattern)
@@ -92,10 +115,20 @@ func (k *Keyring) Add(mk MasterKey) error {
 	m := new(masterKey)
 	copy(m.key[:], kb)
 	m.kcv = keyCheckValue(&m.key)
+	hkdfRead(m.idx[:], m.key[:], nil, indexLabel)
 	ref := KeyRef{ID: mk.ID, Version: mk.Version}
 	k.keys[ref] = m
 	if mk.Version > k.current.Version {
+		prev := k.current
 		k.current = ref
+		if k.built {
+			log := k.log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Info("km: current master key changed", "previous_key_id", prev.ID, "previous_key_version", prev.Version,
+				"current_key_id", ref.ID, "current_key_version", ref.Version)
+		}
 	}
 	return nil
 }
@@ -156,8 +189,18 @@ func (k *Keyring) Close() error {
 	defer k.mu.Unlock()
 	for _, m := range k.keys {
 		clear(m.key[:])
+		clear(m.idx[:])
 	}
 	clear(k.keys)
 	k.closed = true
 	return nil
+}
+
+// kcvDiffers reports whether the keyring holds ref with another key check
+// value than kcv.
+func (k *Keyring) kcvDiffers(ref KeyRef, kcv [kcvSize]byte) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	m, ok := k.keys[ref]
+	return ok && m.kcv != kcv
 }

@@ -18,23 +18,46 @@ const Redacted = "[REDACTED]"
 // [log/slog] all produce [Redacted]. The bytes are reachable only through
 // [Secret.Reveal] and [Secret.Use].
 //
-// A Secret is a small handle: copies of it share the same bytes, so
-// [Secret.Destroy] on any copy wipes them for all. The zero Secret is empty.
-// A Secret is safe for concurrent use.
+// A Secret is an opaque handle: the bytes are not stored in any field that
+// reflection can walk to. They are captured by a closure, and reflection
+// reaches a func value only as an address; it can neither read what a
+// closure captured nor call an unexported func. So fmt's %#v of a struct
+// holding a Secret in an unexported field, testify's failure diffs,
+// go-spew and similar reflection-based printers show at most a pointer,
+// never a byte of the secret. (Code using package unsafe can read anything;
+// this protects against accidents, not against hostile code in the process.)
+//
+// Copies of a Secret share the same bytes, so [Secret.Destroy] on any copy
+// wipes them for all. The zero Secret is empty. A Secret is safe for
+// concurrent use.
 //
 // Decoding a Secret from JSON or text is refused (see [Secret.UnmarshalJSON]):
 // an encoder only ever sees [Redacted], so decoding would silently turn a
 // secret into that literal, and plaintext secrets have no business in JSON
 // documents. Build Secrets with [NewSecret] or [NewSecretString].
 type Secret struct {
-	// A pointer, so that even reflection-based printing of a struct holding a
-	// Secret in an unexported field shows an address, not the bytes.
-	box *secretBox
+	h *secretHandle
 }
 
-type secretBox struct {
-	mu sync.RWMutex
-	b  []byte
+// secretHandle hides the bytes in a closure (see [Secret]).
+type secretHandle struct {
+	// vault runs fn with the bytes, under a read lock (write false) or the
+	// write lock (write true). fn may replace or wipe *b when write is set.
+	vault func(write bool, fn func(b *[]byte))
+}
+
+func newHandle(b []byte) *secretHandle {
+	var mu sync.RWMutex
+	return &secretHandle{vault: func(write bool, fn func(*[]byte)) {
+		if write {
+			mu.Lock()
+			defer mu.Unlock()
+		} else {
+			mu.RLock()
+			defer mu.RUnlock()
+		}
+		fn(&b)
+	}}
 }
 
 // NewSecret returns a Secret holding a copy of b. The caller may (and
@@ -43,7 +66,7 @@ func NewSecret(b []byte) Secret {
 	if len(b) == 0 {
 		return Secret{}
 	}
-	return Secret{box: &secretBox{b: append([]byte(nil), b...)}}
+	return Secret{h: newHandle(append([]byte(nil), b...))}
 }
 
 // NewSecretString returns a Secret holding the bytes of s. Go strings cannot
@@ -52,7 +75,7 @@ func NewSecretString(s string) Secret {
 	if s == "" {
 		return Secret{}
 	}
-	return Secret{box: &secretBox{b: []byte(s)}}
+	return Secret{h: newHandle([]byte(s))}
 }
 
 // adoptSecret takes ownership of b without copying it.
@@ -60,22 +83,30 @@ func adoptSecret(b []byte) Secret {
 	if len(b) == 0 {
 		return Secret{}
 	}
-	return Secret{box: &secretBox{b: b}}
+	return Secret{h: newHandle(b)}
+}
+
+// view calls fn with the secret bytes themselves (nil when empty), under the
+// read lock. fn must neither retain nor modify them.
+func (s Secret) view(fn func(b []byte)) {
+	if s.h == nil {
+		fn(nil)
+		return
+	}
+	s.h.vault(false, func(b *[]byte) { fn(*b) })
 }
 
 // Reveal returns a copy of the secret bytes (nil if the Secret is empty or
 // destroyed). The caller owns the copy and should wipe it with clear() when
 // done; [Secret.Use] does that automatically.
 func (s Secret) Reveal() []byte {
-	if s.box == nil {
-		return nil
-	}
-	s.box.mu.RLock()
-	defer s.box.mu.RUnlock()
-	if len(s.box.b) == 0 {
-		return nil
-	}
-	return append([]byte(nil), s.box.b...)
+	var out []byte
+	s.view(func(b []byte) {
+		if len(b) > 0 {
+			out = append([]byte(nil), b...)
+		}
+	})
+	return out
 }
 
 // Use calls fn with a temporary copy of the secret bytes and zeroes the copy
@@ -88,12 +119,9 @@ func (s Secret) Use(fn func(b []byte) error) error {
 
 // Len returns the number of secret bytes (0 once destroyed).
 func (s Secret) Len() int {
-	if s.box == nil {
-		return 0
-	}
-	s.box.mu.RLock()
-	defer s.box.mu.RUnlock()
-	return len(s.box.b)
+	n := 0
+	s.view(func(b []byte) { n = len(b) })
+	return n
 }
 
 // IsZero reports whether the Secret is empty or destroyed.
@@ -115,13 +143,13 @@ func (s Secret) Clone() Secret { return adoptSecret(s.Reveal()) }
 // Destroy overwrites the secret bytes with zeros and releases them. Every copy
 // of s becomes empty. Destroy is idempotent.
 func (s Secret) Destroy() {
-	if s.box == nil {
+	if s.h == nil {
 		return
 	}
-	s.box.mu.Lock()
-	defer s.box.mu.Unlock()
-	clear(s.box.b)
-	s.box.b = nil
+	s.h.vault(true, func(b *[]byte) {
+		clear(*b)
+		*b = nil
+	})
 }
 
 // String returns [Redacted].

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -253,4 +255,83 @@ func TestCredentialValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, cloudCred("acme", "1", "default", canary).Validate())
+}
+
+// diffT is a require.TestingT that keeps the failure message.
+type diffT struct{ msg strings.Builder }
+
+func (d *diffT) Errorf(format string, args ...any) { fmt.Fprintf(&d.msg, format, args...) }
+func (d *diffT) FailNow()                          {}
+
+// reachable collects every string and byte slice that reflection can reach
+// from v, through pointers, interfaces, structs (unexported fields too),
+// slices, arrays and maps: what a reflection-based printer could print.
+func reachable(v reflect.Value, seen map[uintptr]bool, out *strings.Builder) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return
+		}
+		if v.Kind() == reflect.Pointer {
+			if seen[v.Pointer()] {
+				return
+			}
+			seen[v.Pointer()] = true
+		}
+		reachable(v.Elem(), seen, out)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			reachable(v.Field(i), seen, out)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			out.Write(v.Bytes())
+			return
+		}
+		for i := range v.Len() {
+			reachable(v.Index(i), seen, out)
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			reachable(k, seen, out)
+			reachable(v.MapIndex(k), seen, out)
+		}
+	case reflect.String:
+		out.WriteString(v.String())
+	}
+}
+
+// TestSecretUnreachableByReflection is the attack of issue 18 (point 5): a
+// testify failure diff of two structs holding Secrets, fmt's %#v of an
+// unexported field and a reflection walk of everything reachable show no
+// secret byte.
+func TestSecretUnreachableByReflection(t *testing.T) {
+	t.Parallel()
+	type holder struct {
+		Name   string
+		secret km.Secret
+		Cred   km.Credential
+	}
+	a := holder{Name: "a", secret: km.NewSecretString(canary), Cred: cloudCred("acme", "1", "a", canary)}
+	b := holder{Name: "b", secret: km.NewSecretString(canary + "-other"), Cred: cloudCred("acme", "1", "b", canary+"-other")}
+
+	var d diffT
+	require.Equal(&d, a, b)
+	require.Contains(t, d.msg.String(), "Diff:", "testify printed its diff")
+	requireNoLeak(t, d.msg.String(), canary, "testify's diff")
+	d = diffT{}
+	require.Equal(&d, &a, &b)
+	requireNoLeak(t, d.msg.String(), canary, "testify's diff of pointers")
+
+	for _, verb := range []string{"%#v", "%+v", "%v"} {
+		requireNoLeak(t, fmt.Sprintf(verb, a), canary, "fmt "+verb)
+		requireNoLeak(t, fmt.Sprintf(verb, struct{ s km.Secret }{a.secret}), canary, "fmt "+verb)
+	}
+
+	var walked strings.Builder
+	reachable(reflect.ValueOf(&a), map[uintptr]bool{}, &walked)
+	require.Contains(t, walked.String(), "eu-west-1", "the walk reaches ordinary fields")
+	require.NotContains(t, walked.String(), "AKIA-a", "nor any secret field")
+	requireNoLeak(t, walked.String(), canary, "a reflection walk")
+	require.Equal(t, canary, string(a.secret.Reveal()))
 }

@@ -9,11 +9,14 @@ import (
 	"time"
 )
 
-// Store keeps credentials. Implementations: [LocalStore] (encrypted rows in
-// the provisioning database), [Client] (a remote key manager), [MemoryStore]
-// (tests) and the [Cache] wrapper. Every implementation validates input with
-// [Credential.Validate], returns [ErrNotFound] for a missing credential from
-// Get and Delete, and never includes secrets in errors or logs.
+// Store keeps credentials. Implementations: [LocalStore] (encrypted,
+// de-identified rows in the provisioning database), [Client] (a remote key
+// service), [MemoryStore] (tests) and the [Cache] wrapper. Every
+// implementation validates input with [Credential.Validate] (identifiers in
+// Get, Delete and List too: no leading or trailing white space, no control
+// characters), compares identifiers byte for byte, returns [ErrNotFound] for
+// a missing credential from Get and Delete, and never includes secrets in
+// errors or logs.
 //
 // Credentials returned by Get belong to the caller, who should call
 // [Credential.Destroy] when done with them.
@@ -27,6 +30,28 @@ type Store interface {
 	// List describes the customer's credentials, without secrets, ordered by
 	// account then name.
 	List(ctx context.Context, customer string) ([]CredentialInfo, error)
+}
+
+// ConditionalStore is a [Store] with writes conditional on the revision the
+// caller last read ([Credential.Revision], [CredentialInfo.Revision]), so
+// that two writers (or a replayed request) cannot silently undo each other's
+// change. [LocalStore], [MemoryStore], [Client] and [Cache] implement it
+// ([Cache] and [Client] when what they wrap or talk to does).
+type ConditionalStore interface {
+	Store
+	// PutIf writes c only if the stored credential is at revision (0: only
+	// if it does not exist) and returns the new revision; otherwise it fails
+	// with an error matching ErrConflict.
+	PutIf(ctx context.Context, c Credential, revision int64) (int64, error)
+	// DeleteIf deletes the credential only if it is at revision: ErrConflict
+	// if it is at another, ErrNotFound if it does not exist.
+	DeleteIf(ctx context.Context, customer, account, name string, revision int64) error
+}
+
+// revisionPutter is a Store whose unconditional Put can report the revision
+// it wrote (so the key service can return it).
+type revisionPutter interface {
+	putRevision(ctx context.Context, c Credential) (int64, error)
 }
 
 // sealCredential seals everything but the timestamps (the store keeps those).
@@ -43,9 +68,8 @@ func openCredential(kr *Keyring, b Binding, env []byte) (Credential, error) {
 		return Credential{}, err
 	}
 	defer pt.Destroy()
-	pt.box.mu.RLock()
-	defer pt.box.mu.RUnlock()
-	c, err := unmarshalCredential(pt.box.b)
+	var c Credential
+	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
 	if err != nil {
 		return Credential{}, errorf(ErrTampered, "credential %s/%s/%s: %v", b.Customer, b.Account, b.Name, err)
 	}
@@ -62,8 +86,9 @@ func sortInfos(infos []CredentialInfo) {
 	})
 }
 
-// MemoryStore is a [Store] that keeps sealed envelopes in memory: secrets
-// are encrypted at rest exactly as in [LocalStore]. For tests and examples.
+// MemoryStore is a [ConditionalStore] that keeps sealed envelopes in memory:
+// secrets are encrypted at rest exactly as in [LocalStore]. For tests and
+// examples.
 type MemoryStore struct {
 	kr  *Keyring
 	now func() time.Time
@@ -86,15 +111,29 @@ func NewMemoryStore(kr *Keyring) (*MemoryStore, error) {
 
 // Put implements [Store].
 func (s *MemoryStore) Put(ctx context.Context, c Credential) error {
+	_, err := s.write(ctx, c, 0, false)
+	return err
+}
+
+func (s *MemoryStore) putRevision(ctx context.Context, c Credential) (int64, error) {
+	return s.write(ctx, c, 0, false)
+}
+
+// PutIf implements [ConditionalStore].
+func (s *MemoryStore) PutIf(ctx context.Context, c Credential, revision int64) (int64, error) {
+	return s.write(ctx, c, revision, true)
+}
+
+func (s *MemoryStore) write(ctx context.Context, c Credential, revision int64, conditional bool) (int64, error) {
 	if err := c.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	env, err := sealCredential(s.kr, c)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	hdr, _ := ParseEnvelope(env)
 	info := c.Info()
@@ -102,16 +141,23 @@ func (s *MemoryStore) Put(ctx context.Context, c Credential) error {
 	now := s.now().UTC()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	info.CreatedAt, info.UpdatedAt = now, now
-	if old, ok := s.m[c.Binding()]; ok {
-		info.CreatedAt = old.info.CreatedAt
+	info.CreatedAt, info.UpdatedAt, info.Revision = now, now, 1
+	old, ok := s.m[c.Binding()]
+	if conditional && old.info.Revision != revision {
+		return 0, errorf(ErrConflict, "put credential %s/%s/%s: it is at revision %d, not %d", c.Customer, c.Account, c.Name, old.info.Revision, revision)
+	}
+	if ok {
+		info.CreatedAt, info.Revision = old.info.CreatedAt, old.info.Revision+1
 	}
 	s.m[c.Binding()] = memEntry{info: info, env: env}
-	return nil
+	return info.Revision, nil
 }
 
 // Get implements [Store].
 func (s *MemoryStore) Get(ctx context.Context, customer, account, name string) (Credential, error) {
+	if err := validateKey(customer, account, name); err != nil {
+		return Credential{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Credential{}, err
 	}
@@ -126,20 +172,36 @@ func (s *MemoryStore) Get(ctx context.Context, customer, account, name string) (
 	if err != nil {
 		return Credential{}, err
 	}
-	c.CreatedAt, c.UpdatedAt = e.info.CreatedAt, e.info.UpdatedAt
+	c.CreatedAt, c.UpdatedAt, c.Revision = e.info.CreatedAt, e.info.UpdatedAt, e.info.Revision
 	return c, nil
 }
 
 // Delete implements [Store].
 func (s *MemoryStore) Delete(ctx context.Context, customer, account, name string) error {
+	return s.remove(ctx, customer, account, name, 0, false)
+}
+
+// DeleteIf implements [ConditionalStore].
+func (s *MemoryStore) DeleteIf(ctx context.Context, customer, account, name string, revision int64) error {
+	return s.remove(ctx, customer, account, name, revision, true)
+}
+
+func (s *MemoryStore) remove(ctx context.Context, customer, account, name string, revision int64, conditional bool) error {
+	if err := validateKey(customer, account, name); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b := Binding{customer, account, name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[b]; !ok {
+	e, ok := s.m[b]
+	if !ok {
 		return errorf(ErrNotFound, "credential %s/%s/%s not found", customer, account, name)
+	}
+	if conditional && e.info.Revision != revision {
+		return errorf(ErrConflict, "delete credential %s/%s/%s: it is at revision %d, not %d", customer, account, name, e.info.Revision, revision)
 	}
 	delete(s.m, b)
 	return nil
@@ -147,6 +209,9 @@ func (s *MemoryStore) Delete(ctx context.Context, customer, account, name string
 
 // List implements [Store].
 func (s *MemoryStore) List(ctx context.Context, customer string) ([]CredentialInfo, error) {
+	if err := validateID("Customer", customer); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

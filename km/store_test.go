@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -19,9 +18,12 @@ var (
 	_ km.Store = (*km.MemoryStore)(nil)
 	_ km.Store = (*km.Client)(nil)
 	_ km.Store = (*km.Cache)(nil)
-)
 
-var provisioningKey = km.NewSecretString("PROVKEY-5e1d0c4b-a3f2-4e6d-9b8a-7c6d5e4f3a2b")
+	_ km.ConditionalStore = (*km.LocalStore)(nil)
+	_ km.ConditionalStore = (*km.MemoryStore)(nil)
+	_ km.ConditionalStore = (*km.Client)(nil)
+	_ km.ConditionalStore = (*km.Cache)(nil)
+)
 
 // storeFactories builds each Store implementation over a fresh backend.
 var storeFactories = map[string]func(t *testing.T) km.Store{
@@ -32,8 +34,13 @@ var storeFactories = map[string]func(t *testing.T) km.Store{
 		return newLocalStore(t, newDB(t, nil), newKeyring(t, masterKey("prod", 1, 0x11)))
 	},
 	"Client": func(t *testing.T) km.Store {
-		backend := newLocalStore(t, newDB(t, nil), newKeyring(t, masterKey("prod", 1, 0x11)))
-		return newRemote(t, backend, km.ClientConfig{}).client
+		return newService(t, serviceOptions{}).client(t, "admin", clientOptions{})
+	},
+	"ClientPayloadLayer": func(t *testing.T) km.Store {
+		return newService(t, serviceOptions{payload: true}).client(t, "admin", clientOptions{})
+	},
+	"ClientOverMariaDB": func(t *testing.T) km.Store {
+		return newService(t, serviceOptions{db: newMySQLDB(t, nil)}).client(t, "admin", clientOptions{})
 	},
 	"CacheOverLocalStore": func(t *testing.T) km.Store {
 		backend := newLocalStore(t, newDB(t, nil), newKeyring(t, masterKey("prod", 1, 0x11)))
@@ -186,47 +193,4 @@ func testStore(t *testing.T, newStore func(t *testing.T) km.Store) {
 		require.NoError(t, err)
 		require.Len(t, infos, 4)
 	})
-}
-
-// remote bundles a client talking to a Server in an httptest.Server.
-type remote struct {
-	client *km.Client
-	server *km.Server
-	http   *httptest.Server
-	wire   *wireRecorder
-	logs   *syncBuffer
-}
-
-// newRemote starts a Server over backend and returns a client for it.
-// Zero fields of cc get working defaults.
-func newRemote(t *testing.T, backend km.Store, cc km.ClientConfig) *remote {
-	t.Helper()
-	r := &remote{logs: &syncBuffer{}}
-	srv, err := km.NewServer(km.ServerConfig{
-		ProvisioningKey: provisioningKey,
-		Store:           backend,
-		Logger:          newTestLogger(r.logs),
-	})
-	require.NoError(t, err)
-	r.server = srv
-	r.http = httptest.NewServer(srv)
-	t.Cleanup(r.http.Close)
-	r.wire = &wireRecorder{next: r.http.Client().Transport}
-	if cc.BaseURL == "" {
-		cc.BaseURL = r.http.URL
-	}
-	if cc.ProvisioningKey.IsZero() {
-		cc.ProvisioningKey = provisioningKey
-	}
-	if cc.HTTPClient == nil {
-		cc.HTTPClient = r.http.Client()
-	}
-	cc.HTTPClient.Transport = r.wire
-	if cc.Logger == nil {
-		cc.Logger = newTestLogger(r.logs)
-	}
-	r.client, err = km.NewClient(cc)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = r.client.Close() })
-	return r
 }

@@ -39,9 +39,14 @@
 // set [Config].Migrations to [MigrateVerify]: Open then only checks the
 // schema, and fails with [ErrSchemaTooOld] when migrations are missing. A
 // database migrated by a newer binary is refused with [ErrSchemaTooNew]. The
-// provisioning migrations also create km's credential table
-// (worker_km_credentials) exactly as km.Migrate would, case-sensitive on
-// MySQL too.
+// provisioning migrations also own km's tables (km creates none; it checks
+// them with km.CheckSchema): the de-identified credential table
+// worker_km_secrets (version 9, which drops version 7's clear-text
+// worker_km_credentials when it is empty, and otherwise leaves its rows for
+// km.NewLocalStore to rewrite), and the key service's nonce and audit tables
+// (version 10). Every column compared in their queries is binary on MySQL,
+// so "acme " and "ACME" never match "acme", and their default collation is
+// set to the server's binary NO PAD one.
 //
 // # Timeouts
 //

@@ -46,14 +46,13 @@ var (
 			{Version: 7, Name: "create km credentials table", Up: createKMCredentials},
 			{Version: 8, Name: "record the size and SHA-256 of truncated poison payloads", Up: addColumns(tblPoison,
 				"payload_size BIGINT NOT NULL DEFAULT 0", "payload_sha256 CHAR(64) NOT NULL DEFAULT ''")},
-			// Version 9 is held for the km branch; at merge its step replaces
-			// this placeholder (steps must stay contiguous: Version i+1 at index i).
-			{Version: 9, Name: "reserved", Up: func(*gorm.DB) error { return nil }},
+			{Version: 9, Name: "create the de-identified km credential table", Up: createKMSecrets},
 			{Version: 10, Name: "create inbox table (exactly-once handler effects)", Up: createTables(inboxDDL)},
 			{Version: 11, Name: "compare launch keys and job ids byte for byte (MySQL: trailing spaces count)", Up: bytesColumns(
 				byteColumn{tblLaunches, "idempotency_key", maxKeyLen},
 				byteColumn{tblJobs, "id", maxJobIDLen},
 			)},
+			{Version: 12, Name: "create the km service's nonce and audit tables", Up: createKMServerTables},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -76,9 +75,12 @@ const (
 	tblLaunches  = "worker_launch_intents"
 	tblOffsets   = "worker_guest_offsets"
 	tblInbox     = "worker_inbox" // keys of actions whose effect committed (RunOnce)
-	// tblKMCredentials is km.TableName; persist creates it so that the
+	// km's tables (see kmschema.go); persist owns their DDL so that the
 	// provisioning database's schema is versioned in one place.
-	tblKMCredentials = "worker_km_credentials"
+	tblKMCredentials = "worker_km_credentials" // km.LegacyTableName: clear identifiers, up to version 8
+	tblKMSecrets     = "worker_km_secrets"     // km.TableName: de-identified, from version 9
+	tblKMNonces      = "worker_km_nonces"      // km.NonceTableName: the key service's replay guard
+	tblKMAudit       = "worker_km_audit"       // km.AuditTableName: the key service's audit log
 )
 
 // tableDef is dialect-neutral DDL. Column types use tokens that ddlTypes
@@ -288,56 +290,6 @@ var (
 		primaryKey: "account, server_id, path",
 	}
 )
-
-// kmCredentialsDDL creates km's credential table with the columns, types and
-// index names that km's GORM model (km.Migrate) would create, so that
-// km.NewLocalStore finds nothing to change. On MySQL the collation is
-// utf8mb4_bin: customer, account and name compare case-sensitively, as they
-// do on SQLite.
-var kmCredentialsDDL = map[Driver][]string{
-	// One line, backquoted names and DEFAULT "", exactly as GORM writes it:
-	// the SQLite migrator reads columns back by parsing this statement, and
-	// would rebuild the table over any difference it sees.
-	SQLite: {
-		"CREATE TABLE IF NOT EXISTS `" + tblKMCredentials + "` (`id` integer PRIMARY KEY AUTOINCREMENT," +
-			"`customer` text NOT NULL,`account` text NOT NULL,`name` text NOT NULL," +
-			"`provider` text NOT NULL DEFAULT \"\",`kind` text NOT NULL,`field_names` text NOT NULL," +
-			"`meta` text NOT NULL,`envelope` blob NOT NULL,`key_id` text NOT NULL,`key_version` integer NOT NULL," +
-			"`revision` integer NOT NULL DEFAULT 1,`created_at` datetime NOT NULL,`updated_at` datetime NOT NULL)",
-		`CREATE UNIQUE INDEX IF NOT EXISTS ux_worker_km_credentials_key ON ` + tblKMCredentials + ` (customer, account, name)`,
-		`CREATE INDEX IF NOT EXISTS ix_worker_km_credentials_keyver ON ` + tblKMCredentials + ` (key_id, key_version)`,
-	},
-	MySQL: {
-		`CREATE TABLE IF NOT EXISTS ` + tblKMCredentials + ` (
-	id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
-	customer VARCHAR(191) NOT NULL,
-	account VARCHAR(191) NOT NULL,
-	name VARCHAR(191) NOT NULL,
-	provider VARCHAR(191) NOT NULL DEFAULT '',
-	kind VARCHAR(16) NOT NULL,
-	field_names TEXT NOT NULL,
-	meta TEXT NOT NULL,
-	envelope LONGBLOB NOT NULL,
-	key_id VARCHAR(64) NOT NULL,
-	key_version BIGINT NOT NULL,
-	revision BIGINT NOT NULL DEFAULT 1,
-	created_at DATETIME(3) NOT NULL,
-	updated_at DATETIME(3) NOT NULL,
-	PRIMARY KEY (id),
-	UNIQUE KEY ux_worker_km_credentials_key (customer, account, name),
-	KEY ix_worker_km_credentials_keyver (key_id, key_version)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
-	},
-}
-
-func createKMCredentials(tx *gorm.DB) error {
-	for _, stmt := range kmCredentialsDDL[Driver(tx.Dialector.Name())] {
-		if err := tx.Exec(stmt).Error; err != nil {
-			return fmt.Errorf("create table %s: %w", tblKMCredentials, err)
-		}
-	}
-	return nil
-}
 
 // addColumns adds columns ("name type", with $-tokens) that are not there
 // yet. Neither dialect has a portable ADD COLUMN IF NOT EXISTS, and MySQL

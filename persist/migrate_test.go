@@ -53,7 +53,7 @@ func requireMigratedOnce(t *testing.T, s *Store) {
 		}
 	}
 	for _, table := range []string{tblResources, tblHistory, tblOutbox, tblPoison, tblDeferred,
-		tblEvents, tblJobs, tblLaunches, tblOffsets, tblKMCredentials, tblInbox} {
+		tblEvents, tblJobs, tblLaunches, tblOffsets, tblKMSecrets, tblKMNonces, tblKMAudit, tblInbox} {
 		require.True(t, s.DB().Migrator().HasTable(table), table)
 	}
 	for _, col := range []string{"missing_since", "deleted_at"} {
@@ -169,17 +169,19 @@ func TestAddColumnsRerun(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		s := openStore(t, Config{Provisioning: b.db(t)})
 		require.NoError(t, provisioningMigrations.steps[1].Up(s.DB()))
-		require.NoError(t, createKMCredentials(s.DB()))
+		require.NoError(t, createKMSecrets(s.DB()))
+		require.NoError(t, createKMServerTables(s.DB()))
 	})
 }
 
-// TestKMCredentialsTable checks that the km credential table created by
-// persist's migrations is the one km's own GORM model expects: km.Migrate
-// finds nothing to create or alter, and a LocalStore works on it.
+// TestKMCredentialsTable checks that the km tables created by persist's
+// migrations are what km checks for (km.CheckSchema), that km issues no DDL
+// of its own, and that identifiers compare byte for byte on both dialects.
 func TestKMCredentialsTable(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b backend) {
-		s := openStore(t, Config{Provisioning: b.db(t)})
+		cfg := b.db(t)
+		s := openStore(t, Config{Provisioning: cfg})
 		var mu sync.Mutex
 		var ddl []string
 		name := "persist_test:record_ddl"
@@ -194,15 +196,14 @@ func TestKMCredentialsTable(t *testing.T) {
 			}
 		}))
 		ctx := context.Background()
-		require.NoError(t, km.Migrate(ctx, s.DB()))
-		require.Empty(t, ddl, "km.Migrate must find the table as its model describes it")
+		require.NoError(t, km.CheckSchema(ctx, s.DB()))
+		require.False(t, s.DB().Migrator().HasTable(tblKMCredentials), "version 9 drops the empty clear-text table")
 
 		kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret(bytes.Repeat([]byte{7}, 32))})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = kr.Close() })
 		ks, err := km.NewLocalStore(s.DB(), kr)
 		require.NoError(t, err)
-		require.Empty(t, ddl)
 		for _, name := range []string{"default", "Default"} { // case-sensitive on both dialects
 			require.NoError(t, ks.Put(ctx, km.Credential{Customer: "acme", Account: "a-1", Kind: km.KindCloud, Name: name,
 				Fields: map[string]km.Secret{"secret": km.NewSecret([]byte("s3cret-" + name))}}))
@@ -213,7 +214,47 @@ func TestKMCredentialsTable(t *testing.T) {
 			require.Equal(t, "s3cret-Default", string(p))
 			return nil
 		}))
-		require.EqualValues(t, 2, countRows(t, s.DB(), tblKMCredentials))
+		require.EqualValues(t, 2, countRows(t, s.DB(), tblKMSecrets))
+		require.Empty(t, ddl, "km must not create or alter tables")
+
+		// The one text-like column compared in queries, byte for byte.
+		var n int64
+		require.NoError(t, s.DB().Table(tblKMSecrets).Where("key_id = ?", "test ").Count(&n).Error)
+		require.Zero(t, n)
+		require.NoError(t, s.DB().Table(tblKMSecrets).Where("key_id = ?", "TEST").Count(&n).Error)
+		require.Zero(t, n)
+		if cfg.Driver == MySQL {
+			var coll string
+			require.NoError(t, s.DB().Raw("SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", tblKMSecrets).Scan(&coll).Error)
+			require.Contains(t, []string{"utf8mb4_nopad_bin", "utf8mb4_0900_bin"}, coll, "the binary NO PAD collation, set explicitly")
+		}
+	})
+}
+
+// TestKMLegacyTableKept: version 9 keeps a clear-text km table that still
+// has rows (km moves them, holding the keys; see km.LocalStore.MigrateLegacy)
+// and drops an empty one.
+func TestKMLegacyTableKept(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		if !b.reopenable {
+			return
+		}
+		ctx := context.Background()
+		db := b.db(t)
+		s := openStore(t, Config{Provisioning: db})
+		// Back to version 8, with one credential row in the version-7 table.
+		require.NoError(t, s.DB().Exec("DROP TABLE "+tblKMSecrets).Error)
+		require.NoError(t, s.DB().Exec("DELETE FROM "+provisioningMigrations.table+" WHERE version >= 9").Error)
+		require.NoError(t, createKMCredentials(s.DB()))
+		require.NoError(t, s.DB().Table(tblKMCredentials).Create(map[string]any{
+			"customer": "acme", "account": "1", "name": "n", "kind": "cloud", "field_names": "[]", "meta": "{}",
+			"envelope": []byte("sealed"), "key_id": "k", "key_version": 1, "created_at": time.Now(), "updated_at": time.Now(),
+		}).Error)
+
+		require.NoError(t, Migrate(ctx, Config{Provisioning: db, Logger: testLogger(t)}))
+		requireMigratedOnce(t, s)
+		require.EqualValues(t, 1, countRows(t, s.DB(), tblKMCredentials), "rows only km can rewrite are kept")
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,27 @@ func TestSecretNeverPrints(t *testing.T) {
 	})
 	require.True(t, Secret{}.IsZero())
 	require.True(t, NewSecret("").IsZero())
+}
+
+// diffT is a require.TestingT that keeps the failure message.
+type diffT struct{ msg strings.Builder }
+
+func (d *diffT) Errorf(format string, args ...any) { fmt.Fprintf(&d.msg, format, args...) }
+func (d *diffT) FailNow()                          {}
+
+// TestSecretDiffShowsNoText: a testify failure diff of two configs, which
+// walks every field by reflection, shows no byte of either password.
+func TestSecretDiffShowsNoText(t *testing.T) {
+	t.Parallel()
+	a, b := validConfig(), validConfig()
+	b.Password = NewSecret(testPassword + "-other")
+	b.Username = "someone-else"
+	var d diffT
+	require.Equal(&d, a, b)
+	require.Contains(t, d.msg.String(), "someone-else", "testify printed its diff")
+	require.NotContains(t, d.msg.String(), testPassword)
+	d = diffT{}
+	require.Equal(&d, struct{ p Secret }{a.Password}, struct{ p Secret }{b.Password})
+	require.NotContains(t, d.msg.String(), testPassword)
+	require.NotContains(t, fmt.Sprintf("%#v", struct{ p Secret }{a.Password}), testPassword)
 }

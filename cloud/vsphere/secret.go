@@ -12,14 +12,21 @@ const redacted = "[REDACTED]"
 
 // Secret holds a password. It redacts itself everywhere it could leak: every
 // fmt verb (%v %+v %#v %s %q %x …), JSON and text marshalling and log/slog all
-// produce "[REDACTED]". The value is held behind a pointer, so even
-// reflection-based printers (testify diffs, spew) show an address, not the
-// text. The zero Secret is empty.
+// produce "[REDACTED]". It is an opaque handle: the text is captured by a
+// closure, which reflection reaches only as an address, so reflection-based
+// printers (fmt's %#v of a struct holding it in an unexported field,
+// testify's failure diffs, spew) show at most a pointer, never the text. The
+// zero Secret is empty.
 //
 // A Secret can be decoded from JSON or text (so a Config can be loaded from a
 // file), but never encoded: encoders only ever see "[REDACTED]".
 type Secret struct {
-	v *string
+	h *secretHandle
+}
+
+// secretHandle hides the text in a closure (see [Secret]).
+type secretHandle struct {
+	reveal func() string
 }
 
 // NewSecret returns a Secret holding s.
@@ -27,20 +34,20 @@ func NewSecret(s string) Secret {
 	if s == "" {
 		return Secret{}
 	}
-	return Secret{v: &s}
+	return Secret{h: &secretHandle{reveal: func() string { return s }}}
 }
 
 // Reveal returns the secret text. Only the code that sends it to vCenter
 // should call it.
 func (s Secret) Reveal() string {
-	if s.v == nil {
+	if s.h == nil {
 		return ""
 	}
-	return *s.v
+	return s.h.reveal()
 }
 
 // IsZero reports whether the Secret is empty.
-func (s Secret) IsZero() bool { return s.v == nil || *s.v == "" }
+func (s Secret) IsZero() bool { return s.Reveal() == "" }
 
 // String returns "[REDACTED]".
 func (Secret) String() string { return redacted }
