@@ -2,9 +2,12 @@ package worker
 
 import (
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -76,9 +79,26 @@ type Config struct {
 	// handler, built-in handlers included (see SubscriberConfig.Middleware).
 	Middleware []message.HandlerMiddleware
 
-	// Cloud is the provider the built-in handlers use: server.launch (which is
-	// registered only when Cloud is set) and job.check. Pollers bring their own.
+	// Cloud is the provider of accounts that have no provider type of their
+	// own in the account registry (Worker.Watch puts accounts there that
+	// way) and of accounts not in the registry: the single-provider
+	// shortcut. Default nil: every account needs a provider type.
 	Cloud cloud.Provider
+	// Providers adds provider types for the account registry, by name, to
+	// the built-in "sim" (package cloud/sim) and "vsphere" (cloud/vsphere);
+	// a host's type of the same name replaces the built-in one. Names are
+	// a-z 0-9 . _ -. Default none.
+	Providers map[string]accounts.ProviderType
+	// Credentials is where the credentials that accounts name are read
+	// (a km.Client for a remote key service). Default: the embedded
+	// credential store when Keyring is set, else none.
+	Credentials km.Store
+	// AccountSyncInterval is how often publisher processes read the account
+	// registry's changes made by other processes. Changes made through this
+	// worker apply at once, and polls of a paused or deleted account stop at
+	// once in every process (the poll's handler checks the registry).
+	// Default 5s (DefaultAccountSyncInterval).
+	AccountSyncInterval time.Duration
 	// Schedule tunes the poll schedule of publisher processes: jitter, backoff,
 	// per-account API budget, in-flight lease, clock. See poller.Config.
 	Schedule poller.Config
@@ -213,6 +233,9 @@ func (c *Config) setDefaults() {
 	if c.CredentialCacheTTL == 0 {
 		c.CredentialCacheTTL = 5 * time.Minute
 	}
+	if c.AccountSyncInterval == 0 {
+		c.AccountSyncInterval = DefaultAccountSyncInterval
+	}
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -267,6 +290,16 @@ func (c Config) Validate() error {
 		return configError("ManagementPort", "is %d, must be 1-65535", c.ManagementPort)
 	case c.CredentialCacheTTL < 0:
 		return configError("CredentialCacheTTL", "is %v, must not be negative", c.CredentialCacheTTL)
+	case c.AccountSyncInterval < 0:
+		return configError("AccountSyncInterval", "is %v, must not be negative", c.AccountSyncInterval)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Providers)) {
+		switch {
+		case !validType(name) || len(name) > accounts.MaxProviderLen:
+			return configError("Providers", "name %q must be a-z 0-9 . _ - (at most %d bytes)", name, accounts.MaxProviderLen)
+		case c.Providers[name].New == nil:
+			return configError("Providers", "type %q has no New function", name)
+		}
 	}
 	if err := c.validateSourceCIDR(); err != nil {
 		return err

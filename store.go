@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"github.com/stratusworks/worker/accounts"
 	"time"
 
 	"github.com/stratusworks/worker/persist"
@@ -20,6 +21,7 @@ import (
 // down where the part is built.
 type Store interface {
 	StateSink
+	accounts.Store
 	PoisonStore
 	DeferStore
 	sweeper

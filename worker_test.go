@@ -387,7 +387,9 @@ func TestRegistrationRefusesBadInput(t *testing.T) {
 	require.ErrorIs(t, w.Watch("acct-1", ""), ErrInvalidConfig)
 	require.ErrorContains(t, w.Watch("acct-1", ""), `Watch("acct-1"): customer is required`)
 	require.ErrorContains(t, w.Watch("", "acme"), "account is required")
-	require.ErrorContains(t, w.Watch(strings.Repeat("a", 300), "acme"), "at most 255 bytes")
+	// The registry's limit (the store's account column is 128 bytes).
+	require.ErrorContains(t, w.Watch(strings.Repeat("a", 300), "acme"), "is 300 bytes, at most 128")
+	require.ErrorIs(t, w.Watch("acct-1 ", "acme"), ErrInvalidConfig, "look-alike ids are refused")
 	require.NoError(t, w.Watch("acct-1", "acme"))
 }
 
