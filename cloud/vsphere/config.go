@@ -133,8 +133,17 @@ func (c Config) parseURL() (*url.URL, error) {
 	return u, nil
 }
 
+// fieldError is an invalid Config field; it matches ErrInvalidConfig.
+type fieldError struct {
+	field string // e.g. "Timeout", `Sizes["small"].CPUs`
+	msg   string
+}
+
+func (e *fieldError) Error() string { return ErrInvalidConfig.Error() + ": " + e.field + " " + e.msg }
+func (e *fieldError) Unwrap() error { return ErrInvalidConfig }
+
 func configError(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // Validate reports the first invalid field, naming it. Zero fields are valid
