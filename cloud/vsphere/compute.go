@@ -172,8 +172,13 @@ func (p *Provider) listPage(ctx context.Context, props []string, opts cloud.List
 			out = append(out, listed{vm: vm, dc: dc})
 		}
 		if len(out) == size {
-			if from+take < len(vms) || i+1 < len(dcs) {
+			switch {
+			case from+take < len(vms):
 				return out, pageToken{dc: dc.ref.Value, vm: out[len(out)-1].vm.Self.Value}.String(), nil
+			case i+1 < len(dcs):
+				// The page ends with the datacenter: the next starts with
+				// the next datacenter, not reading this one again.
+				return out, pageToken{dc: dcs[i+1].ref.Value}.String(), nil
 			}
 			break
 		}

@@ -168,8 +168,9 @@ func datacenterNames(dcs []datacenter) string {
 }
 
 // pageToken is a position in a listing across datacenters: after VM vm of
-// datacenter dc. Encoded "datacenter-3/vm-42"; a bare VM id (a token from
-// before listings spanned datacenters) is a position in the first one.
+// datacenter dc (at its start if vm is empty). Encoded "datacenter-3/vm-42"
+// or "datacenter-3/"; a bare VM id (a token from before listings spanned
+// datacenters) is a position in the first datacenter.
 type pageToken struct {
 	dc, vm string
 }

@@ -66,7 +66,8 @@ func TestAllDatacenters(t *testing.T) {
 	vms := sim.VMs(t)
 	require.Len(t, states, 2*manyServers)
 
-	for _, size := range []int{0, 7, 100, 199, 200, 1000} {
+	for _, tc := range []struct{ size, pages int }{{0, 2}, {7, 29}, {100, 2}, {199, 2}, {200, 1}, {1000, 1}} {
+		size := tc.size
 		t.Run(fmt.Sprintf("ListServersPageSize%d", size), func(t *testing.T) {
 			got := map[string]cloud.Server{}
 			var order []string
@@ -88,6 +89,7 @@ func TestAllDatacenters(t *testing.T) {
 				require.Less(t, pages, 1000, "pagination does not end")
 			}
 			t.Logf("%d servers in %d pages of %d in %v", len(got), pages, size, time.Since(start))
+			require.Equal(t, tc.pages, pages, "no empty page at the end of a datacenter")
 			require.Len(t, got, len(states))
 			for name, s := range got {
 				require.Equal(t, states[name], s.State, name)

@@ -95,6 +95,7 @@ func TestPageToken(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]pageToken{
 		"datacenter-3/vm-42": {dc: "datacenter-3", vm: "vm-42"},
+		"datacenter-3/":      {dc: "datacenter-3"},
 		"vm-42":              {vm: "vm-42"},
 		"":                   {},
 	} {
