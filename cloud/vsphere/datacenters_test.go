@@ -291,3 +291,33 @@ func TestSeveralClusters(t *testing.T) {
 	}
 	require.Equal(t, 2+3+len(ops), sim.VMCount(t))
 }
+
+// TestDatacentersComeAndGo: an account covering every datacenter sees a
+// datacenter created after New at its next listing, and stops seeing a
+// deleted one; a restricted account does not grow.
+func TestDatacentersComeAndGo(t *testing.T) {
+	sim := vcsimtest.New(t, vcsimtest.Options{Servers: 1})
+	ctx := context.Background()
+	p, err := vsphere.New(ctx, allDatacentersConfig(sim))
+	require.NoError(t, err)
+	defer p.Close()
+	only := sim.Provider(t) // Datacenter "DC0"
+	require.Equal(t, []string{"/DC0"}, p.Datacenters())
+
+	dc, err := object.NewRootFolder(sim.Client).CreateDatacenter(ctx, "DC-new")
+	require.NoError(t, err)
+	for _, q := range []*vsphere.Provider{p, only} {
+		page, err := q.ListServers(ctx, testAccount, cloud.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, page.Servers, 1)
+	}
+	require.Equal(t, []string{"/DC-new", "/DC0"}, p.Datacenters())
+	require.Equal(t, []string{"/DC0"}, only.Datacenters())
+
+	task, err := dc.Destroy(ctx)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	_, err = p.FindServersByTag(ctx, testAccount, "k", "v")
+	require.NoError(t, err)
+	require.Equal(t, []string{"/DC0"}, p.Datacenters())
+}
