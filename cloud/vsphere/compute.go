@@ -300,8 +300,10 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 	return out, err
 }
 
-// Launch clones the template named by req.Image into the configured folder
-// and resource pool and powers the clone on. The tags, image and size go into
+// Launch clones the template named by req.Image into the launch placement
+// (the folder and resource pool of the launch datacenter; see [Config]
+// LaunchDatacenter, resolved at the first launch and kept) and powers the
+// clone on. The tags, image and size go into
 // the clone's config spec (extraConfig), so the new VM carries them from the
 // moment it exists: a launch handler that crashed after Launch finds the
 // server with FindServersByTag. The returned operation's id is the clone
@@ -309,8 +311,11 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 //
 // A missing image fails with an error matching cloud.ErrInvalidRequest; an
 // unknown image or size with one matching both cloud.ErrInvalidRequest and
-// cloud.ErrNotFound. req.Name defaults to
-// the image name plus a random suffix; a name already used in the folder
+// cloud.ErrNotFound; a placement that cannot be decided or found (several
+// datacenters and nothing saying which, several clusters and no
+// ResourcePool, a name that matches nothing) with one matching
+// cloud.ErrInvalidRequest and ErrInvalidConfig that names the field and the
+// choices. req.Name defaults to the image name plus a random suffix; a name already used in the folder
 // makes the operation fail (vSphere's DuplicateName), which is a second guard
 // against duplicates when names are deterministic.
 func (p *Provider) Launch(ctx context.Context, account string, req cloud.LaunchRequest) (cloud.Operation, error) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/vsphere"
@@ -218,6 +220,23 @@ func TestLaunchAcrossDatacenters(t *testing.T) {
 		})
 	}
 
+	t.Run("FailedResolutionIsTriedAgain", func(t *testing.T) {
+		cfg := allDatacentersConfig(sim)
+		cfg.Templates, cfg.LaunchDatacenter = map[string]string{testImage: dc1Template}, "DC1"
+		p, err := vsphere.New(ctx, cfg)
+		require.NoError(t, err)
+		defer p.Close()
+		sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{ // the placement's datacenter listing
+			MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+			FaultType: simulator.FaultTypeCustom, Fault: &types.HostCommunication{}, Enabled: true,
+		})
+		_, err = p.Launch(ctx, testAccount, cloud.LaunchRequest{Image: testImage})
+		require.ErrorIs(t, err, cloud.ErrCommunication)
+		require.True(t, cloud.IsTransient(err))
+		op, err := p.Launch(ctx, testAccount, cloud.LaunchRequest{Image: testImage})
+		require.NoError(t, err)
+		require.Equal(t, cloud.OpSucceeded, waitOp(t, p, op.ID).State)
+	})
 	t.Run("Undecided", func(t *testing.T) {
 		p, err := vsphere.New(ctx, allDatacentersConfig(sim))
 		require.NoError(t, err)

@@ -164,7 +164,8 @@ func (s *Sim) Template() string { return s.templates[0] }
 // Config returns a configuration for the simulator serving account: its
 // URL and user, Insecure (or, with Options.VerifyTLS, CAFile), Datacenter
 // "DC0", Templates mapping each of Options.Images to DC0's template, and
-// Options.Sizes. Each call returns fresh maps.
+// Options.Sizes. Each call returns fresh maps. Set Datacenter to "" for an
+// account covering every datacenter (the vsphere default).
 func (s *Sim) Config(account string) vsphere.Config {
 	cfg := vsphere.Config{
 		URL:        "https://" + s.Server.URL.Host + "/sdk",
