@@ -74,7 +74,8 @@
 // Server ids are VM managed object reference values, which vCenter makes
 // unique across the whole vCenter (not per datacenter), so an id names one
 // server of the account whatever its datacenter. Each server's Region is the
-// name of its datacenter. ([Provider.GetServer] finds the datacenter among
+// name of its datacenter (not its path: datacenters in different folders
+// may share a name). ([Provider.GetServer] finds the datacenter among
 // the VM's ancestors: one more call.)
 //
 // # Launch placement

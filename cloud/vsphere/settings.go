@@ -259,28 +259,54 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-// checkDuplicateKeys refuses an object with a top-level key twice:
+// checkDuplicateKeys refuses an object, at any depth, with a key twice:
 // encoding/json would silently keep the last.
 func checkDuplicateKeys(raw json.RawMessage) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // {
-		return fmt.Errorf("%w: %v", ErrInvalidSettings, err)
+	if err := walkJSON(dec, ""); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSettings, err)
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidSettings, err)
+	return nil
+}
+
+// walkJSON reads one JSON value from dec, failing on a duplicate key; at
+// names the value for the error ("" at the top, then "sizes", "sizes.s" …).
+func walkJSON(dec *json.Decoder, at string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := kt.(string)
+			field := key
+			if at != "" {
+				field = at + "." + key
+			}
+			if seen[key] {
+				return fmt.Errorf("field %q is given twice", field)
+			}
+			seen[key] = true
+			if err := walkJSON(dec, field); err != nil {
+				return err
+			}
 		}
-		key, _ := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("%w: field %q is given twice", ErrInvalidSettings, key)
+		_, err = dec.Token() // }
+		return err
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkJSON(dec, at); err != nil {
+				return err
+			}
 		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidSettings, err)
-		}
+		_, err = dec.Token() // ]
+		return err
 	}
 	return nil
 }

@@ -54,6 +54,8 @@ func TestParseSettings(t *testing.T) {
 		{"NotAnObject", `["https://vc"]`, "want a JSON object", ""},
 		{"TrailingData", `{"url":"https://vc"} {}`, "trailing data", ""},
 		{"DuplicateField", `{"url":"https://a","url":"https://b"}`, `field "url" is given twice`, ""},
+		{"DuplicateNestedField", `{"url":"https://a","sizes":{"s":{"cpus":1,"cpus":2}}}`, `field "sizes.s.cpus" is given twice`, ""},
+		{"DuplicateInArray", `{"url":"https://a","datacenters":[{"a":1,"a":2}]}`, `field "datacenters.a" is given twice`, ""},
 		{"UnknownField", `{"url":"https://vc","datacentre":"DC0"}`, `unknown field "datacentre" (known: ca_file, datacenter,`, ""},
 		{"Password", `{"url":"https://vc","password":"hunter2-x"}`, `field "password" looks like a credential: credentials come from km`, "hunter2-x"},
 		{"PasswordCase", `{"url":"https://vc","Password":"hunter2-x"}`, `credentials come from km`, "hunter2-x"},
