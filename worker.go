@@ -8,6 +8,7 @@ import (
 	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/cloud/vsphere"
 	"log/slog"
 	"maps"
 	"slices"
@@ -261,7 +262,7 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 
 // buildAccounts composes the account registry and the account providers.
 func (w *Worker) buildAccounts() error {
-	types := map[string]accounts.ProviderType{"sim": sim.ProviderType()}
+	types := map[string]accounts.ProviderType{"sim": sim.ProviderType(), "vsphere": vsphere.ProviderType()}
 	maps.Copy(types, w.cfg.Providers)
 	var creds km.Store
 	if w.creds != nil {
@@ -628,6 +629,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
 	}
 	if w.sched != nil && gctx.Err() == nil {
+		// Every account of the registry is on the schedule before Run
+		// reports running; if the database is away, the sync duty keeps
+		// trying.
+		sctx, cancel := context.WithTimeout(gctx, registryWriteTimeout)
+		if err := w.accts.sync(sctx); err != nil {
+			w.log.Warn("the account registry could not be read at start; retrying in the background", "err", err)
+		}
+		cancel()
 		g.Go(func() error { return w.sched.run(gctx) })
 	}
 	for _, d := range w.duties {
