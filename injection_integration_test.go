@@ -130,7 +130,7 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 	require.Equal(t, wantHandled, gotHandled)
 	var poisoned []persist.Parked
 	require.Eventually(t, func() bool {
-		poisoned, err = w.Store().ListPoison(ctx, persist.PoisonFilter{Limit: 1000, IncludeReplayed: true})
+		poisoned, err = w.db.ListPoison(ctx, persist.PoisonFilter{Limit: 1000, IncludeReplayed: true})
 		return err == nil && len(poisoned) >= wantPoison
 	}, 30*time.Second, 50*time.Millisecond)
 	require.Len(t, poisoned, wantPoison, "each bad message poisoned once")

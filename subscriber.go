@@ -567,21 +567,35 @@ func (s *Subscriber) copyOf(msg *message.Message) *message.Message {
 	return c
 }
 
-// attempt runs the middleware chain and handler once, with timeout and recovery.
-func (s *Subscriber) attempt(parent context.Context, msg *message.Message) (err error) {
-	ctx, cancel := context.WithTimeout(parent, s.cfg.HandlerTimeout)
+// attempt runs the middleware chain and handler once, with timeout and
+// recovery (runAttempt). parent is a child of s.base.
+func (s *Subscriber) attempt(parent context.Context, msg *message.Message) error {
+	return runAttempt(parent, s.cfg.HandlerTimeout, func(ctx context.Context) error {
+		orig := msg.Context()
+		msg.SetContext(ctx)
+		_, err := s.chain(msg)
+		msg.SetContext(orig)
+		return err
+	})
+}
+
+// runAttempt calls run once with a context bounded by timeout. A panic in
+// run becomes a [Permanent] error wrapping [ErrHandlerPanic] with the panic
+// value and the (trimmed) stack; an error returned once the timeout has
+// passed, while parent is still live (not a shutdown), is wrapped with
+// [ErrHandlerTimeout] unless it is permanent. The subscriber and
+// workertest.Run both attempt handlers through it.
+func runAttempt(parent context.Context, timeout time.Duration, run func(ctx context.Context) error) (err error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			err = Permanent(fmt.Errorf("%w: %v\n%s", ErrHandlerPanic, r, trimStack(debug.Stack())))
 		}
 	}()
-	orig := msg.Context()
-	msg.SetContext(ctx)
-	_, err = s.chain(msg)
-	msg.SetContext(orig)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && s.base.Err() == nil && !IsPermanent(err) {
-		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, s.cfg.HandlerTimeout, err)
+	err = run(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil && !IsPermanent(err) {
+		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, timeout, err)
 	}
 	return err
 }

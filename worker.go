@@ -480,9 +480,21 @@ func (w *Worker) Publish(ctx context.Context, actions ...Action) error {
 	return w.pub.Publish(ctx, actions...)
 }
 
-// Store returns the built-in store (its [StateSink], history, jobs, poison
-// and deferred tables), or nil when Config.Storage is the host's own.
-func (w *Worker) Store() *persist.Store { return w.db }
+// Store returns a read-only view of the worker's store: observed resources
+// and their history, tracked jobs, launch intents. It is nil when
+// Config.Storage is the host's own and does not implement [StoreView].
+// Poisoned actions are read with [Worker.Poisoned].
+func (w *Worker) Store() StoreView {
+	if v, ok := w.store.(StoreView); ok {
+		return storeView{v}
+	}
+	return nil
+}
+
+// Sink returns the [StateSink] the worker saves polls to (the built-in
+// store, or Config.Storage): a handler that observes state saves it here,
+// and gets back only what changed.
+func (w *Worker) Sink() StateSink { return stateSink{w.store} }
 
 // Running is closed when Run has started consuming.
 func (w *Worker) Running() <-chan struct{} { return w.running }

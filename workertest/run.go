@@ -3,9 +3,7 @@ package workertest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"runtime/debug"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/clock"
+	"github.com/stratusworks/worker/internal/workerlink"
 )
 
 // DefaultHandlerTimeout is the handler timeout of [Run] without
@@ -163,36 +162,33 @@ func delivered(a worker.Action, now time.Time) (worker.Action, error) {
 	return out, nil
 }
 
-// attempt runs h once with the timeout, turning a panic into a permanent
-// error as the subscriber does.
+// attempt runs h once as the subscriber does (the worker's own attempt
+// function: the timeout, a panic turned into a permanent error, a late
+// error wrapped with worker.ErrHandlerTimeout), on a goroutine, so that a
+// handler which ignores its cancelled context fails the test instead of
+// hanging it.
 func attempt(t testing.TB, cfg runConfig, h worker.Handler, a worker.Action) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(cfg.ctx, cfg.timeout)
-	defer cancel()
+	started := make(chan context.Context, 1)
 	done := make(chan error, 1)
 	go func() {
-		var err error
-		defer func() {
-			if r := recover(); r != nil {
-				err = worker.Permanent(fmt.Errorf("%w: %v\n%s", worker.ErrHandlerPanic, r, debug.Stack()))
-			}
-			done <- err
-		}()
-		err = h.Handle(ctx, a)
+		done <- workerlink.Attempt(cfg.ctx, cfg.timeout, func(ctx context.Context) error {
+			started <- ctx
+			return h.Handle(ctx, a)
+		})
 	}()
-	var err error
+	ctx := <-started
 	select {
-	case err = <-done:
+	case err := <-done:
+		return err
 	case <-ctx.Done():
-		select {
-		case err = <-done:
-		case <-time.After(abandonAfter):
-			t.Fatalf("workertest.Run: the %s handler did not return within %v of its context being cancelled (%v)",
-				a.Type, abandonAfter, context.Cause(ctx))
-		}
 	}
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && cfg.ctx.Err() == nil && !worker.IsPermanent(err) {
-		err = fmt.Errorf("%w after %v: %w", worker.ErrHandlerTimeout, cfg.timeout, err)
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(abandonAfter):
+		t.Fatalf("workertest.Run: the %s handler did not return within %v of its context being cancelled (%v)",
+			a.Type, abandonAfter, context.Cause(ctx))
+		return nil
 	}
-	return err
 }
