@@ -140,19 +140,28 @@ func (c SubscriberConfig) Validate() error {
 		return configError("Poison", "is required: failed actions must go somewhere")
 	case c.Consumers < 1:
 		return configError("Consumers", "is %d, must be at least 1", c.Consumers)
-	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
-		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
-	case c.HandlerTimeout < 0:
-		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
-	case c.MaxPayloadBytes < 0:
-		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
 	case c.DrainTimeout < 0:
 		return configError("DrainTimeout", "is %v, must not be negative", c.DrainTimeout)
 	}
-	if err := c.Topology.Validate(); err != nil {
+	return validateHandling(c.Concurrency, c.HandlerTimeout, c.MaxPayloadBytes, c.Topology, c.Retry)
+}
+
+// validateHandling checks the settings of how actions are handled that a
+// [Config] and a [SubscriberConfig] share, under the same field names in
+// both: Concurrency, HandlerTimeout, MaxPayloadBytes, Topology and Retry.
+func validateHandling(concurrency int, handlerTimeout time.Duration, maxPayload int, t Topology, r RetryPolicy) error {
+	switch {
+	case concurrency < 1 || concurrency > maxConcurrency:
+		return configError("Concurrency", "is %d, must be 1-%d", concurrency, maxConcurrency)
+	case handlerTimeout < 0:
+		return configError("HandlerTimeout", "is %v, must not be negative", handlerTimeout)
+	case maxPayload < 0:
+		return configError("MaxPayloadBytes", "is %d, must not be negative", maxPayload)
+	}
+	if err := t.Validate(); err != nil {
 		return err
 	}
-	return c.Retry.Validate()
+	return r.Validate()
 }
 
 // Subscriber takes actions off the queues and calls the [Handler] registered

@@ -275,7 +275,7 @@ func (w *Worker) buildDuties() []duty {
 		ds = append(ds,
 			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
 			duty{name: "purging published events", every: 10 * time.Minute, timeout: 5 * time.Minute,
-				run: outboxPurge{store: w.store, now: w.now, keep: sentEventsKept}.run},
+				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
 	}

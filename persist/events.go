@@ -55,7 +55,7 @@ const (
 
 const (
 	defaultEventLimit = 100
-	defaultPurgeBatch = 1000 // rows per DELETE when purging sent events
+	defaultPurgeBatch = 1000 // rows per DELETE when purging (sent events, the inbox)
 )
 
 type eventRow struct {
@@ -274,6 +274,19 @@ func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
 // returns how many it deleted. Unsent events are never purged. It deletes in
 // batches, so a large backlog does not hold one long transaction.
 func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, error) {
+	n, err := s.purge(ctx, &eventRow{}, "sent_at IS NOT NULL AND sent_at < ?", "sent_at, id", olderThan)
+	if err != nil {
+		return n, fmt.Errorf("persist: purge sent events: %w", err)
+	}
+	return n, nil
+}
+
+// purge deletes the provisioning rows of model's table that match where
+// (with the cutoff olderThan as its one argument), oldest first in the order
+// orderBy, in batches of s.purgeBatch rows, each its own short transaction,
+// and returns how many it deleted (also when it fails part way: what it
+// deleted stays deleted). The table must have an integer id column.
+func (s *Store) purge(ctx context.Context, model any, where, orderBy string, olderThan time.Time) (int, error) {
 	cutoff := dbTime(olderThan)
 	batch := s.purgeBatch
 	if batch <= 0 {
@@ -285,19 +298,18 @@ func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, 
 		var deleted int64
 		err := retry(ctx, func() error {
 			db := s.prov.writer.WithContext(ctx)
-			if err := db.Model(&eventRow{}).Where("sent_at IS NOT NULL AND sent_at < ?", cutoff).
-				Order("sent_at, id").Limit(batch).Pluck("id", &ids).Error; err != nil {
+			if err := db.Model(model).Where(where, cutoff).Order(orderBy).Limit(batch).Pluck("id", &ids).Error; err != nil {
 				return err
 			}
 			if len(ids) == 0 {
 				return nil
 			}
-			res := db.Where("id IN ?", ids).Delete(&eventRow{})
+			res := db.Where("id IN ?", ids).Delete(model)
 			deleted = res.RowsAffected
 			return res.Error
 		})
 		if err != nil {
-			return total, fmt.Errorf("persist: purge sent events: %w", err)
+			return total, err
 		}
 		total += int(deleted)
 		if len(ids) < batch {

@@ -143,34 +143,9 @@ func shortKey(v string) string {
 // (the root package keeps them 7 days, or twice the retry budget). It
 // deletes in batches, each its own short transaction.
 func (s *Store) PurgeInbox(ctx context.Context, olderThan time.Time) (int, error) {
-	cutoff := dbTime(olderThan)
-	batch := s.purgeBatch
-	if batch <= 0 {
-		batch = defaultPurgeBatch
+	n, err := s.purge(ctx, &inboxRow{}, "handled_at < ?", "handled_at, id", olderThan)
+	if err != nil {
+		return n, fmt.Errorf("persist: purge inbox before %s: %w", dbTime(olderThan).Format(time.RFC3339), err)
 	}
-	total := 0
-	for {
-		var ids []int64
-		var deleted int64
-		err := retry(ctx, func() error {
-			db := s.prov.writer.WithContext(ctx)
-			if err := db.Model(&inboxRow{}).Where("handled_at < ?", cutoff).
-				Order("handled_at, id").Limit(batch).Pluck("id", &ids).Error; err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				return nil
-			}
-			res := db.Where("id IN ?", ids).Delete(&inboxRow{})
-			deleted = res.RowsAffected
-			return res.Error
-		})
-		if err != nil {
-			return total, fmt.Errorf("persist: purge inbox before %s: %w", cutoff.Format(time.RFC3339), err)
-		}
-		total += int(deleted)
-		if len(ids) < batch {
-			return total, nil
-		}
-	}
+	return n, nil
 }
