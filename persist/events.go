@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/stratusworks/worker/internal/jsonscan"
 	"github.com/stratusworks/worker/state"
 )
 
@@ -195,18 +195,7 @@ func writeObservation(b *strings.Builder, o *state.Observation) bool {
 }
 
 // writeJSONString writes s as json.Marshal does.
-func writeJSONString(b *strings.Builder, s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string cannot fail
-			b.Write(q)
-			return
-		}
-	}
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
-}
+func writeJSONString(b *strings.Builder, s string) { jsonscan.WriteString(b, s, true) }
 
 // writeJSONStrings writes ss as a JSON array, as json.Marshal does.
 func writeJSONStrings(b *strings.Builder, ss []string) {

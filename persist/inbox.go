@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+
+	"github.com/stratusworks/worker/internal/text"
 )
 
 // inboxRow is one handled action (table worker_inbox): its type and
@@ -116,9 +118,9 @@ func checkInboxKey(actionType, key string) error {
 		case v == "":
 			return invalidf("persist: run once: %s is required (got %q)", field, v)
 		case len(v) > maxLen:
-			return invalidf("persist: run once: %s %q is %d bytes, longer than %d", field, shortKey(v), len(v), maxLen)
+			return invalidf("persist: run once: %s %q is %d bytes, longer than %d", field, text.Shorten(v), len(v), maxLen)
 		case !utf8.ValidString(v):
-			return invalidf("persist: run once: %s %q is not valid UTF-8", field, shortKey(v))
+			return invalidf("persist: run once: %s %q is not valid UTF-8", field, text.Shorten(v))
 		}
 		return nil
 	}
@@ -126,15 +128,6 @@ func checkInboxKey(actionType, key string) error {
 		return err
 	}
 	return check("key", key, maxInboxKeyLen)
-}
-
-// shortKey is v cut to 64 bytes, marked when cut, for messages.
-func shortKey(v string) string {
-	const keep = 64
-	if len(v) <= keep {
-		return v
-	}
-	return v[:keep] + "…"
 }
 
 // PurgeInbox deletes the inbox records made before olderThan and returns how
