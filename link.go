@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/stratusworks/worker/internal/workerlink"
 	"github.com/stratusworks/worker/persist"
 )
@@ -16,4 +19,19 @@ func init() {
 		return nil
 	}
 	workerlink.Attempt = runAttempt
+	workerlink.Deliver = func(a any, now time.Time) (any, error) {
+		act, ok := a.(Action)
+		if !ok {
+			return nil, fmt.Errorf("worker: Deliver: %T is not an Action", a)
+		}
+		m, err := encode(act.defaulted(now.UTC()), defaultMaxPayload)
+		if err != nil {
+			return Action{}, fmt.Errorf("the action would not publish: %w", err)
+		}
+		out, err := decode(m, defaultMaxPayload)
+		if err != nil {
+			return Action{}, fmt.Errorf("a subscriber would poison the action: %w", err)
+		}
+		return out, nil
+	}
 }

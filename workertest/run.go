@@ -2,12 +2,8 @@ package workertest
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/clock"
@@ -91,10 +87,13 @@ func WithContext(ctx context.Context) Option { return optionFunc(func(c *runConf
 // is honoured and the policy's MaxAttempts and Budget hold.
 //
 // Like [worker.Publisher.Publish], Run gives an action without an ID a
-// fresh one, without a Key its ID, and without CreatedAt the clock's now;
-// it fails the test if the action does not validate. The handler receives
-// the action as it comes off the wire (JSON and back: a compacted payload,
-// times without a monotonic reading) with Attempt set.
+// fresh one, without a Key its ID, and without CreatedAt the clock's now.
+// The action then goes through the worker's own wire encoder and the
+// subscriber's decoder (with the default MaxPayloadBytes), and Run fails
+// the test if the publisher would refuse it (it does not validate, it is
+// too large) or the subscriber would poison it. The handler receives the
+// action as it comes off the wire (a compacted payload, times without a
+// monotonic reading) with Attempt set.
 //
 // As in the subscriber, a handler that panics has failed with a
 // [worker.Permanent] error wrapping [worker.ErrHandlerPanic] (the panic
@@ -137,29 +136,14 @@ func Run(t testing.TB, h worker.Handler, a worker.Action, opts ...Option) Result
 	return Result{Verdict: cfg.retry.Decide(err, cfg.attempt, since, now), Err: err, Action: a}
 }
 
-// delivered is a as Publish fills it in and a subscriber decodes it.
+// delivered is a as Publish fills it in and a subscriber decodes it (the
+// worker's own encoder and decoder, with the default MaxPayloadBytes).
 func delivered(a worker.Action, now time.Time) (worker.Action, error) {
-	if a.ID == "" {
-		a.ID = uuid.NewString()
-	}
-	if a.Key == "" {
-		a.Key = a.ID
-	}
-	if a.CreatedAt.IsZero() {
-		a.CreatedAt = now.UTC()
-	}
-	if err := a.Validate(); err != nil {
-		return a, fmt.Errorf("the action would not publish: %w", err)
-	}
-	b, err := json.Marshal(a)
+	out, err := workerlink.Deliver(a, now)
 	if err != nil {
-		return a, fmt.Errorf("the action does not encode: %w", err)
+		return a, err
 	}
-	var out worker.Action
-	if err := json.Unmarshal(b, &out); err != nil {
-		return a, fmt.Errorf("the action does not decode: %w", err)
-	}
-	return out, nil
+	return out.(worker.Action), nil
 }
 
 // attempt runs h once as the subscriber does (the worker's own attempt

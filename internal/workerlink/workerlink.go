@@ -1,6 +1,7 @@
 // Package workerlink gives the module's own packages (workertest) what the
 // root package keeps out of its API: the worker's concrete store and the
-// subscriber's way of running one attempt of a handler. The root package
+// subscriber's ways of receiving an action and running one attempt of a
+// handler. The root package
 // sets the functions when it is initialised, so they are set for any
 // program that has a *worker.Worker or a worker.Handler to pass.
 //
@@ -26,3 +27,9 @@ var BuiltinStore func(w any) *persist.Store
 // value and the stack), and an error run returns after the timeout passed
 // (while ctx itself is live) is wrapped with worker.ErrHandlerTimeout.
 var Attempt func(ctx context.Context, timeout time.Duration, run func(context.Context) error) error
+
+// Deliver returns a (a worker.Action) as a handler receives it when a
+// publisher sends it at now with the default Config: a missing ID, Key and
+// CreatedAt filled in as Publish fills them, encoded to the wire format and
+// decoded by the subscriber's decoder. The error says which side refuses it.
+var Deliver func(a any, now time.Time) (any, error)
