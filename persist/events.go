@@ -222,6 +222,9 @@ func jsonStrings(ss []string) string {
 // PendingEvents returns up to limit events not yet marked sent, oldest first.
 // A limit <= 0 means 100. It does not claim them: relays running at the same
 // time may both publish an event, which consumers dedupe by ID.
+//
+// It is a step of the worker's protocol, taken by the outbox relay: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = defaultEventLimit
@@ -242,6 +245,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 
 // MarkEventsSent records that the events with these ids were published.
 // It is idempotent: unknown ids and events already marked are ignored.
+//
+// It is a step of the worker's protocol, taken by the outbox relay: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
@@ -262,6 +268,9 @@ func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
 // PurgeSentEvents deletes events that were marked sent before olderThan and
 // returns how many it deleted. Unsent events are never purged. It deletes in
 // batches, so a large backlog does not hold one long transaction.
+//
+// It is a step of the worker's protocol, taken by the outbox purge: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, error) {
 	n, err := s.purge(ctx, &eventRow{}, "sent_at IS NOT NULL AND sent_at < ?", "sent_at, id", olderThan)
 	if err != nil {

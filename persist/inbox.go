@@ -135,6 +135,9 @@ func checkInboxKey(actionType, key string) error {
 // effect again, so keep records for longer than anything can be redelivered
 // (the root package keeps them 7 days, or twice the retry budget). It
 // deletes in batches, each its own short transaction.
+//
+// It is a step of the worker's protocol, taken by the inbox purge: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PurgeInbox(ctx context.Context, olderThan time.Time) (int, error) {
 	n, err := s.purge(ctx, &inboxRow{}, "handled_at < ?", "handled_at, id", olderThan)
 	if err != nil {
