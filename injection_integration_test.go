@@ -95,17 +95,8 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 		handled <- a.ID
 		return nil
 	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Running()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ctx := runWorkerUntilCleanup(t, w)
+	ch := rawChannel(t, url)
 	queue := top.Topic(QueueActions)
 	wantPoison, wantHandled := 0, map[string]bool{}
 	for _, c := range cases {
@@ -130,6 +121,7 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 	require.Equal(t, wantHandled, gotHandled)
 	var poisoned []persist.Parked
 	require.Eventually(t, func() bool {
+		var err error
 		poisoned, err = w.db.ListPoison(ctx, persist.PoisonFilter{Limit: 1000, IncludeReplayed: true})
 		return err == nil && len(poisoned) >= wantPoison
 	}, 30*time.Second, 50*time.Millisecond)

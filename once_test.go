@@ -131,20 +131,6 @@ func TestHandleTx(t *testing.T) {
 	}
 }
 
-// runWorkerUntilCleanup runs w until the test ends.
-func runWorkerUntilCleanup(t *testing.T, w *Worker) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	select {
-	case <-w.Running():
-	case err := <-done:
-		t.Fatalf("worker did not start: %v", err)
-	}
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-}
-
 // plainStore is a host's store without an inbox: it has only the methods
 // of Store.
 type plainStore struct{ Store }

@@ -36,17 +36,8 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 		handled <- a.ID
 		return nil
 	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Running()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ctx := runWorkerUntilCleanup(t, w)
+	ch := rawChannel(t, url)
 	queue := top.Topic(QueueActions)
 	raw := func(id string, body string, headers amqp091.Table) {
 		require.NoError(t, ch.PublishWithContext(ctx, "", queue, false, false, amqp091.Publishing{
@@ -170,11 +161,7 @@ func TestRabbitMQWireFormat(t *testing.T) {
 	a := Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Resource: "i-1", Key: "k-1", CorrelationID: "c-1"}
 	require.NoError(t, w.Publish(context.Background(), a))
 
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ch := rawChannel(t, url)
 	d, ok, err := ch.Get(top.Topic(QueueActions), true)
 	require.NoError(t, err)
 	require.True(t, ok)
