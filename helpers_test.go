@@ -9,6 +9,8 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/stratusworks/worker/internal/testenv"
 )
 
 // testLogger shows warnings in verbose runs and nothing otherwise.
@@ -48,4 +50,14 @@ func rawChannel(t *testing.T, url string) *amqp091.Channel {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	return ch
+}
+
+// uniqueTopology is the default topology under a prefix of the test's own,
+// whose queues on the broker at url are deleted when the test ends.
+func uniqueTopology(t *testing.T, url string) Topology {
+	t.Helper()
+	top := Topology{Prefix: testenv.UniqueName(t)}
+	top.setDefaults()
+	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	return top
 }

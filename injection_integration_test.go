@@ -34,9 +34,7 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
 	dsn := testenv.MySQLDSN(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 
 	valid := func(id string) []byte { return []byte(`{"v":1,"id":"` + id + `","type":"t","customer":"acme"}`) }
 	big := strings.Repeat("x", 20<<20) // larger than MariaDB's 16 MiB max_allowed_packet

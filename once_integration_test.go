@@ -79,9 +79,7 @@ func TestHandleTxAckLost(t *testing.T) {
 		} {
 			t.Run(store.name+"/"+tc.handler, func(t *testing.T) {
 				db := store.db(t)
-				top := Topology{Prefix: testenv.UniqueName(t)}
-				top.setDefaults()
-				testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+				top := uniqueTopology(t, url)
 				report := filepath.Join(t.TempDir(), "report")
 
 				// The publisher process publishes one action and creates the host's table.

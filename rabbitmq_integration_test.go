@@ -23,9 +23,7 @@ import (
 func TestRabbitMQMalformedDeliveries(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	w := newTestWorker(t, Config{
 		MQ:       MQConfig{URL: url},
 		Store:    persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()},
@@ -89,9 +87,7 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 func TestRabbitMQCompetingSubscribers(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	base := Config{MQ: MQConfig{URL: url}, Topology: top}
 
 	const n = 400
@@ -149,9 +145,7 @@ func TestRabbitMQCompetingSubscribers(t *testing.T) {
 func TestRabbitMQWireFormat(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	w := newTestWorker(t, Config{
 		Role:     RolePublisher,
 		MQ:       MQConfig{URL: url},
@@ -186,9 +180,7 @@ func TestCleanShutdownLogsNoError(t *testing.T) {
 			cfg.Store.Logger = logs.Logger()
 			if mode != "Embedded" {
 				url, dsn := testenv.AMQPURL(t), testenv.MySQLDSN(t)
-				top := Topology{Prefix: testenv.UniqueName(t)}
-				top.setDefaults()
-				testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+				top := uniqueTopology(t, url)
 				cfg.MQ.URL, cfg.Topology = url, top
 				cfg.Store.Provisioning = persist.DBConfig{Driver: persist.MySQL, DSN: dsn}
 			}

@@ -174,9 +174,7 @@ func TestScenarioRabbitMQMariaDB(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
 	dsn := testenv.MySQLDSN(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	base := Config{
 		MQ:       MQConfig{URL: url},
 		Store:    persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, Logger: discardLogger()},
