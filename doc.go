@@ -4,8 +4,9 @@
 // A host program creates a [Worker], registers a [Handler] per action type,
 // and runs it. A [Publisher] puts actions on a message queue; a [Subscriber]
 // takes them off and calls the handler for their type. State that handlers
-// observe goes to a [StateSink] (the persist package: SQLite by default,
-// MySQL/MariaDB in production), which stores only what changed.
+// observe goes to a [StateSink] ([Worker.Sink]; the persist package: SQLite
+// by default, MySQL/MariaDB in production), which stores only what changed,
+// and is read back through [Worker.Store].
 //
 // # Quick start
 //
