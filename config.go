@@ -88,7 +88,7 @@ type Config struct {
 	// the built-in "sim" (package cloud/sim) and "vsphere" (cloud/vsphere);
 	// a host's type of the same name replaces the built-in one. Names are
 	// a-z 0-9 . _ -. Default none.
-	Providers map[string]accounts.ProviderType
+	Providers map[string]ProviderType
 	// Credentials is where the credentials that accounts name are read
 	// (a km.Client for a remote key service). Default: the embedded
 	// credential store when Keyring is set, else none.
@@ -266,12 +266,6 @@ func (c Config) Validate() error {
 		return configError("MQ.Prefetch", "is %d, must be 1-%d", c.MQ.Prefetch, rabbitmq.MaxPrefetch)
 	case c.MQ.PublishTimeout < 0:
 		return configError("MQ.PublishTimeout", "is %v, must not be negative", c.MQ.PublishTimeout)
-	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
-		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
-	case c.HandlerTimeout < 0:
-		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
-	case c.MaxPayloadBytes < 0:
-		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
 	case c.ShutdownTimeout < 0:
 		return configError("ShutdownTimeout", "is %v, must not be negative", c.ShutdownTimeout)
 	case c.DeferredInterval < 0:
@@ -310,10 +304,7 @@ func (c Config) Validate() error {
 	if err := c.Schedule.Validate(); err != nil {
 		return fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
-	if err := c.Topology.Validate(); err != nil {
-		return err
-	}
-	if err := c.Retry.Validate(); err != nil {
+	if err := validateHandling(c.Concurrency, c.HandlerTimeout, c.MaxPayloadBytes, c.Topology, c.Retry); err != nil {
 		return err
 	}
 	if err := c.Store.Validate(); err != nil {

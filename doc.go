@@ -4,8 +4,9 @@
 // A host program creates a [Worker], registers a [Handler] per action type,
 // and runs it. A [Publisher] puts actions on a message queue; a [Subscriber]
 // takes them off and calls the handler for their type. State that handlers
-// observe goes to a [StateSink] (the persist package: SQLite by default,
-// MySQL/MariaDB in production), which stores only what changed.
+// observe goes to a [StateSink] ([Worker.Sink]; the persist package: SQLite
+// by default, MySQL/MariaDB in production), which stores only what changed,
+// and is read back through [Worker.Store].
 //
 // # Quick start
 //
@@ -159,6 +160,20 @@
 // and deleted once missing for Config.DeletionGrace. Status-only pollers send
 // partial observations that patch the stored state, so full and status-only
 // listings never make a resource flap.
+//
+// # Reading the store
+//
+// [Worker.Store] is a read-only [StoreView] of the worker's store: the
+// state of observed resources and their history, tracked jobs, launch
+// intents. [Worker.Sink] is the [StateSink] a handler saves what it
+// observed to; only changes come back. Poisoned actions are listed with
+// [Worker.Poisoned]. The store's other steps (claiming launches, finishing
+// jobs, marking events sent, parking retries) are the worker's protocol,
+// run by its parts, and not offered to hosts. A host with tables of its own
+// in the provisioning database opens the store itself (persist.Open),
+// creates them through its DB method, passes it as Config.Storage, and
+// writes to them from handlers registered with [Worker.HandleTx]
+// (ExampleWorker_HandleTx).
 //
 // # Events
 //

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,26 @@ import (
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/km"
 )
+
+// ProviderType builds the cloud providers of the accounts of one provider
+// type ("sim", "vsphere", or one a host registers with the worker).
+type ProviderType struct {
+	// New builds the provider of one account from its entry (Settings are
+	// the type's settings) and its credential from the key manager (nil
+	// when the account names none). The worker calls it lazily, when the
+	// account is first used, and again when the entry or the credential
+	// changes; cred is wiped when New returns, so New copies what it keeps.
+	// A provider that implements io.Closer is closed when it is replaced,
+	// when its account is deleted and when the worker closes. Errors should
+	// name the setting that is wrong, and wrap cloud.ErrAuthentication when
+	// the cloud refused the credential. Required.
+	New func(ctx context.Context, a accounts.Account, cred *km.Credential) (cloud.Provider, error)
+	// CheckSettings validates an account's settings when it is put, so a
+	// bad setting is refused at once rather than at the first poll; its
+	// error should match accounts.ErrInvalid and name the setting. Nil: any JSON
+	// object is accepted (New still sees it first).
+	CheckSettings func(settings json.RawMessage) error
+}
 
 // Errors of the account providers.
 var (
@@ -35,7 +56,7 @@ type accountReader interface {
 // rebuilds it when either changes, and closes it when it is replaced or the
 // account is deleted. At most one provider is open per account in use.
 type providers struct {
-	types    map[string]accounts.ProviderType
+	types    map[string]ProviderType
 	accounts accountReader
 	creds    km.Store       // nil: no key manager
 	fallback cloud.Provider // Config.Cloud: accounts without a provider type, and accounts not in the registry
@@ -54,7 +75,7 @@ type openProvider struct {
 	providerTyp string
 }
 
-func newProviders(types map[string]accounts.ProviderType, reg accountReader, creds km.Store, fallback cloud.Provider, log *slog.Logger) *providers {
+func newProviders(types map[string]ProviderType, reg accountReader, creds km.Store, fallback cloud.Provider, log *slog.Logger) *providers {
 	return &providers{types: types, accounts: reg, creds: creds, fallback: fallback, log: log, open: map[string]*openProvider{}}
 }
 

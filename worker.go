@@ -262,7 +262,8 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 
 // buildAccounts composes the account registry and the account providers.
 func (w *Worker) buildAccounts() error {
-	types := map[string]accounts.ProviderType{"sim": sim.ProviderType(), "vsphere": vsphere.ProviderType()}
+	types := map[string]ProviderType{"sim": {New: sim.NewAccountProvider, CheckSettings: sim.CheckAccountSettings},
+		"vsphere": {New: vsphere.NewAccountProvider, CheckSettings: vsphere.CheckAccountSettings}}
 	maps.Copy(types, w.cfg.Providers)
 	var creds km.Store
 	if w.creds != nil {
@@ -337,7 +338,7 @@ func (w *Worker) buildDuties() []duty {
 			duty{name: "following the account registry", every: w.cfg.AccountSyncInterval, run: w.accts.sync},
 			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
 			duty{name: "purging published events", every: 10 * time.Minute, timeout: 5 * time.Minute,
-				run: outboxPurge{store: w.store, now: w.now, keep: sentEventsKept}.run},
+				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
 	}
@@ -589,9 +590,21 @@ func (w *Worker) Publish(ctx context.Context, actions ...Action) error {
 	return w.pub.Publish(ctx, actions...)
 }
 
-// Store returns the built-in store (its [StateSink], history, jobs, poison
-// and deferred tables), or nil when Config.Storage is the host's own.
-func (w *Worker) Store() *persist.Store { return w.db }
+// Store returns a read-only view of the worker's store: observed resources
+// and their history, tracked jobs, launch intents. It is nil when
+// Config.Storage is the host's own and does not implement [StoreView].
+// Poisoned actions are read with [Worker.Poisoned].
+func (w *Worker) Store() StoreView {
+	if v, ok := w.store.(StoreView); ok {
+		return storeView{v}
+	}
+	return nil
+}
+
+// Sink returns the [StateSink] the worker saves polls to (the built-in
+// store, or Config.Storage): a handler that observes state saves it here,
+// and gets back only what changed.
+func (w *Worker) Sink() StateSink { return stateSink{w.store} }
 
 // Running is closed when Run has started consuming.
 func (w *Worker) Running() <-chan struct{} { return w.running }

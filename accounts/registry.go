@@ -3,13 +3,9 @@ package accounts
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/stratusworks/worker/cloud"
-	"github.com/stratusworks/worker/km"
 )
 
 var (
@@ -218,24 +214,4 @@ func (r *Registry) changed(a Account) {
 	if r.cfg.Changed != nil {
 		r.cfg.Changed(a.Clone())
 	}
-}
-
-// ProviderType builds the cloud providers of the accounts of one provider
-// type ("sim", "vsphere", or one a host registers with the worker).
-type ProviderType struct {
-	// New builds the provider of one account from its entry (Settings are
-	// the type's settings) and its credential from the key manager (nil
-	// when the account names none). The worker calls it lazily, when the
-	// account is first used, and again when the entry or the credential
-	// changes; cred is wiped when New returns, so New copies what it keeps.
-	// A provider that implements io.Closer is closed when it is replaced,
-	// when its account is deleted and when the worker closes. Errors should
-	// name the setting that is wrong, and wrap cloud.ErrAuthentication when
-	// the cloud refused the credential. Required.
-	New func(ctx context.Context, a Account, cred *km.Credential) (cloud.Provider, error)
-	// CheckSettings validates an account's settings when it is put, so a
-	// bad setting is refused at once rather than at the first poll; its
-	// error should match ErrInvalid and name the setting. Nil: any JSON
-	// object is accepted (New still sees it first).
-	CheckSettings func(settings json.RawMessage) error
 }

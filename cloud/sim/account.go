@@ -79,46 +79,49 @@ func ParseAccountSettings(raw json.RawMessage) (AccountSettings, Config, error) 
 	return s, cfg, cfg.Validate()
 }
 
-// ProviderType is the built-in provider type "sim" of the account
-// registry: each account a simulated cloud of its own (see
-// AccountSettings), for demos and tests of the registry itself.
-func ProviderType() accounts.ProviderType {
-	return accounts.ProviderType{
-		CheckSettings: func(raw json.RawMessage) error { _, _, err := ParseAccountSettings(raw); return err },
-		New: func(_ context.Context, a accounts.Account, cred *km.Credential) (cloud.Provider, error) {
-			s, cfg, err := ParseAccountSettings(a.Settings)
-			if err != nil {
-				return nil, err
-			}
-			if s.CredentialSHA256 != "" {
-				if cred == nil {
-					return nil, fmt.Errorf("%w: sim account %q needs a credential", cloud.ErrAuthentication, a.ID)
-				}
-				want, _ := hex.DecodeString(s.CredentialSHA256)
-				var ok bool
-				_ = cred.Field(km.FieldSecretKey).Use(func(b []byte) error {
-					got := sha256.Sum256(b)
-					ok = subtle.ConstantTimeCompare(got[:], want) == 1
-					return nil
-				})
-				if !ok {
-					return nil, fmt.Errorf("%w: sim account %q: the credential's %s was refused", cloud.ErrAuthentication, a.ID, km.FieldSecretKey)
-				}
-			}
-			c, err := New(cfg)
-			if err != nil {
-				return nil, err
-			}
-			if err := c.AddAccount(a.ID); err != nil {
-				return nil, err
-			}
-			for i := 1; i <= s.Servers; i++ {
-				if _, err := c.AddServer(a.ID, cloud.Server{ID: fmt.Sprintf("server-%d", i), Name: fmt.Sprintf("server-%d", i),
-					State: cloud.StateRunning}); err != nil {
-					return nil, err
-				}
-			}
-			return c, nil
-		},
+// CheckAccountSettings validates the settings of a "sim" account of the
+// registry (see ParseAccountSettings).
+func CheckAccountSettings(raw json.RawMessage) error {
+	_, _, err := ParseAccountSettings(raw)
+	return err
+}
+
+// NewAccountProvider builds the provider of an account of the built-in
+// provider type "sim" of the account registry: a simulated cloud of its own
+// (see AccountSettings), for demos and tests of the registry itself. The
+// worker registers it as "sim".
+func NewAccountProvider(_ context.Context, a accounts.Account, cred *km.Credential) (cloud.Provider, error) {
+	s, cfg, err := ParseAccountSettings(a.Settings)
+	if err != nil {
+		return nil, err
 	}
+	if s.CredentialSHA256 != "" {
+		if cred == nil {
+			return nil, fmt.Errorf("%w: sim account %q needs a credential", cloud.ErrAuthentication, a.ID)
+		}
+		want, _ := hex.DecodeString(s.CredentialSHA256)
+		var ok bool
+		_ = cred.Field(km.FieldSecretKey).Use(func(b []byte) error {
+			got := sha256.Sum256(b)
+			ok = subtle.ConstantTimeCompare(got[:], want) == 1
+			return nil
+		})
+		if !ok {
+			return nil, fmt.Errorf("%w: sim account %q: the credential's %s was refused", cloud.ErrAuthentication, a.ID, km.FieldSecretKey)
+		}
+	}
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.AddAccount(a.ID); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= s.Servers; i++ {
+		if _, err := c.AddServer(a.ID, cloud.Server{ID: fmt.Sprintf("server-%d", i), Name: fmt.Sprintf("server-%d", i),
+			State: cloud.StateRunning}); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
