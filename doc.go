@@ -161,6 +161,31 @@
 // partial observations that patch the stored state, so full and status-only
 // listings never make a resource flap.
 //
+// # Accounts
+//
+// The accounts a deployment polls are kept in the account registry
+// ([Worker.Accounts], package accounts) in the provisioning database: each
+// with its customer, a provider type ("sim", "vsphere", or one the host adds
+// with Config.Providers), the type's settings (no secrets), the name of its
+// credential in the key manager, pause state, per-kind intervals and labels.
+// Publisher processes follow the registry: they schedule every account when
+// they start, apply this process's changes at once and other processes'
+// within Config.AccountSyncInterval. The poll handler checks the registry
+// before each poll, so a paused or deleted account is not polled anywhere
+// after the change. [Worker.Watch] puts an account with no provider type
+// (served by Config.Cloud); "account.put" and "account.delete" actions let
+// a dispatcher manage accounts through the queue.
+//
+// [Worker.Cloud] is the cloud of every account: each call goes to the
+// provider of the account it names, built lazily from the registry entry
+// and the credential by the type's [ProviderType].New, reused while both
+// keep their revision, rebuilt when either changes (a rotated credential is
+// used by the next call) and closed (io.Closer) when its account is
+// deleted. The built-in handlers (server.launch, job.check) use it; give it
+// to the standard pollers so that one poller serves every account.
+// [Worker.AccountHealth] tells why an account's polls fail while the
+// schedule backs it off.
+//
 // # Reading the store
 //
 // [Worker.Store] is a read-only [StoreView] of the worker's store: the
