@@ -171,6 +171,7 @@ func (r *registry) fullSync(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	for _, id := range gone {
+		r.providers.forget(id)
 		r.apply(accounts.Account{ID: id, DeletedAt: start}, true)
 	}
 	if r.lastFull.IsZero() {
