@@ -202,7 +202,9 @@ func (s *Store) AccountChanges(ctx context.Context, since time.Time, afterID str
 	var rows []accountRow
 	err := retry(ctx, func() error {
 		return s.prov.reader.WithContext(ctx).
-			Where("updated_at > ? OR (updated_at = ? AND id > ?)", since, since, afterID).
+			// The first condition is the index range; the second skips
+			// what the previous page returned at the same instant.
+			Where("updated_at >= ? AND NOT (updated_at = ? AND id <= ?)", since, since, afterID).
 			Order("updated_at, id").Limit(limit).Find(&rows).Error
 	})
 	if err != nil {
