@@ -73,7 +73,9 @@ func TestValidate(t *testing.T) {
 		}, "intervals.server"},
 		{"LabelsTooMany", func(a *accounts.Account) { a.Labels = many(accounts.MaxLabels + 1) }, "labels"},
 		{"LabelKey", func(a *accounts.Account) { a.Labels = map[string]string{"Team": "ops"} }, "labels"},
-		{"LabelValueTooLong", func(a *accounts.Account) { a.Labels = map[string]string{"team": strings.Repeat("v", accounts.MaxLabelValueLen+1)} }, "labels.team"},
+		{"LabelValueTooLong", func(a *accounts.Account) {
+			a.Labels = map[string]string{"team": strings.Repeat("v", accounts.MaxLabelValueLen+1)}
+		}, "labels.team"},
 		{"LabelValueControl", func(a *accounts.Account) { a.Labels = map[string]string{"team": "o\tps"} }, "labels.team"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
