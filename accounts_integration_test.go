@@ -2,6 +2,10 @@ package worker_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +14,9 @@ import (
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/clock"
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/vsphere/vcsimtest"
+	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/workertest"
 )
 
@@ -105,3 +112,88 @@ func secrets(bs []probeBuild) []string {
 	return out
 }
 
+// TestAccountsTwoProviderTypes: one worker polls an account on the
+// built-in "sim" type and one on the built-in "vsphere" type (govmomi's
+// vcsim), each with its credential in km; one of them has a secret its
+// cloud refuses. The other is unaffected: it keeps its cadence and reports
+// no failure. The refused one backs off (its attempts space out) and
+// AccountHealth says why.
+func TestAccountsTwoProviderTypes(t *testing.T) {
+	t.Parallel()
+	for name, refused := range map[string]string{"VSphereRefused": "vsphere", "SimRefused": "sim"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const every = time.Minute
+			ctx := context.Background()
+			vc := vcsimtest.New(t, vcsimtest.Options{Servers: 3})
+			env := workertest.NewEnv(t, workertest.WithEvents(), workertest.WithConfig(func(c *worker.Config) {
+				c.Keyring = testKeyring(t) // the embedded km holds both accounts' secrets
+			}))
+			polls := newAttempts(t, env.Worker, env.Clock.Now)
+			require.NoError(t, env.Worker.Register(polls, every))
+			env.Start(t)
+
+			simSecret, vcPassword := "sim-secret", vcsimtest.DefaultPassword
+			switch refused {
+			case "sim":
+				simSecret = "not-the-sim-secret"
+			case "vsphere":
+				vcPassword = "not-the-password"
+			}
+			sum := sha256.Sum256([]byte("sim-secret"))
+			putSecret(t, env.Worker, "acme", "acme-sim", simSecret)
+			_, err := env.Worker.Accounts().Put(ctx, accounts.Account{ID: "acme-sim", Customer: "acme", Provider: "sim",
+				Settings:   json.RawMessage(fmt.Sprintf(`{"servers":2,"credential_sha256":%q}`, hex.EncodeToString(sum[:]))),
+				Credential: "default"})
+			require.NoError(t, err)
+			require.NoError(t, env.Worker.Credentials().Put(ctx, km.Credential{
+				Customer: "globex", Account: "globex-vc", Kind: km.KindCloud, Name: "default",
+				Meta:   map[string]string{km.MetaUser: vcsimtest.DefaultUsername},
+				Fields: map[string]km.Secret{km.FieldPassword: km.NewSecretString(vcPassword)},
+			}))
+			_, err = env.Worker.Accounts().Put(ctx, accounts.Account{ID: "globex-vc", Customer: "globex", Provider: "vsphere",
+				Settings:   json.RawMessage(fmt.Sprintf(`{"url":%q,"insecure":true,"datacenter":"DC0"}`, "https://"+vc.Server.URL.Host+"/sdk")),
+				Credential: "default"})
+			require.NoError(t, err)
+
+			env.Advance(t, 30*every, 5*time.Second)
+
+			bad, good := "acme-sim", "globex-vc"
+			goodServers := 3
+			if refused == "vsphere" {
+				bad, good, goodServers = good, bad, 2
+			}
+			// The healthy account: polled every interval, its servers stored.
+			okTimes := polls.times(good)
+			require.GreaterOrEqual(t, len(okTimes), 28, "about one poll a minute for 30 minutes")
+			for i := 1; i < len(okTimes); i++ {
+				gap := okTimes[i].Sub(okTimes[i-1])
+				require.True(t, gap >= every/2 && gap <= 3*every/2, "healthy account's poll %d came %v after the last", i, gap)
+			}
+			_, failing := env.Worker.AccountHealth(good)
+			require.False(t, failing, "the healthy account reports no failure")
+			stored, err := env.Worker.Store().Resources(ctx, good, "server", "", 0)
+			require.NoError(t, err)
+			require.Len(t, stored, goodServers)
+
+			// The refused account: it backs off, and says why.
+			badTimes := polls.times(bad)
+			require.GreaterOrEqual(t, len(badTimes), 4)
+			require.Less(t, len(badTimes), len(okTimes)/2, "the refused account is tried less and less often")
+			first, last := badTimes[1].Sub(badTimes[0]), badTimes[len(badTimes)-1].Sub(badTimes[len(badTimes)-2])
+			require.Greater(t, last, 4*first, "its attempts space out (first gap %v, last %v)", first, last)
+			h, failing := env.Worker.AccountHealth(bad)
+			require.True(t, failing)
+			require.Equal(t, bad, h.Account)
+			require.Equal(t, len(badTimes), h.Failures, "every attempt failed")
+			require.Contains(t, h.LastError, cloud.ErrAuthentication.Error())
+			require.Contains(t, h.LastError, bad)
+			require.False(t, h.Throttled)
+			require.Equal(t, badTimes[0], h.Since)
+			require.Equal(t, badTimes[len(badTimes)-1], h.LastFailure)
+			stored, err = env.Worker.Store().Resources(ctx, bad, "server", "", 0)
+			require.NoError(t, err)
+			require.Empty(t, stored)
+		})
+	}
+}
