@@ -190,6 +190,11 @@ func (r *registry) handlePut(ctx context.Context, a Action) error {
 	if err := a.Decode(&in); err != nil {
 		return Permanent(err)
 	}
+	// A redelivered put finds its own write: writing it again would make a
+	// new revision, which rebuilds the account's provider.
+	if cur, err := r.reg.Get(ctx, in.ID); err == nil && sameAccount(cur, in) {
+		return nil
+	}
 	_, err := r.reg.Put(ctx, in)
 	switch {
 	case errors.Is(err, accounts.ErrInvalid):
