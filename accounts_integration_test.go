@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stratusworks/worker"
@@ -17,6 +20,7 @@ import (
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/vsphere/vcsimtest"
 	"github.com/stratusworks/worker/km"
+	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/workertest"
 )
 
@@ -196,4 +200,141 @@ func TestAccountsTwoProviderTypes(t *testing.T) {
 			require.Empty(t, stored)
 		})
 	}
+}
+
+// handledLog is a middleware recording what each attempt of a handler
+// returned, by message (action) id.
+type handledLog struct {
+	mu   sync.Mutex
+	errs map[string][]error
+}
+
+func (l *handledLog) middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := h(msg)
+		l.mu.Lock()
+		if l.errs == nil {
+			l.errs = map[string][]error{}
+		}
+		l.errs[msg.UUID] = append(l.errs[msg.UUID], err)
+		l.mu.Unlock()
+		return out, err
+	}
+}
+
+// wait returns what the handler returned for the action's first n deliveries.
+func (l *handledLog) wait(t *testing.T, id string, n int) []error {
+	t.Helper()
+	var errs []error
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		errs = slices.Clone(l.errs[id])
+		return len(errs) >= n
+	}, 10*time.Second, time.Millisecond, "action %s handled %d times", id, n)
+	return errs
+}
+
+// TestAccountActionsThroughTheQueue: a dispatcher manages the registry
+// with "account.put" and "account.delete" actions. A valid put is stored
+// and polled; an invalid one is poisoned with a reason naming the field
+// and stores nothing; a redelivered put or delete succeeds again with one
+// effect: one revision, one provider build, one account.deleted event.
+func TestAccountActionsThroughTheQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newProbe()
+	var handled handledLog
+	env := workertest.NewEnv(t, workertest.WithEvents(persist.EventAccountDeleted), workertest.WithConfig(func(c *worker.Config) {
+		c.Providers = map[string]worker.ProviderType{"probe": p.Type()} // observes the builds and polls
+		c.Middleware = []message.HandlerMiddleware{handled.middleware}  // observes each delivery's outcome
+	}))
+	polls := newAttempts(t, env.Worker, env.Clock.Now)
+	require.NoError(t, env.Worker.Register(polls, time.Minute))
+	env.Start(t)
+
+	const id = "acme-prod"
+	put, err := worker.NewAction(worker.TypeAccountPut, accounts.Account{ID: id, Customer: "acme", Provider: "probe",
+		Labels: map[string]string{"team": "ops"}})
+	require.NoError(t, err)
+	env.Publish(t, put)
+	require.Equal(t, []error{nil}, handled.wait(t, put.ID, 1))
+	a, err := env.Worker.Accounts().Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, "ops", a.Labels["team"])
+	require.Equal(t, int64(1), a.Revision)
+	env.Advance(t, 2*time.Minute, 5*time.Second)
+	require.GreaterOrEqual(t, p.Polls(id), 1, "polled after the put")
+
+	// The same put delivered again: no error, and nothing changes.
+	env.Publish(t, put)
+	require.Equal(t, []error{nil, nil}, handled.wait(t, put.ID, 2))
+	before := p.Polls(id)
+	env.Advance(t, 2*time.Minute, 5*time.Second)
+	require.Greater(t, p.Polls(id), before, "still polled")
+	a, err = env.Worker.Accounts().Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), a.Revision, "a redelivered put writes nothing")
+	require.Len(t, p.Builds(id), 1, "a redelivered put does not rebuild the provider")
+
+	// Invalid puts are poisoned, naming the field.
+	invalid := map[string]worker.Action{}
+	for field, payload := range map[string]any{
+		"customer":         accounts.Account{ID: "no-customer", Provider: "probe"},
+		"provider":         accounts.Account{ID: "bad-provider", Customer: "acme", Provider: "nope"},
+		"settings.servers": accounts.Account{ID: "bad-settings", Customer: "acme", Provider: "sim", Settings: json.RawMessage(`{"servers":-1}`)},
+		"credential":       accounts.Account{ID: "no-km", Customer: "acme", Provider: "sim", Credential: "default"},
+		"pasued":           json.RawMessage(`{"id":"typo","customer":"acme","pasued":true}`),
+	} {
+		a, err := worker.NewAction(worker.TypeAccountPut, payload)
+		require.NoError(t, err)
+		env.Publish(t, a)
+		invalid[field] = a
+	}
+	var poisoned []worker.PoisonedAction
+	require.Eventually(t, func() bool {
+		poisoned, err = env.Worker.Poisoned(ctx, worker.PoisonQuery{})
+		require.NoError(t, err)
+		return len(poisoned) >= len(invalid)
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Len(t, poisoned, len(invalid), "only the invalid puts are poisoned")
+	reasons := map[string]string{}
+	for _, pa := range poisoned {
+		reasons[pa.Action.ID] = pa.Reason
+	}
+	for field, a := range invalid {
+		require.Contains(t, reasons[a.ID], field, "the reason names %s", field)
+		require.Equal(t, 1, poisonedAttempts(poisoned, a.ID), "poisoned at once, not retried")
+	}
+	page, err := env.Worker.Accounts().List(ctx, accounts.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Accounts, 1, "no invalid account was stored")
+
+	// Delete, then the same delete again.
+	del, err := worker.NewAction(worker.TypeAccountDelete, worker.AccountDelete{ID: id})
+	require.NoError(t, err)
+	env.Publish(t, del)
+	require.Equal(t, []error{nil}, handled.wait(t, del.ID, 1))
+	env.Publish(t, del)
+	require.Equal(t, []error{nil, nil}, handled.wait(t, del.ID, 2))
+	ev := env.Event(t, persist.EventAccountDeleted)
+	require.Equal(t, id, ev.Account)
+	require.Empty(t, env.Drain(t), "one account.deleted event for two deliveries")
+	_, err = env.Worker.Accounts().Get(ctx, id)
+	require.ErrorIs(t, err, accounts.ErrNotFound)
+	before = p.Polls(id)
+	env.Advance(t, 3*time.Minute, 5*time.Second)
+	require.Equal(t, before, p.Polls(id), "not polled once deleted")
+	poisoned, err = env.Worker.Poisoned(ctx, worker.PoisonQuery{})
+	require.NoError(t, err)
+	require.Len(t, poisoned, len(invalid), "the redeliveries were not poisoned")
+}
+
+func poisonedAttempts(ps []worker.PoisonedAction, id string) int {
+	for _, p := range ps {
+		if p.Action.ID == id {
+			return p.Attempts
+		}
+	}
+	return 0
 }
