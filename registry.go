@@ -60,15 +60,19 @@ type registry struct {
 	now       func() time.Time
 	log       *slog.Logger
 
-	mu       sync.Mutex
-	applied  map[string]int64 // revision applied to the schedule, by account
-	cursor   time.Time        // newest UpdatedAt seen in the change feed
+	mu      sync.Mutex
+	applied map[string]int64 // revision applied to the schedule, by account
+	// gone is the revision of accounts deleted since the last full sync, so
+	// that a page of the registry read before a delete, and applied after
+	// it, does not put the account back on the schedule.
+	gone     map[string]int64
+	cursor   time.Time // newest UpdatedAt seen in the change feed
 	lastFull time.Time
 }
 
 func newRegistry(store accounts.Store, check func(context.Context, accounts.Account) error, sched accountSchedule,
 	provs *providers, now func() time.Time, log *slog.Logger) (*registry, error) {
-	r := &registry{store: store, sched: sched, providers: provs, now: now, log: log, applied: map[string]int64{}}
+	r := &registry{store: store, sched: sched, providers: provs, now: now, log: log, applied: map[string]int64{}, gone: map[string]int64{}}
 	reg, err := accounts.New(accounts.Config{Store: store, Check: check, Changed: r.changed})
 	if err != nil {
 		return nil, err
@@ -96,16 +100,21 @@ func (r *registry) apply(a accounts.Account, force bool) {
 	if rev, ok := r.applied[a.ID]; ok && !force && rev >= a.Revision {
 		return
 	}
+	if rev, ok := r.gone[a.ID]; ok && !force && rev >= a.Revision && !a.Deleted() {
+		return // read before its deletion
+	}
 	if a.Deleted() || a.Paused {
 		r.sched.unfollow(a.ID)
 		if a.Deleted() {
 			delete(r.applied, a.ID)
+			r.gone[a.ID] = max(r.gone[a.ID], a.Revision)
 			return
 		}
 	} else if err := r.sched.follow(a); err != nil {
 		r.log.Warn("account not scheduled", "account", a.ID, "customer", a.Customer, "err", err)
 		return
 	}
+	delete(r.gone, a.ID)
 	r.applied[a.ID] = a.Revision
 }
 
@@ -174,6 +183,15 @@ func (r *registry) fullSync(ctx context.Context) error {
 		r.providers.forget(id)
 		r.apply(accounts.Account{ID: id, DeletedAt: start}, true)
 	}
+	// Deletions this full read no longer saw are settled: a page read
+	// before them is not applied any more.
+	r.mu.Lock()
+	for id := range r.gone {
+		if !seen[id] {
+			delete(r.gone, id)
+		}
+	}
+	r.mu.Unlock()
 	if r.lastFull.IsZero() {
 		r.log.Info("accounts scheduled from the registry", "accounts", len(seen))
 	}
@@ -190,6 +208,11 @@ func (r *registry) handlePut(ctx context.Context, a Action) error {
 	var in accounts.Account
 	if err := a.Decode(&in); err != nil {
 		return Permanent(err)
+	}
+	// A redelivered put finds its own write: writing it again would make a
+	// new revision, which rebuilds the account's provider.
+	if cur, err := r.reg.Get(ctx, in.ID); err == nil && sameAccount(cur, in) {
+		return nil
 	}
 	_, err := r.reg.Put(ctx, in)
 	switch {
