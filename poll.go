@@ -71,7 +71,7 @@ func (r *pollRunner) run(ctx context.Context, d poller.Dispatch) (poller.Outcome
 	a, err := r.accounts.Account(ctx, d.Target.Account)
 	switch {
 	case err == nil && (a.Deleted() || a.Paused):
-		return poller.Outcome{}, nil // nothing to report: the schedule drops it when it learns
+		return poller.Outcome{}, nil // reported as done: the schedule drops the target when it learns
 	case err != nil && !errors.Is(err, accounts.ErrNotFound):
 		return failed(fmt.Errorf("poll %s: account registry: %w", d.Target, err), 0), nil
 	}

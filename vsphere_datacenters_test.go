@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
+	"github.com/stratusworks/worker/km"
 	"sync"
 	"testing"
 	"time"
@@ -34,10 +37,11 @@ func (p *completeSignal) Poll(ctx context.Context, t state.Target, cursor string
 	return snap, next, err
 }
 
-// TestPollAllDatacentersVSphere: one account, one vSphere provider covering
-// both datacenters of a vCenter (govmomi's vcsim) with 200 VMs; the first
-// complete poll stores every VM once, with its state and its datacenter as
-// the "region" attribute.
+// TestPollAllDatacentersVSphere: one account of the registry, on the
+// built-in vsphere type with its password in km, covering both datacenters
+// of a vCenter (govmomi's vcsim) with 200 VMs; the first complete poll
+// stores every VM once, with its state and its datacenter as the "region"
+// attribute, and one vCenter session is open for it.
 func TestPollAllDatacentersVSphere(t *testing.T) {
 	const perDatacenter = 100
 	vc := vcsimtest.New(t, vcsimtest.Options{Datacenters: 2, Servers: perDatacenter})
@@ -59,22 +63,25 @@ func TestPollAllDatacentersVSphere(t *testing.T) {
 	}
 	require.Len(t, want, 2*perDatacenter, "VM ids are unique across the datacenters")
 
-	cfg := vc.Config(vc.Account())
-	cfg.Datacenter = "" // vcsimtest's Config picks DC0; the zero value covers every datacenter
-	provider, err := vsphere.New(ctx, cfg)
+	kr, err := km.NewKeyring(km.MasterKey{ID: "test", Version: 1, Key: km.NewSecret(bytes.Repeat([]byte{0x42}, 32))})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = provider.Close() })
-	compute, err := provider.Compute()
-	require.NoError(t, err)
-
 	w := newTestWorker(t, Config{
-		Store:    sqliteConfig(t), // a database per test, not ./worker.db
-		Cloud:    provider,
+		Store:    sqliteConfig(t),                  // a database per test, not ./worker.db
+		Keyring:  kr,                               // the embedded key manager holds the vCenter password
 		Schedule: poller.Config{InitialSpread: -1}, // poll at once, not anywhere in the first minute
 	})
+	// ONE account of the built-in vsphere type: settings without a secret
+	// (no datacenter: every datacenter), the login from km.
+	require.NoError(t, w.Credentials().Put(ctx, km.Credential{Customer: "acme", Account: "vc-1", Kind: km.KindCloud, Name: "default",
+		Meta:   map[string]string{km.MetaUser: vcsimtest.DefaultUsername},
+		Fields: map[string]km.Secret{km.FieldPassword: km.NewSecretString(vcsimtest.DefaultPassword)}}))
+	_, err = w.Accounts().Put(ctx, accounts.Account{ID: "vc-1", Customer: "acme", Provider: "vsphere", Credential: "default",
+		Settings: json.RawMessage(fmt.Sprintf(`{"url":%q,"insecure":true}`, "https://"+vc.Server.URL.Host+"/sdk"))})
+	require.NoError(t, err)
+	compute, err := w.Cloud().Compute()
+	require.NoError(t, err)
 	poll := &completeSignal{ServerPoller: cloud.ServerPoller{Compute: compute}, done: make(chan struct{})}
 	require.NoError(t, w.Register(poll, time.Minute))
-	require.NoError(t, w.Watch(provider.Account(), "acme"))
 	runCtx, cancel := context.WithCancel(ctx)
 	stopped := make(chan error, 1)
 	start := time.Now()
@@ -90,7 +97,7 @@ func TestPollAllDatacentersVSphere(t *testing.T) {
 	t.Logf("first complete poll of %d VMs in 2 datacenters (pages of %d): %v",
 		len(want), vsphere.DefaultPageSize, time.Since(start))
 
-	stored, err := w.Store().Resources(ctx, provider.Account(), "server", "", 0)
+	stored, err := w.Store().Resources(ctx, "vc-1", "server", "", 0)
 	require.NoError(t, err)
 	require.Len(t, stored, len(want))
 	for _, r := range stored {
@@ -104,4 +111,5 @@ func TestPollAllDatacentersVSphere(t *testing.T) {
 		require.Equal(t, "acme", r.Customer)
 		require.Equal(t, int64(1), r.Version, "stored once")
 	}
+	require.Equal(t, 1, w.provs.openCount(), "one provider (one vCenter session) for the account")
 }
