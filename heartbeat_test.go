@@ -409,3 +409,50 @@ func TestHeartbeatConfigValidate(t *testing.T) {
 		require.Contains(t, err.Error(), tc.field)
 	}
 }
+
+// TestHeartbeatEventsOnRabbitMQ: on RabbitMQ every beat is also a
+// worker.heartbeat event on the events queue, which another process can
+// handle: a subscriber hears the publisher's beats (and its own), and the
+// beats record the broker reachable.
+func TestHeartbeatEventsOnRabbitMQ(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	top := uniqueTopology(t, url)
+	db := persist.Config{Provisioning: persist.DBConfig{DSN: filepath.Join(t.TempDir(), "worker.db")}, Logger: discardLogger()}
+	pub := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: url}, Topology: top, Store: db}) // the broker and database under test
+	sub := newTestWorker(t, Config{Role: RoleSubscriber, MQ: MQConfig{URL: url}, Topology: top, Store: db})
+	heard := make(chan Member, 16)
+	require.NoError(t, sub.HandleFunc(TypeHeartbeat, func(_ context.Context, a Action) error {
+		var m Member
+		if err := a.Decode(&m); err != nil {
+			return Permanent(err)
+		}
+		heard <- m
+		return nil
+	}))
+	runWorkerUntilCleanup(t, sub)
+	runWorkerUntilCleanup(t, pub)
+	from := map[string]Member{}
+	for len(from) < 2 {
+		select {
+		case m := <-heard:
+			from[m.ID] = m
+		case <-time.After(30 * time.Second):
+			t.Fatalf("heard the heartbeats of %d processes, want 2", len(from))
+		}
+	}
+	require.Equal(t, []string{"publisher"}, from[pub.InstanceID()].Roles)
+	require.Equal(t, []string{"subscriber"}, from[sub.InstanceID()].Roles)
+	require.True(t, from[pub.InstanceID()].Alive)
+
+	var ms []Member
+	require.Eventually(t, func() bool { // the row is written after the event is published
+		var err error
+		ms, err = sub.Members(context.Background())
+		require.NoError(t, err)
+		return len(ms) == 2
+	}, 30*time.Second, 10*time.Millisecond)
+	for _, m := range ms {
+		require.True(t, dependency(t, m, DependencyMQ).OK)
+	}
+}
