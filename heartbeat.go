@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/rabbitmq"
 )
 
 // TypeHeartbeat is the event every worker process publishes on the events
@@ -168,12 +170,16 @@ const instancesKept = 24 * time.Hour
 type heartbeat struct {
 	self    persist.Instance // the static part: id, host, pid, roles, version, start, interval
 	store   memberStore      // nil: the host's store keeps none
-	pub     actionPublisher  // nil: the embedded transport (one process: nothing to tell)
+	pub     *Publisher       // nil: the embedded transport (one process: nothing to tell)
+	ttl     time.Duration    // of a heartbeat event: it is stale once its sender would be dead
 	checks  []dependencyCheck
 	timeout time.Duration // of each check and of the publish
-	now     func() time.Time
-	scrub   func(string) string
-	log     *slog.Logger
+	// stopTimeout bounds each of the stop mark and the last event, within
+	// the part of the ShutdownTimeout kept for closing.
+	stopTimeout time.Duration
+	now         func() time.Time
+	scrub       func(string) string
+	log         *slog.Logger
 
 	beaten atomic.Bool // a beat ran: there is a row to mark stopped
 	dead   atomic.Bool // tests: the process "died": no more beats, no stop mark
@@ -254,7 +260,24 @@ func (h *heartbeat) publish(ctx context.Context, in persist.Instance) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	return h.pub.Publish(ctx, Action{Type: TypeHeartbeat, CreatedAt: in.BeatAt.UTC(), Payload: payload})
+	return h.pub.publishExpiring(ctx, Action{Type: TypeHeartbeat, CreatedAt: in.BeatAt.UTC(), Payload: payload}, h.ttl)
+}
+
+// publishExpiring publishes one action that the broker may drop unconsumed
+// once it is older than ttl (RabbitMQ: a per-message TTL; other transports
+// see the metadata key rabbitmq.MetadataExpiration).
+func (p *Publisher) publishExpiring(ctx context.Context, a Action, ttl time.Duration) error {
+	m, err := encode(a.defaulted(time.Now().UTC()), p.cfg.MaxPayloadBytes)
+	if err != nil {
+		return err
+	}
+	m.SetContext(ctx)
+	m.Metadata.Set(rabbitmq.MetadataExpiration, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10))
+	topic := p.cfg.Topology.Topic(p.cfg.Topology.QueueFor(a.Type))
+	if err := p.cfg.Publisher.Publish(topic, m); err != nil {
+		return fmt.Errorf("worker: publish %s to %s: %w", a.Type, topic, err)
+	}
+	return nil
 }
 
 // stop marks the row stopped and tells the broker, each within the
@@ -267,14 +290,16 @@ func (h *heartbeat) stop() {
 	in.BeatAt = h.now()
 	in.StoppedAt = in.BeatAt
 	if h.store != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.stopTimeout)
 		if err := h.store.StopInstance(ctx, in.ID, in.StoppedAt); err != nil {
 			h.log.Warn("could not mark this instance stopped: the membership view will show it dead", "instance", in.ID, "err", err)
 		}
 		cancel()
 	}
 	if h.pub != nil {
-		if err := h.publish(context.Background(), in); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.stopTimeout)
+		defer cancel()
+		if err := h.publish(ctx, in); err != nil {
 			h.log.Debug("could not publish the stopping heartbeat", "instance", in.ID, "err", err)
 		}
 	}
@@ -298,7 +323,8 @@ func (w *Worker) buildHeartbeat() {
 	h := &heartbeat{
 		self: persist.Instance{ID: w.instanceID, Host: host, PID: os.Getpid(), Roles: roleNames(w.cfg.Role),
 			Version: hc.Version, StartedAt: w.now(), Interval: hc.Interval},
-		store: ms, timeout: min(hc.Interval, 5*time.Second), now: w.now, scrub: secretScrubber(&w.cfg), log: w.log,
+		stopTimeout: max(closeReserve(w.cfg.ShutdownTimeout)/3, 100*time.Millisecond),
+		store:       ms, ttl: time.Duration(hc.DeadAfter) * hc.Interval, timeout: min(hc.Interval, 5*time.Second), now: w.now, scrub: secretScrubber(&w.cfg), log: w.log,
 	}
 	if k, _ := w.cfg.MQ.transport(); k != transportMemory || w.cfg.Transport.Publisher != nil {
 		h.pub = w.pub
