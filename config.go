@@ -27,7 +27,13 @@ const (
 	RoleAll        Role = "all"        // publisher and subscriber in one process (default)
 	RolePublisher  Role = "publisher"  // publishes actions; handles nothing
 	RoleSubscriber Role = "subscriber" // handles actions; may also publish follow-ups
+	RolePinger     Role = "pinger"     // handles nothing, schedules nothing: heartbeats and probes of the accounts' clouds
 )
+
+// handles reports whether the role handles actions; schedules whether it
+// holds the poll schedule.
+func (r Role) handles() bool   { return r == RoleAll || r == RoleSubscriber }
+func (r Role) schedules() bool { return r == RoleAll || r == RolePublisher }
 
 // Config configures a [Worker]. The zero value is a complete embedded worker:
 // in-memory transport, SQLite file "worker.db" in the working directory.
@@ -141,6 +147,13 @@ type Config struct {
 	// GuestLogs enables scheduled collection of guest VM logs over SSH
 	// (see GuestLogsConfig). Default: off.
 	GuestLogs GuestLogsConfig
+	// Heartbeat tunes the heartbeats every process writes and the
+	// membership view (see HeartbeatConfig). Default: every 10s, dead
+	// after 3 missed beats.
+	Heartbeat HeartbeatConfig
+	// Pinger tunes the probes of a RolePinger process (see PingerConfig).
+	// Default: every account every 1m.
+	Pinger PingerConfig
 }
 
 // Transport is a host's own Watermill transport (Config.Transport).
@@ -236,6 +249,8 @@ func (c *Config) setDefaults() {
 	if c.AccountSyncInterval == 0 {
 		c.AccountSyncInterval = DefaultAccountSyncInterval
 	}
+	c.Heartbeat.setDefaults()
+	c.Pinger.setDefaults()
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -243,9 +258,9 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch c.Role {
-	case RoleAll, RolePublisher, RoleSubscriber:
+	case RoleAll, RolePublisher, RoleSubscriber, RolePinger:
 	default:
-		return configError("Role", "%q is not a role (want all, publisher or subscriber)", c.Role)
+		return configError("Role", "%q is not a role (want all, publisher, subscriber or pinger)", c.Role)
 	}
 	if _, err := c.MQ.transport(); err != nil {
 		return err
@@ -294,6 +309,12 @@ func (c Config) Validate() error {
 		case c.Providers[name].New == nil:
 			return configError("Providers", "type %q has no New function", name)
 		}
+	}
+	if err := c.Heartbeat.Validate(); err != nil {
+		return err
+	}
+	if err := c.Pinger.Validate(); err != nil {
+		return err
 	}
 	if err := c.validateSourceCIDR(); err != nil {
 		return err

@@ -80,7 +80,7 @@ func (c GuestLogsConfig) validate(cfg *Config) error {
 		return configError("GuestLogs.Interval", "is %v, must not be negative", c.Interval)
 	case c.ServerKind != "" && !validType(c.ServerKind):
 		return configError("GuestLogs.ServerKind", "%q must be a-z 0-9 . _ -", c.ServerKind)
-	case !c.enabled() || cfg.Role == RolePublisher:
+	case !c.enabled() || !cfg.Role.handles():
 		return nil // publishers only schedule collections
 	case !c.Collector.SourceCIDR.IsValid() && !cfg.SourceCIDR.IsValid():
 		return configError("GuestLogs", "needs a source network: set SourceCIDR (or GuestLogs.Collector.SourceCIDR)")

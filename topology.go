@@ -41,6 +41,7 @@ func DefaultRoutes() map[string]Queue {
 		"*.changed":   QueueEvents,
 		"*.deleted":   QueueEvents,
 		"job.*":       QueueEvents,
+		TypeHeartbeat: QueueEvents,
 	}
 }
 

@@ -70,6 +70,10 @@ type Worker struct {
 	yielding map[string]HandlerFunc // built-in handlers a host's Handle replaces
 	provs    *providers             // every role: each account's provider
 	cloud    cloud.Provider
+	beats    *heartbeat // every role
+	probes   *prober    // pingers
+	// instanceID identifies this process start in the membership view.
+	instanceID string
 
 	mu      sync.Mutex
 	ran     bool
@@ -120,7 +124,7 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 
 	// The parts.
-	if cfg.Role != RoleSubscriber {
+	if cfg.Role.schedules() {
 		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.now, w.log); err != nil {
 			return err
 		}
@@ -139,7 +143,7 @@ func (w *Worker) build(ctx context.Context) error {
 		checkEvery: cfg.JobCheckInterval, timeout: cfg.JobTimeout}
 	w.poison = poisonViews{store: w.store, pub: w.pub, maxBytes: cfg.MaxPayloadBytes}
 	handlers := map[string]HandlerFunc{}
-	if cfg.Role != RolePublisher {
+	if cfg.Role.handles() {
 		handlers[TypePoll] = scheduled(out, w.log, w.polls.run)
 		addHandlers(handlers, w.jobs.handlers(out, w.log))
 		w.launcher = &launcher{store: w.store, cloud: w.cloud, jobs: w.jobs, clock: w.clock,
@@ -162,6 +166,7 @@ func (w *Worker) build(ctx context.Context) error {
 		}
 	}
 	w.duties = w.buildDuties()
+	w.buildHeartbeat()
 	return nil
 }
 
@@ -243,7 +248,7 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 			return fmt.Errorf("worker: guest logs: %w", err)
 		}
 	}
-	if w.cfg.Role == RolePublisher {
+	if !w.cfg.Role.handles() {
 		return nil
 	}
 	c, err := guest.NewCollector(gl.collectorConfig(&w.cfg, storeOffsets{w.store}, w.creds))
@@ -407,7 +412,7 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 // host's handler for a built-in type that yields (server.launch,
 // account.put, account.delete) replaces the built-in one.
 func (w *Worker) Handle(actionType string, h Handler) error {
-	if w.cfg.Role == RolePublisher {
+	if !w.cfg.Role.handles() {
 		return fmt.Errorf("%w: Handle(%q) on a %s worker", ErrRoleNotSupported, actionType, w.cfg.Role)
 	}
 	if err := w.sub.Handle(actionType, h); err != nil {
@@ -638,7 +643,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-w.sub.Running():
 		case <-gctx.Done(): // it failed to start, or ctx ended first
 		}
-	} else {
+	} else if w.cfg.Role != RolePinger {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
 	}
 	if w.sched != nil && gctx.Err() == nil {
@@ -713,6 +718,9 @@ func (w *Worker) Close() error {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	if w.beats != nil {
+		w.beats.stop() // a clean shutdown: the membership view shows it stopped, not dead
+	}
 	if w.creds != nil {
 		w.creds.Purge() // wipes the cached secrets
 	}

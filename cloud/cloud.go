@@ -189,3 +189,13 @@ type Operations interface {
 	// Operation returns the current status, or an error matching ErrNotFound.
 	Operation(ctx context.Context, account, id string) (Operation, error)
 }
+
+// Pinger is implemented by a [Provider] that has a cheaper way than a
+// listing to check that an account's endpoint answers and accepts the
+// account's credential. The worker's pingers (worker.RolePinger) call it;
+// for a provider without it they list one page of one server status.
+// Ping returns an error matching [ErrAuthentication] when the cloud
+// refused the credential.
+type Pinger interface {
+	Ping(ctx context.Context, account string) error
+}

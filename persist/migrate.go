@@ -55,6 +55,7 @@ var (
 			)},
 			{Version: 12, Name: "create the km service's nonce and audit tables", Up: createKMServerTables},
 			{Version: 13, Name: "create the account registry", Up: createTables(accountsDDL)},
+			{Version: 14, Name: "create the instance heartbeat and account probe tables", Up: createTables(instancesDDL, probesDDL)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -76,8 +77,10 @@ const (
 	tblJobs      = "worker_jobs"
 	tblLaunches  = "worker_launch_intents"
 	tblOffsets   = "worker_guest_offsets"
-	tblInbox     = "worker_inbox"    // keys of actions whose effect committed (RunOnce)
-	tblAccounts  = "worker_accounts" // the account registry (package accounts)
+	tblInbox     = "worker_inbox"     // keys of actions whose effect committed (RunOnce)
+	tblAccounts  = "worker_accounts"  // the account registry (package accounts)
+	tblInstances = "worker_instances" // worker processes' heartbeats (membership)
+	tblProbes    = "worker_probes"    // pingers' probes of the accounts' clouds
 	// km's tables (see kmschema.go); persist owns their DDL so that the
 	// provisioning database's schema is versioned in one place.
 	tblKMCredentials = "worker_km_credentials" // km.LegacyTableName: clear identifiers, up to version 8

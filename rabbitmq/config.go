@@ -49,6 +49,13 @@ const MaxPrefetch = 65535
 // never sends it, and the Subscriber drops a header of that name.
 const MetadataReject = "worker_reject"
 
+// MetadataExpiration, set on a message published without a delay, sends it
+// with that per-message TTL (the AMQP expiration property: milliseconds, a
+// decimal string): the broker drops it unconsumed once it is older, so a
+// queue nobody reads does not fill up with messages that are stale by then
+// (heartbeats). It is sent as the property, not as a header.
+const MetadataExpiration = "worker_expiration"
+
 // MetadataMalformed used to be set on a message whose delivery had a header
 // that was not a string.
 //

@@ -491,7 +491,7 @@ var deathHeaders = map[string]bool{
 func toPublishing(m *message.Message, cfg *Config, delayed bool) amqp.Publishing {
 	h := make(amqp.Table, len(m.Metadata)+1)
 	for k, v := range m.Metadata {
-		if k == MetadataReject || (delayed && deathHeaders[k]) {
+		if k == MetadataReject || k == MetadataExpiration || (delayed && deathHeaders[k]) {
 			continue
 		}
 		if cfg.Headers == nil || cfg.Headers(k) {
@@ -501,13 +501,17 @@ func toPublishing(m *message.Message, cfg *Config, delayed bool) amqp.Publishing
 	if cfg.SendUUIDHeader {
 		h[UUIDHeader] = m.UUID
 	}
-	return amqp.Publishing{
+	pub := amqp.Publishing{
 		Headers:      h,
 		MessageId:    m.UUID,
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Body:         m.Payload,
 	}
+	if ttl := m.Metadata.Get(MetadataExpiration); ttl != "" && !delayed {
+		pub.Expiration = ttl
+	}
+	return pub
 }
 
 // Close stops the publisher; Publish calls in progress fail.

@@ -162,3 +162,19 @@ func TestConfirmChannelUniqueMessageIDs(t *testing.T) {
 	require.True(t, cc.add(5, &waiter{done: make(chan struct{})}, p5))
 	require.Equal(t, "same", p5.MessageId)
 }
+
+// TestPublishingExpiration: MetadataExpiration becomes the message's TTL
+// (the AMQP expiration property), not a header; a delayed message keeps
+// the delay's own TTL handling.
+func TestPublishingExpiration(t *testing.T) {
+	t.Parallel()
+	m := message.NewMessage("id-1", []byte("{}"))
+	m.Metadata.Set(MetadataExpiration, "30000")
+	m.Metadata.Set("k", "v")
+	cfg := Config{}
+	p := toPublishing(m, &cfg, false)
+	require.Equal(t, "30000", p.Expiration)
+	require.NotContains(t, p.Headers, MetadataExpiration)
+	require.Equal(t, "v", p.Headers["k"])
+	require.Empty(t, toPublishing(m, &cfg, true).Expiration)
+}

@@ -195,7 +195,7 @@ func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 			t.Errorf("workertest: stopping the worker: %v", err)
 		}
 	})
-	if cfg.Role != worker.RolePublisher {
+	if cfg.Role != worker.RolePublisher && cfg.Role != worker.RolePinger {
 		for _, typ := range ec.events {
 			if err := w.HandleFunc(typ, e.record); err != nil {
 				t.Fatalf("workertest.NewEnv: recording %s events: %v", typ, err)
