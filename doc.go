@@ -242,6 +242,19 @@
 // stops taking actions, lets in-flight handlers finish, and closes the
 // transport and the store, all within Config.ShutdownTimeout (handlers still
 // running at the end of it are cancelled and their actions redelivered).
+// RolePinger handles nothing and schedules nothing: it writes heartbeats and
+// probes each enabled account's cloud (latency, whether the credential is
+// accepted) every Config.Pinger.ProbeInterval; run one or more.
+//
+// # Heartbeats and membership
+//
+// Every process writes a heartbeat every Config.Heartbeat.Interval (10s): its
+// instance row in the provisioning database (instance id, host, pid, roles,
+// version, start, last beat, and whether the MQ, both databases and the key
+// manager answered) and a "worker.heartbeat" event on the events queue.
+// [Worker.Members] reads the rows: an instance is alive while its last beat is
+// within Heartbeat.DeadAfter (3) of its intervals, stopped after a clean
+// shutdown, dead otherwise. [Worker.Probes] reads the pingers' probe results.
 //
 // # Types shared with other packages
 //
