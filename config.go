@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -137,7 +138,12 @@ type Transport struct {
 // MQConfig selects the transport.
 type MQConfig struct {
 	// URL is "" (or "memory") for the embedded in-memory transport (Watermill
-	// gochannel: one process, nothing survives a restart), or an AMQP URL
+	// gochannel: one process, nothing survives a restart; the fastest),
+	// "sqlite" for the embedded durable queue (package sqlitemq: every
+	// action committed to a SQLite file before Publish returns, nothing
+	// lost on a crash) in a file next to the store's SQLite database
+	// ("worker.db" -> "worker-queue.db"), "sqlite:<path>" for that queue
+	// in a file of your choice, or an AMQP URL
 	// "amqp://user:pass@host:5672/vhost" (or amqps://) for RabbitMQ with
 	// durable queues, persistent messages and publisher confirms.
 	URL string
@@ -227,6 +233,9 @@ func (c Config) Validate() error {
 	if _, err := c.MQ.transport(); err != nil {
 		return err
 	}
+	if _, err := c.sqliteQueuePath(); err != nil {
+		return err
+	}
 	switch t := c.Transport; {
 	case (t.Publisher == nil) != (t.Subscriber == nil):
 		return configError("Transport", "needs both Publisher and Subscriber, or neither")
@@ -313,18 +322,24 @@ type transportKind int
 const (
 	transportMemory transportKind = iota
 	transportAMQP
+	transportSQLite
 )
+
+const mqURLWant = `want "", "memory", "sqlite", "sqlite:<path>" or amqp://user:pass@host:5672/`
 
 func (m MQConfig) transport() (transportKind, error) {
 	if m.URL == "" || m.URL == "memory" {
 		return transportMemory, nil
 	}
+	if m.URL == "sqlite" || strings.HasPrefix(m.URL, "sqlite:") {
+		return transportSQLite, nil
+	}
 	u, err := url.Parse(m.URL)
 	if err != nil {
-		return 0, configError("MQ.URL", "is not a URL (want \"\", \"memory\" or amqp://user:pass@host:5672/)")
+		return 0, configError("MQ.URL", "is not a URL (%s)", mqURLWant)
 	}
 	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		return 0, configError("MQ.URL", "%q: want \"\", \"memory\" or amqp://user:pass@host:5672/", u.Redacted())
+		return 0, configError("MQ.URL", "%q: %s", u.Redacted(), mqURLWant)
 	}
 	return transportAMQP, nil
 }
