@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -82,6 +83,7 @@ type writer struct {
 	nextTok  int64
 	insert   *sql.Stmt
 	wakeSeen map[string]struct{}
+	commits  atomic.Int64 // transactions committed, for tests and stats
 }
 
 func (w *writer) run() {
@@ -186,7 +188,11 @@ func (w *writer) tx(batch []op, results []opResult) (err error) {
 		case opPublish:
 			at := now + max(int64(o.delay), 0)
 			for _, m := range o.msgs {
-				if _, err := insert.ExecContext(ctx, o.topic, m.UUID, encodeMetadata(m.Metadata), []byte(m.Payload), at); err != nil {
+				payload := []byte(m.Payload)
+				if payload == nil {
+					payload = []byte{} // a BLOB, not NULL
+				}
+				if _, err := insert.ExecContext(ctx, o.topic, m.UUID, encodeMetadata(m.Metadata), payload, at); err != nil {
 					return fmt.Errorf("sqlitemq: publish to %s: %w", o.topic, err)
 				}
 			}
@@ -214,6 +220,7 @@ func (w *writer) tx(batch []op, results []opResult) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlitemq: commit: %w", err)
 	}
+	w.commits.Add(1)
 	return nil
 }
 
