@@ -76,15 +76,10 @@ func New(ctx context.Context, cfg Config) (*PubSub, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlitemq: open %s: %w", path, err)
 	}
-	insert, err := db.PrepareContext(ctx, `INSERT INTO sqlitemq_messages (topic, uuid, metadata, payload, visible_at) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("sqlitemq: open %s: %w", path, err)
-	}
 	p := &PubSub{cfg: cfg, db: db, path: path, closing: make(chan struct{}),
 		held: map[int64]int64{}, watches: map[string]map[chan struct{}]struct{}{}}
 	p.w = &writer{db: db, ops: make(chan op, cfg.MaxBatch), stop: make(chan struct{}), stopped: make(chan struct{}),
-		cfg: &p.cfg, notify: p.wake, insert: insert, nextTok: rand.Int64N(1 << 62), wakeSeen: map[string]struct{}{}}
+		cfg: &p.cfg, notify: p.wake, nextTok: rand.Int64N(1 << 62), wakeSeen: map[string]struct{}{}}
 	go p.w.run()
 	p.wg.Add(1)
 	go p.renewLeases()

@@ -81,7 +81,6 @@ type writer struct {
 	notify   func(topic string)
 	lastNow  int64
 	nextTok  int64
-	insert   *sql.Stmt
 	wakeSeen map[string]struct{}
 	commits  atomic.Int64 // transactions committed, for tests and stats
 }
@@ -182,34 +181,41 @@ func (w *writer) tx(batch []op, results []opResult) (err error) {
 		}
 	}()
 	now := w.now()
-	insert := tx.StmtContext(ctx, w.insert)
-	for i, o := range batch {
+	// Ops of one kind become one statement (per chunk): SQLite's cost is
+	// per statement as much as per row. Order: new messages and settled
+	// ones first, so that the claims see them.
+	var rows []insertRow
+	var acks, nacks, renews []ref
+	for _, o := range batch {
 		switch o.kind {
 		case opPublish:
 			at := now + max(int64(o.delay), 0)
 			for _, m := range o.msgs {
-				payload := []byte(m.Payload)
-				if payload == nil {
-					payload = []byte{} // a BLOB, not NULL
-				}
-				if _, err := insert.ExecContext(ctx, o.topic, m.UUID, encodeMetadata(m.Metadata), payload, at); err != nil {
-					return fmt.Errorf("sqlitemq: publish to %s: %w", o.topic, err)
-				}
+				rows = append(rows, insertRow{topic: o.topic, msg: m, at: at})
 			}
 		case opAck:
-			if err := execRefs(ctx, tx, "DELETE FROM sqlitemq_messages WHERE id IN (", ")", nil, o.refs, false); err != nil {
-				return fmt.Errorf("sqlitemq: ack: %w", err)
-			}
+			acks = append(acks, o.refs...)
 		case opNack:
-			if err := execRefs(ctx, tx, "UPDATE sqlitemq_messages SET visible_at = ?, claim = 0 WHERE id IN (", ")", []any{now}, o.refs, true); err != nil {
-				return fmt.Errorf("sqlitemq: nack: %w", err)
-			}
+			nacks = append(nacks, o.refs...)
 		case opRenew:
-			until := now + int64(w.cfg.VisibilityTimeout)
-			if err := execRefs(ctx, tx, "UPDATE sqlitemq_messages SET visible_at = ? WHERE id IN (", ")", []any{until}, o.refs, true); err != nil {
-				return fmt.Errorf("sqlitemq: renew leases: %w", err)
-			}
-		case opClaim:
+			renews = append(renews, o.refs...)
+		}
+	}
+	if err := insertRows(ctx, tx, rows); err != nil {
+		return fmt.Errorf("sqlitemq: publish: %w", err)
+	}
+	if err := execRefs(ctx, tx, "DELETE FROM sqlitemq_messages WHERE id IN (", ")", nil, acks, false); err != nil {
+		return fmt.Errorf("sqlitemq: ack: %w", err)
+	}
+	if err := execRefs(ctx, tx, "UPDATE sqlitemq_messages SET visible_at = ?, claim = 0 WHERE id IN (", ")", []any{now}, nacks, true); err != nil {
+		return fmt.Errorf("sqlitemq: nack: %w", err)
+	}
+	until := now + int64(w.cfg.VisibilityTimeout)
+	if err := execRefs(ctx, tx, "UPDATE sqlitemq_messages SET visible_at = ? WHERE id IN (", ")", []any{until}, renews, true); err != nil {
+		return fmt.Errorf("sqlitemq: renew leases: %w", err)
+	}
+	for i, o := range batch {
+		if o.kind == opClaim {
 			got, err := w.claim(ctx, tx, o.topic, o.n, now)
 			if err != nil {
 				return fmt.Errorf("sqlitemq: claim from %s: %w", o.topic, err)
@@ -259,6 +265,41 @@ func (w *writer) claim(ctx context.Context, tx *sql.Tx, topic string, n int, now
 		return nil, err
 	}
 	return got, nil
+}
+
+type insertRow struct {
+	topic string
+	msg   *message.Message
+	at    int64
+}
+
+// rowsPerInsert rows of 5 values each keep an INSERT under SQLite's
+// parameter limit.
+const rowsPerInsert = 200
+
+func insertRows(ctx context.Context, tx *sql.Tx, rows []insertRow) error {
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), rowsPerInsert)]
+		rows = rows[len(chunk):]
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO sqlitemq_messages (topic, uuid, metadata, payload, visible_at) VALUES ")
+		args := make([]any, 0, 5*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString("(?,?,?,?,?)")
+			payload := []byte(r.msg.Payload)
+			if payload == nil {
+				payload = []byte{} // a BLOB, not NULL
+			}
+			args = append(args, r.topic, r.msg.UUID, encodeMetadata(r.msg.Metadata), payload, r.at)
+		}
+		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refsPerStatement keeps statements well under SQLite's parameter limit.
