@@ -181,7 +181,7 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 	for range n {
 		slots <- struct{}{}
 	}
-	var poll *time.Timer
+	var poll, gather *time.Timer
 	for {
 		select {
 		case <-slots:
@@ -199,6 +199,32 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 			default:
 				break more
 			}
+		}
+		if want < n/4 {
+			// Messages are still in hand: rather than a commit per freed
+			// slot, wait a moment for a quarter of the slots, so claims
+			// (and their commits) are few and large. Those in hand keep
+			// the consumer busy meanwhile; a consumer that settles nothing
+			// until it has more only waits the moment.
+			if gather == nil {
+				gather = time.NewTimer(gatherWait)
+			} else {
+				gather.Reset(gatherWait)
+			}
+		wait:
+			for want < n/4 {
+				select {
+				case <-slots:
+					want++
+				case <-gather.C:
+					break wait
+				case <-ctx.Done():
+					return
+				case <-p.closing:
+					return
+				}
+			}
+			gather.Stop()
 		}
 		res, err := p.claim(topic, want)
 		for range want - len(res) {
@@ -264,6 +290,10 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 		}
 	}
 }
+
+// gatherWait is how long a subscription with messages in hand waits for
+// more free slots before it claims.
+const gatherWait = 2 * time.Millisecond
 
 // claim asks the writer for up to n due messages of topic and records them
 // as held.

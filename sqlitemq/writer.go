@@ -1,10 +1,13 @@
 package sqlitemq
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -113,14 +116,23 @@ func (w *writer) run() {
 			return
 		}
 		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < w.cfg.MaxBatch {
-			select {
-			case o := <-w.ops:
-				batch = append(batch, o)
-			default:
-				break fill
+		// Take what is waiting; then yield once, so that goroutines about
+		// to send (a handler acking, a publisher) join this commit rather
+		// than pay for the next one.
+		for yielded := false; ; yielded = true {
+		fill:
+			for len(batch) < w.cfg.MaxBatch {
+				select {
+				case o := <-w.ops:
+					batch = append(batch, o)
+				default:
+					break fill
+				}
 			}
+			if yielded || len(batch) == w.cfg.MaxBatch {
+				break
+			}
+			runtime.Gosched()
 		}
 		w.commit(batch)
 		clear(batch)
@@ -230,18 +242,19 @@ func (w *writer) tx(batch []op, results []opResult) (err error) {
 	return nil
 }
 
-// claim selects up to n due messages of topic, oldest due first, and leases
-// them for VisibilityTimeout under a new claim number.
+// claim leases up to n due messages of topic, oldest due first, for
+// VisibilityTimeout under a new claim number: one statement.
 func (w *writer) claim(ctx context.Context, tx *sql.Tx, topic string, n int, now int64) ([]claimed, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, uuid, metadata, payload FROM sqlitemq_messages
-		WHERE topic = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?`, topic, now, n)
+	w.nextTok++
+	tok := w.nextTok
+	rows, err := tx.QueryContext(ctx, `UPDATE sqlitemq_messages SET visible_at = ?, claim = ?, deliveries = deliveries + 1
+		WHERE id IN (SELECT id FROM sqlitemq_messages WHERE topic = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?)
+		RETURNING id, uuid, metadata, payload`, now+int64(w.cfg.VisibilityTimeout), tok, topic, now, n)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var got []claimed
-	w.nextTok++
-	tok := w.nextTok
 	for rows.Next() {
 		c := claimed{ref: ref{claim: tok}}
 		if err := rows.Scan(&c.id, &c.uuid, &c.metadata, &c.payload); err != nil {
@@ -252,18 +265,9 @@ func (w *writer) claim(ctx context.Context, tx *sql.Tx, topic string, n int, now
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(got) == 0 {
-		return nil, nil
-	}
-	refs := make([]ref, len(got))
-	for i := range got {
-		refs[i] = got[i].ref
-	}
-	until := now + int64(w.cfg.VisibilityTimeout)
-	if err := execRefs(ctx, tx, "UPDATE sqlitemq_messages SET visible_at = ?, claim = ?, deliveries = deliveries + 1 WHERE id IN (",
-		")", []any{until, tok}, refs, false); err != nil {
-		return nil, err
-	}
+	// RETURNING has no order; ids grow with publish order, which is the
+	// due order except for nacked and delayed messages.
+	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.id, b.id) })
 	return got, nil
 }
 
