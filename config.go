@@ -147,10 +147,11 @@ type MQConfig struct {
 	// "amqp://user:pass@host:5672/vhost" (or amqps://) for RabbitMQ with
 	// durable queues, persistent messages and publisher confirms.
 	URL string
-	// Consumers is how many consumers (AMQP channels) each RabbitMQ queue
-	// gets in this process. Default 1, which is enough: a consumer keeps up to
-	// Prefetch deliveries in hand, handles them concurrently and acks each as
-	// soon as its handler is done. Ignored in memory.
+	// Consumers is how many consumers (AMQP channels; subscriptions of the
+	// SQLite queue) each queue gets in this process. Default 1, which is
+	// enough: a consumer keeps up to Prefetch deliveries in hand, handles
+	// them concurrently and acks each as soon as its handler is done.
+	// Ignored in memory.
 	Consumers int
 	// PublishTimeout bounds one publish to RabbitMQ: waiting for a
 	// connection, for the broker's confirms (while the broker blocks
@@ -164,7 +165,8 @@ type MQConfig struct {
 	// can be busy, and the next deliveries are already here when one frees
 	// up, instead of a broker round trip away. A slow handler holds up only
 	// its own delivery. Handlers run on the Concurrency slots whatever
-	// Consumers and Prefetch are. Ignored in memory.
+	// Consumers and Prefetch are. The SQLite queue holds as many messages
+	// per consumer (sqlitemq.Config.MaxInFlight). Ignored in memory.
 	Prefetch int
 }
 
