@@ -32,9 +32,8 @@ type PubSub struct {
 	closeErr error
 	once     sync.Once
 
-	hmu     sync.Mutex
-	held    map[int64]int64 // id -> claim of every message handed out here and not settled
-	watches map[string]map[chan struct{}]struct{}
+	hmu  sync.Mutex
+	held map[int64]int64 // id -> claim of every message handed out here and not settled
 }
 
 var (
@@ -77,9 +76,9 @@ func New(ctx context.Context, cfg Config) (*PubSub, error) {
 		return nil, fmt.Errorf("sqlitemq: open %s: %w", path, err)
 	}
 	p := &PubSub{cfg: cfg, db: db, path: path, closing: make(chan struct{}),
-		held: map[int64]int64{}, watches: map[string]map[chan struct{}]struct{}{}}
+		held: map[int64]int64{}}
 	p.w = &writer{db: db, ops: make(chan op, cfg.MaxBatch), stop: make(chan struct{}), stopped: make(chan struct{}),
-		cfg: &p.cfg, notify: p.wake, nextTok: rand.Int64N(1 << 62), wakeSeen: map[string]struct{}{}}
+		cfg: &p.cfg, nextTok: rand.Int64N(1 << 62)}
 	go p.w.run()
 	p.wg.Add(1)
 	go p.renewLeases()
@@ -166,22 +165,20 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 		return nil, ErrClosed
 	}
 	out := make(chan *message.Message)
-	wake := p.watch(topic)
 	p.wg.Add(1)
-	go p.consume(ctx, topic, out, wake)
+	go p.consume(ctx, topic, out)
 	return out, nil
 }
 
-func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.Message, wake chan struct{}) {
+func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.Message) {
 	defer p.wg.Done()
 	defer close(out)
-	defer p.unwatch(topic, wake)
 	n := p.cfg.MaxInFlight
 	slots := make(chan struct{}, n) // a token per free slot
 	for range n {
 		slots <- struct{}{}
 	}
-	var poll, gather *time.Timer
+	var gather *time.Timer
 	for {
 		select {
 		case <-slots:
@@ -226,28 +223,14 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 			}
 			gather.Stop()
 		}
-		res, err := p.claim(topic, want)
+		// The writer answers when messages are due, or after PollInterval
+		// without any: then ask again.
+		res, err := p.claim(ctx, topic, want)
 		for range want - len(res) {
 			slots <- struct{}{}
 		}
-		if err == nil && len(res) == 0 {
-			if poll == nil {
-				poll = time.NewTimer(p.cfg.PollInterval)
-			} else {
-				poll.Reset(p.cfg.PollInterval)
-			}
-			select {
-			case <-wake:
-			case <-poll.C:
-			case <-ctx.Done():
-				return
-			case <-p.closing:
-				return
-			}
-			continue
-		}
 		if err != nil {
-			if errors.Is(err, ErrClosed) {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 				return
 			}
 			p.cfg.Logger.Warn("sqlitemq: cannot take messages; trying again", "topic", topic, "error", err)
@@ -265,14 +248,17 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 				p.release(topic, res[i:])
 				return
 			}
-			md, err := decodeMetadata(c.metadata)
-			if err != nil {
-				// Not ours to judge; hand it out with what can be read.
-				p.cfg.Logger.Error("sqlitemq: message with unreadable metadata", "topic", topic, "uuid", c.uuid)
-				md = message.Metadata{}
+			msg := c.msg
+			if msg == nil {
+				md, err := decodeMetadata(c.metadata)
+				if err != nil {
+					// Not ours to judge; hand it out with what can be read.
+					p.cfg.Logger.Error("sqlitemq: message with unreadable metadata", "topic", topic, "uuid", c.uuid)
+					md = message.Metadata{}
+				}
+				msg = message.NewMessage(c.uuid, c.payload)
+				msg.Metadata = md
 			}
-			msg := message.NewMessage(c.uuid, c.payload)
-			msg.Metadata = md
 			mctx, cancel := context.WithCancel(ctx)
 			msg.SetContext(mctx)
 			select {
@@ -295,15 +281,31 @@ func (p *PubSub) consume(ctx context.Context, topic string, out chan<- *message.
 // more free slots before it claims.
 const gatherWait = 2 * time.Millisecond
 
-// claim asks the writer for up to n due messages of topic and records them
-// as held.
-func (p *PubSub) claim(topic string, n int) ([]claimed, error) {
-	res, err := p.do(op{kind: opClaim, topic: topic, n: n})
-	if err == nil {
-		err = res.err
+// claim asks the writer for up to n due messages of topic, waiting up to
+// PollInterval for some, and records them as held. When ctx is done or the
+// PubSub closes first, the claim is called off and what it got meanwhile
+// goes back to the queue.
+func (p *PubSub) claim(ctx context.Context, topic string, n int) ([]claimed, error) {
+	o := op{kind: opClaim, topic: topic, n: n, done: make(chan opResult, 1)}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, ErrClosed
 	}
-	if err != nil {
-		return nil, err
+	p.w.ops <- o
+	p.mu.RUnlock()
+	var res opResult
+	select {
+	case res = <-o.done:
+	case <-ctx.Done():
+		p.abandon(topic, o.done)
+		return nil, ctx.Err()
+	case <-p.closing:
+		p.abandon(topic, o.done)
+		return nil, ErrClosed
+	}
+	if res.err != nil {
+		return nil, res.err
 	}
 	p.hmu.Lock()
 	for _, c := range res.claimed {
@@ -311,6 +313,14 @@ func (p *PubSub) claim(topic string, n int) ([]claimed, error) {
 	}
 	p.hmu.Unlock()
 	return res.claimed, nil
+}
+
+// abandon calls off the claim answering on done and releases what it got.
+func (p *PubSub) abandon(topic string, done chan opResult) {
+	p.send(op{kind: opCancel, done: done})
+	if res := <-done; len(res.claimed) > 0 {
+		p.release(topic, res.claimed)
+	}
 }
 
 // settle waits for the consumer's verdict on msg and passes it on.
@@ -372,38 +382,6 @@ func (p *PubSub) renewLeases() {
 			}
 		case <-p.closing:
 			return
-		}
-	}
-}
-
-func (p *PubSub) watch(topic string) chan struct{} {
-	c := make(chan struct{}, 1)
-	p.hmu.Lock()
-	defer p.hmu.Unlock()
-	if p.watches[topic] == nil {
-		p.watches[topic] = map[chan struct{}]struct{}{}
-	}
-	p.watches[topic][c] = struct{}{}
-	return c
-}
-
-func (p *PubSub) unwatch(topic string, c chan struct{}) {
-	p.hmu.Lock()
-	defer p.hmu.Unlock()
-	delete(p.watches[topic], c)
-	if len(p.watches[topic]) == 0 {
-		delete(p.watches, topic)
-	}
-}
-
-// wake tells the idle subscriptions of topic that messages are due.
-func (p *PubSub) wake(topic string) {
-	p.hmu.Lock()
-	defer p.hmu.Unlock()
-	for c := range p.watches[topic] {
-		select {
-		case c <- struct{}{}:
-		default:
 		}
 	}
 }
