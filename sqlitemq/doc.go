@@ -18,7 +18,11 @@
 // request waiting for it — publishes, acks, nacks, claims, lease renewals,
 // up to MaxBatch — and commits them in one transaction, so concurrent
 // publishers and handlers share a commit (and its fsync) instead of paying
-// one each.
+// one each. A subscription that finds its topic empty leaves its claim with
+// the writer: messages published to the topic in this process are leased to
+// it as they are inserted, so they are neither read back nor written twice;
+// every PollInterval the writer looks in the file again for what other
+// processes published, delays that ended and leases that ran out.
 //
 // # Semantics
 //
