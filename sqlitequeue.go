@@ -19,6 +19,9 @@ func (c Config) sqliteQueuePath() (string, error) {
 		return "", nil
 	}
 	if path, ok := strings.CutPrefix(c.MQ.URL, "sqlite:"); ok {
+		if path == "" {
+			return "", configError("MQ.URL", `%q names no file: want "sqlite:<path>", or "sqlite" for a file beside the store's`, c.MQ.URL)
+		}
 		if err := (sqlitemq.Config{Path: path}).Validate(); err != nil {
 			return "", fmt.Errorf("%w: MQ.URL %q: %w", ErrInvalidConfig, c.MQ.URL, err)
 		}

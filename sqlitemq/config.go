@@ -34,19 +34,20 @@ const (
 
 // Defaults.
 const (
+	DefaultPath              = "queue.db" // relative to the working directory
 	DefaultVisibilityTimeout = 15 * time.Second
 	DefaultPollInterval      = 100 * time.Millisecond
 	DefaultMaxBatch          = 1024
 	DefaultBusyTimeout       = 10 * time.Second
 )
 
-// Config configures a [PubSub]. Only Path is required; zero fields take the
-// stated defaults.
+// Config configures a [PubSub]. Zero fields take the stated defaults; the
+// zero Config is a queue in "queue.db" in the working directory.
 type Config struct {
 	// Path is the SQLite file that holds the queue; it is created (with
 	// its table) when missing. Several processes may open the same file:
 	// their subscriptions to one topic then compete for its messages.
-	// Required.
+	// Default DefaultPath.
 	Path string
 	// MaxInFlight is how many messages one subscription holds at once,
 	// handed out and not yet acked or nacked. Default 1: Watermill's
@@ -81,6 +82,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 1
 	}
@@ -107,13 +111,11 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate names the first bad field. Zero fields stand for their defaults;
-// only Path is required.
+// Validate names the first bad field. Zero fields stand for their
+// defaults: the zero Config is valid.
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case c.Path == "":
-		return invalid("Path", "is required (the SQLite file of the queue)")
 	case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:") || strings.Contains(c.Path, "?"):
 		return invalid("Path", "%q: want a plain file path (an in-memory queue would not be durable; URIs and parameters are not supported)", c.Path)
 	case c.MaxInFlight < 1 || c.MaxInFlight > maxInFlight:

@@ -15,7 +15,7 @@ import (
 func open(t *testing.T, cfg Config) *PubSub {
 	t.Helper()
 	if cfg.Path == "" {
-		cfg.Path = filepath.Join(t.TempDir(), "queue.db")
+		cfg.Path = filepath.Join(t.TempDir(), "queue.db") // a fresh file per test, not queue.db in the working directory
 	}
 	p, err := New(context.Background(), cfg)
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func (p *PubSub) crash() {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	require.ErrorContains(t, Config{}.Validate(), "Path is required")
+	require.NoError(t, Config{}.Validate())
 	for _, tc := range []struct {
 		cfg   Config
 		field string
@@ -132,7 +132,7 @@ func TestLeaseExpires(t *testing.T) {
 func TestNackAndCloseRelease(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "queue.db")
-	a := open(t, Config{Path: path, MaxInFlight: 4})
+	a := open(t, Config{Path: path, MaxInFlight: 4}) // several in hand: the close releases more than one
 	for i := range 3 {
 		require.NoError(t, a.Publish("t", message.NewMessage(fmt.Sprint(i), nil)))
 	}
@@ -147,7 +147,7 @@ func TestNackAndCloseRelease(t *testing.T) {
 	require.Len(t, seen, 3)
 	require.NoError(t, a.Close())
 
-	b := open(t, Config{Path: path, MaxInFlight: 4})
+	b := open(t, Config{Path: path, MaxInFlight: 4}) // as a
 	msgs, err = b.Subscribe(context.Background(), "t")
 	require.NoError(t, err)
 	for range 3 {
@@ -177,7 +177,7 @@ func TestPublishDelayed(t *testing.T) {
 // message goes to one of them.
 func TestCompetingSubscriptions(t *testing.T) {
 	t.Parallel()
-	p := open(t, Config{MaxInFlight: 8})
+	p := open(t, Config{MaxInFlight: 8}) // several in hand per subscription, as the worker runs it
 	const n = 200
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
