@@ -11,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+
+	"github.com/stratusworks/worker/internal/text"
 )
 
 // WireVersion is the version of the message format this package writes. A
@@ -35,7 +37,6 @@ const (
 	maxFieldLen       = 255                 // ID, Customer, Account, Resource, Key, CorrelationID
 	maxTypeLen        = 128                 // Type
 	defaultMaxPayload = 1 << 20             // Config.MaxPayloadBytes default
-	valueShown        = 64                  // how much of a bad value a ValidationError shows
 )
 
 // Action is one unit of work on the queue: "poll", "server.launch", or a type
@@ -144,12 +145,8 @@ func validType(s string) bool {
 	return true
 }
 
-func shorten(s string) string {
-	if len(s) <= valueShown {
-		return s
-	}
-	return s[:valueShown] + "…"
-}
+// shorten is s cut for an error or a log line (text.Shorten).
+func shorten(s string) string { return text.Shorten(s) }
 
 // wireAction is the JSON body of a message.
 type wireAction struct {

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,9 +80,26 @@ type Config struct {
 	// handler, built-in handlers included (see SubscriberConfig.Middleware).
 	Middleware []message.HandlerMiddleware
 
-	// Cloud is the provider the built-in handlers use: server.launch (which is
-	// registered only when Cloud is set) and job.check. Pollers bring their own.
+	// Cloud is the provider of accounts that have no provider type of their
+	// own in the account registry (Worker.Watch puts accounts there that
+	// way) and of accounts not in the registry: the single-provider
+	// shortcut. Default nil: every account needs a provider type.
 	Cloud cloud.Provider
+	// Providers adds provider types for the account registry, by name, to
+	// the built-in "sim" (package cloud/sim) and "vsphere" (cloud/vsphere);
+	// a host's type of the same name replaces the built-in one. Names are
+	// a-z 0-9 . _ -. Default none.
+	Providers map[string]ProviderType
+	// Credentials is where the credentials that accounts name are read
+	// (a km.Client for a remote key service). Default: the embedded
+	// credential store when Keyring is set, else none.
+	Credentials km.Store
+	// AccountSyncInterval is how often publisher processes read the account
+	// registry's changes made by other processes. Changes made through this
+	// worker apply at once, and polls of a paused or deleted account stop at
+	// once in every process (the poll's handler checks the registry).
+	// Default 5s (DefaultAccountSyncInterval).
+	AccountSyncInterval time.Duration
 	// Schedule tunes the poll schedule of publisher processes: jitter, backoff,
 	// per-account API budget, in-flight lease, clock. See poller.Config.
 	Schedule poller.Config
@@ -221,6 +241,9 @@ func (c *Config) setDefaults() {
 	if c.CredentialCacheTTL == 0 {
 		c.CredentialCacheTTL = 5 * time.Minute
 	}
+	if c.AccountSyncInterval == 0 {
+		c.AccountSyncInterval = DefaultAccountSyncInterval
+	}
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -254,12 +277,6 @@ func (c Config) Validate() error {
 		return configError("MQ.Prefetch", "is %d, must be 1-%d", c.MQ.Prefetch, rabbitmq.MaxPrefetch)
 	case c.MQ.PublishTimeout < 0:
 		return configError("MQ.PublishTimeout", "is %v, must not be negative", c.MQ.PublishTimeout)
-	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
-		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
-	case c.HandlerTimeout < 0:
-		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
-	case c.MaxPayloadBytes < 0:
-		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
 	case c.ShutdownTimeout < 0:
 		return configError("ShutdownTimeout", "is %v, must not be negative", c.ShutdownTimeout)
 	case c.DeferredInterval < 0:
@@ -278,6 +295,16 @@ func (c Config) Validate() error {
 		return configError("ManagementPort", "is %d, must be 1-65535", c.ManagementPort)
 	case c.CredentialCacheTTL < 0:
 		return configError("CredentialCacheTTL", "is %v, must not be negative", c.CredentialCacheTTL)
+	case c.AccountSyncInterval < 0:
+		return configError("AccountSyncInterval", "is %v, must not be negative", c.AccountSyncInterval)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Providers)) {
+		switch {
+		case !validType(name) || len(name) > accounts.MaxProviderLen:
+			return configError("Providers", "name %q must be a-z 0-9 . _ - (at most %d bytes)", name, accounts.MaxProviderLen)
+		case c.Providers[name].New == nil:
+			return configError("Providers", "type %q has no New function", name)
+		}
 	}
 	if err := c.validateSourceCIDR(); err != nil {
 		return err
@@ -288,10 +315,7 @@ func (c Config) Validate() error {
 	if err := c.Schedule.Validate(); err != nil {
 		return fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
-	if err := c.Topology.Validate(); err != nil {
-		return err
-	}
-	if err := c.Retry.Validate(); err != nil {
+	if err := validateHandling(c.Concurrency, c.HandlerTimeout, c.MaxPayloadBytes, c.Topology, c.Retry); err != nil {
 		return err
 	}
 	if err := c.Store.Validate(); err != nil {

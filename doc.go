@@ -4,8 +4,9 @@
 // A host program creates a [Worker], registers a [Handler] per action type,
 // and runs it. A [Publisher] puts actions on a message queue; a [Subscriber]
 // takes them off and calls the handler for their type. State that handlers
-// observe goes to a [StateSink] (the persist package: SQLite by default,
-// MySQL/MariaDB in production), which stores only what changed.
+// observe goes to a [StateSink] ([Worker.Sink]; the persist package: SQLite
+// by default, MySQL/MariaDB in production), which stores only what changed,
+// and is read back through [Worker.Store].
 //
 // # Quick start
 //
@@ -159,6 +160,45 @@
 // and deleted once missing for Config.DeletionGrace. Status-only pollers send
 // partial observations that patch the stored state, so full and status-only
 // listings never make a resource flap.
+//
+// # Accounts
+//
+// The accounts a deployment polls are kept in the account registry
+// ([Worker.Accounts], package accounts) in the provisioning database: each
+// with its customer, a provider type ("sim", "vsphere", or one the host adds
+// with Config.Providers), the type's settings (no secrets), the name of its
+// credential in the key manager, pause state, per-kind intervals and labels.
+// Publisher processes follow the registry: they schedule every account when
+// they start, apply this process's changes at once and other processes'
+// within Config.AccountSyncInterval. The poll handler checks the registry
+// before each poll, so a paused or deleted account is not polled anywhere
+// after the change. [Worker.Watch] puts an account with no provider type
+// (served by Config.Cloud); "account.put" and "account.delete" actions let
+// a dispatcher manage accounts through the queue.
+//
+// [Worker.Cloud] is the cloud of every account: each call goes to the
+// provider of the account it names, built lazily from the registry entry
+// and the credential by the type's [ProviderType].New, reused while both
+// keep their revision, rebuilt when either changes (a rotated credential is
+// used by the next call) and closed (io.Closer) when its account is
+// deleted. The built-in handlers (server.launch, job.check) use it; give it
+// to the standard pollers so that one poller serves every account.
+// [Worker.AccountHealth] tells why an account's polls fail while the
+// schedule backs it off.
+//
+// # Reading the store
+//
+// [Worker.Store] is a read-only [StoreView] of the worker's store: the
+// state of observed resources and their history, tracked jobs, launch
+// intents. [Worker.Sink] is the [StateSink] a handler saves what it
+// observed to; only changes come back. Poisoned actions are listed with
+// [Worker.Poisoned]. The store's other steps (claiming launches, finishing
+// jobs, marking events sent, parking retries) are the worker's protocol,
+// run by its parts, and not offered to hosts. A host with tables of its own
+// in the provisioning database opens the store itself (persist.Open),
+// creates them through its DB method, passes it as Config.Storage, and
+// writes to them from handlers registered with [Worker.HandleTx]
+// (ExampleWorker_HandleTx).
 //
 // # Events
 //

@@ -148,16 +148,18 @@ func (r *relay) run(ctx context.Context) error {
 // published (for looking into what was sent), before they are purged.
 const sentEventsKept = 24 * time.Hour
 
-// outboxPurge is the part that deletes published events older than keep, so
-// the outbox does not grow without end.
-type outboxPurge struct {
-	store outboxStore
+// purger is the part that deletes what a store keeps only for a while
+// (published events from the outbox, handled keys from the inbox) once it
+// is older than keep, so the table does not grow without end. purge is the
+// store's method for it (PurgeSentEvents, PurgeInbox).
+type purger struct {
+	purge func(ctx context.Context, olderThan time.Time) (int, error)
 	now   func() time.Time
 	keep  time.Duration
 }
 
-func (p outboxPurge) run(ctx context.Context) error {
-	_, err := p.store.PurgeSentEvents(ctx, p.now().Add(-p.keep))
+func (p purger) run(ctx context.Context) error {
+	_, err := p.purge(ctx, p.now().Add(-p.keep))
 	return err
 }
 

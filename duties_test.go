@@ -170,7 +170,7 @@ func TestOutboxPurgeDuty(t *testing.T) {
 	require.Len(t, evs, 2)
 	require.NoError(t, store.MarkEventsSent(ctx, evs[0].ID))
 	now := time.Now()
-	p := outboxPurge{store: store, now: func() time.Time { return now }, keep: sentEventsKept}
+	p := purger{purge: store.PurgeSentEvents, now: func() time.Time { return now }, keep: sentEventsKept}
 	require.NoError(t, p.run(ctx))
 	var n int64
 	require.NoError(t, store.DB().Table("worker_outbox").Count(&n).Error)

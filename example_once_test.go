@@ -23,13 +23,27 @@ type Charge struct {
 // action (here the host published it twice; after a crash between the
 // commit and the ack the broker would redeliver it) is acknowledged without
 // calling the handler.
+//
+// The host keeps its own table in the provisioning database, so it opens the
+// store itself (package persist), creates the table there and passes the
+// store to the worker as Config.Storage.
 func ExampleWorker_HandleTx() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	store, err := persist.Open(ctx, persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: quiet})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer store.Close() // the worker does not close a store it was given
+	if err := store.DB().AutoMigrate(&Charge{}); err != nil {
+		fmt.Println(err)
+		return
+	}
 	delivered := make(chan error, 2)
 	w, err := worker.New(ctx, worker.Config{
-		Store:  persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}},
-		Logger: quiet,
+		Storage: store,
+		Logger:  quiet,
 		// Only to let the example know when both deliveries are done.
 		Middleware: []message.HandlerMiddleware{func(next message.HandlerFunc) message.HandlerFunc {
 			return func(m *message.Message) ([]*message.Message, error) {
@@ -40,10 +54,6 @@ func ExampleWorker_HandleTx() {
 		}},
 	})
 	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	if err := w.Store().DB().AutoMigrate(&Charge{}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -68,12 +78,12 @@ func ExampleWorker_HandleTx() {
 	go func() { stopped <- w.Run(ctx) }()
 	fmt.Println("delivery:", <-delivered)
 	fmt.Println("delivery:", <-delivered)
-
-	var charges int64
-	_ = w.Store().DB().Model(&Charge{}).Count(&charges).Error
-	fmt.Println("charges:", charges)
 	cancel()
 	<-stopped
+
+	var charges int64
+	_ = store.DB().Model(&Charge{}).Count(&charges).Error
+	fmt.Println("charges:", charges)
 	// Output:
 	// charging order-42
 	// delivery: <nil>

@@ -69,7 +69,7 @@ func ExampleStateSink() {
 		return
 	}
 	defer w.Close()
-	var sink worker.StateSink = w.Store()
+	sink := w.Sink()
 	target := state.Target{Account: "acct-1", Kind: "server"}
 	save := func(st string) {
 		changes, err := sink.Save(ctx, target, state.Snapshot{Observations: []state.Observation{

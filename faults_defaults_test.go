@@ -228,7 +228,7 @@ func TestFaultsAnalyticsFrozen(t *testing.T) {
 	events := newEventCounter()
 	require.NoError(t, w.HandleFunc("server.changed", events.handle))
 	runWorker(t, w)
-	s := &saver{store: w.Store()}
+	s := &saver{store: w.db}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go s.produce(ctx, 50*time.Millisecond) // 20 changes a second
@@ -328,7 +328,7 @@ func TestFaultsProvisioningReadOnly(t *testing.T) {
 	events := newEventCounter()
 	require.NoError(t, w.HandleFunc("server.changed", events.handle))
 	runWorker(t, w)
-	s := &saver{store: w.Store()}
+	s := &saver{store: w.db}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go s.produce(ctx, 20*time.Millisecond)

@@ -110,7 +110,7 @@ func sqliteQueueChild(t *testing.T, dir string) {
 		Logger: discardLogger(),
 	})
 	require.NoError(t, err)
-	require.NoError(t, w.Store().DB().Exec("CREATE TABLE IF NOT EXISTS sqliteq_effects (k TEXT PRIMARY KEY, n INTEGER NOT NULL)").Error)
+	require.NoError(t, w.db.DB().Exec("CREATE TABLE IF NOT EXISTS sqliteq_effects (k TEXT PRIMARY KEY, n INTEGER NOT NULL)").Error)
 	calls := appendFile(t, filepath.Join(dir, "calls.log"))
 	require.NoError(t, w.HandleTx(sqliteEffect, func(ctx context.Context, tx *gorm.DB, a Action) error {
 		calls(a.Key)
@@ -151,7 +151,7 @@ func sqliteQueueChild(t *testing.T, dir string) {
 	wg.Wait()
 	for {
 		var n int64
-		require.NoError(t, w.Store().DB().Raw("SELECT COUNT(*) FROM sqliteq_effects").Scan(&n).Error)
+		require.NoError(t, w.db.DB().Raw("SELECT COUNT(*) FROM sqliteq_effects").Scan(&n).Error)
 		if n >= sqliteActions {
 			break
 		}

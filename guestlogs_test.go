@@ -256,9 +256,7 @@ func TestGuestLogsSplitRolesRabbitMQMariaDB(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
 	dsn := testenv.MySQLDSN(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 
 	env := newGuestLogsEnv(t)
 	cloudSim, err := sim.New(sim.Config{Seed: 3})

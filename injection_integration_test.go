@@ -34,9 +34,7 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
 	dsn := testenv.MySQLDSN(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 
 	valid := func(id string) []byte { return []byte(`{"v":1,"id":"` + id + `","type":"t","customer":"acme"}`) }
 	big := strings.Repeat("x", 20<<20) // larger than MariaDB's 16 MiB max_allowed_packet
@@ -95,17 +93,8 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 		handled <- a.ID
 		return nil
 	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Running()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ctx := runWorkerUntilCleanup(t, w)
+	ch := rawChannel(t, url)
 	queue := top.Topic(QueueActions)
 	wantPoison, wantHandled := 0, map[string]bool{}
 	for _, c := range cases {
@@ -130,7 +119,8 @@ func TestRabbitMQInjectedBadMessages(t *testing.T) {
 	require.Equal(t, wantHandled, gotHandled)
 	var poisoned []persist.Parked
 	require.Eventually(t, func() bool {
-		poisoned, err = w.Store().ListPoison(ctx, persist.PoisonFilter{Limit: 1000, IncludeReplayed: true})
+		var err error
+		poisoned, err = w.db.ListPoison(ctx, persist.PoisonFilter{Limit: 1000, IncludeReplayed: true})
 		return err == nil && len(poisoned) >= wantPoison
 	}, 30*time.Second, 50*time.Millisecond)
 	require.Len(t, poisoned, wantPoison, "each bad message poisoned once")

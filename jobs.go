@@ -144,9 +144,16 @@ func (j *jobTracker) check(ctx context.Context, id string) poller.Outcome {
 
 // operationState asks the cloud where a job stands.
 func (j *jobTracker) operationState(ctx context.Context, job persist.Job) (persist.JobState, string, json.RawMessage, string, error) {
-	if j.cloud == nil {
-		return "", "", nil, "", errors.New("worker: checking jobs needs Config.Cloud")
+	st, rid, result, msg, err := j.askCloud(ctx, job)
+	if errors.Is(err, ErrUnknownAccount) {
+		// Deleted from the registry (or never there, and no Config.Cloud):
+		// nobody can tell how it ends.
+		return persist.JobFailed, job.ResourceID, nil, err.Error(), nil
 	}
+	return st, rid, result, msg, err
+}
+
+func (j *jobTracker) askCloud(ctx context.Context, job persist.Job) (persist.JobState, string, json.RawMessage, string, error) {
 	if job.OperationID != "" {
 		ops, err := j.cloud.Operations()
 		if err != nil {

@@ -208,7 +208,14 @@ func (l *launcher) authorizeSource(ctx context.Context, account, firewall string
 
 // cloudErr marks cloud errors that retrying cannot fix as permanent.
 func cloudErr(err error) error {
-	if err != nil && !cloud.IsTransient(err) && !errors.Is(err, context.Canceled) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrAccountPaused):
+		// No provider to launch on: poisoned with the reason, replayable
+		// once the account is (back) in the registry.
+		return Permanent(err)
+	case !cloud.IsTransient(err) && !errors.Is(err, context.Canceled):
 		return Permanent(err)
 	}
 	return err

@@ -112,8 +112,8 @@ func (e *launchEnv) counts() (deferred, poisoned int) {
 	e.t.Helper()
 	ctx := context.Background()
 	var n int64
-	require.NoError(e.t, e.w.Store().DB().WithContext(ctx).Table("worker_deferred").Count(&n).Error)
-	p, err := e.w.Store().ListPoison(ctx, persist.PoisonFilter{IncludeReplayed: true})
+	require.NoError(e.t, e.w.db.DB().WithContext(ctx).Table("worker_deferred").Count(&n).Error)
+	p, err := e.w.db.ListPoison(ctx, persist.PoisonFilter{IncludeReplayed: true})
 	require.NoError(e.t, err)
 	return int(n), len(p)
 }
@@ -126,7 +126,7 @@ func TestLaunchRecoveryOnDefaults(t *testing.T) {
 	t.Parallel()
 	e := newLaunchEnv(t, nil)
 	// The dead worker's claim.
-	_, fresh, err := e.w.Store().ClaimLaunch(context.Background(), persist.LaunchIntent{Key: "k-1", Account: "acct-1", Customer: "acme"})
+	_, fresh, err := e.w.db.ClaimLaunch(context.Background(), persist.LaunchIntent{Key: "k-1", Account: "acct-1", Customer: "acme"})
 	require.NoError(t, err)
 	require.True(t, fresh)
 	e.advance(10*time.Second, 5*time.Second)

@@ -131,18 +131,6 @@ func (w *Worker) inboxDuties() []duty {
 	if !ok {
 		return nil
 	}
-	p := inboxPurge{inbox: inbox, now: w.now, keep: max(InboxRetention, 2*w.cfg.Retry.Budget)}
+	p := purger{purge: inbox.PurgeInbox, now: w.now, keep: max(InboxRetention, 2*w.cfg.Retry.Budget)}
 	return []duty{{name: "purging expired inbox keys", every: inboxPurgeEvery, timeout: inboxPurgeTimeout, run: p.run}}
-}
-
-// inboxPurge is the part that deletes inbox records older than keep.
-type inboxPurge struct {
-	inbox InboxStore
-	now   func() time.Time
-	keep  time.Duration
-}
-
-func (p inboxPurge) run(ctx context.Context) error {
-	_, err := p.inbox.PurgeInbox(ctx, p.now().Add(-p.keep))
-	return err
 }

@@ -51,9 +51,10 @@ func (onceEffect) TableName() string { return "once_effects" }
 // (from inside, by middleware, right after the handler returned nil). RabbitMQ
 // redelivers the action to a new process. With HandleTx there is exactly one
 // row and the handler ran once; the same handler registered with HandleFunc,
-// writing through Worker.Store().DB() (the host-invented way), leaves two
-// rows, which shows the kill landed between the commit and the ack. On a
-// SQLite file and on MariaDB, with the shipped defaults.
+// writing through the store's own *gorm.DB outside any inbox (what a host
+// had to invent before HandleTx), leaves two rows, which shows the kill
+// landed between the commit and the ack. On a SQLite file and on MariaDB,
+// with the shipped defaults.
 func TestHandleTxAckLost(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
@@ -78,15 +79,13 @@ func TestHandleTxAckLost(t *testing.T) {
 		} {
 			t.Run(store.name+"/"+tc.handler, func(t *testing.T) {
 				db := store.db(t)
-				top := Topology{Prefix: testenv.UniqueName(t)}
-				top.setDefaults()
-				testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+				top := uniqueTopology(t, url)
 				report := filepath.Join(t.TempDir(), "report")
 
 				// The publisher process publishes one action and creates the host's table.
 				pub := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: url}, Topology: top,
 					Store: persist.Config{Provisioning: db, Logger: discardLogger()}})
-				require.NoError(t, pub.Store().DB().AutoMigrate(&onceEffect{}))
+				require.NoError(t, pub.db.DB().AutoMigrate(&onceEffect{}))
 				a := Action{Type: onceType, Key: "charge-" + testenv.Suffix()}
 				require.NoError(t, pub.Publish(context.Background(), a))
 
@@ -109,7 +108,7 @@ func TestHandleTxAckLost(t *testing.T) {
 				require.ErrorAs(t, err, &ee, "the first subscriber must die by its own SIGKILL")
 				ws := ee.Sys().(syscall.WaitStatus)
 				require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "first subscriber: %v", err)
-				require.Equal(t, 1, countEffects(t, pub.Store(), a.Key), "the first delivery's row committed before the kill")
+				require.Equal(t, 1, countEffects(t, pub.db, a.Key), "the first delivery's row committed before the kill")
 				lines := readReport(t, report)
 				require.Equal(t, []string{"call", "delivered <nil>"}, kinds(lines), "first process: %v", lines)
 
@@ -135,7 +134,7 @@ func TestHandleTxAckLost(t *testing.T) {
 				defer cancel()
 				q, err := testenv.QueueCounts(ctx, url, top.Topic(QueueActions))
 				require.NoError(t, err)
-				rows := countEffects(t, pub.Store(), a.Key)
+				rows := countEffects(t, pub.db, a.Key)
 				t.Logf("%s/%s: deliveries=%d handler_calls=%d rows=%d first_process=%s queue_left=%d",
 					store.name, tc.handler, deliveries, calls, rows, ws.Signal(), q.Messages)
 				require.Equal(t, 2, deliveries, "one delivery per process: %v", lines)
@@ -192,7 +191,7 @@ func TestHandleTxAckLostChild(t *testing.T) {
 		require.NoError(t, w.HandleTx(onceType, func(ctx context.Context, tx *gorm.DB, a Action) error { return effect(tx, a) }))
 	case "HandleFunc":
 		require.NoError(t, w.HandleFunc(onceType, func(ctx context.Context, a Action) error {
-			return effect(w.Store().DB().WithContext(ctx), a)
+			return effect(w.db.DB().WithContext(ctx), a)
 		}))
 	default:
 		t.Fatalf("%s=%q", onceHandlerEnv, os.Getenv(onceHandlerEnv))

@@ -45,7 +45,7 @@ func attempts(ch chan<- error) message.HandlerMiddleware {
 func countCharges(t *testing.T, w *Worker) int64 {
 	t.Helper()
 	var n int64
-	require.NoError(t, w.Store().DB().Model(&charge{}).Count(&n).Error)
+	require.NoError(t, w.db.DB().Model(&charge{}).Count(&n).Error)
 	return n
 }
 
@@ -90,7 +90,7 @@ func TestHandleTx(t *testing.T) {
 				Store:      persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()},
 				Middleware: []message.HandlerMiddleware{attempts(seen)},
 			})
-			require.NoError(t, w.Store().DB().AutoMigrate(&charge{}))
+			require.NoError(t, w.db.DB().AutoMigrate(&charge{}))
 			var calls atomic.Int32
 			require.NoError(t, w.HandleTx("order.charge", func(ctx context.Context, tx *gorm.DB, a Action) error {
 				n := calls.Add(1)
@@ -129,20 +129,6 @@ func TestHandleTx(t *testing.T) {
 			}, 5*time.Second, 10*time.Millisecond)
 		})
 	}
-}
-
-// runWorkerUntilCleanup runs w until the test ends.
-func runWorkerUntilCleanup(t *testing.T, w *Worker) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	select {
-	case <-w.Running():
-	case err := <-done:
-		t.Fatalf("worker did not start: %v", err)
-	}
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 }
 
 // plainStore is a host's store without an inbox: it has only the methods

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -26,15 +28,16 @@ type pollStore interface {
 // to the state sink, and after the last page of a complete listing has the
 // resources it did not return marked missing (deleted after grace).
 type pollRunner struct {
-	store pollStore
-	grace time.Duration
+	store    pollStore
+	accounts accountReader
+	grace    time.Duration
 
 	mu      sync.RWMutex
 	pollers map[string]Poller
 }
 
-func newPollRunner(store pollStore, grace time.Duration) *pollRunner {
-	return &pollRunner{store: store, grace: grace, pollers: map[string]Poller{}}
+func newPollRunner(store pollStore, accts accountReader, grace time.Duration) *pollRunner {
+	return &pollRunner{store: store, accounts: accts, grace: grace, pollers: map[string]Poller{}}
 }
 
 // register adds p for its kind; false if the kind has one already.
@@ -62,6 +65,15 @@ func (r *pollRunner) run(ctx context.Context, d poller.Dispatch) (poller.Outcome
 	r.mu.RUnlock()
 	if !ok {
 		return poller.Outcome{}, Permanent(fmt.Errorf("worker: no poller registered for kind %q (target %s)", d.Target.Kind, d.Target))
+	}
+	// A paused or deleted account is not polled, even when the schedule
+	// that dispatched the poll has not seen the change yet.
+	a, err := r.accounts.Account(ctx, d.Target.Account)
+	switch {
+	case err == nil && (a.Deleted() || a.Paused):
+		return poller.Outcome{}, nil // nothing to report: the schedule drops it when it learns
+	case err != nil && !errors.Is(err, accounts.ErrNotFound):
+		return failed(fmt.Errorf("poll %s: account registry: %w", d.Target, err), 0), nil
 	}
 	return r.poll(ctx, p, d.Target), nil
 }

@@ -397,7 +397,7 @@ func TestEventSurvivesCrashBetweenSaveAndPublish(t *testing.T) {
 	cfg := h.w.cfg
 	compute, _ := h.sim.Compute()
 	// The first worker only saves (its relay never gets to run).
-	_, err := h.w.Store().Save(context.Background(), state.Target{Account: "acct-1", Kind: "server"},
+	_, err := h.w.db.Save(context.Background(), state.Target{Account: "acct-1", Kind: "server"},
 		state.Snapshot{Observations: []state.Observation{{ID: servers[0].ID, Attributes: json.RawMessage(`{"state":"RUNNING"}`)}}})
 	require.NoError(t, err)
 	require.NoError(t, h.w.Close())
@@ -410,7 +410,7 @@ func TestEventSurvivesCrashBetweenSaveAndPublish(t *testing.T) {
 	ev := h.event("server.changed")
 	require.Equal(t, servers[0].ID, ev.Resource)
 	require.Eventually(t, func() bool {
-		pending, err := w2.Store().PendingEvents(context.Background(), 10)
+		pending, err := w2.db.PendingEvents(context.Background(), 10)
 		return err == nil && len(pending) == 0
 	}, 10*time.Second, 5*time.Millisecond, "the relay marks the event sent")
 }

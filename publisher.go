@@ -82,16 +82,7 @@ func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
 	var order []string
 	now := time.Now().UTC()
 	for i, a := range actions {
-		if a.ID == "" {
-			a.ID = uuid.NewString()
-		}
-		if a.Key == "" {
-			a.Key = a.ID
-		}
-		if a.CreatedAt.IsZero() {
-			a.CreatedAt = now
-		}
-		m, err := encode(a, p.cfg.MaxPayloadBytes)
+		m, err := encode(a.defaulted(now), p.cfg.MaxPayloadBytes)
 		if err != nil {
 			if len(actions) > 1 {
 				return fmt.Errorf("action %d of %d: %w", i+1, len(actions), err)
@@ -111,6 +102,21 @@ func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
 		}
 	}
 	return nil
+}
+
+// defaulted is a as Publish sends it: without an ID a fresh one, without a
+// Key its ID, without CreatedAt now.
+func (a Action) defaulted(now time.Time) Action {
+	if a.ID == "" {
+		a.ID = uuid.NewString()
+	}
+	if a.Key == "" {
+		a.Key = a.ID
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = now
+	}
+	return a
 }
 
 // publishRaw republishes a stored message unchanged but for its metadata.

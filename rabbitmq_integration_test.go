@@ -23,9 +23,7 @@ import (
 func TestRabbitMQMalformedDeliveries(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	w := newTestWorker(t, Config{
 		MQ:       MQConfig{URL: url},
 		Store:    persist.Config{Provisioning: persist.DBConfig{DSN: persist.MemoryDSN}, Logger: discardLogger()},
@@ -36,17 +34,8 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 		handled <- a.ID
 		return nil
 	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Running()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ctx := runWorkerUntilCleanup(t, w)
+	ch := rawChannel(t, url)
 	queue := top.Topic(QueueActions)
 	raw := func(id string, body string, headers amqp091.Table) {
 		require.NoError(t, ch.PublishWithContext(ctx, "", queue, false, false, amqp091.Publishing{
@@ -98,9 +87,7 @@ func TestRabbitMQMalformedDeliveries(t *testing.T) {
 func TestRabbitMQCompetingSubscribers(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	base := Config{MQ: MQConfig{URL: url}, Topology: top}
 
 	const n = 400
@@ -158,9 +145,7 @@ func TestRabbitMQCompetingSubscribers(t *testing.T) {
 func TestRabbitMQWireFormat(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	w := newTestWorker(t, Config{
 		Role:     RolePublisher,
 		MQ:       MQConfig{URL: url},
@@ -170,11 +155,7 @@ func TestRabbitMQWireFormat(t *testing.T) {
 	a := Action{ID: "a-1", Type: "t", Customer: "acme", Account: "acct", Resource: "i-1", Key: "k-1", CorrelationID: "c-1"}
 	require.NoError(t, w.Publish(context.Background(), a))
 
-	conn, err := amqp091.Dial(url)
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
+	ch := rawChannel(t, url)
 	d, ok, err := ch.Get(top.Topic(QueueActions), true)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -199,9 +180,7 @@ func TestCleanShutdownLogsNoError(t *testing.T) {
 			cfg.Store.Logger = logs.Logger()
 			if mode != "Embedded" {
 				url, dsn := testenv.AMQPURL(t), testenv.MySQLDSN(t)
-				top := Topology{Prefix: testenv.UniqueName(t)}
-				top.setDefaults()
-				testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+				top := uniqueTopology(t, url)
 				cfg.MQ.URL, cfg.Topology = url, top
 				cfg.Store.Provisioning = persist.DBConfig{Driver: persist.MySQL, DSN: dsn}
 			}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/state"
@@ -44,14 +47,103 @@ type scheduler struct {
 	sched *poller.Schedule
 	pub   actionPublisher
 	log   *slog.Logger
+	now   func() time.Time
+
+	mu     sync.Mutex
+	kinds  []string                  // registered kinds, in order
+	health map[string]*AccountHealth // accounts whose last poll failed
 }
 
-func newScheduler(cfg poller.Config, pub actionPublisher, log *slog.Logger) (*scheduler, error) {
+func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, log *slog.Logger) (*scheduler, error) {
 	sched, err := poller.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
-	return &scheduler{sched: sched, pub: pub, log: log}, nil
+	return &scheduler{sched: sched, pub: pub, log: log, now: now, health: map[string]*AccountHealth{}}, nil
+}
+
+// register schedules a kind for every followed account.
+func (s *scheduler) register(kind string, every time.Duration) error {
+	if err := s.sched.Register(kind, every); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.kinds = append(s.kinds, kind)
+	s.mu.Unlock()
+	return nil
+}
+
+// follow schedules every registered kind for an account of the registry, at
+// the account's own interval where it has one.
+func (s *scheduler) follow(a accounts.Account) error {
+	if err := s.sched.Watch(a.ID, a.Customer); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	kinds := slices.Clone(s.kinds)
+	s.mu.Unlock()
+	for _, k := range kinds {
+		// 0 puts a kind back on its registered interval.
+		if err := s.sched.Set(state.Target{Kind: k, Account: a.ID, Customer: a.Customer}, a.Intervals[k]); err != nil {
+			return fmt.Errorf("interval of %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// unfollow removes an account's targets.
+func (s *scheduler) unfollow(account string) int {
+	s.mu.Lock()
+	delete(s.health, account)
+	s.mu.Unlock()
+	return s.sched.Unwatch(account)
+}
+
+// AccountHealth is how the polls of one account are going, as the schedule
+// of a publisher process saw their outcomes.
+type AccountHealth struct {
+	Account string
+	// Failures counts consecutive failed (or throttled) polls of the
+	// account, of any kind.
+	Failures int
+	// LastError is the last failure, e.g. a cloud.ErrAuthentication from
+	// the account's provider; Throttled says it was throttling.
+	LastError string
+	Throttled bool
+	// Since is when the failures began; LastFailure when the last one was.
+	Since, LastFailure time.Time
+}
+
+// noteOutcome keeps the health of the outcome's account.
+func (s *scheduler) noteOutcome(account string, o poller.Outcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o.Err == nil && !o.Throttled {
+		delete(s.health, account)
+		return
+	}
+	h := s.health[account]
+	now := s.now()
+	if h == nil {
+		h = &AccountHealth{Account: account, Since: now}
+		s.health[account] = h
+	}
+	h.Failures++
+	h.LastFailure, h.Throttled = now, o.Throttled
+	if o.Err != nil {
+		h.LastError = o.Err.Error()
+	}
+}
+
+// accountHealth returns the health of an account with failing polls.
+func (s *scheduler) accountHealth(account string) (AccountHealth, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.health[account]
+	if !ok {
+		return AccountHealth{}, false
+	}
+	return *h, true
 }
 
 // run dispatches due targets until ctx is done.
@@ -102,7 +194,9 @@ func (s *scheduler) scheduleJob(t state.Target, every time.Duration) error {
 func (s *scheduler) stale(d poller.Dispatch) bool { return !s.sched.Current(d) }
 
 func (s *scheduler) report(_ context.Context, d poller.Dispatch, o poller.Outcome) error {
-	s.sched.Report(d, o)
+	if s.sched.Report(d, o) {
+		s.noteOutcome(d.Target.Account, o)
+	}
 	return nil
 }
 
@@ -128,7 +222,9 @@ func (s *scheduler) handleReport(_ context.Context, a Action) error {
 	}
 	if !s.sched.Report(r.Dispatch, o) {
 		targetLog(s.log, r.Dispatch.Target).Debug("stale poll report ignored", "target", r.Dispatch.Target.String())
+		return nil
 	}
+	s.noteOutcome(r.Dispatch.Target.Account, o)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"github.com/stratusworks/worker/accounts"
 	"time"
 
 	"github.com/stratusworks/worker/persist"
@@ -20,6 +21,7 @@ import (
 // down where the part is built.
 type Store interface {
 	StateSink
+	accounts.Store
 	PoisonStore
 	DeferStore
 	sweeper
@@ -34,6 +36,49 @@ type Store interface {
 }
 
 var _ Store = (*persist.Store)(nil)
+
+// StoreView is what a host reads from a worker's store ([Worker.Store]):
+// the observed state of resources and its history, tracked jobs, launch
+// intents, and a description of the store for logs. It is read-only;
+// handlers save what they observe through [Worker.Sink].
+//
+// The rest of [Store] (claiming and recording launches, finishing jobs,
+// relaying and marking the outbox, parking and republishing retries) is
+// the worker's protocol: its parts run those steps, each through the small
+// interface it was given, and a host does not call them. For the host's own
+// tables in the provisioning database, and exactly-once effects in them,
+// see [Worker.HandleTx].
+type StoreView interface {
+	// Resource returns the stored state of one resource, or an error
+	// matching persist.ErrNotFound (a deleted resource is not found).
+	Resource(ctx context.Context, account, kind, id string) (persist.Resource, error)
+	// Resources pages through the stored (not deleted) resources of one
+	// kind in an account, in id order: up to limit of them after the id
+	// after ("" for the first page; limit at most persist.MaxResourcesPage).
+	Resources(ctx context.Context, account, kind, after string, limit int) ([]persist.Resource, error)
+	// History returns a resource's recorded changes, oldest first (with a
+	// separate analytics database, once the worker has copied them there).
+	History(ctx context.Context, account, kind, id string) ([]persist.HistoryEntry, error)
+	// Job returns a tracked job by its id, or an error matching
+	// persist.ErrNotFound.
+	Job(ctx context.Context, id string) (persist.Job, error)
+	// LaunchIntent returns the launch intent of a server.launch action's
+	// key: whether it is claimed or launched, and the server, operation
+	// and job it launched; or an error matching persist.ErrNotFound.
+	LaunchIntent(ctx context.Context, key string) (persist.LaunchIntent, error)
+	// Describe names the store for logs (driver and database, no password).
+	Describe() string
+}
+
+var _ StoreView = (*persist.Store)(nil)
+
+// storeView and stateSink hold a store behind the methods of one interface,
+// so that a host cannot type-assert its way from [Worker.Store] or
+// [Worker.Sink] to the protocol steps.
+type (
+	storeView struct{ StoreView }
+	stateSink struct{ StateSink }
+)
 
 // sweeper marks the resources a complete listing did not return as missing
 // and deletes them after a grace period (the poll runner).

@@ -140,19 +140,28 @@ func (c SubscriberConfig) Validate() error {
 		return configError("Poison", "is required: failed actions must go somewhere")
 	case c.Consumers < 1:
 		return configError("Consumers", "is %d, must be at least 1", c.Consumers)
-	case c.Concurrency < 1 || c.Concurrency > maxConcurrency:
-		return configError("Concurrency", "is %d, must be 1-%d", c.Concurrency, maxConcurrency)
-	case c.HandlerTimeout < 0:
-		return configError("HandlerTimeout", "is %v, must not be negative", c.HandlerTimeout)
-	case c.MaxPayloadBytes < 0:
-		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
 	case c.DrainTimeout < 0:
 		return configError("DrainTimeout", "is %v, must not be negative", c.DrainTimeout)
 	}
-	if err := c.Topology.Validate(); err != nil {
+	return validateHandling(c.Concurrency, c.HandlerTimeout, c.MaxPayloadBytes, c.Topology, c.Retry)
+}
+
+// validateHandling checks the settings of how actions are handled that a
+// [Config] and a [SubscriberConfig] share, under the same field names in
+// both: Concurrency, HandlerTimeout, MaxPayloadBytes, Topology and Retry.
+func validateHandling(concurrency int, handlerTimeout time.Duration, maxPayload int, t Topology, r RetryPolicy) error {
+	switch {
+	case concurrency < 1 || concurrency > maxConcurrency:
+		return configError("Concurrency", "is %d, must be 1-%d", concurrency, maxConcurrency)
+	case handlerTimeout < 0:
+		return configError("HandlerTimeout", "is %v, must not be negative", handlerTimeout)
+	case maxPayload < 0:
+		return configError("MaxPayloadBytes", "is %d, must not be negative", maxPayload)
+	}
+	if err := t.Validate(); err != nil {
 		return err
 	}
-	return c.Retry.Validate()
+	return r.Validate()
 }
 
 // Subscriber takes actions off the queues and calls the [Handler] registered
@@ -567,21 +576,35 @@ func (s *Subscriber) copyOf(msg *message.Message) *message.Message {
 	return c
 }
 
-// attempt runs the middleware chain and handler once, with timeout and recovery.
-func (s *Subscriber) attempt(parent context.Context, msg *message.Message) (err error) {
-	ctx, cancel := context.WithTimeout(parent, s.cfg.HandlerTimeout)
+// attempt runs the middleware chain and handler once, with timeout and
+// recovery (runAttempt). parent is a child of s.base.
+func (s *Subscriber) attempt(parent context.Context, msg *message.Message) error {
+	return runAttempt(parent, s.cfg.HandlerTimeout, func(ctx context.Context) error {
+		orig := msg.Context()
+		msg.SetContext(ctx)
+		_, err := s.chain(msg)
+		msg.SetContext(orig)
+		return err
+	})
+}
+
+// runAttempt calls run once with a context bounded by timeout. A panic in
+// run becomes a [Permanent] error wrapping [ErrHandlerPanic] with the panic
+// value and the (trimmed) stack; an error returned once the timeout has
+// passed, while parent is still live (not a shutdown), is wrapped with
+// [ErrHandlerTimeout] unless it is permanent. The subscriber and
+// workertest.Run both attempt handlers through it.
+func runAttempt(parent context.Context, timeout time.Duration, run func(ctx context.Context) error) (err error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			err = Permanent(fmt.Errorf("%w: %v\n%s", ErrHandlerPanic, r, trimStack(debug.Stack())))
 		}
 	}()
-	orig := msg.Context()
-	msg.SetContext(ctx)
-	_, err = s.chain(msg)
-	msg.SetContext(orig)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && s.base.Err() == nil && !IsPermanent(err) {
-		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, s.cfg.HandlerTimeout, err)
+	err = run(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil && !IsPermanent(err) {
+		err = fmt.Errorf("%w after %v: %w", ErrHandlerTimeout, timeout, err)
 	}
 	return err
 }

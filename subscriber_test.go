@@ -339,29 +339,49 @@ func TestSubscriberConcurrencyLimit(t *testing.T) {
 	t.Parallel()
 	const limit, n = 3, 20
 	h := newSubHarness(t, func(c *SubscriberConfig) { c.Concurrency = limit })
-	var cur, peak atomic.Int32
-	var wg sync.WaitGroup
-	wg.Add(n)
-	require.NoError(t, h.sub.Handle("t", HandlerFunc(func(context.Context, Action) error {
-		c := cur.Add(1)
-		for {
-			p := peak.Load()
-			if c <= p || peak.CompareAndSwap(p, c) {
-				break
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-		cur.Add(-1)
-		wg.Done()
-		return nil
-	})))
+	probe := newConcurrencyProbe(n)
+	require.NoError(t, h.sub.Handle("t", probe))
 	h.start()
 	for i := 0; i < n; i++ {
 		h.publish(Action{Type: "t"})
 	}
-	wg.Wait()
-	require.LessOrEqual(t, peak.Load(), int32(limit))
-	require.Greater(t, peak.Load(), int32(1), "handlers should run concurrently")
+	probe.requirePeak(t, limit)
+}
+
+// concurrencyProbe is a handler that records how many of its calls ran at
+// once; it expects n calls.
+type concurrencyProbe struct {
+	cur, peak atomic.Int32
+	wg        sync.WaitGroup
+}
+
+func newConcurrencyProbe(n int) *concurrencyProbe {
+	p := &concurrencyProbe{}
+	p.wg.Add(n)
+	return p
+}
+
+func (p *concurrencyProbe) Handle(context.Context, Action) error {
+	c := p.cur.Add(1)
+	for {
+		pk := p.peak.Load()
+		if c <= pk || p.peak.CompareAndSwap(pk, c) {
+			break
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	p.cur.Add(-1)
+	p.wg.Done()
+	return nil
+}
+
+// requirePeak waits for the n calls, then requires that more than one but
+// at most limit ran at once.
+func (p *concurrencyProbe) requirePeak(t *testing.T, limit int) {
+	t.Helper()
+	p.wg.Wait()
+	require.LessOrEqual(t, p.peak.Load(), int32(limit))
+	require.Greater(t, p.peak.Load(), int32(1), "handlers should run concurrently")
 }
 
 // TestSubscriberDrainsOnShutdown: Run returns only after the in-flight handler
@@ -538,22 +558,7 @@ func TestSubscriberConcurrencyLimitAcrossQueues(t *testing.T) {
 	t.Parallel()
 	const limit, n = 3, 30
 	h := newSubHarness(t, func(c *SubscriberConfig) { c.Concurrency = limit })
-	var cur, peak atomic.Int32
-	var wg sync.WaitGroup
-	wg.Add(n)
-	handler := HandlerFunc(func(context.Context, Action) error {
-		c := cur.Add(1)
-		for {
-			p := peak.Load()
-			if c <= p || peak.CompareAndSwap(p, c) {
-				break
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-		cur.Add(-1)
-		wg.Done()
-		return nil
-	})
+	handler := newConcurrencyProbe(n)
 	types := []string{"t", TypePoll, "x.changed"} // actions, polls and events queues
 	for _, typ := range types {
 		require.NoError(t, h.sub.Handle(typ, handler))
@@ -563,9 +568,7 @@ func TestSubscriberConcurrencyLimitAcrossQueues(t *testing.T) {
 	for i := 0; i < n; i++ {
 		h.publish(Action{Type: types[i%len(types)]})
 	}
-	wg.Wait()
-	require.LessOrEqual(t, peak.Load(), int32(limit))
-	require.Greater(t, peak.Load(), int32(1), "handlers should run concurrently")
+	handler.requirePeak(t, limit)
 }
 
 // TestSubscriberDrainsSeveralInFlight: Run returns only after every handler

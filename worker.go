@@ -5,7 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/cloud/vsphere"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,14 +58,18 @@ type Worker struct {
 	closers []func() error // what New opened, closed in order by Close
 
 	// The parts; nil where the role or the configuration has none.
-	sched    *scheduler  // publisher roles
-	polls    *pollRunner // every role: it keeps the registered pollers
-	jobs     *jobTracker // every role
-	launcher *launcher   // with Config.Cloud, in handling roles
-	guests   *guestLogs  // with Config.GuestLogs, in handling roles
-	poison   poisonViews // every role
-	duties   []duty      // background duties
-	creds    *km.Cache   // with Config.Keyring
+	sched    *scheduler             // publisher roles
+	polls    *pollRunner            // every role: it keeps the registered pollers
+	jobs     *jobTracker            // every role
+	launcher *launcher              // with Config.Cloud, in handling roles
+	guests   *guestLogs             // with Config.GuestLogs, in handling roles
+	poison   poisonViews            // every role
+	duties   []duty                 // background duties
+	creds    *km.Cache              // with Config.Keyring
+	accts    *registry              // every role; its sync in publisher roles
+	yielding map[string]HandlerFunc // built-in handlers a host's Handle replaces
+	provs    *providers             // every role: each account's provider
+	cloud    cloud.Provider
 
 	mu      sync.Mutex
 	ran     bool
@@ -110,9 +121,12 @@ func (w *Worker) build(ctx context.Context) error {
 
 	// The parts.
 	if cfg.Role != RoleSubscriber {
-		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.log); err != nil {
+		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.now, w.log); err != nil {
 			return err
 		}
+	}
+	if err := w.buildAccounts(); err != nil {
+		return err
 	}
 	var out dispatchOutcomes = remoteOutcomes{pub: w.pub, now: w.now,
 		inFlight: cmp.Or(cfg.Schedule.InFlightTimeout, poller.DefaultInFlightTimeout)}
@@ -120,19 +134,21 @@ func (w *Worker) build(ctx context.Context) error {
 	if w.sched != nil {
 		out, jobSched = w.sched, w.sched
 	}
-	w.polls = newPollRunner(w.store, cfg.DeletionGrace)
-	w.jobs = &jobTracker{store: w.store, sched: jobSched, cloud: cfg.Cloud, now: w.now,
+	w.polls = newPollRunner(w.store, w.store, cfg.DeletionGrace)
+	w.jobs = &jobTracker{store: w.store, sched: jobSched, cloud: w.cloud, now: w.now,
 		checkEvery: cfg.JobCheckInterval, timeout: cfg.JobTimeout}
 	w.poison = poisonViews{store: w.store, pub: w.pub, maxBytes: cfg.MaxPayloadBytes}
 	handlers := map[string]HandlerFunc{}
 	if cfg.Role != RolePublisher {
 		handlers[TypePoll] = scheduled(out, w.log, w.polls.run)
 		addHandlers(handlers, w.jobs.handlers(out, w.log))
-		if cfg.Cloud != nil {
-			w.launcher = &launcher{store: w.store, cloud: cfg.Cloud, jobs: w.jobs, clock: w.clock,
-				window: cfg.LaunchConsistencyWindow, source: cfg.SourceCIDR, port: cfg.ManagementPort, log: w.log}
-			addHandlers(handlers, w.launcher.handlers())
-		}
+		w.launcher = &launcher{store: w.store, cloud: w.cloud, jobs: w.jobs, clock: w.clock,
+			window: cfg.LaunchConsistencyWindow, source: cfg.SourceCIDR, port: cfg.ManagementPort, log: w.log}
+		// These give way to a host's handler of the same type (registered
+		// at Run unless the host registered its own).
+		w.yielding = map[string]HandlerFunc{}
+		addHandlers(w.yielding, w.accts.handlers())
+		addHandlers(w.yielding, w.launcher.handlers())
 	}
 	if err := w.buildGuestLogs(out, handlers); err != nil {
 		return err
@@ -223,7 +239,7 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 		return nil
 	}
 	if w.sched != nil {
-		if err := w.sched.sched.Register(guestLogsKind, gl.Interval); err != nil {
+		if err := w.sched.register(guestLogsKind, gl.Interval); err != nil {
 			return fmt.Errorf("worker: guest logs: %w", err)
 		}
 	}
@@ -242,6 +258,52 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 	addHandlers(handlers, w.guests.handlers(out))
 	w.log.Info("guest log collection enabled", "every", gl.Interval, "source", c.SourceAddr().String())
 	return nil
+}
+
+// buildAccounts composes the account registry and the account providers.
+func (w *Worker) buildAccounts() error {
+	types := map[string]ProviderType{"sim": {New: sim.NewAccountProvider, CheckSettings: sim.CheckAccountSettings},
+		"vsphere": {New: vsphere.NewAccountProvider, CheckSettings: vsphere.CheckAccountSettings}}
+	maps.Copy(types, w.cfg.Providers)
+	var creds km.Store
+	if w.creds != nil {
+		creds = w.creds
+	}
+	if w.cfg.Credentials != nil {
+		c, err := km.NewCache(w.cfg.Credentials, w.cfg.CredentialCacheTTL, nil)
+		if err != nil {
+			return fmt.Errorf("worker: credentials: %w", err)
+		}
+		creds = c
+	}
+	w.provs = newProviders(types, w.store, creds, w.cfg.Cloud, w.log)
+	w.cloud = routedCloud{p: w.provs}
+	check := func(_ context.Context, a accounts.Account) error {
+		if a.Provider != "" {
+			t, ok := types[a.Provider]
+			if !ok {
+				return &accounts.FieldError{Field: "provider", Value: a.Provider,
+					Problem: fmt.Sprintf("is not a registered provider type (known: %s)", strings.Join(slices.Sorted(maps.Keys(types)), ", "))}
+			}
+			if t.CheckSettings != nil {
+				if err := t.CheckSettings(a.Settings); err != nil {
+					return err
+				}
+			}
+		}
+		if a.Credential != "" && creds == nil {
+			return &accounts.FieldError{Field: "credential", Value: a.Credential,
+				Problem: "names a credential but the worker has no key manager (Config.Keyring or Config.Credentials)"}
+		}
+		return nil
+	}
+	var sched accountSchedule
+	if w.sched != nil {
+		sched = w.sched
+	}
+	var err error
+	w.accts, err = newRegistry(w.store, check, sched, w.provs, w.now, w.log)
+	return err
 }
 
 // openCredentials opens the embedded credential store when a keyring is set.
@@ -273,9 +335,10 @@ func (w *Worker) buildDuties() []duty {
 	}
 	if w.sched != nil {
 		ds = append(ds,
+			duty{name: "following the account registry", every: w.cfg.AccountSyncInterval, run: w.accts.sync},
 			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
 			duty{name: "purging published events", every: 10 * time.Minute, timeout: 5 * time.Minute,
-				run: outboxPurge{store: w.store, now: w.now, keep: sentEventsKept}.run},
+				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
 	}
@@ -343,12 +406,20 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 	return pub, sub, sub, w.cfg.MQ.Consumers, nil
 }
 
-// Handle registers h for actions of the given type. Call it before Run.
+// Handle registers h for actions of the given type. Call it before Run. A
+// host's handler for a built-in type that yields (server.launch,
+// account.put, account.delete) replaces the built-in one.
 func (w *Worker) Handle(actionType string, h Handler) error {
 	if w.cfg.Role == RolePublisher {
 		return fmt.Errorf("%w: Handle(%q) on a %s worker", ErrRoleNotSupported, actionType, w.cfg.Role)
 	}
-	return w.sub.Handle(actionType, h)
+	if err := w.sub.Handle(actionType, h); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	delete(w.yielding, actionType)
+	w.mu.Unlock()
+	return nil
 }
 
 // HandleFunc registers f for actions of the given type. Call it before Run.
@@ -379,7 +450,7 @@ func (w *Worker) Register(p Poller, every time.Duration) error {
 		return fmt.Errorf("worker: a poller for kind %q is already registered", kind)
 	}
 	if w.sched != nil {
-		if err := w.sched.sched.Register(kind, every); err != nil {
+		if err := w.sched.register(kind, every); err != nil {
 			return fmt.Errorf("worker: Register(%q): %w", kind, err)
 		}
 	}
@@ -387,30 +458,69 @@ func (w *Worker) Register(p Poller, every time.Duration) error {
 	return nil
 }
 
-// Watch schedules every registered kind for a cloud account of a customer.
-// It needs a schedule: RoleAll or RolePublisher.
+// Watch puts an account of a customer in the account registry, with no
+// provider type of its own (Config.Cloud, or pollers that bring their own
+// provider, serve it), unless it is there already — then only its customer
+// is updated. Every publisher process then polls every registered kind for
+// it, now and after restarts. For an account with its own provider type,
+// credential or intervals, use Worker.Accounts().Put.
 func (w *Worker) Watch(account, customer string) error {
 	switch {
 	case account == "":
 		return fmt.Errorf("%w: Watch: account is required", ErrInvalidConfig)
 	case customer == "":
 		return fmt.Errorf("%w: Watch(%q): customer is required (logs and credentials are kept per customer)", ErrInvalidConfig, account)
-	case len(account) > maxFieldLen || len(customer) > maxFieldLen:
-		return fmt.Errorf("%w: Watch(%q, %q): account and customer are at most %d bytes", ErrInvalidConfig, shorten(account), shorten(customer), maxFieldLen)
 	}
-	if w.sched == nil {
-		return fmt.Errorf("%w: Watch on a %s worker (the schedule lives in publishers)", ErrRoleNotSupported, w.cfg.Role)
+	ctx, cancel := context.WithTimeout(context.Background(), registryWriteTimeout)
+	defer cancel()
+	if err := w.accts.watch(ctx, account, customer); err != nil {
+		if errors.Is(err, accounts.ErrInvalid) {
+			return fmt.Errorf("%w: Watch: %w", ErrInvalidConfig, err)
+		}
+		return fmt.Errorf("worker: Watch(%q): %w", account, err)
 	}
-	return w.sched.sched.Watch(account, customer)
+	return nil
 }
 
-// Unwatch stops polling an account and returns how many targets it removed.
+// Unwatch deletes an account from the registry (its stored state is kept)
+// and returns how many of this process's schedule targets it removed.
 // Polls already dispatched for it are dropped as stale.
 func (w *Worker) Unwatch(account string) int {
-	if w.sched == nil {
-		return 0
+	n := 0
+	if w.sched != nil {
+		n = w.sched.unfollow(account)
 	}
-	return w.sched.sched.Unwatch(account)
+	ctx, cancel := context.WithTimeout(context.Background(), registryWriteTimeout)
+	defer cancel()
+	if err := w.accts.reg.Delete(ctx, account, accounts.DeleteOptions{}); err != nil && !errors.Is(err, accounts.ErrNotFound) {
+		w.log.Warn("Unwatch: the account could not be deleted from the registry", "account", account, "err", err)
+	}
+	return n
+}
+
+// registryWriteTimeout bounds Watch and Unwatch, which take no context.
+const registryWriteTimeout = 30 * time.Second
+
+// Accounts is the account registry, in the provisioning database: put,
+// get, list, pause, resume and delete the accounts this deployment polls.
+// Every publisher process follows it; see package accounts.
+func (w *Worker) Accounts() *accounts.Registry { return w.accts.reg }
+
+// Cloud is the cloud of every account: each call goes to the provider of
+// the account it names, built from the registry (or Config.Cloud). Give it
+// to the standard pollers (cloud.ServerPoller{Compute: …}) so that one
+// poller serves every account on every provider type.
+func (w *Worker) Cloud() cloud.Provider { return w.cloud }
+
+// AccountHealth reports how an account's polls are going when they are
+// failing: how many in a row, the last error, since when. ok is false
+// when the account's last poll succeeded (or none ran), and always in a
+// subscriber-only process, which has no schedule.
+func (w *Worker) AccountHealth(account string) (h AccountHealth, ok bool) {
+	if w.sched == nil {
+		return AccountHealth{}, false
+	}
+	return w.sched.accountHealth(account)
 }
 
 // Schedule polls one target at its own interval: a single resource polled more
@@ -483,9 +593,21 @@ func (w *Worker) Publish(ctx context.Context, actions ...Action) error {
 	return w.pub.Publish(ctx, actions...)
 }
 
-// Store returns the built-in store (its [StateSink], history, jobs, poison
-// and deferred tables), or nil when Config.Storage is the host's own.
-func (w *Worker) Store() *persist.Store { return w.db }
+// Store returns a read-only view of the worker's store: observed resources
+// and their history, tracked jobs, launch intents. It is nil when
+// Config.Storage is the host's own and does not implement [StoreView].
+// Poisoned actions are read with [Worker.Poisoned].
+func (w *Worker) Store() StoreView {
+	if v, ok := w.store.(StoreView); ok {
+		return storeView{v}
+	}
+	return nil
+}
+
+// Sink returns the [StateSink] the worker saves polls to (the built-in
+// store, or Config.Storage): a handler that observes state saves it here,
+// and gets back only what changed.
+func (w *Worker) Sink() StateSink { return stateSink{w.store} }
 
 // Running is closed when Run has started consuming.
 func (w *Worker) Running() <-chan struct{} { return w.running }
@@ -503,7 +625,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	w.ran = true
+	yielding := w.yielding
+	w.yielding = nil
 	w.mu.Unlock()
+	for typ, h := range yielding {
+		if err := w.sub.Handle(typ, h); err != nil {
+			return fmt.Errorf("worker: built-in handler %q: %w", typ, err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if len(w.sub.Queues()) > 0 {
@@ -516,6 +645,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("worker has no handlers: it will not consume any queue")
 	}
 	if w.sched != nil && gctx.Err() == nil {
+		// Every account of the registry is on the schedule before Run
+		// reports running; if the database is away, the sync duty keeps
+		// trying.
+		sctx, cancel := context.WithTimeout(gctx, registryWriteTimeout)
+		if err := w.accts.sync(sctx); err != nil {
+			w.log.Warn("the account registry could not be read at start; retrying in the background", "err", err)
+		}
+		cancel()
 		g.Go(func() error { return w.sched.run(gctx) })
 	}
 	for _, d := range w.duties {
@@ -585,6 +722,9 @@ func (w *Worker) Close() error {
 		w.creds.Purge() // wipes the cached secrets
 	}
 	var err error
+	if w.provs != nil {
+		err = w.provs.close()
+	}
 	for _, c := range w.closers {
 		err = errors.Join(err, c())
 	}

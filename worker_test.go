@@ -71,7 +71,7 @@ func scenario(t *testing.T, pub *Worker, sub func() *Worker) {
 			return Permanent(err)
 		}
 		attrs, _ := json.Marshal(map[string]string{"state": p.State})
-		_, err := w.Store().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"},
+		_, err := w.Sink().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"},
 			state.Snapshot{Observations: []state.Observation{{ID: p.ID, Attributes: attrs, ObservedAt: a.CreatedAt}}})
 		if err != nil {
 			return err
@@ -174,9 +174,7 @@ func TestScenarioRabbitMQMariaDB(t *testing.T) {
 	t.Parallel()
 	url := testenv.AMQPURL(t)
 	dsn := testenv.MySQLDSN(t)
-	top := Topology{Prefix: testenv.UniqueName(t)}
-	top.setDefaults()
-	testenv.DeleteQueuesOnCleanup(t, url, top.Topics()...)
+	top := uniqueTopology(t, url)
 	base := Config{
 		MQ:       MQConfig{URL: url},
 		Store:    persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, Logger: discardLogger()},
@@ -387,7 +385,9 @@ func TestRegistrationRefusesBadInput(t *testing.T) {
 	require.ErrorIs(t, w.Watch("acct-1", ""), ErrInvalidConfig)
 	require.ErrorContains(t, w.Watch("acct-1", ""), `Watch("acct-1"): customer is required`)
 	require.ErrorContains(t, w.Watch("", "acme"), "account is required")
-	require.ErrorContains(t, w.Watch(strings.Repeat("a", 300), "acme"), "at most 255 bytes")
+	// The registry's limit (the store's account column is 128 bytes).
+	require.ErrorContains(t, w.Watch(strings.Repeat("a", 300), "acme"), "is 300 bytes, at most 128")
+	require.ErrorIs(t, w.Watch("acct-1 ", "acme"), ErrInvalidConfig, "look-alike ids are refused")
 	require.NoError(t, w.Watch("acct-1", "acme"))
 }
 
@@ -433,7 +433,7 @@ func TestHostTransportAndStorage(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 
 	w := newTestWorker(t, Config{Transport: Transport{Publisher: gc, Subscriber: gc}, Storage: store, Logger: discardLogger()})
-	require.Nil(t, w.Store(), "Store() is the built-in store only")
+	require.NotNil(t, w.Store(), "a host's *persist.Store is readable through the view")
 	handled := make(chan string, 2)
 	require.NoError(t, w.HandleFunc("t", func(_ context.Context, a Action) error {
 		if a.Payload != nil {
@@ -499,4 +499,53 @@ func TestInvalidConfigSentinels(t *testing.T) {
 	require.NoError(t, poller.Config{}.Validate())
 	require.NoError(t, sim.Config{}.Validate())
 	require.ErrorIs(t, persist.Config{Provisioning: persist.DBConfig{Driver: "oracle"}}.Validate(), persist.ErrInvalid, "still ErrInvalid too")
+}
+
+// hostStore is a host's storage with nothing but [Store]'s methods.
+type hostStore struct{ Store }
+
+// TestStoreView: Store() is a read-only view and Sink() the state sink,
+// neither of which leads back to the protocol steps of the full store; a
+// host's Storage without the view's reads has no view, but a sink.
+func TestStoreView(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newTestWorker(t, Config{Store: sqliteConfig(t), Logger: discardLogger()})
+	target := state.Target{Account: "acct-1", Customer: "acme", Kind: "server"}
+	changes, err := w.Sink().Save(ctx, target, state.Snapshot{Observations: []state.Observation{
+		{ID: "i-1", Attributes: json.RawMessage(`{"state":"RUNNING"}`)}}})
+	require.NoError(t, err)
+	require.Len(t, changes, 1)
+
+	v := w.Store()
+	require.NotNil(t, v)
+	r, err := v.Resource(ctx, "acct-1", "server", "i-1")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), r.Version)
+	rs, err := v.Resources(ctx, "acct-1", "server", "", 10)
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	h, err := v.History(ctx, "acct-1", "server", "i-1")
+	require.NoError(t, err)
+	require.Len(t, h, 1)
+	_, err = v.Job(ctx, "job-1")
+	require.ErrorIs(t, err, persist.ErrNotFound)
+	_, err = v.LaunchIntent(ctx, "k-1")
+	require.ErrorIs(t, err, persist.ErrNotFound)
+	require.Contains(t, v.Describe(), "sqlite")
+
+	for name, x := range map[string]any{"Store": v, "Sink": w.Sink()} {
+		_, full := x.(*persist.Store)
+		require.False(t, full, "%s() must not be the *persist.Store", name)
+		_, protocol := x.(launchStore)
+		require.False(t, protocol, "%s() must not offer ClaimLaunch", name)
+		_, protocol = x.(outboxStore)
+		require.False(t, protocol, "%s() must not offer MarkEventsSent", name)
+	}
+
+	own := newTestWorker(t, Config{Storage: hostStore{w.db}, Logger: discardLogger()})
+	require.Nil(t, own.Store(), "a host store without the view's reads has none")
+	_, err = own.Sink().Save(ctx, target, state.Snapshot{Observations: []state.Observation{
+		{ID: "i-1", Attributes: json.RawMessage(`{"state":"STOPPED"}`)}}})
+	require.NoError(t, err, "the sink is the host's store")
 }

@@ -2,10 +2,12 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
+	_ "github.com/glebarez/go-sqlite" // driver "sqlite", as the store uses
 	worker "github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/persist"
 )
@@ -27,9 +29,9 @@ func BenchmarkEmbedded(b *testing.B) {
 }
 
 // BenchmarkEmbeddedDurable is pair 7b: the same, with one durable row per
-// action: the handler inserts a row into the store's SQLite file (the
-// store's writer connection, autocommit, database/sql as on River's side)
-// before it returns.
+// action: the handler inserts a row into the store's SQLite file (one
+// writer connection, autocommit, database/sql as on River's side) before it
+// returns.
 func BenchmarkEmbeddedDurable(b *testing.B) {
 	b.Run("memory", func(b *testing.B) { embeddedEndToEnd(b, "", true) })
 	b.Run("sqlite", func(b *testing.B) { embeddedEndToEnd(b, "sqlite", true) })
@@ -38,20 +40,24 @@ func BenchmarkEmbeddedDurable(b *testing.B) {
 func embeddedEndToEnd(b *testing.B, mq string, row bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	storeFile := filepath.Join(b.TempDir(), "worker.db")
 	w, err := worker.New(ctx, worker.Config{
 		MQ:     worker.MQConfig{URL: mq},
-		Store:  persist.Config{Provisioning: persist.DBConfig{DSN: filepath.Join(b.TempDir(), "worker.db")}, Logger: quiet},
+		Store:  persist.Config{Provisioning: persist.DBConfig{DSN: storeFile}, Logger: quiet},
 		Logger: quiet,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The store's own pool (one writer connection), through database/sql
-	// as River's side writes its row.
-	db, err := w.Store().DB().DB()
+	// The rows go to the store's file through one writer connection of
+	// their own, opened as the store opens its writer (WAL, synchronous
+	// NORMAL), through database/sql as on River's side.
+	db, err := sql.Open("sqlite", storeFile+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
 	if row {
 		if _, err := db.Exec("CREATE TABLE bench_rows (id TEXT NOT NULL PRIMARY KEY, body BLOB NOT NULL, created_at DATETIME NOT NULL)"); err != nil {
 			b.Fatal(err)

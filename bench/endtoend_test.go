@@ -56,7 +56,7 @@ func BenchmarkEndToEndDurable(b *testing.B) {
 		endToEndOurs(b, persist.DBConfig{Driver: persist.MySQL, DSN: dsn}, func(ww *worker.Worker) worker.HandlerFunc {
 			w = ww
 			return func(ctx context.Context, a worker.Action) error {
-				_, err := w.Store().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"},
+				_, err := w.Sink().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"},
 					state.Snapshot{Observations: []state.Observation{{ID: a.Resource, Attributes: attrs}}})
 				return err
 			}

@@ -219,9 +219,7 @@ func (a *AuditLog) openNames(r auditRow) (Credential, error) {
 	if err != nil {
 		return Credential{}, err
 	}
-	defer pt.Destroy()
-	var c Credential
-	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
+	c, err := openedCredential(pt)
 	if err != nil {
 		return Credential{}, err
 	}

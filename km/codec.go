@@ -60,6 +60,16 @@ func marshalCredential(c Credential) []byte {
 	return buf
 }
 
+// openedCredential decodes the credential in pt, the plaintext of an opened
+// envelope, and destroys pt.
+func openedCredential(pt Secret) (Credential, error) {
+	defer pt.Destroy()
+	var c Credential
+	var err error
+	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
+	return c, err
+}
+
 // unmarshalCredential decodes b; secret values are copied, so the caller may
 // zero b afterwards.
 func unmarshalCredential(b []byte) (Credential, error) {

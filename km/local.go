@@ -142,9 +142,7 @@ func (s *LocalStore) openInfo(r secretRow) (Credential, error) {
 	if err != nil {
 		return Credential{}, fmt.Errorf("km: credential row %d: %w", r.ID, err)
 	}
-	defer pt.Destroy()
-	var c Credential
-	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
+	c, err := openedCredential(pt)
 	if err != nil {
 		return Credential{}, errorf(ErrTampered, "credential row %d: malformed info", r.ID)
 	}

@@ -67,9 +67,7 @@ func openCredential(kr *Keyring, b Binding, env []byte) (Credential, error) {
 	if err != nil {
 		return Credential{}, err
 	}
-	defer pt.Destroy()
-	var c Credential
-	pt.view(func(b []byte) { c, err = unmarshalCredential(b) })
+	c, err := openedCredential(pt)
 	if err != nil {
 		return Credential{}, errorf(ErrTampered, "credential %s/%s/%s: %v", b.Customer, b.Account, b.Name, err)
 	}

@@ -38,6 +38,9 @@ func (deferredRow) TableName() string { return tblDeferred }
 // row (MySQL: the server's max_allowed_packet, less 64 KiB; SQLite: 1 GB).
 // Such a message needs another fate, such as [Store.AddPoison], which
 // never refuses a message for its content.
+//
+// It is a step of the worker's protocol, taken by the subscriber: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) Defer(ctx context.Context, p Parked, dueAt time.Time) error {
 	row, err := encodeParked("defer", p)
 	if err != nil {
@@ -67,6 +70,9 @@ func (s *Store) Defer(ctx context.Context, p Parked, dueAt time.Time) error {
 // DueDeferred returns up to limit messages whose due time is at or before
 // now, earliest first. It does not remove them: delete each with
 // [Store.DeleteDeferred] once it has been republished. A limit <= 0 means 100.
+//
+// It is a step of the worker's protocol, taken by the parked-retry pump: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) DueDeferred(ctx context.Context, now time.Time, limit int) ([]Deferred, error) {
 	if limit <= 0 {
 		limit = 100
@@ -94,6 +100,9 @@ func (s *Store) DueDeferred(ctx context.Context, now time.Time, limit int) ([]De
 // removed only if it is still the one that was read: a message deferred again
 // in the meantime (a new due time or attempt count — its retry already ran
 // and failed) keeps its new row. Unknown rows are ignored.
+//
+// It is a step of the worker's protocol, taken by the parked-retry pump: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) DeleteDeferred(ctx context.Context, ds ...Deferred) error {
 	if len(ds) == 0 {
 		return nil

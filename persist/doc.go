@@ -89,7 +89,35 @@
 // with [Store.MarkEventsSent]. [Store.TrackJob] records a running cloud
 // operation and FinishJob ends it exactly once, whichever worker gets there
 // first. [Store.ClaimLaunch] makes a server launch idempotent by the action's
-// key. [Store.GuestOffsets] keeps the guest log collector's offsets.
+// key. [Store.GuestOffset] and [Store.PutGuestOffset] keep the guest log
+// collector's offsets.
+//
+// # What a host calls, and what is the worker's protocol
+//
+// A host reads: [Store.Resource], [Store.Resources], [Store.History],
+// [Store.Job], [Store.LaunchIntent], [Store.ListPoison], [Store.GetPoison]
+// and [Store.Describe]. It writes observed state with [Store.Save] (the
+// StateSink), and, when it opened the store itself, its own tables through
+// [Store.DB] and exactly-once effects through [Store.RunOnce]; [Open],
+// [Migrate] and [Store.Close] manage the store.
+//
+// The other methods are the steps of the worker's protocol, each used by
+// one part of the root package's Worker through a small interface:
+// [Store.Sweep] (the poll runner); [Store.TrackJob], [Store.RunningJobs] and
+// [Store.FinishJob] (the job tracker); [Store.ClaimLaunch],
+// [Store.RenewLaunch] and [Store.RecordLaunch] (the launcher);
+// [Store.PendingEvents], [Store.MarkEventsSent] and [Store.PurgeSentEvents]
+// (the outbox relay); [Store.Defer], [Store.DueDeferred] and
+// [Store.DeleteDeferred] (retries parked by the subscriber, republished by
+// the pump); [Store.AddPoison] and [Store.MarkPoisonReplayed] (poisoning
+// and replay); [Store.FlushHistory] (the history copy);
+// [Store.GuestOffset] and [Store.PutGuestOffset] (guest logs);
+// [Store.PurgeInbox] (the inbox purge). They are exported so that the worker
+// can use a store a host opened, and so that a host can implement
+// worker.Store on a database of its own; a host that runs a worker does not
+// call them: an event marked sent that was never published, or a launch
+// claimed outside the launcher, breaks the guarantees the worker gives.
+// Worker.Store gives hosts the reads alone.
 //
 // # Exactly-once effects (the inbox)
 //

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/stratusworks/worker/internal/jsonscan"
 	"github.com/stratusworks/worker/state"
 )
 
@@ -55,7 +55,7 @@ const (
 
 const (
 	defaultEventLimit = 100
-	defaultPurgeBatch = 1000 // rows per DELETE when purging sent events
+	defaultPurgeBatch = 1000 // rows per DELETE when purging (sent events, the inbox)
 )
 
 type eventRow struct {
@@ -195,18 +195,7 @@ func writeObservation(b *strings.Builder, o *state.Observation) bool {
 }
 
 // writeJSONString writes s as json.Marshal does.
-func writeJSONString(b *strings.Builder, s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string cannot fail
-			b.Write(q)
-			return
-		}
-	}
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
-}
+func writeJSONString(b *strings.Builder, s string) { jsonscan.WriteString(b, s, true) }
 
 // writeJSONStrings writes ss as a JSON array, as json.Marshal does.
 func writeJSONStrings(b *strings.Builder, ss []string) {
@@ -233,6 +222,9 @@ func jsonStrings(ss []string) string {
 // PendingEvents returns up to limit events not yet marked sent, oldest first.
 // A limit <= 0 means 100. It does not claim them: relays running at the same
 // time may both publish an event, which consumers dedupe by ID.
+//
+// It is a step of the worker's protocol, taken by the outbox relay: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = defaultEventLimit
@@ -253,6 +245,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]Event, error) {
 
 // MarkEventsSent records that the events with these ids were published.
 // It is idempotent: unknown ids and events already marked are ignored.
+//
+// It is a step of the worker's protocol, taken by the outbox relay: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
@@ -273,7 +268,23 @@ func (s *Store) MarkEventsSent(ctx context.Context, ids ...string) error {
 // PurgeSentEvents deletes events that were marked sent before olderThan and
 // returns how many it deleted. Unsent events are never purged. It deletes in
 // batches, so a large backlog does not hold one long transaction.
+//
+// It is a step of the worker's protocol, taken by the outbox purge: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, error) {
+	n, err := s.purge(ctx, &eventRow{}, "sent_at IS NOT NULL AND sent_at < ?", "sent_at, id", olderThan)
+	if err != nil {
+		return n, fmt.Errorf("persist: purge sent events: %w", err)
+	}
+	return n, nil
+}
+
+// purge deletes the provisioning rows of model's table that match where
+// (with the cutoff olderThan as its one argument), oldest first in the order
+// orderBy, in batches of s.purgeBatch rows, each its own short transaction,
+// and returns how many it deleted (also when it fails part way: what it
+// deleted stays deleted). The table must have an integer id column.
+func (s *Store) purge(ctx context.Context, model any, where, orderBy string, olderThan time.Time) (int, error) {
 	cutoff := dbTime(olderThan)
 	batch := s.purgeBatch
 	if batch <= 0 {
@@ -285,19 +296,18 @@ func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Time) (int, 
 		var deleted int64
 		err := retry(ctx, func() error {
 			db := s.prov.writer.WithContext(ctx)
-			if err := db.Model(&eventRow{}).Where("sent_at IS NOT NULL AND sent_at < ?", cutoff).
-				Order("sent_at, id").Limit(batch).Pluck("id", &ids).Error; err != nil {
+			if err := db.Model(model).Where(where, cutoff).Order(orderBy).Limit(batch).Pluck("id", &ids).Error; err != nil {
 				return err
 			}
 			if len(ids) == 0 {
 				return nil
 			}
-			res := db.Where("id IN ?", ids).Delete(&eventRow{})
+			res := db.Where("id IN ?", ids).Delete(model)
 			deleted = res.RowsAffected
 			return res.Error
 		})
 		if err != nil {
-			return total, fmt.Errorf("persist: purge sent events: %w", err)
+			return total, err
 		}
 		total += int(deleted)
 		if len(ids) < batch {

@@ -61,6 +61,9 @@ func checkGuestFile(op string, k GuestFile) error {
 // none. Server ids are limited to 255 bytes and paths to 320, and neither may
 // end with a space (MySQL would not tell "a" from "a "); the account, to 128
 // bytes.
+//
+// It is a step of the worker's protocol, taken by the guest-log collector: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) GuestOffset(ctx context.Context, k GuestFile) (GuestOffset, error) {
 	if err := checkGuestFile("guest offset", k); err != nil {
 		return GuestOffset{}, err
@@ -82,6 +85,9 @@ func (s *Store) GuestOffset(ctx context.Context, k GuestFile) (GuestOffset, erro
 
 // PutGuestOffset stores the offset of a guest log file, replacing any
 // previous one.
+//
+// It is a step of the worker's protocol, taken by the guest-log collector: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PutGuestOffset(ctx context.Context, k GuestFile, o GuestOffset) error {
 	if err := checkGuestFile("put guest offset", k); err != nil {
 		return err

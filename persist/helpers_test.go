@@ -41,18 +41,18 @@ func (c *testClock) Set(t time.Time) {
 // backend is one database the shared scenarios run against.
 type backend struct {
 	name       string
-	db         func(t *testing.T) DBConfig // a fresh, empty database
+	db         func(t testing.TB) DBConfig // a fresh, empty database
 	reopenable bool                        // a second Open sees the same data
 }
 
 var backends = []backend{
-	{name: "SQLiteFile", reopenable: true, db: func(t *testing.T) DBConfig {
+	{name: "SQLiteFile", reopenable: true, db: func(t testing.TB) DBConfig {
 		return DBConfig{Driver: SQLite, DSN: filepath.Join(t.TempDir(), "worker.db")}
 	}},
-	{name: "SQLiteMemory", db: func(t *testing.T) DBConfig {
+	{name: "SQLiteMemory", db: func(t testing.TB) DBConfig {
 		return DBConfig{DSN: MemoryDSN}
 	}},
-	{name: "MySQL", reopenable: true, db: func(t *testing.T) DBConfig {
+	{name: "MySQL", reopenable: true, db: func(t testing.TB) DBConfig {
 		return DBConfig{Driver: MySQL, DSN: testenv.MySQLDSN(t)}
 	}},
 }

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+
+	"github.com/stratusworks/worker/internal/text"
 )
 
 // inboxRow is one handled action (table worker_inbox): its type and
@@ -116,9 +118,9 @@ func checkInboxKey(actionType, key string) error {
 		case v == "":
 			return invalidf("persist: run once: %s is required (got %q)", field, v)
 		case len(v) > maxLen:
-			return invalidf("persist: run once: %s %q is %d bytes, longer than %d", field, shortKey(v), len(v), maxLen)
+			return invalidf("persist: run once: %s %q is %d bytes, longer than %d", field, text.Shorten(v), len(v), maxLen)
 		case !utf8.ValidString(v):
-			return invalidf("persist: run once: %s %q is not valid UTF-8", field, shortKey(v))
+			return invalidf("persist: run once: %s %q is not valid UTF-8", field, text.Shorten(v))
 		}
 		return nil
 	}
@@ -128,49 +130,18 @@ func checkInboxKey(actionType, key string) error {
 	return check("key", key, maxInboxKeyLen)
 }
 
-// shortKey is v cut to 64 bytes, marked when cut, for messages.
-func shortKey(v string) string {
-	const keep = 64
-	if len(v) <= keep {
-		return v
-	}
-	return v[:keep] + "…"
-}
-
 // PurgeInbox deletes the inbox records made before olderThan and returns how
 // many it deleted. A redelivered action whose record was purged runs its
 // effect again, so keep records for longer than anything can be redelivered
 // (the root package keeps them 7 days, or twice the retry budget). It
 // deletes in batches, each its own short transaction.
+//
+// It is a step of the worker's protocol, taken by the inbox purge: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) PurgeInbox(ctx context.Context, olderThan time.Time) (int, error) {
-	cutoff := dbTime(olderThan)
-	batch := s.purgeBatch
-	if batch <= 0 {
-		batch = defaultPurgeBatch
+	n, err := s.purge(ctx, &inboxRow{}, "handled_at < ?", "handled_at, id", olderThan)
+	if err != nil {
+		return n, fmt.Errorf("persist: purge inbox before %s: %w", dbTime(olderThan).Format(time.RFC3339), err)
 	}
-	total := 0
-	for {
-		var ids []int64
-		var deleted int64
-		err := retry(ctx, func() error {
-			db := s.prov.writer.WithContext(ctx)
-			if err := db.Model(&inboxRow{}).Where("handled_at < ?", cutoff).
-				Order("handled_at, id").Limit(batch).Pluck("id", &ids).Error; err != nil {
-				return err
-			}
-			if len(ids) == 0 {
-				return nil
-			}
-			res := db.Where("id IN ?", ids).Delete(&inboxRow{})
-			deleted = res.RowsAffected
-			return res.Error
-		})
-		if err != nil {
-			return total, fmt.Errorf("persist: purge inbox before %s: %w", cutoff.Format(time.RFC3339), err)
-		}
-		total += int(deleted)
-		if len(ids) < batch {
-			return total, nil
-		}
-	}
+	return n, nil
 }

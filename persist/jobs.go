@@ -110,6 +110,9 @@ func validJSON(raw json.RawMessage) (*string, bool) {
 // its state. The store sets State (running), Version (1) and UpdatedAt, and
 // CreatedAt when zero; j.Result and j.Error are ignored. ID, Account and
 // Kind are required.
+//
+// It is a step of the worker's protocol, taken by the job tracker: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) TrackJob(ctx context.Context, j Job) (Job, bool, error) {
 	switch {
 	case j.ID == "":
@@ -175,6 +178,9 @@ func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 // in ID order: pass the last ID of a page to get the next one, "" to start.
 // A limit <= 0 means 100. It is meant for re-scheduling the checks of jobs
 // after a restart.
+//
+// It is a step of the worker's protocol, taken by the job tracker: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) RunningJobs(ctx context.Context, after string, limit int) ([]Job, error) {
 	if limit <= 0 {
 		limit = 100
@@ -202,6 +208,9 @@ func (s *Store) RunningJobs(ctx context.Context, after string, limit int) ([]Job
 // returns false. resourceID, when not empty, replaces the job's ResourceID;
 // result (nil for none) must be valid JSON. A job that does not exist fails
 // with [ErrNotFound]; a non-terminal st with [ErrInvalid].
+//
+// It is a step of the worker's protocol, taken by the job tracker: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) FinishJob(ctx context.Context, id string, st JobState, resourceID string, result json.RawMessage, errMsg string) (bool, error) {
 	if !st.Terminal() {
 		return false, invalidf("persist: finish job %s: state %q is not terminal", id, st)

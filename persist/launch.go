@@ -67,6 +67,9 @@ func (r launchRow) decode() LaunchIntent {
 // exactly one wins. Key and Account are required; Request (optional) must be
 // valid JSON; State, ServerID, OperationID, JobID and the times are set by
 // the store.
+//
+// It is a step of the worker's protocol, taken by the launcher: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) ClaimLaunch(ctx context.Context, in LaunchIntent) (LaunchIntent, bool, error) {
 	switch {
 	case in.Key == "":
@@ -112,6 +115,9 @@ func (s *Store) ClaimLaunch(ctx context.Context, in LaunchIntent) (LaunchIntent,
 // RecordLaunch marks the intent with this key "launched" and records what
 // the launch started. Recording again overwrites the ids. It fails with
 // [ErrNotFound] if the key was never claimed.
+//
+// It is a step of the worker's protocol, taken by the launcher: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) RecordLaunch(ctx context.Context, key, serverID, operationID, jobID string) error {
 	switch {
 	case len(serverID) > maxResourceLen:
@@ -175,6 +181,9 @@ func (s *Store) LaunchIntent(ctx context.Context, key string) (LaunchIntent, err
 // same way, so that of several such attempts exactly one goes on to launch.
 // It returns the new ClaimedAt for the next renewal. Renewing at the very
 // instant of the last claim is a no-op that reports true.
+//
+// It is a step of the worker's protocol, taken by the launcher: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) RenewLaunch(ctx context.Context, key string, claimedAt time.Time) (time.Time, bool, error) {
 	now := dbTime(s.now())
 	from := dbTime(claimedAt)

@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
+	"github.com/stratusworks/worker/accounts"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ var (
 				byteColumn{tblJobs, "id", maxJobIDLen},
 			)},
 			{Version: 12, Name: "create the km service's nonce and audit tables", Up: createKMServerTables},
+			{Version: 13, Name: "create the account registry", Up: createTables(accountsDDL)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -74,7 +76,8 @@ const (
 	tblJobs      = "worker_jobs"
 	tblLaunches  = "worker_launch_intents"
 	tblOffsets   = "worker_guest_offsets"
-	tblInbox     = "worker_inbox" // keys of actions whose effect committed (RunOnce)
+	tblInbox     = "worker_inbox"    // keys of actions whose effect committed (RunOnce)
+	tblAccounts  = "worker_accounts" // the account registry (package accounts)
 	// km's tables (see kmschema.go); persist owns their DDL so that the
 	// provisioning database's schema is versioned in one place.
 	tblKMCredentials = "worker_km_credentials" // km.LegacyTableName: clear identifiers, up to version 8
@@ -273,6 +276,28 @@ var (
 		},
 		unique:  []string{"action_type, idempotency_key"},
 		indexes: []string{"handled_at"},
+	}
+	// The account registry. Identifiers are compared byte for byte; the
+	// (updated_at, id) index serves the schedules' change feed.
+	accountsDDL = tableDef{
+		name: tblAccounts,
+		columns: []string{
+			fmt.Sprintf("id $BYTES(%d) NOT NULL", accounts.MaxIDLen),
+			fmt.Sprintf("customer $BYTES(%d) NOT NULL", accounts.MaxCustomerLen),
+			fmt.Sprintf("provider VARCHAR(%d) NOT NULL", accounts.MaxProviderLen),
+			"settings $TEXT NOT NULL",
+			fmt.Sprintf("credential $BYTES(%d) NOT NULL", accounts.MaxCredentialLen),
+			"paused BOOLEAN NOT NULL",
+			"paused_reason $TEXT NOT NULL",
+			"intervals $TEXT NOT NULL",
+			"labels $TEXT NOT NULL",
+			"created_at $TIME NOT NULL",
+			"updated_at $TIME NOT NULL",
+			"deleted_at $TIME NULL",
+			"revision BIGINT NOT NULL",
+		},
+		primaryKey: "id",
+		indexes:    []string{"updated_at, id"},
 	}
 	guestOffsetsDDL = tableDef{
 		name: tblOffsets,

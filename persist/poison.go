@@ -230,6 +230,9 @@ type PoisonFilter struct {
 // [ErrInvalid] for a message without MessageUUID or with negative Attempts
 // (the caller's bug, not the message's), and the database being unavailable
 // or failing.
+//
+// It is a step of the worker's protocol, taken by the subscriber: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) AddPoison(ctx context.Context, p Parked) error {
 	failed := p.FailedAt
 	if failed.IsZero() {
@@ -304,6 +307,9 @@ func (s *Store) GetPoison(ctx context.Context, id int64) (Parked, error) {
 // MarkPoisonReplayed records that the messages were sent back for another
 // try; [Store.ListPoison] then hides them unless asked. Unknown ids are
 // ignored.
+//
+// It is a step of the worker's protocol, taken by the poison views: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) MarkPoisonReplayed(ctx context.Context, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil

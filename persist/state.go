@@ -656,6 +656,9 @@ func (s *Store) History(ctx context.Context, account, kind, id string) ([]Histor
 // (account, kind, resource_id, version) and then deleted from the outbox, so
 // an interrupted flush repeats harmlessly. With a single database there is no
 // outbox and it returns 0.
+//
+// It is a step of the worker's protocol, taken by the history flusher: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) FlushHistory(ctx context.Context) (int, error) {
 	if s.ana == s.prov {
 		return 0, nil

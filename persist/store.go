@@ -128,8 +128,13 @@ func (s *Store) Describe() string {
 	return s.prov.desc + " (analytics: " + s.ana.desc + ")"
 }
 
-// DB returns the GORM handle that writes to the provisioning database, for
-// advanced use and tests. For SQLite it has exactly one connection: holding a
+// DB returns the GORM handle that writes to the provisioning database. It
+// is for a host that opened the store itself (standalone, or to pass it to
+// a worker as worker.Config.Storage) and keeps tables of its own beside the
+// worker's: to create them, say. Writes that must happen once per action go
+// through the worker's HandleTx, which hands the handler a transaction on
+// this database; the worker_* tables are the store's, written only through
+// its methods. For SQLite it has exactly one connection: holding a
 // transaction on it blocks every other write of the store.
 func (s *Store) DB() *gorm.DB { return s.prov.writer }
 

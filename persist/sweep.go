@@ -42,6 +42,9 @@ type sweepRow struct {
 // batches already committed are returned along with it (their events are in
 // the outbox either way). A negative grace, a nil seen or a target without
 // account or kind fail with an error matching [ErrInvalid].
+//
+// It is a step of the worker's protocol, taken by the poll runner: a host that runs
+// a worker does not call it (see the package documentation).
 func (s *Store) Sweep(ctx context.Context, t state.Target, seen func(id string) bool, grace time.Duration) ([]state.Change, error) {
 	switch {
 	case t.Account == "":

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Errors callers can branch on.
@@ -113,6 +115,18 @@ type Config struct {
 	// Logger receives connection events. Default slog.Default(). The URL's
 	// password is never logged.
 	Logger *slog.Logger
+}
+
+// reconnectBackOff is the wait between reconnection attempts, of the
+// connection and of a subscription: exponential from
+// ReconnectInitialInterval up to ReconnectMaxInterval, ±50% jitter, reset.
+func (c Config) reconnectBackOff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval: c.ReconnectInitialInterval, RandomizationFactor: 0.5,
+		Multiplier: 2, MaxInterval: c.ReconnectMaxInterval,
+	}
+	b.Reset()
+	return b
 }
 
 func (c *Config) setDefaults() {

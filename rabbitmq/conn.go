@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -208,11 +207,7 @@ func (c *conn) keep(ac *amqp.Connection) {
 			out.begin()
 			c.log.Warn("connection lost, reconnecting", "broker", c.cfg.URL, "err", err)
 		}
-		b := &backoff.ExponentialBackOff{
-			InitialInterval: c.cfg.ReconnectInitialInterval, RandomizationFactor: 0.5,
-			Multiplier: 2, MaxInterval: c.cfg.ReconnectMaxInterval,
-		}
-		b.Reset()
+		b := c.cfg.reconnectBackOff()
 		for {
 			t := time.NewTimer(b.NextBackOff())
 			select {

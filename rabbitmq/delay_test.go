@@ -3,7 +3,6 @@ package rabbitmq
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/stratusworks/worker/internal/faultproxy"
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
@@ -217,14 +215,7 @@ func TestRabbitMQWaitQueueArguments(t *testing.T) {
 func TestRabbitMQPublishDelayedAfterReconnect(t *testing.T) {
 	t.Parallel()
 	base := testConfig(t)
-	u, err := url.Parse(base.URL)
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	u.Host = proxy.Addr()
-	cfg := base
-	cfg.URL = u.String()
+	cfg, proxy := throughProxy(t, base)
 	pub, err := NewPublisher(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close() })

@@ -3,7 +3,6 @@ package rabbitmq
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -13,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/stratusworks/worker/internal/jsonscan"
 )
 
 // Base64Marker prefixes a header value that arrived as AMQP bytes that are
@@ -193,9 +194,6 @@ func writeJSONObject(b *bytes.Buffer, m map[string]any) {
 	b.WriteByte('}')
 }
 
-func writeJSONString(b *bytes.Buffer, s string) {
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	b.Truncate(b.Len() - 1)
-}
+// writeJSONString writes s as a JSON string without HTML escapes (header
+// values are not embedded in HTML).
+func writeJSONString(b *bytes.Buffer, s string) { jsonscan.WriteString(b, s, false) }

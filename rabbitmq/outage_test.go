@@ -3,12 +3,10 @@ package rabbitmq
 import (
 	"context"
 	"log/slog"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/stratusworks/worker/internal/faultproxy"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,14 +47,7 @@ func TestRabbitMQOutageLogs(t *testing.T) {
 	t.Parallel()
 	var got logs
 	base := testConfig(t)
-	u, err := url.Parse(base.URL)
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	u.Host = proxy.Addr()
-	cfg := base
-	cfg.URL = u.String()
+	cfg, proxy := throughProxy(t, base)
 	cfg.Logger = got.logger()
 	cfg.ReconnectInitialInterval = 5 * time.Millisecond
 	cfg.ReconnectMaxInterval = 20 * time.Millisecond

@@ -26,6 +26,20 @@ func testConfig(t *testing.T) Config {
 	return Config{URL: testenv.AMQPURL(t), Logger: quiet()}
 }
 
+// throughProxy is cfg with the broker reached through a fault proxy that
+// the test can cut and restore; the proxy closes when the test ends.
+func throughProxy(t *testing.T, cfg Config) (Config, *faultproxy.Proxy) {
+	t.Helper()
+	u, err := url.Parse(cfg.URL)
+	require.NoError(t, err)
+	proxy, err := faultproxy.New(u.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	u.Host = proxy.Addr()
+	cfg.URL = u.String()
+	return cfg, proxy
+}
+
 func newPair(t *testing.T, cfg Config) (*Publisher, *Subscriber) {
 	t.Helper()
 	ctx := context.Background()
@@ -123,14 +137,7 @@ func TestRabbitMQNackRequeues(t *testing.T) {
 func TestRabbitMQConnectionCut(t *testing.T) {
 	t.Parallel()
 	base := testConfig(t)
-	u, err := url.Parse(base.URL)
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	u.Host = proxy.Addr()
-	cfg := base
-	cfg.URL = u.String()
+	cfg, proxy := throughProxy(t, base)
 	cfg.PublishTimeout = 20 * time.Second
 	cfg.ReconnectMaxInterval = 200 * time.Millisecond
 	pub, err := NewPublisher(context.Background(), cfg)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -158,11 +157,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons *consumer, out 
 		down.begin()
 		log.Warn("subscription interrupted, consuming again when possible", "err", why)
 		// Consume again once reconnected.
-		bo := &backoff.ExponentialBackOff{
-			InitialInterval: s.cfg.ReconnectInitialInterval, RandomizationFactor: 0.5,
-			Multiplier: 2, MaxInterval: s.cfg.ReconnectMaxInterval,
-		}
-		bo.Reset()
+		bo := s.cfg.reconnectBackOff()
 		for {
 			if ctx.Err() != nil || s.closed.Load() {
 				return

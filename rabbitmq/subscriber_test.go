@@ -3,13 +3,11 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/stratusworks/worker/internal/faultproxy"
 	"github.com/stretchr/testify/require"
 )
 
@@ -171,14 +169,7 @@ func TestRabbitMQInFlightClose(t *testing.T) {
 func TestRabbitMQInFlightAcrossReconnect(t *testing.T) {
 	t.Parallel()
 	base := testConfig(t)
-	u, err := url.Parse(base.URL)
-	require.NoError(t, err)
-	proxy, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	u.Host = proxy.Addr()
-	cfg := base
-	cfg.URL = u.String()
+	cfg, proxy := throughProxy(t, base)
 	cfg.ReconnectInitialInterval = 10 * time.Millisecond
 	cfg.ReconnectMaxInterval = 100 * time.Millisecond
 	cfg.MaxInFlight = 4

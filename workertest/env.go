@@ -12,6 +12,7 @@ import (
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/clock"
 	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/internal/workerlink"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 )
@@ -47,8 +48,9 @@ const drainGrace = 100 * time.Millisecond
 //
 // Make it with [NewEnv]; register pollers and handlers, watch accounts,
 // then [Env.Start] it. Move time with [Env.Advance], and read what the
-// worker did from the Cloud, the store (Worker.Store()) and its events
-// ([Env.Event], [Env.Drain]). The Env stops the worker when the test ends.
+// worker did from the Cloud, the store (Worker.Store(), a read-only view)
+// and its events ([Env.Event], [Env.Drain]). The Env stops the worker when
+// the test ends.
 //
 // Only the schedule's work (polls, job checks, log collections) is waited
 // for by Advance. Actions the test publishes itself, and retries parked for
@@ -341,7 +343,7 @@ func (e *Env) take(typ string) (worker.Action, bool) {
 func (e *Env) Drain(t testing.TB) []worker.Action {
 	t.Helper()
 	e.mustBeStarted(t, "Drain")
-	if st := e.Worker.Store(); st != nil {
+	if st := workerlink.BuiltinStore(e.Worker); st != nil {
 		deadline := time.Now().Add(e.wait)
 		for {
 			pending, err := st.PendingEvents(context.Background(), 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/stratusworks/worker/clock"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/sim"
+	"github.com/stratusworks/worker/internal/workerlink"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/state"
 	"github.com/stratusworks/worker/workertest"
@@ -73,7 +74,7 @@ func TestEnvParkedRetryWaitsForTheClock(t *testing.T) {
 
 func parked(t *testing.T, env *workertest.Env) int {
 	t.Helper()
-	due, err := env.Worker.Store().DueDeferred(context.Background(), env.Clock.Now().Add(24*time.Hour), 10)
+	due, err := workerlink.BuiltinStore(env.Worker).DueDeferred(context.Background(), env.Clock.Now().Add(24*time.Hour), 10)
 	require.NoError(t, err)
 	return len(due)
 }

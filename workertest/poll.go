@@ -35,7 +35,7 @@ func Pages(t testing.TB, p worker.Poller, target state.Target) []state.Snapshot 
 // marks the resources it did not return missing and deletes them after
 // Config.DeletionGrace. Poll does not; test deletions with an [Env].
 //
-// [NewStore] is a sink for it; so is an Env's Worker.Store().
+// [NewStore] is a sink for it; so is an Env's Worker.Sink().
 func Poll(t testing.TB, p worker.Poller, target state.Target, sink worker.StateSink) []state.Change {
 	t.Helper()
 	if sink == nil {

@@ -2,17 +2,12 @@ package workertest
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"runtime/debug"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/clock"
+	"github.com/stratusworks/worker/internal/workerlink"
 )
 
 // DefaultHandlerTimeout is the handler timeout of [Run] without
@@ -92,10 +87,13 @@ func WithContext(ctx context.Context) Option { return optionFunc(func(c *runConf
 // is honoured and the policy's MaxAttempts and Budget hold.
 //
 // Like [worker.Publisher.Publish], Run gives an action without an ID a
-// fresh one, without a Key its ID, and without CreatedAt the clock's now;
-// it fails the test if the action does not validate. The handler receives
-// the action as it comes off the wire (JSON and back: a compacted payload,
-// times without a monotonic reading) with Attempt set.
+// fresh one, without a Key its ID, and without CreatedAt the clock's now.
+// The action then goes through the worker's own wire encoder and the
+// subscriber's decoder (with the default MaxPayloadBytes), and Run fails
+// the test if the publisher would refuse it (it does not validate, it is
+// too large) or the subscriber would poison it. The handler receives the
+// action as it comes off the wire (a compacted payload, times without a
+// monotonic reading) with Attempt set.
 //
 // As in the subscriber, a handler that panics has failed with a
 // [worker.Permanent] error wrapping [worker.ErrHandlerPanic] (the panic
@@ -138,61 +136,43 @@ func Run(t testing.TB, h worker.Handler, a worker.Action, opts ...Option) Result
 	return Result{Verdict: cfg.retry.Decide(err, cfg.attempt, since, now), Err: err, Action: a}
 }
 
-// delivered is a as Publish fills it in and a subscriber decodes it.
+// delivered is a as Publish fills it in and a subscriber decodes it (the
+// worker's own encoder and decoder, with the default MaxPayloadBytes).
 func delivered(a worker.Action, now time.Time) (worker.Action, error) {
-	if a.ID == "" {
-		a.ID = uuid.NewString()
-	}
-	if a.Key == "" {
-		a.Key = a.ID
-	}
-	if a.CreatedAt.IsZero() {
-		a.CreatedAt = now.UTC()
-	}
-	if err := a.Validate(); err != nil {
-		return a, fmt.Errorf("the action would not publish: %w", err)
-	}
-	b, err := json.Marshal(a)
+	out, err := workerlink.Deliver(a, now)
 	if err != nil {
-		return a, fmt.Errorf("the action does not encode: %w", err)
+		return a, err
 	}
-	var out worker.Action
-	if err := json.Unmarshal(b, &out); err != nil {
-		return a, fmt.Errorf("the action does not decode: %w", err)
-	}
-	return out, nil
+	return out.(worker.Action), nil
 }
 
-// attempt runs h once with the timeout, turning a panic into a permanent
-// error as the subscriber does.
+// attempt runs h once as the subscriber does (the worker's own attempt
+// function: the timeout, a panic turned into a permanent error, a late
+// error wrapped with worker.ErrHandlerTimeout), on a goroutine, so that a
+// handler which ignores its cancelled context fails the test instead of
+// hanging it.
 func attempt(t testing.TB, cfg runConfig, h worker.Handler, a worker.Action) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(cfg.ctx, cfg.timeout)
-	defer cancel()
+	started := make(chan context.Context, 1)
 	done := make(chan error, 1)
 	go func() {
-		var err error
-		defer func() {
-			if r := recover(); r != nil {
-				err = worker.Permanent(fmt.Errorf("%w: %v\n%s", worker.ErrHandlerPanic, r, debug.Stack()))
-			}
-			done <- err
-		}()
-		err = h.Handle(ctx, a)
+		done <- workerlink.Attempt(cfg.ctx, cfg.timeout, func(ctx context.Context) error {
+			started <- ctx
+			return h.Handle(ctx, a)
+		})
 	}()
-	var err error
+	ctx := <-started
 	select {
-	case err = <-done:
+	case err := <-done:
+		return err
 	case <-ctx.Done():
-		select {
-		case err = <-done:
-		case <-time.After(abandonAfter):
-			t.Fatalf("workertest.Run: the %s handler did not return within %v of its context being cancelled (%v)",
-				a.Type, abandonAfter, context.Cause(ctx))
-		}
 	}
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && cfg.ctx.Err() == nil && !worker.IsPermanent(err) {
-		err = fmt.Errorf("%w after %v: %w", worker.ErrHandlerTimeout, cfg.timeout, err)
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(abandonAfter):
+		t.Fatalf("workertest.Run: the %s handler did not return within %v of its context being cancelled (%v)",
+			a.Type, abandonAfter, context.Cause(ctx))
+		return nil
 	}
-	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,9 @@ func TestRunRefusesWhatPublishWould(t *testing.T) {
 		{name: "NoType", h: ok, a: worker.Action{}, want: "Type is required"},
 		{name: "BadType", h: ok, a: worker.Action{Type: "Server Launch"}, want: `Type "Server Launch"`},
 		{name: "BadPayload", h: ok, a: worker.Action{Type: "t", Payload: json.RawMessage(`{`)}, want: "Payload"},
+		{name: "TooLarge", h: ok, a: worker.Action{Type: "t", Payload: json.RawMessage(`"` + strings.Repeat("x", 1<<20) + `"`)},
+			want: "would not publish"},
+		{name: "LoneSurrogate", h: ok, a: worker.Action{Type: "t", Payload: json.RawMessage(`"\ud800"`)}, want: "would poison"},
 		{name: "NilHandler", a: worker.Action{Type: "t"}, want: "handler is nil"},
 		{name: "AttemptZero", h: ok, a: worker.Action{Type: "t"}, opts: []workertest.Option{workertest.WithAttempt(0)}, want: "WithAttempt(0)"},
 		{name: "BadPolicy", h: ok, a: worker.Action{Type: "t"}, opts: []workertest.Option{workertest.WithRetry(worker.RetryPolicy{Multiplier: 0.5})},

@@ -46,10 +46,13 @@ var (
 	}
 )
 
-// ListServers returns one page of the datacenter's VMs (templates excluded),
-// ordered by id. It retrieves the template flag of every VM through one
-// container view, picks the page, then retrieves full properties for the
-// page's VMs only.
+// ListServers returns one page of the covered datacenters' VMs (templates
+// excluded), ordered by datacenter (by reference) then by id. Each server's
+// Region is its datacenter's name. It retrieves the template flag of every
+// VM of the datacenters the page reaches (one container view each; usually
+// one), picks the page, then retrieves full properties for the page's VMs
+// only. The first page (no PageToken) lists the vCenter's datacenters
+// afresh, so that an account covering every datacenter sees new ones.
 func (p *Provider) ListServers(ctx context.Context, account string, opts cloud.ListOptions) (cloud.ServerPage, error) {
 	const op = "list servers"
 	if err := p.checkAccount(op, account); err != nil {
@@ -57,14 +60,13 @@ func (p *Provider) ListServers(ctx context.Context, account string, opts cloud.L
 	}
 	var page cloud.ServerPage
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		var all []mo.VirtualMachine
-		if err := p.retrieveView(ctx, p.vmFolder, "VirtualMachine", pageProps, &all); err != nil {
+		selected, next, err := p.listPage(ctx, pageProps, opts)
+		if err != nil {
 			return err
 		}
-		selected, next := pageOf(servers(all), opts)
 		refs := make([]types.ManagedObjectReference, len(selected))
-		for i, vm := range selected {
-			refs[i] = vm.Self
+		for i, l := range selected {
+			refs[i] = l.vm.Self
 		}
 		vms, err := p.retrieveVMs(ctx, refs, serverProps)
 		if err != nil {
@@ -74,11 +76,16 @@ func (p *Provider) ListServers(ctx context.Context, account string, opts cloud.L
 		if err != nil {
 			return err
 		}
+		byRef := make(map[types.ManagedObjectReference]mo.VirtualMachine, len(vms))
+		for _, vm := range vms {
+			byRef[vm.Self] = vm
+		}
 		inflight := p.ops.inflight()
 		page = cloud.ServerPage{NextToken: next, Servers: make([]cloud.Server, 0, len(vms))}
-		for _, vm := range vms {
-			if !isTemplate(vm) { // marked a template between the two calls
-				page.Servers = append(page.Servers, p.toServer(vm, names, inflight))
+		for _, l := range selected {
+			// Gone, or marked a template, between the two calls: skipped.
+			if vm, ok := byRef[l.vm.Self]; ok && !isTemplate(vm) {
+				page.Servers = append(page.Servers, p.toServer(vm, l.dc.name, names, inflight))
 			}
 		}
 		return nil
@@ -86,9 +93,10 @@ func (p *Provider) ListServers(ctx context.Context, account string, opts cloud.L
 	return page, err
 }
 
-// ListServerStatus returns one page of ids and states: one property
-// collector call retrieving three small properties per VM (plus creating and
-// destroying the container view it reads through).
+// ListServerStatus returns one page of ids and states, in the order of
+// [Provider.ListServers]: one property collector call per datacenter the
+// page reaches (usually one), retrieving three small properties per VM
+// (plus creating and destroying the container view it reads through).
 func (p *Provider) ListServerStatus(ctx context.Context, account string, opts cloud.ListOptions) (cloud.StatusPage, error) {
 	const op = "list server status"
 	if err := p.checkAccount(op, account); err != nil {
@@ -96,24 +104,102 @@ func (p *Provider) ListServerStatus(ctx context.Context, account string, opts cl
 	}
 	var page cloud.StatusPage
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		var all []mo.VirtualMachine
-		if err := p.retrieveView(ctx, p.vmFolder, "VirtualMachine", statusProps, &all); err != nil {
+		selected, next, err := p.listPage(ctx, statusProps, opts)
+		if err != nil {
 			return err
 		}
-		selected, next := pageOf(servers(all), opts)
 		inflight := p.ops.inflight()
 		page = cloud.StatusPage{NextToken: next, Statuses: make([]cloud.ServerStatus, len(selected))}
-		for i, vm := range selected {
-			page.Statuses[i] = cloud.ServerStatus{ID: vm.Self.Value, State: serverState(vm, inflight)}
+		for i, l := range selected {
+			page.Statuses[i] = cloud.ServerStatus{ID: l.vm.Self.Value, State: serverState(l.vm, inflight)}
 		}
 		return nil
 	})
 	return page, err
 }
 
+// listed is a VM of a listing and its datacenter.
+type listed struct {
+	vm mo.VirtualMachine
+	dc datacenter
+}
+
+// listPage selects the page after opts.PageToken: the covered datacenters in
+// order of reference, each one's servers in order of id. It retrieves props
+// (which must include the template flag) of every VM of each datacenter it
+// reaches, through one container view each, and stops at the first that
+// fills the page. NextToken names the datacenter and the page's last VM, so
+// a token stays valid while VMs and datacenters come and go.
+func (p *Provider) listPage(ctx context.Context, props []string, opts cloud.ListOptions) ([]listed, string, error) {
+	dcs, err := p.coverage(ctx, opts.PageToken == "")
+	if err != nil {
+		return nil, "", err
+	}
+	size := opts.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	size = min(size, MaxPageSize)
+	tok := parseToken(opts.PageToken)
+	first := 0
+	if tok.dc != "" {
+		var found bool
+		first, found = slices.BinarySearchFunc(dcs, tok.dc, func(dc datacenter, ref string) int {
+			return compareIDs(dc.ref.Value, ref)
+		})
+		if !found {
+			tok.vm = "" // that datacenter is gone: start at the next one
+		}
+	}
+	var out []listed
+	for i := first; i < len(dcs); i++ {
+		dc := dcs[i]
+		var all []mo.VirtualMachine
+		err := p.retrieveView(ctx, dc.vmFolder, "VirtualMachine", props, &all)
+		if isFaultType(err, &types.ManagedObjectNotFound{}) {
+			continue // the datacenter was deleted since the coverage was read
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("datacenter %s: %w", dc.name, err)
+		}
+		vms := servers(all)
+		from := 0
+		if i == first && tok.vm != "" {
+			from = after(vms, tok.vm)
+		}
+		take := min(size-len(out), len(vms)-from)
+		for _, vm := range vms[from : from+take] {
+			out = append(out, listed{vm: vm, dc: dc})
+		}
+		if len(out) == size {
+			switch {
+			case from+take < len(vms):
+				return out, pageToken{dc: dc.ref.Value, vm: out[len(out)-1].vm.Self.Value}.String(), nil
+			case i+1 < len(dcs):
+				// The page ends with the datacenter: the next starts with
+				// the next datacenter, not reading this one again.
+				return out, pageToken{dc: dcs[i+1].ref.Value}.String(), nil
+			}
+			break
+		}
+	}
+	return out, "", nil
+}
+
+// after returns the index of the first of vms (sorted by id) after id.
+func after(vms []mo.VirtualMachine, id string) int {
+	i, found := slices.BinarySearchFunc(vms, id, func(vm mo.VirtualMachine, id string) int {
+		return compareIDs(vm.Self.Value, id)
+	})
+	if found {
+		i++
+	}
+	return i
+}
+
 // GetServer returns one VM by id (its managed object reference value, e.g.
-// "vm-42"). Templates, VMs of other datacenters and unknown ids match
-// cloud.ErrNotFound.
+// "vm-42", unique in the vCenter). Templates, VMs of datacenters the
+// provider does not cover and unknown ids match cloud.ErrNotFound.
 func (p *Provider) GetServer(ctx context.Context, account, id string) (cloud.Server, error) {
 	const op = "get server"
 	if err := p.checkAccount(op, account); err != nil {
@@ -121,7 +207,7 @@ func (p *Provider) GetServer(ctx context.Context, account, id string) (cloud.Ser
 	}
 	var s cloud.Server
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		vm, err := p.getVM(ctx, id, serverProps)
+		vm, dc, err := p.getVM(ctx, id, serverProps)
 		if err != nil {
 			return err
 		}
@@ -129,16 +215,17 @@ func (p *Provider) GetServer(ctx context.Context, account, id string) (cloud.Ser
 		if err != nil {
 			return err
 		}
-		s = p.toServer(vm, names, p.ops.inflight())
+		s = p.toServer(vm, dc.name, names, p.ops.inflight())
 		return nil
 	})
 	return s, err
 }
 
-// FindServersByTag returns the servers whose tag key has value, ordered by id.
-// vSphere cannot filter on custom values or extraConfig server-side, so it
-// retrieves the tag properties of every VM in the datacenter (one call), then
-// full properties of the matches.
+// FindServersByTag returns the servers whose tag key has value, in the
+// order of [Provider.ListServers]. vSphere cannot filter on custom values or
+// extraConfig server-side, so it lists the vCenter's datacenters afresh,
+// retrieves the tag properties of every VM in each covered datacenter (one
+// call each), then full properties of the matches.
 func (p *Provider) FindServersByTag(ctx context.Context, account, key, value string) ([]cloud.Server, error) {
 	const op = "find servers by tag"
 	if err := p.checkAccount(op, account); err != nil {
@@ -146,19 +233,40 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 	}
 	var out []cloud.Server
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		var all []mo.VirtualMachine
-		if err := p.retrieveView(ctx, p.vmFolder, "VirtualMachine", tagProps, &all); err != nil {
-			return err
-		}
-		all = servers(all)
-		names, err := p.customFieldNames(ctx, all)
+		dcs, err := p.coverage(ctx, true)
 		if err != nil {
 			return err
 		}
-		var refs []types.ManagedObjectReference
-		for _, vm := range all {
-			if v, ok := vmTags(vm, names)[key]; ok && v == value {
-				refs = append(refs, vm.Self)
+		var all []listed
+		for _, dc := range dcs {
+			var vms []mo.VirtualMachine
+			err := p.retrieveView(ctx, dc.vmFolder, "VirtualMachine", tagProps, &vms)
+			if isFaultType(err, &types.ManagedObjectNotFound{}) {
+				continue // deleted since
+			}
+			if err != nil {
+				return fmt.Errorf("datacenter %s: %w", dc.name, err)
+			}
+			for _, vm := range servers(vms) {
+				all = append(all, listed{vm: vm, dc: dc})
+			}
+		}
+		tagged := make([]mo.VirtualMachine, len(all))
+		for i, l := range all {
+			tagged[i] = l.vm
+		}
+		names, err := p.customFieldNames(ctx, tagged)
+		if err != nil {
+			return err
+		}
+		var (
+			refs    []types.ManagedObjectReference
+			matches []listed
+		)
+		for _, l := range all {
+			if v, ok := vmTags(l.vm, names)[key]; ok && v == value {
+				refs = append(refs, l.vm.Self)
+				matches = append(matches, l)
 			}
 		}
 		out = nil
@@ -172,10 +280,18 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 		if names, err = p.customFieldNames(ctx, vms); err != nil {
 			return err
 		}
-		inflight := p.ops.inflight()
+		byRef := make(map[types.ManagedObjectReference]mo.VirtualMachine, len(vms))
 		for _, vm := range vms {
-			s := p.toServer(vm, names, inflight)
-			if v, ok := s.Tags[key]; ok && v == value && !isTemplate(vm) {
+			byRef[vm.Self] = vm
+		}
+		inflight := p.ops.inflight()
+		for _, l := range matches {
+			vm, ok := byRef[l.vm.Self]
+			if !ok || isTemplate(vm) {
+				continue
+			}
+			s := p.toServer(vm, l.dc.name, names, inflight)
+			if v, ok := s.Tags[key]; ok && v == value {
 				out = append(out, s)
 			}
 		}
@@ -184,8 +300,10 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 	return out, err
 }
 
-// Launch clones the template named by req.Image into the configured folder
-// and resource pool and powers the clone on. The tags, image and size go into
+// Launch clones the template named by req.Image into the launch placement
+// (the folder and resource pool of the launch datacenter; see [Config]
+// LaunchDatacenter, resolved at the first launch and kept) and powers the
+// clone on. The tags, image and size go into
 // the clone's config spec (extraConfig), so the new VM carries them from the
 // moment it exists: a launch handler that crashed after Launch finds the
 // server with FindServersByTag. The returned operation's id is the clone
@@ -193,8 +311,11 @@ func (p *Provider) FindServersByTag(ctx context.Context, account, key, value str
 //
 // A missing image fails with an error matching cloud.ErrInvalidRequest; an
 // unknown image or size with one matching both cloud.ErrInvalidRequest and
-// cloud.ErrNotFound. req.Name defaults to
-// the image name plus a random suffix; a name already used in the folder
+// cloud.ErrNotFound; a placement that cannot be decided or found (several
+// datacenters and nothing saying which, several clusters and no
+// ResourcePool, a name that matches nothing) with one matching
+// cloud.ErrInvalidRequest and ErrInvalidConfig that names the field and the
+// choices. req.Name defaults to the image name plus a random suffix; a name already used in the folder
 // makes the operation fail (vSphere's DuplicateName), which is a second guard
 // against duplicates when names are deterministic.
 func (p *Provider) Launch(ctx context.Context, account string, req cloud.LaunchRequest) (cloud.Operation, error) {
@@ -226,25 +347,32 @@ func (p *Provider) Launch(ctx context.Context, account string, req cloud.LaunchR
 		&types.OptionValue{Key: keySize, Value: req.Size},
 		&types.OptionValue{Key: keyLaunch, Value: nonce},
 	}
-	clone := types.VirtualMachineCloneSpec{
-		Location: types.VirtualMachineRelocateSpec{Pool: types.NewReference(p.pool.Reference()), Datastore: p.datastore},
-		PowerOn:  true,
-		Config:   &spec,
-	}
 	var result cloud.Operation
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		tmpl, err := p.template(ctx, req.Image)
+		pl, err := p.placement(ctx)
 		if err != nil {
 			return err
 		}
-		task, err := tmpl.Clone(ctx, p.folder, name, clone)
+		tmpl, err := p.template(ctx, pl, req.Image)
 		if err != nil {
+			return err
+		}
+		clone := types.VirtualMachineCloneSpec{
+			Location: types.VirtualMachineRelocateSpec{Pool: types.NewReference(pl.pool.Reference()), Datastore: pl.datastore},
+			PowerOn:  true,
+			Config:   &spec,
+		}
+		task, err := tmpl.Clone(ctx, pl.folder, name, clone)
+		if err != nil {
+			if isFaultType(err, &types.ManagedObjectNotFound{}) {
+				p.forgetPlacement(pl) // the folder or pool is gone: resolve again next time
+			}
 			return err
 		}
 		id := task.Reference().Value
 		p.ops.add(&opRecord{
 			id: id, kind: kindLaunch, name: name, nonce: nonce, tags: maps.Clone(req.Tags),
-			folder: p.folder.Reference(), spec: spec,
+			folder: pl.folder.Reference(), spec: spec,
 		})
 		result = cloud.Operation{ID: id, Kind: kindLaunch, State: cloud.OpRunning, UpdatedAt: time.Now()}
 		return nil
@@ -262,7 +390,7 @@ func (p *Provider) Terminate(ctx context.Context, account, id string) (cloud.Ope
 	}
 	var result cloud.Operation
 	err := p.do(ctx, op, func(ctx context.Context) error {
-		vm, err := p.getVM(ctx, id, []string{"summary.config.template", "runtime.powerState"})
+		vm, _, err := p.getVM(ctx, id, []string{"summary.config.template", "runtime.powerState"})
 		if err != nil {
 			return err
 		}
@@ -290,13 +418,13 @@ func (p *Provider) Terminate(ctx context.Context, account, id string) (cloud.Ope
 
 // template resolves an image name to the VM to clone: the Templates entry
 // (a name or an inventory path), else a template VM with the image's name.
-func (p *Provider) template(ctx context.Context, image string) (*object.VirtualMachine, error) {
+func (p *Provider) template(ctx context.Context, pl *placement, image string) (*object.VirtualMachine, error) {
 	target, mapped := p.cfg.Templates[image]
 	if !mapped {
 		target = image
 	}
 	if strings.Contains(target, "/") {
-		vm, err := find.NewFinder(p.client, false).SetDatacenter(p.dc).VirtualMachine(ctx, target)
+		vm, err := p.finder(pl.dc).VirtualMachine(ctx, target)
 		if err != nil {
 			var nf *find.NotFoundError
 			if errors.As(err, &nf) {
@@ -307,7 +435,7 @@ func (p *Provider) template(ctx context.Context, image string) (*object.VirtualM
 		return vm, nil
 	}
 	var vms []mo.VirtualMachine
-	if err := p.retrieveView(ctx, p.vmFolder, "VirtualMachine", []string{"name", "summary.config.template"}, &vms); err != nil {
+	if err := p.retrieveView(ctx, pl.dc.vmFolder, "VirtualMachine", []string{"name", "summary.config.template"}, &vms); err != nil {
 		return nil, err
 	}
 	var match []types.ManagedObjectReference
@@ -324,42 +452,45 @@ func (p *Provider) template(ctx context.Context, image string) (*object.VirtualM
 			what = "VM"
 		}
 		return nil, fmt.Errorf("unknown image %q: no %s named %q in datacenter %s: %w: %w",
-			image, what, target, p.dcName, cloud.ErrInvalidRequest, cloud.ErrNotFound)
+			image, what, target, pl.dc.name, cloud.ErrInvalidRequest, cloud.ErrNotFound)
 	case 1:
 		return object.NewVirtualMachine(p.client, match[0]), nil
 	default:
 		return nil, fmt.Errorf("image %q: %d VMs are named %q in datacenter %s (map the image to an inventory path in Config.Templates): %w",
-			image, len(match), target, p.dcName, cloud.ErrInvalidRequest)
+			image, len(match), target, pl.dc.name, cloud.ErrInvalidRequest)
 	}
 }
 
-// getVM retrieves one non-template VM of the datacenter.
-func (p *Provider) getVM(ctx context.Context, id string, props []string) (mo.VirtualMachine, error) {
+// getVM retrieves one non-template VM of a covered datacenter, and that
+// datacenter (its reference and name).
+func (p *Provider) getVM(ctx context.Context, id string, props []string) (mo.VirtualMachine, datacenter, error) {
 	notFound := fmt.Errorf("server %q: %w", id, cloud.ErrNotFound)
 	if !strings.HasPrefix(id, "vm-") {
-		return mo.VirtualMachine{}, notFound
+		return mo.VirtualMachine{}, datacenter{}, notFound
 	}
 	ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: id}
 	var vm mo.VirtualMachine
 	if err := p.pc.RetrieveOne(ctx, ref, props, &vm); err != nil {
 		if isFaultType(err, &types.ManagedObjectNotFound{}) {
-			return vm, notFound
+			return vm, datacenter{}, notFound
 		}
-		return vm, err
+		return vm, datacenter{}, err
 	}
 	if isTemplate(vm) {
-		return vm, notFound
+		return vm, datacenter{}, notFound
 	}
-	if p.multiDC {
-		ancestors, err := mo.Ancestors(ctx, p.client, p.pc.Reference(), ref)
-		if err != nil {
-			return vm, err
-		}
-		if !slices.ContainsFunc(ancestors, func(e mo.ManagedEntity) bool { return e.Self == p.dc.Reference() }) {
-			return vm, notFound
-		}
+	ancestors, err := mo.Ancestors(ctx, p.client, p.pc.Reference(), ref)
+	if isFaultType(err, &types.ManagedObjectNotFound{}) {
+		return vm, datacenter{}, notFound // deleted meanwhile
 	}
-	return vm, nil
+	if err != nil {
+		return vm, datacenter{}, err
+	}
+	dc, ok := p.covers(ancestors)
+	if !ok {
+		return vm, datacenter{}, notFound
+	}
+	return vm, dc, nil
 }
 
 // retrieveVMs retrieves props of refs. VMs deleted since the refs were listed
@@ -396,31 +527,6 @@ func servers(vms []mo.VirtualMachine) []mo.VirtualMachine {
 	vms = slices.DeleteFunc(vms, isTemplate)
 	slices.SortFunc(vms, func(a, b mo.VirtualMachine) int { return compareIDs(a.Self.Value, b.Self.Value) })
 	return vms
-}
-
-// pageOf selects the page after opts.PageToken from vms, sorted by id.
-func pageOf(vms []mo.VirtualMachine, opts cloud.ListOptions) ([]mo.VirtualMachine, string) {
-	size := opts.PageSize
-	if size <= 0 {
-		size = DefaultPageSize
-	}
-	size = min(size, MaxPageSize)
-	start := 0
-	if opts.PageToken != "" {
-		start, _ = slices.BinarySearchFunc(vms, opts.PageToken, func(vm mo.VirtualMachine, tok string) int {
-			return compareIDs(vm.Self.Value, tok)
-		})
-		if start < len(vms) && vms[start].Self.Value == opts.PageToken {
-			start++
-		}
-	}
-	end := min(start+size, len(vms))
-	page := vms[start:end]
-	next := ""
-	if end < len(vms) && len(page) > 0 {
-		next = page[len(page)-1].Self.Value
-	}
-	return page, next
 }
 
 // compareIDs orders managed object reference values: "prefix-N" values first,
@@ -475,12 +581,12 @@ func serverState(vm mo.VirtualMachine, inflight map[string]cloud.ServerState) cl
 	return cloud.StateUnknown
 }
 
-func (p *Provider) toServer(vm mo.VirtualMachine, fieldNames map[int32]string, inflight map[string]cloud.ServerState) cloud.Server {
+func (p *Provider) toServer(vm mo.VirtualMachine, region string, fieldNames map[int32]string, inflight map[string]cloud.ServerState) cloud.Server {
 	s := cloud.Server{
 		ID:      vm.Self.Value,
 		Name:    vm.Name,
 		Account: p.account,
-		Region:  p.dcName,
+		Region:  region,
 		Image:   extraConfig(vm, keyImage),
 		Size:    extraConfig(vm, keySize),
 		State:   serverState(vm, inflight),

@@ -38,18 +38,42 @@ type Config struct {
 	// asynchronous and not bounded by it.
 	Timeout time.Duration
 
-	// Datacenter is the datacenter's name or inventory path. Default: the only
-	// datacenter; New fails, listing the choices, if there are several.
+	// Datacenter restricts the provider to one datacenter (its name or
+	// inventory path): listings cover it alone and launches go there.
+	// Default: every datacenter of the vCenter (see Datacenters). New fails,
+	// listing the choices, if it names none. Set at most one of Datacenter
+	// and Datacenters.
 	Datacenter string
+	// Datacenters restricts the provider to these datacenters (names or
+	// inventory paths). Default (with Datacenter empty too): every
+	// datacenter the user can see, including those created later. Listings
+	// cover them all; each server's Region is its datacenter's name.
+	Datacenters []string
+	// LaunchDatacenter is the datacenter (a name or inventory path, among
+	// those covered) launches place new servers in. Default: the datacenter
+	// that ResourcePool, Folder or Datastore names when one of them is an
+	// inventory path ("/DC1/host/Cluster1/Resources"), else the only
+	// covered datacenter. With several datacenters and none of these, a
+	// launch fails (cloud.ErrInvalidRequest) listing the datacenters;
+	// listings work regardless.
+	LaunchDatacenter string
+
+	// Folder, ResourcePool and Datastore are the launch placement. They are
+	// resolved, in the launch datacenter, at the first launch and kept; a
+	// launch they do not allow fails with an error matching
+	// cloud.ErrInvalidRequest and ErrInvalidConfig that names the field and
+	// the choices. New does not look at them, so a provider that only polls
+	// never fails because of them.
+
 	// Folder is the VM folder new servers are cloned into (an inventory path,
-	// or a path relative to the datacenter's VM folder). Default: the
-	// datacenter's root VM folder. Listings always cover the datacenter's
-	// whole VM folder tree.
+	// or a path relative to the datacenter's VM folder). Default: the launch
+	// datacenter's root VM folder. Listings always cover the datacenters'
+	// whole VM folder trees.
 	Folder string
 	// ResourcePool new servers run in (an inventory path such as
-	// "/DC0/host/Cluster1/Resources"). Default: the root pool of the
-	// datacenter's only cluster or standalone host; New fails, listing the
-	// choices, if there are several.
+	// "/DC0/host/Cluster1/Resources"). Default: the root pool of the launch
+	// datacenter's only cluster or standalone host; a launch fails, listing
+	// the choices, if there are several.
 	ResourcePool string
 	// Datastore new servers' disks are placed on (a name or inventory path).
 	// Default: the template's own datastore.
@@ -57,7 +81,7 @@ type Config struct {
 
 	// Templates maps a cloud image name (LaunchRequest.Image) to a template VM
 	// (its name, or its inventory path). An image missing from the map is
-	// looked up as a template VM of that name in the datacenter.
+	// looked up as a template VM of that name in the launch datacenter.
 	Templates map[string]string
 	// Sizes maps a size name (LaunchRequest.Size) to hardware. A launch
 	// without a size keeps the template's CPUs and memory; a launch naming a
@@ -109,8 +133,17 @@ func (c Config) parseURL() (*url.URL, error) {
 	return u, nil
 }
 
+// fieldError is an invalid Config field; it matches ErrInvalidConfig.
+type fieldError struct {
+	field string // e.g. "Timeout", `Sizes["small"].CPUs`
+	msg   string
+}
+
+func (e *fieldError) Error() string { return ErrInvalidConfig.Error() + ": " + e.field + " " + e.msg }
+func (e *fieldError) Unwrap() error { return ErrInvalidConfig }
+
 func configError(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // Validate reports the first invalid field, naming it. Zero fields are valid
@@ -140,6 +173,19 @@ func (c Config) Validate() error {
 		return configError("Password", "is required")
 	case c.Timeout < 0:
 		return configError("Timeout", "must not be negative, got %v", c.Timeout)
+	case c.Datacenter != "" && len(c.Datacenters) > 0:
+		return configError("Datacenter", "%q and Datacenters %q are both set: set one (Datacenters may list one)", c.Datacenter, c.Datacenters)
+	}
+	seen := map[string]bool{}
+	for i, dc := range c.Datacenters {
+		field := fmt.Sprintf("Datacenters[%d]", i)
+		switch {
+		case dc == "":
+			return configError(field, "is empty: want a datacenter name or inventory path")
+		case seen[dc]:
+			return configError(field, "%q is listed twice", dc)
+		}
+		seen[dc] = true
 	}
 	for image, tmpl := range c.Templates {
 		switch {

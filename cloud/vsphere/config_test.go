@@ -43,6 +43,10 @@ func TestConfigValidate(t *testing.T) {
 		{"EmptyImageName", func(c *Config) { c.Templates = map[string]string{"": "t"} }, "Templates"},
 		{"ZeroCPUs", func(c *Config) { c.Sizes = map[string]Size{"s": {CPUs: 0, MemoryMB: 1024}} }, `Sizes["s"].CPUs`},
 		{"OddMemory", func(c *Config) { c.Sizes = map[string]Size{"s": {CPUs: 1, MemoryMB: 1023}} }, `Sizes["s"].MemoryMB`},
+		{"ValidDatacenters", func(c *Config) { c.Datacenters = []string{"DC0", "/Europe/FRA"} }, ""},
+		{"DatacenterAndDatacenters", func(c *Config) { c.Datacenter, c.Datacenters = "DC0", []string{"DC1"} }, "Datacenter"},
+		{"EmptyDatacentersEntry", func(c *Config) { c.Datacenters = []string{"DC0", ""} }, "Datacenters[1]"},
+		{"DuplicateDatacenters", func(c *Config) { c.Datacenters = []string{"DC0", "DC0"} }, "Datacenters[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()

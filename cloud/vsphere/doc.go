@@ -2,19 +2,24 @@
 // github.com/vmware/govmomi and tested against govmomi's vCenter simulator
 // (vcsim).
 //
-// A [Provider] serves one account: one vCenter, one login, one datacenter.
-// [New] validates the [Config], logs in and resolves the datacenter, folder,
-// resource pool and datastore (defaulting each when the inventory leaves no
-// choice, and naming the choices when it does). The Provider keeps that one
-// session, logs in again (once per call) when vCenter reports it expired,
-// and logs out on [Provider.Close].
+// A [Provider] serves one account: one vCenter, one login, and every
+// datacenter of that vCenter (or those [Config].Datacenter or
+// Config.Datacenters name). [New] validates the [Config], logs in and
+// resolves the datacenters; the launch placement (folder, resource pool,
+// datastore, launch datacenter) is resolved at the first launch, so a
+// provider that only polls never fails because of it. The Provider keeps
+// its one session, logs in again (once per call) when vCenter reports it
+// expired, and logs out on [Provider.Close].
 //
 // # Mapping
 //
 //	cloud                         vSphere
 //	-----------------------------------------------------------------------
-//	account                       one vCenter connection (Config.Account)
-//	region (Server.Region)        the datacenter
+//	account                       one vCenter connection (Config.Account),
+//	                              covering all its datacenters by default
+//	region (Server.Region)        the name of the VM's datacenter; the
+//	                              server poller stores it as the "region"
+//	                              attribute
 //	server                        a virtual machine that is not a template
 //	server id                     the VM's managed object reference value
 //	                              ("vm-42"): stable for the VM's life,
@@ -25,7 +30,8 @@
 //	                              template of that name)
 //	size                          CPUs and memory (Config.Sizes)
 //	launch                        CloneVM_Task into Config.Folder and
-//	                              Config.ResourcePool, powered on
+//	                              Config.ResourcePool of the launch
+//	                              datacenter, powered on
 //	terminate                     PowerOffVM_Task (if on), then Destroy_Task
 //	operation id                  the task's reference value ("task-17")
 //	tags                          extraConfig key "stratusworks.tags" (JSON),
@@ -54,18 +60,62 @@
 // the vSphere client. [Provider.FindServersByTag] reads both; an attribute
 // wins over the extraConfig value, so editing a tag in the vSphere client
 // works. vSphere cannot filter on either server-side, so a tag search reads
-// the tag properties of every VM in the datacenter in one call.
+// the tag properties of every VM, one call per covered datacenter.
+//
+// # Datacenters
+//
+// With Config.Datacenter and Config.Datacenters empty, one Provider covers
+// every datacenter its user can see, including datacenters created later:
+// each listing's first page, and each tag search, lists the datacenters
+// again. Config.Datacenter restricts it to one datacenter, Datacenters to a
+// list; New fails, naming the choices, if an entry names no datacenter.
+// [Provider.Datacenters] says which are covered.
+//
+// Server ids are VM managed object reference values, which vCenter makes
+// unique across the whole vCenter (not per datacenter), so an id names one
+// server of the account whatever its datacenter. Each server's Region is the
+// name of its datacenter (not its path: datacenters in different folders
+// may share a name). ([Provider.GetServer] finds the datacenter among
+// the VM's ancestors: one more call.)
+//
+// # Launch placement
+//
+// A launch needs a datacenter, a VM folder, a resource pool and optionally a
+// datastore. The datacenter is Config.LaunchDatacenter; else the one that
+// Config.ResourcePool, Folder or Datastore names when given as an inventory
+// path ("/DC1/host/Cluster1/Resources"); else the only covered datacenter.
+// The folder defaults to the datacenter's root VM folder and the pool to the
+// root pool of its only cluster or standalone host. The first launch
+// resolves all of it and keeps it (concurrent launches wait for that one
+// resolution; a failed one is tried again at the next launch). A placement
+// that cannot be decided or found fails the launch with an error matching
+// cloud.ErrInvalidRequest and ErrInvalidConfig (and cloud.ErrNotFound for
+// names that match nothing), naming the field and listing the choices:
+// the datacenters, or the clusters' pools.
 //
 // # Listings
 //
-// [Provider.ListServers] pages through the datacenter's VM folder tree in
-// order of id (vm-9 before vm-10); NextToken is the last id of the page, so
-// a token stays valid while VMs come and go. Each page costs one property
-// collector call over a container view fetching only the template flag of
-// every VM, then one call fetching the listed properties of the page's VMs.
-// [Provider.ListServerStatus] costs the first call only, fetching power and
-// connection state. (Each listing also creates and destroys its container
-// view: two small calls.)
+// [Provider.ListServers] pages through the covered datacenters in order of
+// their reference ("datacenter-3"), and through each datacenter's VM folder
+// tree in order of id (vm-9 before vm-10). NextToken names the datacenter
+// and the last id of the page ("datacenter-3/vm-42"), so a token stays valid
+// while VMs and datacenters come and go: each VM is listed once per
+// listing, unless it moves to another datacenter meanwhile. Each page costs
+// one property collector call per datacenter it reaches (over a container
+// view fetching only the template flag of every VM of that datacenter;
+// usually one datacenter, two or more where the page crosses a boundary),
+// then one call fetching the listed properties of the page's VMs.
+// [Provider.ListServerStatus] costs the first calls only, fetching power
+// and connection state. (Each container view is also created and destroyed:
+// two small calls; a first page lists the datacenters too: three more.)
+//
+// # Settings for an account registry
+//
+// [Settings] is a Config without credentials, account id or logger: what a
+// registry of accounts stores per vSphere account, as JSON. [ParseSettings]
+// decodes it strictly (unknown fields refused, errors naming the field and
+// value) and refuses any key that looks like a credential: those come from
+// km. [Settings.Config] adds the account and the credentials.
 //
 // # Errors
 //

@@ -196,7 +196,7 @@ func (p *Provider) reconcile(ctx context.Context, rec *opRecord) (cloud.Operatio
 	switch rec.kind {
 	case kindTerminate:
 		res.ResourceID = vmID
-		_, err := p.getVM(ctx, vmID, []string{"summary.config.template"})
+		_, _, err := p.getVM(ctx, vmID, []string{"summary.config.template"})
 		switch {
 		case errors.Is(err, cloud.ErrNotFound):
 			res.State = cloud.OpSucceeded

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/find"
-	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
@@ -32,8 +30,9 @@ const Name = "vsphere"
 // ErrClosed is returned by calls on a closed [Provider].
 var ErrClosed = errors.New("vsphere: provider closed")
 
-// Provider is a [cloud.Provider] for one vCenter datacenter, reached through
-// one authenticated session. It implements [cloud.Compute] and
+// Provider is a [cloud.Provider] for one vCenter (every datacenter of it, or
+// those Config.Datacenter or Config.Datacenters name), reached through one
+// authenticated session. It implements [cloud.Compute] and
 // [cloud.Operations]; Network and Billing are not supported. A Provider is
 // safe for concurrent use. Close it to log out.
 type Provider struct {
@@ -45,13 +44,13 @@ type Provider struct {
 	sm     *session.Manager
 	pc     *property.Collector
 
-	dc        *object.Datacenter
-	dcName    string
-	multiDC   bool // the vCenter has several datacenters: GetServer checks membership
-	vmFolder  types.ManagedObjectReference
-	folder    *object.Folder
-	pool      *object.ResourcePool
-	datastore *types.ManagedObjectReference
+	// only is the set of datacenters Config.Datacenter(s) names; nil: all.
+	only map[types.ManagedObjectReference]bool
+	dcMu sync.RWMutex
+	dcs  []datacenter // covered, by reference; refreshed by listings
+
+	placeMu sync.Mutex
+	place   *placement // nil until the first launch resolves it
 
 	loginMu  sync.Mutex
 	loginGen uint64 // bumped at each successful re-login
@@ -74,10 +73,14 @@ var (
 )
 
 // New validates cfg, connects and logs in to vCenter, and resolves the
-// datacenter, folder, resource pool and datastore. Login failures match
-// cloud.ErrAuthentication; an unreachable vCenter matches
-// cloud.ErrCommunication; inventory names that do not resolve match
-// cloud.ErrNotFound and name the Config field. No error contains the password.
+// datacenters it covers. It does not look at the launch placement (Folder,
+// ResourcePool, Datastore, LaunchDatacenter): a provider that only polls
+// works whatever the inventory, and the first [Provider.Launch] resolves
+// and checks those. Login failures match cloud.ErrAuthentication; an
+// unreachable vCenter matches cloud.ErrCommunication; datacenter names that
+// do not resolve match cloud.ErrNotFound and ErrInvalidConfig and name the
+// Config field and the datacenters there are. No error contains the
+// password.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -110,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if err := p.login(ctx); err != nil {
 		return nil, wrap(ctx, "login", err)
 	}
-	if err := p.resolve(ctx); err != nil {
+	if err := p.resolveDatacenters(ctx); err != nil {
 		_ = p.Close()
 		return nil, err
 	}
@@ -180,8 +183,18 @@ func (p *Provider) Name() string { return Name }
 // Account returns the account id this provider serves.
 func (p *Provider) Account() string { return p.account }
 
-// Datacenter returns the inventory path of the datacenter in use.
-func (p *Provider) Datacenter() string { return p.dc.InventoryPath }
+// Datacenters returns the inventory paths of the datacenters the provider
+// covers, as of its last listing, sorted.
+func (p *Provider) Datacenters() []string {
+	p.dcMu.RLock()
+	defer p.dcMu.RUnlock()
+	paths := make([]string, len(p.dcs))
+	for i, dc := range p.dcs {
+		paths[i] = dc.path
+	}
+	slices.Sort(paths)
+	return paths
+}
 
 // Compute returns the provider itself.
 func (p *Provider) Compute() (cloud.Compute, error) { return p, nil }
@@ -211,97 +224,6 @@ func (p *Provider) Close() error {
 		p.client.CloseIdleConnections()
 	})
 	return p.closeErr
-}
-
-// resolve finds the datacenter and the defaults that hang off it.
-func (p *Provider) resolve(ctx context.Context) error {
-	return p.do(ctx, "resolve inventory", func(ctx context.Context) error {
-		finder := find.NewFinder(p.client, false)
-		dcs, err := p.datacenters(ctx)
-		if err != nil {
-			return err
-		}
-		p.multiDC = len(dcs) > 1
-		names := make([]string, 0, len(dcs))
-		for _, dc := range dcs {
-			names = append(names, dc.Name)
-		}
-		slices.Sort(names)
-		switch {
-		case p.cfg.Datacenter != "":
-			dc, err := finder.Datacenter(ctx, p.cfg.Datacenter)
-			if err != nil {
-				return notFoundField("Datacenter", p.cfg.Datacenter, names, err)
-			}
-			p.dc = dc
-		case len(dcs) == 1:
-			p.dc = object.NewDatacenter(p.client, dcs[0].Self)
-		case len(dcs) == 0:
-			return fmt.Errorf("%w: vCenter has no datacenter", cloud.ErrNotFound)
-		default:
-			return configError("Datacenter", "is required: vCenter has %d datacenters: %s",
-				len(dcs), strings.Join(names, ", "))
-		}
-		var dc mo.Datacenter
-		if err := p.pc.RetrieveOne(ctx, p.dc.Reference(), []string{"name", "vmFolder"}, &dc); err != nil {
-			return err
-		}
-		p.dcName, p.vmFolder = dc.Name, dc.VmFolder
-		if p.dc.InventoryPath == "" {
-			if p.dc.InventoryPath, err = find.InventoryPath(ctx, p.client, p.dc.Reference()); err != nil {
-				return err
-			}
-		}
-		finder.SetDatacenter(p.dc)
-
-		if p.cfg.Folder == "" {
-			p.folder = object.NewFolder(p.client, p.vmFolder)
-		} else if p.folder, err = finder.Folder(ctx, p.cfg.Folder); err != nil {
-			return notFoundField("Folder", p.cfg.Folder, nil, err)
-		}
-
-		if p.cfg.ResourcePool != "" {
-			if p.pool, err = finder.ResourcePool(ctx, p.cfg.ResourcePool); err != nil {
-				return notFoundField("ResourcePool", p.cfg.ResourcePool, nil, err)
-			}
-		} else {
-			pools, err := finder.ResourcePoolList(ctx, "*/Resources")
-			if err != nil && !errors.As(err, new(*find.NotFoundError)) {
-				return err
-			}
-			switch len(pools) {
-			case 1:
-				p.pool = pools[0]
-			case 0:
-				return fmt.Errorf("%w: datacenter %s has no cluster or host at the top of its host folder: set Config.ResourcePool",
-					cloud.ErrNotFound, p.dcName)
-			default:
-				paths := make([]string, len(pools))
-				for i, rp := range pools {
-					paths[i] = rp.InventoryPath
-				}
-				slices.Sort(paths)
-				return configError("ResourcePool", "is required: datacenter %s has %d clusters or hosts: %s",
-					p.dcName, len(pools), strings.Join(paths, ", "))
-			}
-		}
-
-		if p.cfg.Datastore != "" {
-			ds, err := finder.Datastore(ctx, p.cfg.Datastore)
-			if err != nil {
-				return notFoundField("Datastore", p.cfg.Datastore, nil, err)
-			}
-			ref := ds.Reference()
-			p.datastore = &ref
-		}
-		return nil
-	})
-}
-
-func (p *Provider) datacenters(ctx context.Context) ([]mo.Datacenter, error) {
-	var dcs []mo.Datacenter
-	err := p.retrieveView(ctx, p.client.ServiceContent.RootFolder, "Datacenter", []string{"name"}, &dcs)
-	return dcs, err
 }
 
 // retrieveView retrieves props of every object of kind under root, through a

@@ -470,11 +470,19 @@ func TestDatacenterChoice(t *testing.T) {
 	sim := vcsimtest.New(t, vcsimtest.Options{Datacenters: 2, Servers: 1})
 	ctx := context.Background()
 
+	// Changed in issue 11: with several datacenters and Datacenter empty, New
+	// no longer fails; the provider covers them all (TestAllDatacenters), and
+	// only a launch that cannot tell where to go fails.
 	cfg := sim.Config(testAccount)
 	cfg.Datacenter = ""
-	_, err := vsphere.New(ctx, cfg)
+	all, err := vsphere.New(ctx, cfg)
+	require.NoError(t, err)
+	defer all.Close()
+	require.Equal(t, []string{"/DC0", "/DC1"}, all.Datacenters())
+	_, err = all.Launch(ctx, testAccount, cloud.LaunchRequest{Image: testImage})
+	require.ErrorIs(t, err, cloud.ErrInvalidRequest)
 	require.ErrorIs(t, err, vsphere.ErrInvalidConfig)
-	require.ErrorContains(t, err, "Datacenter")
+	require.ErrorContains(t, err, "LaunchDatacenter")
 	require.ErrorContains(t, err, "DC0, DC1")
 
 	cfg.Datacenter = "DC9"

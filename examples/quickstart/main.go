@@ -111,7 +111,7 @@ func run(ctx context.Context, out io.Writer, dbPath string, serve bool, logger *
 			attrs, _ := json.Marshal(map[string]string{"state": s.State, "size": s.Size})
 			snap.Observations = append(snap.Observations, state.Observation{ID: s.ID, Attributes: attrs, ObservedAt: a.CreatedAt})
 		}
-		cs, err := w.Store().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"}, snap)
+		cs, err := w.Sink().Save(ctx, state.Target{Account: a.Account, Customer: a.Customer, Kind: "server"}, snap)
 		if err != nil {
 			return err // transient: retried
 		}

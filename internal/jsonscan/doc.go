@@ -34,6 +34,13 @@
 // the bad token: the callers give up on the fast path and take the general
 // one, so the scanner does not say what was wrong.
 //
+// # Writing strings
+//
+// [WriteString] is the other direction, for the hand-written writers (the
+// outbox's event payloads in persist, nested AMQP header values in
+// rabbitmq): a string as encoding/json writes it, with or without its HTML
+// escapes, copied as it is when it needs no escape.
+//
 // # Speed
 //
 // The scanner reads a []byte ([New]) or a string ([NewString]) where it

@@ -9,8 +9,8 @@
 //	op, err := p.Launch(ctx, sim.Account(), cloud.LaunchRequest{Image: vcsimtest.DefaultImage})
 //	// ... wait for op; then sim.VMCount(t) == 1
 //
-// Each datacenter holds a cluster of one host, Options.Servers powered-on
-// VMs and one template VM, which [Sim.Config] maps every image in
+// Each datacenter holds a cluster of one host (Options.Clusters of them),
+// Options.Servers powered-on VMs and one template VM, which [Sim.Config] maps every image in
 // Options.Images to. The template's clone task applies the clone spec's
 // extraConfig, CPUs and memory before it completes, as vCenter does (plain
 // vcsim v0.52.0 ignores CloneSpec.Config): the tags a launch writes are on

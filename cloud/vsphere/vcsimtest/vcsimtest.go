@@ -42,6 +42,11 @@ type Options struct {
 	// Servers is the number of powered-on VMs, other than the template, in
 	// each datacenter: DCd_C0_RP0_VM0 … DCd_C0_RP0_VM(Servers-1). Default 0.
 	Servers int
+	// Clusters is the number of clusters (of one host each) per datacenter,
+	// DCd_C0 … Default 1. Each cluster other than C0 holds Servers+1
+	// powered-on VMs (vcsim fills every cluster alike; only C0's last VM is
+	// made the template), named DCd_Cc_RP0_VMn.
+	Clusters int
 	// Images are the image names Config maps to the template. Default:
 	// DefaultImage.
 	Images []string
@@ -83,6 +88,9 @@ func New(t testing.TB, opts Options) *Sim {
 		opts.Datacenters = 1
 	}
 	opts.Servers = max(opts.Servers, 0)
+	if opts.Clusters <= 0 {
+		opts.Clusters = 1
+	}
 	if len(opts.Images) == 0 {
 		opts.Images = []string{DefaultImage}
 	}
@@ -101,10 +109,10 @@ func New(t testing.TB, opts Options) *Sim {
 	opts.Images = slices.Clone(opts.Images)
 	opts.Sizes = maps.Clone(opts.Sizes)
 
-	// One cluster of one host per datacenter; the cluster's root pool holds
-	// the VMs, the last of which becomes the template.
+	// Clusters of one host per datacenter; each cluster's root pool holds
+	// the VMs; the last of C0's becomes the template.
 	m := simulator.VPX()
-	m.Datacenter, m.Host, m.Cluster, m.ClusterHost, m.Pool, m.Portgroup = opts.Datacenters, 0, 1, 1, 0, 0
+	m.Datacenter, m.Host, m.Cluster, m.ClusterHost, m.Pool, m.Portgroup = opts.Datacenters, 0, opts.Clusters, 1, 0, 0
 	m.Machine = opts.Servers + 1
 	if err := m.Create(); err != nil {
 		t.Fatalf("vcsimtest: create model: %v", err)
@@ -156,7 +164,8 @@ func (s *Sim) Template() string { return s.templates[0] }
 // Config returns a configuration for the simulator serving account: its
 // URL and user, Insecure (or, with Options.VerifyTLS, CAFile), Datacenter
 // "DC0", Templates mapping each of Options.Images to DC0's template, and
-// Options.Sizes. Each call returns fresh maps.
+// Options.Sizes. Each call returns fresh maps. Set Datacenter to "" for an
+// account covering every datacenter (the vsphere default).
 func (s *Sim) Config(account string) vsphere.Config {
 	cfg := vsphere.Config{
 		URL:        "https://" + s.Server.URL.Host + "/sdk",
