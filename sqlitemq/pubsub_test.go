@@ -244,3 +244,36 @@ func TestMetadataCodec(t *testing.T) {
 		require.Error(t, err)
 	}
 }
+
+// TestWaitingClaims: an idle subscription's claim waits in the writer. A
+// message published in this process reaches it at once; one published by
+// another process (PubSub) on the same file within about PollInterval; and
+// a subscription ended while it waits loses nothing (the next one gets what
+// was published after).
+func TestWaitingClaims(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "queue.db")
+	a := open(t, Config{Path: path})
+	b := open(t, Config{Path: path})
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, err := a.Subscribe(ctx, "t")
+	require.NoError(t, err)
+	noMessage(t, msgs, 50*time.Millisecond) // its claim is waiting now
+
+	require.NoError(t, a.Publish("t", message.NewMessage("here", []byte("1"))))
+	m := recv(t, msgs, time.Second)
+	require.Equal(t, "here", m.UUID)
+	require.Equal(t, "1", string(m.Payload))
+	m.Ack()
+
+	require.NoError(t, b.Publish("t", message.NewMessage("there", nil)))
+	recv(t, msgs, 2*time.Second).Ack()
+
+	cancel()
+	for range msgs { // closes
+	}
+	require.NoError(t, a.Publish("t", message.NewMessage("after", nil)))
+	again, err := a.Subscribe(context.Background(), "t")
+	require.NoError(t, err)
+	require.Equal(t, "after", recv(t, again, 2*time.Second).UUID)
+}
