@@ -175,6 +175,12 @@ type outcome struct {
 // transaction fails, each op is tried again on its own, so that one bad op
 // does not fail the others.
 func (w *writer) commit(batch []op) {
+	if !slices.ContainsFunc(batch, func(o op) bool { return o.kind != opCancel }) {
+		for _, o := range batch {
+			w.cancel(o.done)
+		}
+		return
+	}
 	results := make([]opResult, len(batch))
 	parked := make([]bool, len(batch))
 	out, err := w.tx(batch, results)
@@ -248,6 +254,9 @@ func (w *writer) poll() {
 	n := 0
 	for n < len(w.waiting) && !w.waiting[n].until.After(now) {
 		n++
+	}
+	if n == 0 {
+		return
 	}
 	expired := w.waiting[:n:n]
 	w.waiting = slices.Clone(w.waiting[n:])
