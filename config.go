@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -170,14 +171,20 @@ type Transport struct {
 // MQConfig selects the transport.
 type MQConfig struct {
 	// URL is "" (or "memory") for the embedded in-memory transport (Watermill
-	// gochannel: one process, nothing survives a restart), or an AMQP URL
+	// gochannel: one process, nothing survives a restart; the fastest),
+	// "sqlite" for the embedded durable queue (package sqlitemq: every
+	// action committed to a SQLite file before Publish returns, nothing
+	// lost on a crash) in a file next to the store's SQLite database
+	// ("worker.db" -> "worker-queue.db"), "sqlite:<path>" for that queue
+	// in a file of your choice, or an AMQP URL
 	// "amqp://user:pass@host:5672/vhost" (or amqps://) for RabbitMQ with
 	// durable queues, persistent messages and publisher confirms.
 	URL string
-	// Consumers is how many consumers (AMQP channels) each RabbitMQ queue
-	// gets in this process. Default 1, which is enough: a consumer keeps up to
-	// Prefetch deliveries in hand, handles them concurrently and acks each as
-	// soon as its handler is done. Ignored in memory.
+	// Consumers is how many consumers (AMQP channels; subscriptions of the
+	// SQLite queue) each queue gets in this process. Default 1, which is
+	// enough: a consumer keeps up to Prefetch deliveries in hand, handles
+	// them concurrently and acks each as soon as its handler is done.
+	// Ignored in memory.
 	Consumers int
 	// PublishTimeout bounds one publish to RabbitMQ: waiting for a
 	// connection, for the broker's confirms (while the broker blocks
@@ -191,7 +198,8 @@ type MQConfig struct {
 	// can be busy, and the next deliveries are already here when one frees
 	// up, instead of a broker round trip away. A slow handler holds up only
 	// its own delivery. Handlers run on the Concurrency slots whatever
-	// Consumers and Prefetch are. Ignored in memory.
+	// Consumers and Prefetch are. The SQLite queue holds as many messages
+	// per consumer (sqlitemq.Config.MaxInFlight). Ignored in memory.
 	Prefetch int
 }
 
@@ -263,6 +271,9 @@ func (c Config) Validate() error {
 		return configError("Role", "%q is not a role (want all, publisher, subscriber or pinger)", c.Role)
 	}
 	if _, err := c.MQ.transport(); err != nil {
+		return err
+	}
+	if _, err := c.sqliteQueuePath(); err != nil {
 		return err
 	}
 	switch t := c.Transport; {
@@ -358,18 +369,24 @@ type transportKind int
 const (
 	transportMemory transportKind = iota
 	transportAMQP
+	transportSQLite
 )
+
+const mqURLWant = `want "", "memory", "sqlite", "sqlite:<path>" or amqp://user:pass@host:5672/`
 
 func (m MQConfig) transport() (transportKind, error) {
 	if m.URL == "" || m.URL == "memory" {
 		return transportMemory, nil
 	}
+	if m.URL == "sqlite" || strings.HasPrefix(m.URL, "sqlite:") {
+		return transportSQLite, nil
+	}
 	u, err := url.Parse(m.URL)
 	if err != nil {
-		return 0, configError("MQ.URL", "is not a URL (want \"\", \"memory\" or amqp://user:pass@host:5672/)")
+		return 0, configError("MQ.URL", "is not a URL (%s)", mqURLWant)
 	}
 	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		return 0, configError("MQ.URL", "%q: want \"\", \"memory\" or amqp://user:pass@host:5672/", u.Redacted())
+		return 0, configError("MQ.URL", "%q: %s", u.Redacted(), mqURLWant)
 	}
 	return transportAMQP, nil
 }

@@ -20,7 +20,7 @@ const modulePath = "github.com/stratusworks/worker"
 // package goes in here, at the lowest layer its imports allow.
 var layers = map[string]int{
 	// 0: nothing of the module.
-	"state": 0, "clock": 0, "km": 0, "accounts": 0,
+	"state": 0, "clock": 0, "km": 0, "accounts": 0, "sqlitemq": 0,
 	"internal/jsonscan": 0, "internal/text": 0, "internal/safefs": 0,
 	"internal/testenv": 0, "internal/faultproxy": 0, "internal/sshtest": 0, "internal/testca": 0,
 	// 1: the state model's users, storage, the transport, logs.

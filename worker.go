@@ -209,7 +209,7 @@ func (w *Worker) buildSubscriber(pub message.Publisher, sub message.Subscriber, 
 		deadLetters = dl.DeadLettering
 	}
 	var poison PoisonStore = w.store
-	if k, _ := cfg.MQ.transport(); k != transportMemory || cfg.Transport.Publisher != nil {
+	if k, _ := cfg.MQ.transport(); k == transportAMQP || cfg.Transport.Publisher != nil {
 		// A copy of every poisoned action on the broker's poison queue.
 		poison = mirroredPoison{store: w.store, pub: pub, topic: cfg.Topology.Topic(QueuePoison), log: w.log}
 	}
@@ -376,6 +376,9 @@ func (w *Worker) transport(ctx context.Context) (message.Publisher, message.Subs
 		mem := newMemoryPubSub(wmLog)
 		w.closers = append([]func() error{mem.Close}, w.closers...)
 		return mem, mem, mem, 1, nil
+	}
+	if kind == transportSQLite {
+		return w.sqliteTransport(ctx)
 	}
 	// The transport does not hold deliveries back (MaxInFlight = Prefetch):
 	// the Subscriber's Concurrency bounds the handlers, and each message is
@@ -696,6 +699,8 @@ func (w *Worker) describeMQ() string {
 	}
 	if k, _ := w.cfg.MQ.transport(); k == transportMemory {
 		return "memory (gochannel)"
+	} else if k == transportSQLite {
+		return w.describeSQLiteQueue()
 	}
 	return redactedURL(w.cfg.MQ.URL)
 }

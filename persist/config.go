@@ -27,6 +27,10 @@ const (
 // long as the [Store].
 const MemoryDSN = ":memory:"
 
+// DefaultSQLiteDSN is the SQLite file a DBConfig with an empty DSN uses,
+// relative to the working directory.
+const DefaultSQLiteDSN = defaultSQLiteDSN
+
 // Defaults applied for fields left at their zero value.
 const (
 	defaultSQLiteDSN         = "worker.db"     // relative to the working directory
