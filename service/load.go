@@ -305,9 +305,8 @@ func (c *Config) check(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	if t.Kind() == reflect.String && n.ShortTag() != "!!str" && n.Style == 0 {
 		// 0755 or yes decoded into a string: say what it became.
-		switch n.ShortTag() {
-		case "!!bool", "!!int", "!!float":
-			return c.failAt(path, n, "is a %s, not a string (quote it)", strings.TrimPrefix(n.ShortTag(), "!!"))
+		if what, ok := map[string]string{"!!bool": "a boolean", "!!int": "an integer", "!!float": "a number"}[n.ShortTag()]; ok {
+			return c.failAt(path, n, "is %s, not a string (quote it)", what)
 		}
 	}
 	return nil

@@ -13,9 +13,9 @@ const MaxSecretFileSize = 64 << 10
 
 // secretRef is one secret of the config and the three ways of giving it.
 type secretRef struct {
-	key                 string // "mq.password"
-	inline, file, env   *string
-	fileKey, envKey     string
+	key               string // "mq.password"
+	inline, file, env *string
+	fileKey, envKey   string
 }
 
 func (c *Config) secretRefs() []secretRef {
