@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,8 +180,10 @@ func yamlLine(err error) int {
 	return 0
 }
 
+// yamlMessage is yaml's message without its line and without the values
+// it quotes (`…`), which may be secrets.
 func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg := quoted.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "`…`")
 	if _, rest, ok := strings.Cut(msg, "line "); ok {
 		if i := strings.Index(rest, ": "); i > 0 {
 			if _, err := strconv.Atoi(rest[:i]); err == nil {
@@ -215,6 +218,8 @@ func keysOf(t reflect.Type) []string {
 	}
 	return keys
 }
+
+var quoted = regexp.MustCompile("`[^`]*`")
 
 var durationType = reflect.TypeFor[Duration]()
 

@@ -159,7 +159,7 @@ func (c *Config) validateDB(section string, d DBSection) error {
 	switch d.Driver {
 	case "", "sqlite":
 		if strings.Contains(d.DSN, "?") || strings.HasPrefix(d.DSN, "file:") || strings.Contains(d.DSN, "@tcp(") {
-			return c.fail(section+".dsn", d.DSN, "is not a sqlite file path (want a path such as /var/lib/worker/worker.db or \":memory:\"; for MySQL set driver: mysql)")
+			return c.fail(section+".dsn", redactDSN(d.DSN), "is not a sqlite file path (want a path such as /var/lib/worker/worker.db or \":memory:\"; for MySQL set driver: mysql)")
 		}
 		if pw != "" {
 			return c.fail(section+".driver", d.Driver, "is sqlite, which takes no password (%s.password*)", section)

@@ -1,0 +1,4 @@
+package service
+
+// Secret is the resolved secret of key ("mq.password"), for tests.
+func (c *Config) Secret(key string) string { return c.secrets[key] }
