@@ -74,6 +74,9 @@ func (c *Config) fail(key, value, problem string, args ...any) *ConfigError {
 		e.File = m.file
 		e.Line = m.lineOf(key)
 		e.Env = m.env[key]
+		if e.Env != "" {
+			e.Line = 0 // the value is not the file's
+		}
 	}
 	return e
 }

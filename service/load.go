@@ -144,7 +144,7 @@ func Parse(name string, data []byte, env []string) (*Config, error) {
 
 func (c *Config) failAt(key string, n *yaml.Node, problem string, args ...any) *ConfigError {
 	e := c.fail(key, nodeValue(n), problem, args...)
-	if n != nil && n.Line > 0 {
+	if n != nil && n.Line > 0 && e.Env == "" {
 		e.Line = n.Line
 	}
 	return e
