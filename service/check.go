@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/url"
@@ -23,7 +24,7 @@ import (
 func Check(w io.Writer, cfg *Config) error {
 	eff := cfg.Effective()
 	eff.redact()
-	out, err := yaml.Marshal(&eff)
+	out, err := marshal(&eff)
 	if err != nil {
 		return fmt.Errorf("service: check: %w", err)
 	}
@@ -39,7 +40,21 @@ func Check(w io.Writer, cfg *Config) error {
 func Marshal(cfg *Config) ([]byte, error) {
 	c := cfg.clone()
 	c.redact()
-	return yaml.Marshal(&c)
+	return marshal(&c)
+}
+
+// marshal is YAML indented by two spaces.
+func marshal(c *Config) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 func (c *Config) clone() Config {
