@@ -77,6 +77,7 @@ func TestBadInput(t *testing.T) {
 		{"GuestLogsRelativeFile", "guest_logs:\n  files: [var/log/syslog]\n", nil, "guest_logs.files[0]", `"var/log/syslog"`, "is not an absolute path"},
 		{"AccountNoCustomer", "accounts:\n  - id: acct-1\n", nil, "accounts[0].customer", `""`, ""},
 		{"AccountDuplicate", "accounts:\n  - {id: a, customer: c}\n  - {id: a, customer: d}\n", nil, "accounts[1].id", `"a"`, "is also the id of accounts[0]"},
+		{"AccountSecretSetting", "accounts:\n  - {id: a, customer: c, settings: {password: hunter2}}\n", nil, "accounts[0].settings.password", service.Redacted, "looks like a secret"},
 		{"AccountUnknownKey", "accounts:\n  - {id: a, customer: c, region: eu}\n", nil, "accounts[0].region", `"region"`, "is not a key of accounts[0]"},
 		{"InlinePassword", "mq:\n  url: amqp://u@mq:5672/\n  password: hunter2\n", nil, "mq.password", service.Redacted, "is a secret written into the file"},
 		{"PasswordTwice", "mq:\n  url: amqp://u@mq:5672/\n  password_env: A\n  password_file: /x\n", nil, "mq.password", `""`, "is given more than once"},

@@ -16,18 +16,18 @@ type Config struct {
 	// a secret is given by reference only.
 	AllowInlineSecrets bool `yaml:"allow_inline_secrets,omitempty"`
 
-	Process        ProcessSection      `yaml:"process"`
-	MQ             MQSection           `yaml:"mq"`              // mq.cfg
-	ProvisioningDB DBSection           `yaml:"provisioning_db"` // worker.properties
-	AnalyticsDB    DBSection           `yaml:"analytics_db"`    // worker.properties
-	StateStore     StateStoreSection   `yaml:"state_store"`     // dasein-persistence.properties
-	KM             KMSection           `yaml:"km"`              // enstratus-km-client.cfg
-	Provisioning   ProvisioningSection `yaml:"provisioning"`    // enstratus-provisioning.cfg
-	Logging        LoggingSection      `yaml:"logging"`
-	Pinger         PingerSection       `yaml:"pinger"`
-	Schedule       ScheduleSection     `yaml:"schedule"`
-	Retry          RetrySection        `yaml:"retry"`
-	GuestLogs      GuestLogsSection    `yaml:"guest_logs"`
+	Process        ProcessSection      `yaml:"process,omitempty"`
+	MQ             MQSection           `yaml:"mq,omitempty"`              // mq.cfg
+	ProvisioningDB DBSection           `yaml:"provisioning_db,omitempty"` // worker.properties
+	AnalyticsDB    DBSection           `yaml:"analytics_db,omitempty"`    // worker.properties
+	StateStore     StateStoreSection   `yaml:"state_store,omitempty"`     // dasein-persistence.properties
+	KM             KMSection           `yaml:"km,omitempty"`              // enstratus-km-client.cfg
+	Provisioning   ProvisioningSection `yaml:"provisioning,omitempty"`    // enstratus-provisioning.cfg
+	Logging        LoggingSection      `yaml:"logging,omitempty"`
+	Pinger         PingerSection       `yaml:"pinger,omitempty"`
+	Schedule       ScheduleSection     `yaml:"schedule,omitempty"`
+	Retry          RetrySection        `yaml:"retry,omitempty"`
+	GuestLogs      GuestLogsSection    `yaml:"guest_logs,omitempty"`
 	// Accounts are put into the account registry at start when missing
 	// (see [Bootstrap]).
 	Accounts []AccountEntry `yaml:"accounts,omitempty"`

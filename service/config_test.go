@@ -261,3 +261,24 @@ func TestErrorsMatchSentinel(t *testing.T) {
 	require.Equal(t, `worker.yaml:2: mq.url: "amqx://mq/" is not an amqp:// or amqps:// URL with a host (want "memory" or amqp://user@host:5672/vhost)`, err.Error())
 	require.False(t, strings.Contains(err.Error(), "\n"))
 }
+
+// TestEnvNames: every scalar key has its own WORKER_* variable, named
+// after its path.
+func TestEnvNames(t *testing.T) {
+	t.Parallel()
+	keys := service.EnvKeys()
+	require.Greater(t, len(keys), 80, "every scalar key of every section")
+	seen := map[string]bool{}
+	for name, path := range keys {
+		require.Regexp(t, `^WORKER_[A-Z0-9_]+$`, name)
+		require.Equal(t, "WORKER_"+strings.ToUpper(strings.ReplaceAll(path, ".", "_")), name)
+		require.False(t, seen[path], path)
+		seen[path] = true
+	}
+	require.Equal(t, "mq.url", keys["WORKER_MQ_URL"])
+	require.Equal(t, "provisioning_db.dsn", keys["WORKER_PROVISIONING_DB_DSN"])
+	require.Equal(t, "pinger.dead_after", keys["WORKER_PINGER_DEAD_AFTER"])
+	require.Equal(t, "schedule.budget.per_second", keys["WORKER_SCHEDULE_BUDGET_PER_SECOND"])
+	_, err := service.Parse("worker.yaml", nil, []string{"WORKER_DB_DSN=u:p@tcp(db:3306)/w", "WORKER_CONFIG=/etc/worker.yaml"})
+	require.NoError(t, err, "examples/migrate's variables may share the environment")
+}

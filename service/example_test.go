@@ -81,7 +81,6 @@ mq:
 	//   dsn: worker.db
 	//   max_open_conns: 4
 	//   max_idle_conns: 4
-	// analytics_db: {}
 	// state_store:
 	//   migrations: auto
 	//   deletion_grace: 5m0s
@@ -123,5 +122,4 @@ mq:
 	//   multiplier: 2
 	//   jitter: 0.2
 	//   inline_max: 1s
-	// guest_logs: {}
 }

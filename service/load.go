@@ -26,6 +26,11 @@ const EnvPrefix = "WORKER_"
 // path from when no -config flag is given; Load ignores it.
 const EnvConfig = "WORKER_CONFIG"
 
+// IgnoredEnv are WORKER_* variables that name no key and are not refused:
+// EnvConfig, and the variables of examples/migrate, which may share the
+// service's environment file.
+var IgnoredEnv = []string{EnvConfig, "WORKER_DB_DSN", "WORKER_ANALYTICS_DSN"}
+
 // MaxFileSize bounds the configuration file.
 const MaxFileSize = 4 << 20
 
@@ -372,7 +377,7 @@ func envName(path string) string {
 
 // applyEnv sets the keys named by WORKER_* variables in the tree. A
 // WORKER_* variable that names no key is refused unless it is EnvConfig or
-// a secret's *_env or "${NAME}" reference.
+// a secret's *_env or "${NAME}" reference (see IgnoredEnv).
 func (c *Config) applyEnv(root *yaml.Node, t reflect.Type) error {
 	keys := envKeys()
 	refs := envRefs(root)
@@ -387,7 +392,7 @@ func (c *Config) applyEnv(root *yaml.Node, t reflect.Type) error {
 		value := c.meta.vars[name]
 		path, ok := keys[name]
 		if !ok {
-			if name == EnvConfig || refs[name] {
+			if slices.Contains(IgnoredEnv, name) || refs[name] {
 				continue
 			}
 			return &ConfigError{File: c.meta.file, Key: name, Value: Redacted,
