@@ -115,6 +115,19 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestSecretFileOwner: a password file owned by another user is refused.
+func TestSecretFileOwner(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	path := filepath.Join(t.TempDir(), "pw")
+	writeFile(t, path, "pw\n", 0o600)
+	require.NoError(t, os.Chown(path, 12345, 12345))
+	_, err := service.Parse("worker.yaml", []byte("mq:\n  url: amqp://u@mq:5672/\n  password_file: "+path+"\n"), nil)
+	require.ErrorContains(t, err, `worker.yaml:3: mq.password_file: "`+path+`" is owned by uid 12345, not by this process's user (uid 0) or root: chown it`)
+}
+
 // TestBadLegacy: values of the classic files that cannot be converted are
 // errors naming the file, the key and the value.
 func TestBadLegacy(t *testing.T) {

@@ -105,7 +105,8 @@ func (c *Config) resolveSecrets() error {
 }
 
 // readSecretFile reads a secret file: a regular file readable by its owner
-// only, its content without the trailing newline. The problem never holds
+// only, owned by this process's user or root (as km's key files), its
+// content without the trailing newline. The problem never holds
 // any of the file's content.
 func readSecretFile(path string) (string, string) {
 	f, err := os.Open(path)
@@ -125,6 +126,9 @@ func readSecretFile(path string) (string, string) {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return "", fmt.Sprintf("is accessible by group or others (mode %04o): chmod 600 it", perm)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return "", fmt.Sprintf("is owned by uid %d, not by this process's user (uid %d) or root: chown it", uid, os.Geteuid())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxSecretFileSize+1))
 	defer clear(b)
