@@ -304,6 +304,8 @@ func (e AccountEntry) account() (accounts.Account, error) {
 // registry when they are not there yet. An account already in the
 // registry is left as it is: the list seeds a new installation, and
 // later changes (a pause, new settings) made through the registry win.
+// An account deleted through the registry counts as missing: remove it
+// from the list too, or the next start creates it again.
 // It returns the ids of the accounts it created.
 func Bootstrap(ctx context.Context, w *worker.Worker, cfg *Config) ([]string, error) {
 	reg := w.Accounts()
