@@ -31,10 +31,10 @@ var layers = map[string]int{
 	"cloud/vsphere/vcsimtest": 3,
 	// 4: the composition root.
 	"": 4,
-	// 5: test helpers of the worker.
-	"workertest": 5,
+	// 5: test helpers of the worker; the service's configuration.
+	"workertest": 5, "service": 5,
 	// 6: programs.
-	"examples/migrate": 6, "examples/quickstart": 6, "examples/readme": 6,
+	"examples/migrate": 6, "examples/quickstart": 6, "examples/readme": 6, "examples/workers": 6,
 }
 
 // testOnly are the packages that only tests (and test helpers) import.
