@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/sim"
 	"github.com/stratusworks/worker/state"
@@ -283,4 +284,22 @@ func TestConfigResources(t *testing.T) {
 	_, err := sim.New(sim.Config{Resources: -1})
 	require.ErrorIs(t, err, sim.ErrInvalidConfig)
 	require.ErrorContains(t, err, "Config.Resources")
+}
+
+// TestAccountSettingsResources: a registry account of type "sim" with
+// settings.resources starts with that many resources of each kind.
+func TestAccountSettingsResources(t *testing.T) {
+	t.Parallel()
+	p, err := sim.NewAccountProvider(context.Background(), accounts.Account{ID: "reg-1", Settings: []byte(`{"resources":2}`)}, nil)
+	require.NoError(t, err)
+	dns, err := cloud.DNSOf(p)
+	require.NoError(t, err)
+	page, err := dns.ListDNSRecords(context.Background(), "reg-1", cloud.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 2)
+	for _, bad := range []string{`{"resources":-1}`, `{"resources":10001}`} {
+		err := sim.CheckAccountSettings([]byte(bad))
+		require.ErrorIs(t, err, accounts.ErrInvalid, bad)
+		require.ErrorContains(t, err, "settings.resources")
+	}
 }
