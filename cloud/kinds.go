@@ -106,7 +106,10 @@ type Scheduled struct {
 //	}
 //
 // A service p does not offer (ErrNotSupported) is skipped; any other error of
-// a service accessor is returned.
+// a service accessor is returned. The pollers include those of servers,
+// firewalls and budgets: a host that registers one of those kinds itself
+// skips it here (Register refuses a kind twice). A host may register a kind
+// at another interval, or set one per account in the registry.
 func StandardPollers(p Provider) ([]Scheduled, error) {
 	if p == nil {
 		return nil, fmt.Errorf("cloud: StandardPollers: provider is nil: %w", ErrInvalidRequest)

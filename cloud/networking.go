@@ -28,9 +28,9 @@ type Networks interface {
 type Address struct {
 	ID       string `json:"id"`
 	Account  string `json:"account"`
-	Address  string `json:"address"`                 // e.g. "203.0.113.7"
-	Version  string `json:"version"`                 // "ipv4" or "ipv6"
-	Region   string `json:"region,omitempty"`        //
+	Address  string `json:"address"` // e.g. "203.0.113.7"
+	Version  string `json:"version"` // "ipv4" or "ipv6"
+	Region   string `json:"region,omitempty"`
 	Server   string `json:"server,omitempty"`        // the server it is assigned to
 	Balancer string `json:"load_balancer,omitempty"` // the load balancer it is assigned to
 }
