@@ -6,7 +6,9 @@ import (
 )
 
 // Provider is one cloud. Each service accessor returns ErrNotSupported (wrapped
-// with the provider's name) when the cloud has no such service.
+// with the provider's name) when the cloud has no such service. The services
+// of the other kinds (volumes, DNS, invoices, …) are optional accessors that
+// a provider may add; reach them with their helpers ([VolumesOf], [DNSOf], …).
 type Provider interface {
 	// Name identifies the provider, e.g. "sim" or "vsphere".
 	Name() string

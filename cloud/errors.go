@@ -62,7 +62,23 @@ func IsTransient(err error) bool {
 	return true
 }
 
-// NotSupported returns an error matching ErrNotSupported naming the provider and service.
+// NotSupported returns a [*NotSupportedError] (matching ErrNotSupported)
+// naming the provider and service.
 func NotSupported(provider, service string) error {
-	return fmt.Errorf("%w: %s has no %s service", ErrNotSupported, provider, service)
+	return &NotSupportedError{Provider: provider, Service: service}
 }
+
+// NotSupportedError is what a provider answers for a service it does not
+// offer, and what the service helpers ([ImagesOf], [DNSOf], …) return for
+// a provider without the service's accessor. It matches ErrNotSupported.
+type NotSupportedError struct {
+	Provider string // the provider's Name, e.g. "vsphere"
+	Service  string // the service, e.g. ServiceDNS
+}
+
+func (e *NotSupportedError) Error() string {
+	return fmt.Sprintf("%v: %s has no %s service", ErrNotSupported, e.Provider, e.Service)
+}
+
+// Is makes errors.Is(err, ErrNotSupported) true.
+func (e *NotSupportedError) Is(target error) bool { return target == ErrNotSupported }

@@ -23,6 +23,10 @@ type AccountSettings struct {
 	// Servers is how many RUNNING servers the account starts with
 	// ("server-1", "server-2", …). Default 0.
 	Servers int `json:"servers,omitempty"`
+	// Resources is how many resources of each kind beyond servers,
+	// firewalls and budgets the account starts with (Config.Resources).
+	// Default 0.
+	Resources int `json:"resources,omitempty"`
 	// Seed, LaunchDelay, TerminateDelay and ConsistencyDelay are those of
 	// Config; durations are strings such as "30s".
 	Seed             int64  `json:"seed,omitempty"`
@@ -36,8 +40,12 @@ type AccountSettings struct {
 	CredentialSHA256 string `json:"credential_sha256,omitempty"`
 }
 
-// maxAccountServers bounds AccountSettings.Servers.
-const maxAccountServers = 100_000
+// maxAccountServers bounds AccountSettings.Servers, maxAccountResources
+// AccountSettings.Resources.
+const (
+	maxAccountServers   = 100_000
+	maxAccountResources = 10_000
+)
 
 // ParseAccountSettings decodes settings strictly: unknown fields, bad
 // durations and out-of-range counts are errors naming the setting, matching
@@ -51,7 +59,7 @@ func ParseAccountSettings(raw json.RawMessage) (AccountSettings, Config, error) 
 			return s, Config{}, fmt.Errorf("%w: sim settings: %w", accounts.ErrInvalid, err)
 		}
 	}
-	cfg := Config{Seed: s.Seed}
+	cfg := Config{Seed: s.Seed, Resources: s.Resources}
 	for _, d := range []struct {
 		name string
 		in   string
@@ -70,6 +78,10 @@ func ParseAccountSettings(raw json.RawMessage) (AccountSettings, Config, error) 
 	if s.Servers < 0 || s.Servers > maxAccountServers {
 		return s, Config{}, &accounts.FieldError{Field: "settings.servers", Value: fmt.Sprint(s.Servers),
 			Problem: fmt.Sprintf("must be between 0 and %d", maxAccountServers)}
+	}
+	if s.Resources < 0 || s.Resources > maxAccountResources {
+		return s, Config{}, &accounts.FieldError{Field: "settings.resources", Value: fmt.Sprint(s.Resources),
+			Problem: fmt.Sprintf("must be between 0 and %d", maxAccountResources)}
 	}
 	if h := s.CredentialSHA256; h != "" {
 		if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {

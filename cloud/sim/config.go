@@ -13,25 +13,58 @@ import (
 // API names, as used in [Config.RateLimits], [Cloud.FailNext], [Cloud.Calls]
 // and [cloud.ThrottledError.API].
 const (
-	APIListServers      = "ListServers"
-	APIListServerStatus = "ListServerStatus"
-	APIGetServer        = "GetServer"
-	APIFindServersByTag = "FindServersByTag"
-	APILaunch           = "Launch"
-	APITerminate        = "Terminate"
-	APIListFirewalls    = "ListFirewalls"
-	APIAuthorize        = "Authorize"
-	APIRevoke           = "Revoke"
-	APIListBudgets      = "ListBudgets"
-	APIOperation        = "Operation"
+	APIListServers            = "ListServers"
+	APIListServerStatus       = "ListServerStatus"
+	APIGetServer              = "GetServer"
+	APIFindServersByTag       = "FindServersByTag"
+	APILaunch                 = "Launch"
+	APITerminate              = "Terminate"
+	APIListFirewalls          = "ListFirewalls"
+	APIAuthorize              = "Authorize"
+	APIRevoke                 = "Revoke"
+	APIListBudgets            = "ListBudgets"
+	APIOperation              = "Operation"
+	APIListRegions            = "ListRegions"
+	APIListDataCenters        = "ListDataCenters"
+	APIListImages             = "ListImages"
+	APIListVolumes            = "ListVolumes"
+	APIListVolumeStatus       = "ListVolumeStatus"
+	APIListSnapshots          = "ListSnapshots"
+	APIListSnapshotStatus     = "ListSnapshotStatus"
+	APIListNetworks           = "ListNetworks"
+	APIListAddresses          = "ListAddresses"
+	APIListLoadBalancers      = "ListLoadBalancers"
+	APIListLoadBalancerStatus = "ListLoadBalancerStatus"
+	APIListDNSZones           = "ListDNSZones"
+	APIListDNSRecords         = "ListDNSRecords"
+	APIListVPNGateways        = "ListVPNGateways"
+	APIListDatabases          = "ListDatabases"
+	APIListDatabaseStatus     = "ListDatabaseStatus"
+	APIListDistributions      = "ListDistributions"
+	APIListCertificates       = "ListCertificates"
+	APIListSubscriptions      = "ListSubscriptions"
+	APIListInvoices           = "ListInvoices"
 )
 
 // Service names, as used in [Config.Disable].
 const (
-	ServiceCompute    = "compute"
-	ServiceNetwork    = "network"
-	ServiceBilling    = "billing"
-	ServiceOperations = "operations"
+	ServiceCompute       = cloud.ServiceCompute
+	ServiceNetwork       = cloud.ServiceNetwork
+	ServiceBilling       = cloud.ServiceBilling
+	ServiceOperations    = cloud.ServiceOperations
+	ServiceDataCenters   = cloud.ServiceDataCenters
+	ServiceImages        = cloud.ServiceImages
+	ServiceVolumes       = cloud.ServiceVolumes
+	ServiceSnapshots     = cloud.ServiceSnapshots
+	ServiceNetworks      = cloud.ServiceNetworks
+	ServiceAddresses     = cloud.ServiceAddresses
+	ServiceLoadBalancers = cloud.ServiceLoadBalancers
+	ServiceDNS           = cloud.ServiceDNS
+	ServiceVPNs          = cloud.ServiceVPNs
+	ServiceDatabases     = cloud.ServiceDatabases
+	ServiceCDN           = cloud.ServiceCDN
+	ServiceCertificates  = cloud.ServiceCertificates
+	ServiceSubscriptions = cloud.ServiceSubscriptions
 )
 
 // api is the index of an API name; every per-API table is an array indexed by it.
@@ -49,18 +82,78 @@ const (
 	apiRevoke
 	apiListBudgets
 	apiOperation
+	apiListRegions
+	apiListDataCenters
+	apiListImages
+	apiListVolumes
+	apiListVolumeStatus
+	apiListSnapshots
+	apiListSnapshotStatus
+	apiListNetworks
+	apiListAddresses
+	apiListLoadBalancers
+	apiListLoadBalancerStatus
+	apiListDNSZones
+	apiListDNSRecords
+	apiListVPNGateways
+	apiListDatabases
+	apiListDatabaseStatus
+	apiListDistributions
+	apiListCertificates
+	apiListSubscriptions
+	apiListInvoices
 	numAPIs
 )
 
 var apiNames = [numAPIs]string{
 	APIListServers, APIListServerStatus, APIGetServer, APIFindServersByTag, APILaunch,
 	APITerminate, APIListFirewalls, APIAuthorize, APIRevoke, APIListBudgets, APIOperation,
+	APIListRegions,
+	APIListDataCenters,
+	APIListImages,
+	APIListVolumes,
+	APIListVolumeStatus,
+	APIListSnapshots,
+	APIListSnapshotStatus,
+	APIListNetworks,
+	APIListAddresses,
+	APIListLoadBalancers,
+	APIListLoadBalancerStatus,
+	APIListDNSZones,
+	APIListDNSRecords,
+	APIListVPNGateways,
+	APIListDatabases,
+	APIListDatabaseStatus,
+	APIListDistributions,
+	APIListCertificates,
+	APIListSubscriptions,
+	APIListInvoices,
 }
 
 // apiService is the service each API belongs to.
 var apiService = [numAPIs]string{
 	ServiceCompute, ServiceCompute, ServiceCompute, ServiceCompute, ServiceCompute,
 	ServiceCompute, ServiceNetwork, ServiceNetwork, ServiceNetwork, ServiceBilling, ServiceOperations,
+	ServiceDataCenters,
+	ServiceDataCenters,
+	ServiceImages,
+	ServiceVolumes,
+	ServiceVolumes,
+	ServiceSnapshots,
+	ServiceSnapshots,
+	ServiceNetworks,
+	ServiceAddresses,
+	ServiceLoadBalancers,
+	ServiceLoadBalancers,
+	ServiceDNS,
+	ServiceDNS,
+	ServiceVPNs,
+	ServiceDatabases,
+	ServiceDatabases,
+	ServiceCDN,
+	ServiceCertificates,
+	ServiceSubscriptions,
+	ServiceSubscriptions,
 }
 
 func (a api) String() string { return apiNames[a] }
@@ -74,7 +167,25 @@ func lookupAPI(name string) (api, bool) {
 	return 0, false
 }
 
-var services = []string{ServiceCompute, ServiceNetwork, ServiceBilling, ServiceOperations}
+var services = []string{
+	ServiceCompute,
+	ServiceNetwork,
+	ServiceBilling,
+	ServiceOperations,
+	ServiceDataCenters,
+	ServiceImages,
+	ServiceVolumes,
+	ServiceSnapshots,
+	ServiceNetworks,
+	ServiceAddresses,
+	ServiceLoadBalancers,
+	ServiceDNS,
+	ServiceVPNs,
+	ServiceDatabases,
+	ServiceCDN,
+	ServiceCertificates,
+	ServiceSubscriptions,
+}
 
 // Defaults applied by [New] to zero fields of [Config].
 const (
@@ -150,10 +261,18 @@ type Config struct {
 	// account and API; an empty bucket fails the call with a
 	// *cloud.ThrottledError. APIs not in the map are not limited. Default none.
 	RateLimits map[string]Limit
+	// Resources is how many resources of each kind beyond servers,
+	// firewalls and budgets (regions, data centers, images, volumes,
+	// snapshots, networks, addresses, load balancers, DNS zones and records,
+	// VPN gateways, databases, CDN distributions, certificates,
+	// subscriptions, invoices) a new account starts with (see
+	// [Cloud.Populate]). Default 0: none, and Drift leaves those kinds
+	// alone in the account until Put or Populate gives it some.
+	Resources int
 	// Faults injects failures and latency. Default none.
 	Faults Faults
 	// Disable lists services (ServiceCompute, ServiceNetwork, ServiceBilling,
-	// ServiceOperations) the cloud does not offer: their accessors and
+	// ServiceOperations, ServiceVolumes, …) the cloud does not offer: their accessors and
 	// methods return an error matching cloud.ErrNotSupported. Default none.
 	Disable []string
 	// Images is the image catalog; launching any other image fails.
@@ -245,6 +364,8 @@ func (c Config) validate() error {
 	case d.DefaultPageSize > d.MaxPageSize:
 		return fmt.Errorf("sim: Config.DefaultPageSize (%d) must not exceed Config.MaxPageSize (%d)",
 			d.DefaultPageSize, d.MaxPageSize)
+	case d.Resources < 0:
+		return fmt.Errorf("sim: Config.Resources must not be negative, got %d", d.Resources)
 	case d.MaxServersPerAccount < 0:
 		return fmt.Errorf("sim: Config.MaxServersPerAccount must not be negative, got %d", d.MaxServersPerAccount)
 	case math.IsNaN(d.Faults.ErrorRate) || d.Faults.ErrorRate < 0 || d.Faults.ErrorRate > 1:

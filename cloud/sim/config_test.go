@@ -41,7 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"UnknownAPI", sim.Config{RateLimits: map[string]sim.Limit{"Reboot": {PerSecond: 1, Burst: 1}}}, `unknown API "Reboot"`},
 		{"ZeroRate", sim.Config{RateLimits: map[string]sim.Limit{sim.APILaunch: {Burst: 1}}}, `RateLimits["Launch"].PerSecond`},
 		{"ZeroBurst", sim.Config{RateLimits: map[string]sim.Limit{sim.APILaunch: {PerSecond: 1}}}, `RateLimits["Launch"].Burst`},
-		{"UnknownService", sim.Config{Disable: []string{"dns"}}, `Config.Disable: unknown service "dns"`},
+		{"UnknownService", sim.Config{Disable: []string{"storage"}}, `Config.Disable: unknown service "storage"`},
 		{"EmptyImage", sim.Config{Images: []string{"a", ""}}, "Config.Images"},
 		{"EmptySize", sim.Config{Sizes: []string{""}}, "Config.Sizes"},
 	}

@@ -23,6 +23,17 @@
 // [Cloud.Calls] (how many calls an API received). Every value returned is a
 // copy: changing it never changes the cloud.
 //
+// Every optional service of package cloud is simulated too (regions and
+// data centers, images, volumes, snapshots, virtual networks, IP addresses,
+// load balancers, DNS zones and records, VPN gateways, databases, CDN
+// distributions, certificates, subscriptions and invoices), with the same
+// paging, rate limits, faults and [Config.Disable] by API and service name.
+// An account gets resources of those kinds from [Config.Resources] or
+// [Cloud.Populate] (deterministic, from the seed and the account id), or one
+// by one with the generic [Put], and loses them with [Remove]; [Resources]
+// reads them. Drift creates, changes and deletes resources of the kinds an
+// account has, and leaves the others alone.
+//
 // Calls naming an account that was never created fail with an error matching
 // [cloud.ErrNotFound], as a real cloud rejects an account it does not know
 // (the seeding methods create accounts). Malformed requests fail with an

@@ -19,8 +19,10 @@ const (
 
 // Drift makes n random changes, as the world outside the SDK would: a
 // firewall rule added or removed, a RUNNING server stopped, a STOPPED one
-// started, a budget's spending increased. Each change picks an account and a
-// kind of change at random; when that kind has nothing to act on in the
+// started, a budget's spending increased, and, for each kind beyond those
+// that the account has (see [Cloud.Populate]), a resource created, changed
+// (a volume attached, a DNS record's TTL, an invoice paid, …) or deleted.
+// Each change picks an account and a kind of change at random; when that kind has nothing to act on in the
 // account, the next kind is tried. The changes depend only on the seed, the
 // cloud's contents and the clock, so the same seeding and calls drift the
 // same way. Drift returns a description of each change made.
@@ -35,9 +37,10 @@ func (c *Cloud) Drift(n int) []string {
 	var log []string
 	for range n {
 		a := c.lookup(ids[c.rng.IntN(len(ids))])
-		first := c.rng.IntN(numDrifts)
-		for k := range numDrifts {
-			if msg := c.drift(a, (first+k)%numDrifts, now); msg != "" {
+		changes := c.driftKinds(a)
+		first := c.rng.IntN(len(changes))
+		for k := range changes {
+			if msg := c.drift(a, changes[(first+k)%len(changes)], now); msg != "" {
 				log = append(log, "account "+a.id+": "+msg)
 				break
 			}
@@ -46,11 +49,51 @@ func (c *Cloud) Drift(n int) []string {
 	return log
 }
 
+// Changes of the kinds beyond servers, firewalls and budgets: numDrifts +
+// 3×kindIdx + one of these.
+const (
+	driftCreate = iota
+	driftUpdate
+	driftDelete
+	driftsPerKind
+)
+
+// driftKinds returns the kinds of change Drift may make in the account: the
+// five of servers, firewalls and budgets, and three for each other kind the
+// account has. The caller holds c.rngMu.
+func (c *Cloud) driftKinds(a *account) []int {
+	out := make([]int, 0, numDrifts+driftsPerKind*int(numKinds))
+	for k := range numDrifts {
+		out = append(out, k)
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, k := range kindSpecs {
+		if _, has := k.size(a); has {
+			for d := range driftsPerKind {
+				out = append(out, numDrifts+driftsPerKind*int(k.kind())+d)
+			}
+		}
+	}
+	return out
+}
+
 // drift makes one change of the kind and describes it, or returns "" if the
 // account has nothing to change. The caller holds c.rngMu.
 func (c *Cloud) drift(a *account, kind int, now int64) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if kind >= numDrifts {
+		k := kindSpecs[(kind-numDrifts)/driftsPerKind]
+		switch (kind - numDrifts) % driftsPerKind {
+		case driftCreate:
+			return k.driftCreate(c, a, c.rng)
+		case driftUpdate:
+			return k.driftUpdate(a, c.rng)
+		default:
+			return k.driftDelete(a, c.rng)
+		}
+	}
 	switch kind {
 	case driftAddRule:
 		if len(a.firewalls) == 0 {

@@ -23,7 +23,9 @@ const Name = "sim"
 
 // Cloud is an in-memory simulated cloud. It implements [cloud.Provider] and,
 // directly, [cloud.Compute], [cloud.Network], [cloud.Billing] and
-// [cloud.Operations]. It is safe for concurrent use.
+// [cloud.Operations], and every optional service of package cloud
+// ([cloud.Volumes], [cloud.DNS], …; see services.go). It is safe for
+// concurrent use.
 type Cloud struct {
 	cfg        Config
 	disabled   map[string]bool
@@ -34,6 +36,7 @@ type Cloud struct {
 	accountIDs []string // sorted, for deterministic Drift
 
 	serverSeq, ipSeq, opSeq, fwSeq, ruleSeq, budgetSeq atomic.Uint64
+	kindSeq                                            [numKinds]atomic.Uint64
 
 	calls [numAPIs]atomic.Int64
 
@@ -131,6 +134,9 @@ type account struct {
 	nextOpSweep int64
 	firewalls   []*firewall // sorted by id
 	budgets     []cloud.Budget
+	// kinds holds, per kindIdx, a *[]T sorted by id (see spec), or nil when
+	// the account has none of the kind.
+	kinds [numKinds]any
 }
 
 func (c *Cloud) lookup(id string) *account {
@@ -158,6 +164,9 @@ func (c *Cloud) ensureAccount(id string) (*account, error) {
 			a.limiters[op] = rate.NewLimiter(rate.Limit(l.PerSecond), l.Burst)
 		}
 	}
+	if n := c.cfg.Resources; n > 0 {
+		c.populate(a, n) // no one else knows a yet
+	}
 	c.accounts[id] = a
 	i, _ := slices.BinarySearch(c.accountIDs, id)
 	c.accountIDs = slices.Insert(c.accountIDs, i, id)
@@ -166,8 +175,10 @@ func (c *Cloud) ensureAccount(id string) (*account, error) {
 
 // AddAccount creates an account; adding an existing one does nothing. Calls
 // naming an account that was never added fail with an error matching
-// cloud.ErrNotFound (the seeding methods AddServer, AddFirewall and SetBudget
-// create the account themselves).
+// cloud.ErrNotFound (the seeding methods AddServer, AddFirewall, SetBudget,
+// Put and Populate create the account themselves). A new account starts
+// with Config.Resources resources of each kind beyond servers, firewalls and
+// budgets.
 func (c *Cloud) AddAccount(id string) error {
 	_, err := c.ensureAccount(id)
 	return err
