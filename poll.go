@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/stratusworks/worker/accounts"
+	"github.com/stratusworks/worker/cloud"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -88,6 +89,12 @@ func (r *pollRunner) poll(ctx context.Context, p Poller, t state.Target) poller.
 	for {
 		snap, next, err := p.Poll(ctx, t, cursor)
 		calls++
+		if err != nil && calls == 1 && errors.Is(err, cloud.ErrNotSupported) {
+			// The account's provider has no such service (Worker.Cloud
+			// offers every kind; a vSphere account has no DNS): nothing
+			// to poll, and not a failure to back off from.
+			return poller.Outcome{Calls: calls}
+		}
 		if err != nil {
 			return failed(fmt.Errorf("poll %s page %d: %w", t, calls, err), calls)
 		}
