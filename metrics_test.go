@@ -116,7 +116,19 @@ func TestMetricsScenario(t *testing.T) {
 	env.Advance(t, time.Minute, 10*time.Second)
 	ev := env.Event(t, persist.EventJobCompleted)
 	require.Equal(t, "acct-1", ev.Account)
+	// The Env sees the event inside its handler, maybe before the relay's
+	// Publish returned (gochannel delivers within it) and before the
+	// attempt is counted.
+	eventually(t, reg, `worker_actions_published_total{type="job.completed"}`, 1)
+	eventually(t, reg, `worker_actions_handled_total{type="job.completed"}`, 1)
 
+	// A dispatch reports its outcome from inside its handler: the attempt
+	// is counted just after the schedule settled.
+	eventually(t, reg, `worker_actions_handled_total{type="poll"}`, 6)
+	require.Eventually(t, func() bool {
+		got := scraped(t, reg)
+		return got[`worker_handler_duration_seconds_count{type="job.check"}`] == got[`worker_polls_total{kind="job",outcome="ok"}`]
+	}, 10*time.Second, 5*time.Millisecond)
 	got := scraped(t, reg)
 	want := map[string]float64{
 		`worker_polls_total{kind="server",outcome="ok"}`:        5, // 0, 1m, 2m, 3m, 4m
@@ -145,7 +157,7 @@ func TestMetricsScenario(t *testing.T) {
 		`worker_queue_lag_seconds_count{queue="polls"}`:           got[`worker_queue_lag_seconds_count{queue="polls"}`],
 		`worker_poll_lag_seconds_count{kind="job"}`:               got[`worker_poll_lag_seconds_count{kind="job"}`],
 		`worker_polls_total{kind="job",outcome="ok"}`:             got[`worker_poll_lag_seconds_count{kind="job"}`],
-		`worker_handler_duration_seconds_count{type="job.check"}`: got[`worker_poll_lag_seconds_count{kind="job"}`],
+		`worker_handler_duration_seconds_count{type="job.check"}`: got[`worker_polls_total{kind="job",outcome="ok"}`],
 	}
 	for series, v := range want {
 		require.Contains(t, got, series)
