@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/km"
 	"github.com/stratusworks/worker/persist"
@@ -85,6 +86,11 @@ type Config struct {
 	// Middleware is extra Watermill middleware run around each attempt of a
 	// handler, built-in handlers included (see SubscriberConfig.Middleware).
 	Middleware []message.HandlerMiddleware
+	// Metrics, when set, is where the worker registers its Prometheus
+	// collectors (worker_… metrics; see the package documentation). The
+	// worker opens no port: the host serves the registry. Close
+	// unregisters them. Default nil: no metrics, at no cost.
+	Metrics prometheus.Registerer
 
 	// Cloud is the provider of accounts that have no provider type of their
 	// own in the account registry (Worker.Watch puts accounts there that

@@ -256,6 +256,40 @@
 // within Heartbeat.DeadAfter (3) of its intervals, stopped after a clean
 // shutdown, dead otherwise. [Worker.Probes] reads the pingers' probe results.
 //
+// # Metrics
+//
+// Set Config.Metrics to a prometheus.Registerer and the worker registers its
+// collectors on it (Close unregisters them). The worker opens no port: the
+// host serves the registry (promhttp.HandlerFor on its own /metrics). With a
+// nil Metrics nothing is registered and the parts call a no-op observer.
+// Labels are bounded: type is an action type this process knows (its
+// handlers, the routes, the built-in types, "<kind>.changed" and
+// "<kind>.deleted" of registered kinds; every other type is "other"), kind
+// is a schedule kind, and no metric has a resource or account label.
+//
+//	worker_actions_published_total{type}       actions the transport accepted
+//	worker_actions_handled_total{type}         attempts whose handler succeeded
+//	worker_actions_failed_total{type}          failed attempts
+//	worker_actions_retried_total{type}         failed attempts that will be retried
+//	worker_actions_snoozed_total{type}         attempts that snoozed
+//	worker_actions_poisoned_total{type}        actions poisoned or dead-lettered
+//	worker_handler_duration_seconds{type}      one attempt (histogram)
+//	worker_queue_lag_seconds{queue}            creation to first attempt (histogram)
+//	worker_polls_total{kind,outcome}           ok, failed, throttled
+//	worker_poll_lag_seconds{kind}              dispatch time minus due time (histogram)
+//	worker_poll_staleness_seconds{kind}        age of the oldest last successful poll
+//	worker_accounts_throttled                  accounts whose last poll was throttled
+//	worker_accounts_backing_off                accounts whose last poll failed
+//	worker_jobs_in_flight                      tracked jobs on this schedule
+//	worker_jobs_finished_total{outcome}        succeeded, failed, timed_out
+//	worker_launches_total{outcome}             launched, found, failed
+//	worker_guest_log_bytes_total               guest-log bytes copied
+//	worker_guest_log_guests_total{outcome}     guests collected: ok, failed, skipped
+//	worker_heartbeat_age_seconds{member,status} time since each instance's last beat
+//	worker_members{status}                     instances alive, dead, stopped
+//	worker_db_errors_total{op}                 store failures the parts saw
+//	worker_mq_errors_total{op}                 transport failures the parts saw
+//
 // # Types shared with other packages
 //
 // [Poller] and [StateSink] use the types of package state (Target,

@@ -112,6 +112,7 @@ type guestLogs struct {
 	collector *guest.Collector
 	kind      string // the stored kind listing the servers
 	log       *slog.Logger
+	obs       observer
 }
 
 func (g *guestLogs) handlers(out dispatchOutcomes) map[string]HandlerFunc {
@@ -143,6 +144,7 @@ func (g *guestLogs) collect(ctx context.Context, account, customer string) polle
 		}
 		bytes += r.Bytes()
 	}
+	g.obs.guestLogs(bytes, len(results), failed, skipped)
 	if ctx.Err() != nil {
 		// Cut off by the handler timeout or shutdown: what was copied is
 		// recorded; the rest continues next time.

@@ -181,6 +181,8 @@ type heartbeat struct {
 	scrub       func(string) string
 	log         *slog.Logger
 
+	obs observer
+
 	beaten atomic.Bool // a beat ran: there is a row to mark stopped
 	dead   atomic.Bool // tests: the process "died": no more beats, no stop mark
 }
@@ -210,6 +212,7 @@ func (h *heartbeat) run(ctx context.Context) error {
 	}
 	if h.store != nil {
 		if err := h.store.PutInstance(ctx, in); err != nil {
+			h.obs.dbError(opHeartbeat)
 			errs = append(errs, err)
 		}
 	}
@@ -275,8 +278,10 @@ func (p *Publisher) publishExpiring(ctx context.Context, a Action, ttl time.Dura
 	m.Metadata.Set(rabbitmq.MetadataExpiration, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10))
 	topic := p.cfg.Topology.Topic(p.cfg.Topology.QueueFor(a.Type))
 	if err := p.cfg.Publisher.Publish(topic, m); err != nil {
+		p.obs.mqError(opPublish)
 		return fmt.Errorf("worker: publish %s to %s: %w", a.Type, topic, err)
 	}
+	p.obs.published(a.Type)
 	return nil
 }
 

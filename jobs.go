@@ -28,6 +28,7 @@ type jobTracker struct {
 	now        func() time.Time
 	checkEvery time.Duration
 	timeout    time.Duration // a job's default deadline
+	obs        observer
 }
 
 // jobScheduler puts a job's checks on the schedule (the scheduler).
@@ -118,12 +119,13 @@ func (j *jobTracker) check(ctx context.Context, id string) poller.Outcome {
 	case errors.Is(err, persist.ErrNotFound):
 		return poller.Outcome{Complete: true}
 	case err != nil:
+		j.obs.dbError(opJob)
 		return failed(err, 0)
 	case job.State.Terminal():
 		return poller.Outcome{Complete: true}
 	}
 	if j.now().After(job.Deadline) {
-		if _, err := j.store.FinishJob(ctx, job.ID, persist.JobTimedOut, job.ResourceID, nil,
+		if err := j.finish(ctx, job.ID, persist.JobTimedOut, job.ResourceID, nil,
 			fmt.Sprintf("no terminal state by the deadline %s", job.Deadline.UTC().Format("2006-01-02T15:04:05Z"))); err != nil {
 			return failed(err, 0)
 		}
@@ -136,10 +138,22 @@ func (j *jobTracker) check(ctx context.Context, id string) poller.Outcome {
 	if !st.Terminal() {
 		return poller.Outcome{Calls: 1}
 	}
-	if _, err := j.store.FinishJob(ctx, job.ID, st, resourceID, result, msg); err != nil {
+	if err := j.finish(ctx, job.ID, st, resourceID, result, msg); err != nil {
 		return failed(err, 1)
 	}
 	return poller.Outcome{Complete: true, Calls: 1}
+}
+
+// finish ends a job in the store; the process whose update ended it counts it.
+func (j *jobTracker) finish(ctx context.Context, id string, st persist.JobState, resourceID string, result json.RawMessage, msg string) error {
+	finished, err := j.store.FinishJob(ctx, id, st, resourceID, result, msg)
+	switch {
+	case err != nil:
+		j.obs.dbError(opJob)
+	case finished:
+		j.obs.jobFinished(st)
+	}
+	return err
 }
 
 // operationState asks the cloud where a job stands.

@@ -55,6 +55,7 @@ type launcher struct {
 	source netip.Prefix  // Config.SourceCIDR
 	port   int           // Config.ManagementPort
 	log    *slog.Logger
+	obs    observer
 
 	afterLaunch func() error // tests: runs right after the cloud launch call
 }
@@ -94,6 +95,7 @@ func (l *launcher) handle(ctx context.Context, a Action) error {
 		if len(found) > 0 {
 			s := found[0]
 			actionLog(l.log, a).Info("launch already happened; found the server by its key", "key", a.Key, "server", s.ID)
+			l.obs.launched(launchFound)
 			if err := l.store.RecordLaunch(ctx, a.Key, s.ID, "", jobID); err != nil {
 				return err
 			}
@@ -133,8 +135,10 @@ func (l *launcher) handle(ctx context.Context, a Action) error {
 	lr.Tags[LaunchTag] = a.Key
 	op, err := compute.Launch(ctx, a.Account, lr)
 	if err != nil {
+		l.obs.launched(launchFailed)
 		return cloudErr(err)
 	}
+	l.obs.launched(launchLaunched)
 	if l.afterLaunch != nil { // tests: simulate a crash between the cloud call and the record
 		if err := l.afterLaunch(); err != nil {
 			return err

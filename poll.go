@@ -32,13 +32,14 @@ type pollRunner struct {
 	store    pollStore
 	accounts accountReader
 	grace    time.Duration
+	obs      observer
 
 	mu      sync.RWMutex
 	pollers map[string]Poller
 }
 
 func newPollRunner(store pollStore, accts accountReader, grace time.Duration) *pollRunner {
-	return &pollRunner{store: store, accounts: accts, grace: grace, pollers: map[string]Poller{}}
+	return &pollRunner{store: store, accounts: accts, grace: grace, obs: noObserver{}, pollers: map[string]Poller{}}
 }
 
 // register adds p for its kind; false if the kind has one already.
@@ -74,6 +75,7 @@ func (r *pollRunner) run(ctx context.Context, d poller.Dispatch) (poller.Outcome
 	case err == nil && (a.Deleted() || a.Paused):
 		return poller.Outcome{}, nil // reported as done: the schedule drops the target when it learns
 	case err != nil && !errors.Is(err, accounts.ErrNotFound):
+		r.obs.dbError(opAccount)
 		return failed(fmt.Errorf("poll %s: account registry: %w", d.Target, err), 0), nil
 	}
 	return r.poll(ctx, p, d.Target), nil
@@ -103,6 +105,7 @@ func (r *pollRunner) poll(ctx context.Context, p Poller, t state.Target) poller.
 		}
 		if len(snap.Observations) > 0 {
 			if _, err := r.store.Save(ctx, t, snap); err != nil {
+				r.obs.dbError(opSave)
 				return failed(fmt.Errorf("save %s page %d: %w", t, calls, err), calls)
 			}
 		}
@@ -119,6 +122,7 @@ func (r *pollRunner) poll(ctx context.Context, p Poller, t state.Target) poller.
 		slices.Sort(seen)
 		wasSeen := func(id string) bool { _, ok := slices.BinarySearch(seen, idHash(id)); return ok }
 		if _, err := r.store.Sweep(ctx, t, wasSeen, r.grace); err != nil {
+			r.obs.dbError(opSweep)
 			return failed(fmt.Errorf("deletion check of %s: %w", t, err), calls)
 		}
 	}

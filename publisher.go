@@ -46,6 +46,7 @@ func (c PublisherConfig) Validate() error {
 // concurrent use.
 type Publisher struct {
 	cfg PublisherConfig
+	obs observer // the Worker's metrics
 }
 
 // NewPublisher validates cfg, declares the topology's queues when cfg.Declarer
@@ -63,7 +64,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			}
 		}
 	}
-	return &Publisher{cfg: cfg}, nil
+	return &Publisher{cfg: cfg, obs: noObserver{}}, nil
 }
 
 // Publish validates and publishes the actions. Empty ID gets a UUID, empty Key
@@ -98,7 +99,11 @@ func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
 	}
 	for _, topic := range order {
 		if err := p.cfg.Publisher.Publish(topic, byTopic[topic]...); err != nil {
+			p.obs.mqError(opPublish)
 			return fmt.Errorf("worker: publish %d action(s) to %s: %w", len(byTopic[topic]), topic, err)
+		}
+		for _, m := range byTopic[topic] {
+			p.obs.published(m.Metadata[MetaType])
 		}
 	}
 	return nil
@@ -125,7 +130,11 @@ func (p *Publisher) publishRaw(topic, id string, md map[string]string, body []by
 	for k, v := range md {
 		m.Metadata.Set(k, v)
 	}
-	return p.cfg.Publisher.Publish(topic, m)
+	if err := p.cfg.Publisher.Publish(topic, m); err != nil {
+		p.obs.mqError(opRepublish)
+		return err
+	}
+	return nil
 }
 
 // Topology returns the publisher's topology.

@@ -48,6 +48,7 @@ type scheduler struct {
 	pub   actionPublisher
 	log   *slog.Logger
 	now   func() time.Time
+	obs   observer
 
 	mu     sync.Mutex
 	kinds  []string                  // registered kinds, in order
@@ -59,7 +60,7 @@ func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
-	return &scheduler{sched: sched, pub: pub, log: log, now: now, health: map[string]*AccountHealth{}}, nil
+	return &scheduler{sched: sched, pub: pub, log: log, now: now, obs: noObserver{}, health: map[string]*AccountHealth{}}, nil
 }
 
 // register schedules a kind for every followed account.
@@ -96,6 +97,7 @@ func (s *scheduler) unfollow(account string) int {
 	s.mu.Lock()
 	delete(s.health, account)
 	s.mu.Unlock()
+	s.obs.forgetAccount(account)
 	return s.sched.Unwatch(account)
 }
 
@@ -115,7 +117,9 @@ type AccountHealth struct {
 }
 
 // noteOutcome keeps the health of the outcome's account.
-func (s *scheduler) noteOutcome(account string, o poller.Outcome) {
+func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome) {
+	account := d.Target.Account
+	s.obs.polled(d, o, s.now())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o.Err == nil && !o.Throttled {
@@ -162,7 +166,9 @@ func (s *scheduler) handlers() map[string]HandlerFunc {
 // dispatch publishes due polls, job checks and collections on the polls queue.
 func (s *scheduler) dispatch(ctx context.Context, ds []poller.Dispatch) error {
 	actions := make([]Action, 0, len(ds))
+	now := s.now()
 	for _, d := range ds {
+		s.obs.dispatched(d, now)
 		typ := TypePoll
 		switch d.Target.Kind {
 		case jobKind:
@@ -186,7 +192,11 @@ func (s *scheduler) scheduleJob(t state.Target, every time.Duration) error {
 	if _, ok := s.sched.Lookup(t); ok {
 		return nil
 	}
-	return s.sched.Set(t, every)
+	if err := s.sched.Set(t, every); err != nil {
+		return err
+	}
+	s.obs.jobScheduled(t)
+	return nil
 }
 
 // stale and report make the scheduler the outcomes of its own dispatches
@@ -195,7 +205,7 @@ func (s *scheduler) stale(d poller.Dispatch) bool { return !s.sched.Current(d) }
 
 func (s *scheduler) report(_ context.Context, d poller.Dispatch, o poller.Outcome) error {
 	if s.sched.Report(d, o) {
-		s.noteOutcome(d.Target.Account, o)
+		s.noteOutcome(d, o)
 	}
 	return nil
 }
@@ -224,7 +234,7 @@ func (s *scheduler) handleReport(_ context.Context, a Action) error {
 		targetLog(s.log, r.Dispatch.Target).Debug("stale poll report ignored", "target", r.Dispatch.Target.String())
 		return nil
 	}
-	s.noteOutcome(r.Dispatch.Target.Account, o)
+	s.noteOutcome(r.Dispatch, o)
 	return nil
 }
 

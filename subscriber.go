@@ -196,6 +196,7 @@ type Subscriber struct {
 	cancelBase context.CancelFunc
 	chain      message.HandlerFunc
 	retries    *quietLog // runs of failing actions, by type and customer
+	obs        observer  // the Worker's metrics
 }
 
 // NewSubscriber validates cfg and returns a Subscriber with no handlers.
@@ -213,6 +214,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		base:       base,
 		cancelBase: cancel,
 		retries:    newQuietLog(time.Minute, retryRecoverAfter, cfg.Now),
+		obs:        noObserver{},
 	}
 	chain := message.HandlerFunc(s.dispatch)
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
@@ -480,8 +482,11 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		}
 	}
 	attempt := attemptOf(msg)
+	typ := msg.Metadata.Get(MetaType)
 	for {
+		start := time.Now()
 		err := s.attempt(ctx, msg)
+		s.obs.attempted(typ, time.Since(start), err)
 		if err == nil {
 			s.succeeded(msg)
 			return nil
@@ -494,6 +499,7 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		v := s.cfg.Retry.Decide(err, attempt, since, now)
 		switch v.Outcome {
 		case Snoozed:
+			s.obs.snoozed(typ)
 			s.logFor(msg).Debug("action snoozed", "id", msg.UUID, "type", msg.Metadata.Get(MetaType), "for", v.Wait)
 			if v.Wait > s.cfg.Retry.InlineMax {
 				return s.later(msg, v.Wait)
@@ -505,6 +511,7 @@ func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
 		case Poisoned:
 			return s.poison(msg, attempt, errors.New(v.Reason))
 		}
+		s.obs.retried(typ)
 		wait := v.Wait
 		attempt++
 		msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
@@ -535,6 +542,7 @@ func (s *Subscriber) later(msg *message.Message, wait time.Duration) error {
 		if parkErr = s.write(func(ctx context.Context) error { return s.cfg.Defer.Defer(ctx, p, due) }); parkErr == nil {
 			return nil
 		}
+		s.obs.dbError(opPark)
 	}
 	if s.base.Err() != nil {
 		return errStopping // past the drain time: the transport redelivers it
@@ -549,6 +557,7 @@ func (s *Subscriber) later(msg *message.Message, wait time.Duration) error {
 			}
 			return nil
 		}
+		s.obs.mqError(opDelay)
 		parkErr = errors.Join(parkErr, err)
 	}
 	if parkErr != nil {
@@ -615,6 +624,9 @@ func (s *Subscriber) dispatch(msg *message.Message) ([]*message.Message, error) 
 	if err != nil {
 		return nil, Permanent(err)
 	}
+	if msg.Metadata.Get(MetaAttempt) == "" && msg.Metadata.Get(MetaNotBefore) == "" && msg.Metadata.Get(MetaReplayOf) == "" {
+		s.obs.queued(a.Type, time.Since(a.CreatedAt)) // a first delivery: how long it waited on its queue
+	}
 	h, ok := s.handlers[a.Type]
 	if !ok {
 		return nil, Permanent(fmt.Errorf("%w %q on queue %s (this subscriber handles %d types)", ErrNoHandler, a.Type, s.cfg.Topology.QueueFor(a.Type), len(s.handlers)))
@@ -663,10 +675,12 @@ func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) err
 	err := s.write(func(ctx context.Context) error { return s.cfg.Poison.AddPoison(ctx, p) })
 	log := s.logFor(msg)
 	if err == nil {
+		s.obs.poisoned(p.ActionType)
 		delete(msg.Metadata, metaPoisonPending)
 		log.Error("action poisoned", "id", msg.UUID, "type", p.ActionType, "attempts", attempts, "reason", firstLine(p.Reason))
 		return nil
 	}
+	s.obs.dbError(opPoison)
 	if s.base.Err() != nil {
 		return errStopping
 	}
@@ -695,6 +709,7 @@ func (s *Subscriber) poison(msg *message.Message, attempts int, cause error) err
 		log.Error("cannot record poison action; rejecting it to the transport's dead letters", "id", msg.UUID,
 			"type", p.ActionType, "reason", firstLine(p.Reason), "err", err)
 		msg.Metadata.Set(MetaReject, boundedReason(p.Reason))
+		s.obs.poisoned(p.ActionType)
 		return err
 	}
 	if s.cfg.Delay != nil {

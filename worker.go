@@ -72,6 +72,7 @@ type Worker struct {
 	cloud    cloud.Provider
 	beats    *heartbeat // every role
 	probes   *prober    // pingers
+	obs      observer   // Config.Metrics (metrics.go)
 	// instanceID identifies this process start in the membership view.
 	instanceID string
 
@@ -167,7 +168,7 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 	w.duties = w.buildDuties()
 	w.buildHeartbeat()
-	return nil
+	return w.instrument()
 }
 
 func addHandlers(dst, src map[string]HandlerFunc) {
@@ -424,6 +425,7 @@ func (w *Worker) Handle(actionType string, h Handler) error {
 	w.mu.Lock()
 	delete(w.yielding, actionType)
 	w.mu.Unlock()
+	w.obs.knowType(actionType)
 	return nil
 }
 
@@ -460,6 +462,8 @@ func (w *Worker) Register(p Poller, every time.Duration) error {
 		}
 	}
 	w.polls.register(p)
+	w.obs.knowType(kind + ".changed")
+	w.obs.knowType(kind + ".deleted")
 	return nil
 }
 
