@@ -281,10 +281,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, opts ExportOptions) (Ex
 // exportDatabase reads tables of d inside one read transaction.
 func (s *Store) exportDatabase(ctx context.Context, d *database, tables []backupTable, hw *hashWriter,
 	progress func(string, int64, int64), stats *ExportStats) (err error) {
-	pool, ok := d.reader.ConnPool.(*sql.DB)
-	if !ok {
-		return fmt.Errorf("unexpected connection pool %T", d.reader.ConnPool)
-	}
+	pool := d.pools[len(d.pools)-1] // the readers (SQLite file) or the one pool
 	conn, err := pool.Conn(ctx)
 	if err != nil {
 		return err
@@ -811,10 +808,7 @@ func verifyArchive(r io.Reader) (BackupHeader, []tableHeader, error) {
 // importTable loads th.Rows rows of t from br in one transaction.
 func (s *Store) importTable(ctx context.Context, d *database, t backupTable, th tableHeader, br *bufio.Reader,
 	progress func(string, int64, int64)) error {
-	pool, ok := d.writer.ConnPool.(*sql.DB)
-	if !ok {
-		return fmt.Errorf("unexpected connection pool %T", d.writer.ConnPool)
-	}
+	pool := d.pools[0] // the writer (SQLite file) or the one pool
 	tx, err := pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ type database struct {
 	desc   string // human description, no secrets
 	writer *gorm.DB
 	reader *gorm.DB
-	pools  []*sql.DB // closed by Close
+	pools  []*sql.DB // closed by Close; [0] writes, the last one reads (one pool but for a SQLite file)
 	// maxRow is the most bytes of values one row may hold: what the server
 	// accepts in one statement (MySQL's max_allowed_packet), less headroom.
 	maxRow int64
