@@ -160,5 +160,63 @@
 // deterministically, metadata and reason are bounded, and a payload over
 // [MaxPoisonPayload] is kept truncated with its size and SHA-256
 // ([Parked.Truncated]). Such a record cannot be replayed: check
-// [Parked.Replayable] before sending a poison message again.
+// [Parked.Replayable] before sending a poison message again.//
+// # Backups
+//
+// [Store.Export] writes every table the store owns (not the migration
+// records) as one portable, engine-neutral archive, and [Import] (or
+// [Store.Import]) loads it into a new database of either engine: an export
+// from SQLite restores into MySQL/MariaDB, which is how an embedded
+// deployment moves to production, and back.
+//
+// The archive is a gzip-compressed stream of JSON lines:
+//
+//	{"format":"stratusworks-worker-backup","version":1,"created_at":…,"provisioning":"sqlite","analytics":"sqlite","same_database":true,"schema":{"worker_schema_migrations":14,"worker_analytics_schema_migrations":1}}
+//	{"table":"worker_resources","db":"provisioning","columns":[{"name":"account","kind":"text"},…],"rows":10000}
+//	{"account":"acct-1","kind":"server",…}            one object per row, in primary-key order
+//	{"table":"worker_outbox",…,"rows":250,"last_id":310}
+//	…
+//	{"trailer":{"rows":{"worker_resources":10000,…},"total":43316,"sha256":"…"}}
+//
+// Values are typed by the column's kind: int (a JSON number), text (a
+// string; {"base64":"…"} if it is not UTF-8), bytes (base64, so binary ids,
+// payloads and ciphertext survive), time (RFC 3339 with microseconds, UTC),
+// bool; NULL is null. last_id is the table's sequence (SQLite's
+// sqlite_sequence, MySQL's AUTO_INCREMENT less one), restored so that ids
+// issued after a restore never collide with restored or purged ones. The
+// trailer's SHA-256 covers every line before it: Import reads and checks the
+// whole archive before writing anything, and refuses a truncated or altered
+// one with [ErrBadArchive], one from a newer schema with [ErrSchemaTooNew],
+// and a database that already holds rows with [ErrNotEmpty]. It then loads
+// each table in one transaction of multi-row inserts. An archive of an
+// older schema version loads into the current schema when the columns it
+// lacks have defaults.
+//
+// Each database is read inside one read transaction (SQLite: a deferred
+// transaction, a snapshot in WAL mode; MySQL: START TRANSACTION WITH
+// CONSISTENT SNAPSHOT at REPEATABLE READ), so an export taken while the
+// worker writes is consistent: every resource's version has its history row
+// and its change event, and the worker resumes on the restored database
+// without re-emitting or missing an event. Writers are not blocked, except
+// on ":memory:", whose one connection the export holds. A separate
+// analytics database is read in a second transaction, so the pair is not
+// one snapshot: history may hold a little less or more than the outbox
+// says, which [Store.FlushHistory] already tolerates (copying twice is
+// harmless, and rows still in the outbox are copied on).
+//
+// km's rows are exported as stored: de-identified and sealed under the
+// master keys, which are not in the archive. Export returns (and logs) a
+// warning saying so; keep the key files with the backup's secrets, or the
+// restored credentials cannot be opened. [ExportOptions].Progress and
+// [ImportOptions].Progress report rows per table; [TerminalProgress] draws
+// them on a terminal.
+//
+// The engines' native tools are faster for a same-engine copy and are fine
+// for disaster recovery: on MySQL/MariaDB, mariadb-dump (or mysqldump)
+// --single-transaction --routines --hex-blob DB > dump.sql, which is
+// consistent for InnoDB tables without locking them; on SQLite, the online
+// backup API (sqlite3 worker.db ".backup backup.db") or VACUUM INTO
+// 'backup.db', both consistent while the worker runs (copying the file
+// alone is not, in WAL mode, unless the -wal file is copied with it at a
+// checkpoint). Neither moves data between engines.
 package persist
