@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"gorm.io/gorm"
 )
 
 // Errors of [Store.Export] and [Import]. Both match [ErrInvalid] too.
@@ -686,6 +688,13 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 		stats.Tables = append(stats.Tables, TableStats{Table: t.name, Rows: th.Rows})
 		stats.Rows += th.Rows
 	}
+	if s.ana == s.prov {
+		// An archive of two databases into one: there is no flush to move the
+		// history outbox on, so its entries go to history now.
+		if err := s.mergeOutbox(ctx); err != nil {
+			return stats, fmt.Errorf("persist: import into %s: merge the history outbox: %w", s.prov.desc, classify(err))
+		}
+	}
 	stats.Duration = time.Since(start)
 	s.log.Info("persist: backup restored", "db", s.Describe(), "rows", stats.Rows, "duration", stats.Duration,
 		"source", hdr.Provisioning, "created_at", hdr.CreatedAt)
@@ -929,4 +938,19 @@ func TerminalProgress(w io.Writer) func(table string, rows, total int64) {
 		}
 		_, _ = fmt.Fprintf(w, "\r%-28s %10d/%-10d %3d%%%s", table, rows, total, pct, end)
 	}
+}
+
+// mergeOutbox moves the history outbox's entries into history (a single
+// database has no outbox of its own), skipping versions history has.
+func (s *Store) mergeOutbox(ctx context.Context) error {
+	cols := "account, kind, resource_id, customer, op, version, fields, attributes, observed_at, recorded_at"
+	return s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Exec("INSERT INTO " + tblHistory + " (" + cols + ") SELECT " + cols + " FROM " + tblOutbox + " o" +
+			" WHERE NOT EXISTS (SELECT 1 FROM " + tblHistory + " h WHERE h.account = o.account AND h.kind = o.kind" +
+			" AND h.resource_id = o.resource_id AND h.version = o.version) ORDER BY o.id").Error
+		if err != nil {
+			return err
+		}
+		return tx.Exec("DELETE FROM " + tblOutbox).Error
+	})
 }

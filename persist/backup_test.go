@@ -425,9 +425,19 @@ func TestBackupLive(t *testing.T) {
 		}
 		var archive bytes.Buffer
 		progress := map[string]int64{}
+		var during int64
 		_, err := src.Export(ctx, &archive, ExportOptions{Progress: func(table string, rows, total int64) {
 			require.LessOrEqual(t, rows, total)
 			progress[table] = rows
+			if table == tblResources && during == 0 {
+				// Mid-table, inside the read transaction: let writes commit.
+				n := saves.Load()
+				deadline := time.Now().Add(20 * time.Second)
+				for saves.Load() < n+2 && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				during = saves.Load() - n
+			}
 		}})
 		require.NoError(t, err)
 		before := saves.Load()
@@ -438,6 +448,7 @@ func TestBackupLive(t *testing.T) {
 		wg.Wait()
 		require.NoError(t, werr)
 		require.Equal(t, int64(3*backupPerAccount), progress[tblResources])
+		require.GreaterOrEqual(t, during, int64(2), "saves committed while the export read")
 
 		dst := importAll(t, archive.Bytes(), sqliteFile(t))
 		// Every version 1..v of every resource has a history row and an event.
@@ -526,4 +537,77 @@ func TestBackupCatalog(t *testing.T) {
 	for col, byDriver := range kinds {
 		require.Equal(t, byDriver[string(SQLite)], byDriver[string(MySQL)], "kind of %s", col)
 	}
+}
+
+// historyComplete requires that every resource of s at version v has
+// history rows 1..v.
+func historyComplete(t *testing.T, s *Store) {
+	t.Helper()
+	var gaps int64
+	require.NoError(t, s.ana.reader.Raw("SELECT COUNT(*) FROM (SELECT account, kind, resource_id, COUNT(*) AS n, MAX(version) AS mx FROM "+
+		tblHistory+" GROUP BY account, kind, resource_id) g WHERE n <> mx").Scan(&gaps).Error)
+	require.Zero(t, gaps, "history has gaps")
+	var versions, history int64
+	require.NoError(t, s.prov.reader.Raw("SELECT COALESCE(SUM(version), 0) FROM "+tblResources).Scan(&versions).Error)
+	require.NoError(t, s.ana.reader.Raw("SELECT COUNT(*) FROM "+tblHistory).Scan(&history).Error)
+	require.Equal(t, versions, history, "one history row per version")
+}
+
+// TestBackupSeparateAnalytics: a store with an analytics database (history
+// partly still in the outbox) restores into one database, where the outbox
+// is merged into history, and into two, where the flush moves it on.
+func TestBackupSeparateAnalytics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newTestClock()
+	src := openStore(t, Config{Provisioning: sqliteFile(t), Analytics: sqliteFile(t), Now: clock.Now})
+	for round := 1; round <= 3; round++ {
+		clock.Set(t0.Add(time.Duration(round) * time.Minute))
+		_, err := src.Save(ctx, backupTarget(0), backupSnapshot(0, round, clock.Now()))
+		require.NoError(t, err)
+		if round == 1 {
+			_, err := src.FlushHistory(ctx)
+			require.NoError(t, err)
+		}
+	}
+	require.NotZero(t, countRows(t, src.DB(), tblOutbox))
+	archive, st := exportAll(t, src)
+	require.Contains(t, st.Tables, TableStats{Table: tblHistory, Rows: backupPerAccount})
+
+	for _, db := range []DBConfig{{Driver: MySQL, DSN: testenv.MySQLDSN(t)}, sqliteFile(t)} {
+		one := importAll(t, archive, db)
+		require.Zero(t, countRows(t, one.DB(), tblOutbox))
+		historyComplete(t, one)
+	}
+	prov, ana := sqliteFile(t), sqliteFile(t)
+	_, err := Import(ctx, bytes.NewReader(archive), Config{Provisioning: prov, Analytics: ana, Logger: testLogger(t)}, ImportOptions{})
+	require.NoError(t, err)
+	two := openStore(t, Config{Provisioning: prov, Analytics: ana})
+	requireSameRows(t, dumpStore(t, src), dumpStore(t, two))
+	_, err = two.FlushHistory(ctx)
+	require.NoError(t, err)
+	historyComplete(t, two)
+}
+
+// TestBackupMemory: a ":memory:" store exports and imports through
+// Store.Import, with progress on a terminal.
+func TestBackupMemory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := openStore(t, Config{Provisioning: DBConfig{DSN: MemoryDSN}})
+	_, err := src.Save(ctx, backupTarget(0), backupSnapshot(0, 1, t0))
+	require.NoError(t, err)
+	var archive, term bytes.Buffer
+	_, err = src.Export(ctx, &archive, ExportOptions{Progress: TerminalProgress(&term)})
+	require.NoError(t, err)
+	require.Contains(t, term.String(), "\r"+fmt.Sprintf("%-28s %10d/%-10d %3d%%", tblResources, 1000, 1000, 100)+"\n")
+
+	dst := openStore(t, Config{Provisioning: DBConfig{DSN: MemoryDSN}})
+	st, err := dst.Import(ctx, bytes.NewReader(archive.Bytes()), ImportOptions{Progress: TerminalProgress(&term)})
+	require.NoError(t, err)
+	require.Equal(t, BackupFormatVersion, st.Header.Version)
+	require.Equal(t, SQLite, st.Header.Provisioning)
+	requireSameRows(t, dumpStore(t, src), dumpStore(t, dst))
+	_, err = dst.Import(ctx, bytes.NewReader(archive.Bytes()), ImportOptions{})
+	require.ErrorIs(t, err, ErrNotEmpty)
 }

@@ -199,10 +199,11 @@
 // and its change event, and the worker resumes on the restored database
 // without re-emitting or missing an event. Writers are not blocked, except
 // on ":memory:", whose one connection the export holds. A separate
-// analytics database is read in a second transaction, so the pair is not
-// one snapshot: history may hold a little less or more than the outbox
-// says, which [Store.FlushHistory] already tolerates (copying twice is
-// harmless, and rows still in the outbox are copied on).
+// analytics database is read in a second transaction, after the first, so
+// the pair is not one snapshot: history entries that [Store.FlushHistory]
+// moved in between are in both the outbox and history, which is harmless
+// (the next flush skips what history has), and none is in neither. Restored
+// into a single database, the outbox's entries are merged into history.
 //
 // km's rows are exported as stored: de-identified and sealed under the
 // master keys, which are not in the archive. Export returns (and logs) a
