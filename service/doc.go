@@ -97,5 +97,19 @@
 // with ImportOptions.WriteSecrets. Every key that has no counterpart (the
 // Riak settings, the Java keystore, the classic KM encryption key, …) is
 // listed in Imported.Unmapped with its file and the reason; values never
-// appear there.
+// appear there.//
+// # Backups
+//
+// [Backup] writes one gzip'd tar: manifest.json ([BackupManifest]: every
+// file with its size, mode and SHA-256), config/… (the configuration
+// file's directory, without the log directory, the SQLite database files,
+// and the files that hold secrets: master key files, the km client key,
+// password files, each named in the manifest's left_out and a warning), and
+// store.jsonl.gz, persist's consistent, engine-neutral export of the
+// databases (see persist, "Backups"). [Restore] checks every file against
+// the manifest before writing anything, imports the export into the
+// databases of the Config it is given, which must be new and may be of the
+// other engine (SQLite to MySQL/MariaDB and back), and writes the
+// configuration files into a new directory. Key and password files are put
+// back by hand.
 package service
