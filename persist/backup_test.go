@@ -9,6 +9,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -64,7 +67,7 @@ func backupKeyring(t testing.TB) *km.Keyring {
 }
 
 // populate fills s with every kind of row the store keeps.
-func populate(t *testing.T, s *Store, clock *testClock) {
+func populate(t testing.TB, s *Store, clock *testClock) {
 	t.Helper()
 	ctx := context.Background()
 	for round := 1; round <= 3; round++ {
@@ -611,3 +614,55 @@ func TestBackupMemory(t *testing.T) {
 	_, err = dst.Import(ctx, bytes.NewReader(archive.Bytes()), ImportOptions{})
 	require.ErrorIs(t, err, ErrNotEmpty)
 }
+
+// BenchmarkBackup measures export and import of the populated store
+// (10,000 resources with history, events and the rest) on SQLite files,
+// and on MariaDB when WORKER_TEST_MYSQL_DSN is set:
+//
+//	go test ./persist -run '^$' -bench Backup -benchtime 3x
+func BenchmarkBackup(b *testing.B) {
+	clock := newTestClock()
+	ctx := context.Background()
+	src, err := Open(ctx, Config{Provisioning: DBConfig{DSN: filepath.Join(b.TempDir(), "src.db")}, Now: clock.Now, Logger: quietLogger()})
+	require.NoError(b, err)
+	defer src.Close()
+	populate(b, src, clock)
+	var archive bytes.Buffer
+	st, err := src.Export(ctx, &archive, ExportOptions{})
+	require.NoError(b, err)
+	targets := []struct {
+		name string
+		db   func() DBConfig
+	}{{"SQLite", func() DBConfig { return DBConfig{DSN: filepath.Join(b.TempDir(), "dst.db")} }}}
+	if os.Getenv("WORKER_TEST_MYSQL_DSN") != "" {
+		targets = append(targets, struct {
+			name string
+			db   func() DBConfig
+		}{"MariaDB", func() DBConfig { return DBConfig{Driver: MySQL, DSN: testenv.MySQLDSN(b)} }})
+	}
+	b.Run("ExportSQLite", func(b *testing.B) {
+		for b.Loop() {
+			_, err := src.Export(ctx, io.Discard, ExportOptions{})
+			require.NoError(b, err)
+		}
+		b.ReportMetric(float64(st.Rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	for _, tg := range targets {
+		b.Run("Import"+tg.name, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				dst, err := Open(ctx, Config{Provisioning: tg.db(), Logger: quietLogger()})
+				require.NoError(b, err)
+				b.StartTimer()
+				_, err = dst.Import(ctx, bytes.NewReader(archive.Bytes()), ImportOptions{})
+				require.NoError(b, err)
+				b.StopTimer()
+				require.NoError(b, dst.Close())
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(st.Rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
