@@ -830,7 +830,11 @@ func (s *Store) importTable(ctx context.Context, d *database, t backupTable, th 
 	}
 	prefix := "INSERT INTO " + t.name + " (" + strings.Join(cols, ", ") + ") VALUES "
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
-	maxRows := max(1, min(500, 30000/len(cols)))
+	maxParams := 30000
+	if d.driver == SQLite {
+		maxParams = 200 // the driver binds each parameter in time linear in their number
+	}
+	maxRows := max(1, min(500, maxParams/len(cols)))
 	maxBytes := min(d.maxRow/2, 8<<20)
 	var (
 		args  []any
@@ -839,12 +843,27 @@ func (s *Store) importTable(ctx context.Context, d *database, t backupTable, th 
 		size  int64
 		maxID int64
 	)
+	var full *sql.Stmt // the statement of a full batch, prepared once
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
 	flush := func() error {
 		if batch == 0 {
 			return nil
 		}
 		q := prefix + strings.TrimSuffix(strings.Repeat(one+", ", batch), ", ")
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if batch == maxRows {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, q); err != nil {
+					return err
+				}
+			}
+			if _, err := full.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+		} else if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 		args, batch, size = args[:0], 0, 0
