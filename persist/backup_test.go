@@ -666,3 +666,40 @@ func BenchmarkBackup(b *testing.B) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestBackupValueCodec: every kind of value survives the archive's
+// encoding as the drivers return it, NULL and text that is not UTF-8
+// included.
+func TestBackupValueCodec(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 3, 1, 12, 0, 0, 123456000, time.UTC)
+	for _, tc := range []struct {
+		name string
+		kind string
+		in   any // as a driver returns it
+		json string
+		out  any // as Import binds it
+	}{
+		{"Null", kindText, nil, `null`, nil},
+		{"Int", kindInt, int64(-42), `-42`, int64(-42)},
+		{"IntAsText", kindInt, []byte("9007199254740993"), `9007199254740993`, int64(9007199254740993)},
+		{"BoolFromInt", kindBool, int64(1), `true`, true},
+		{"Text", kindText, "ü \"q\" \n", `"ü \"q\" \n"`, "ü \"q\" \n"},
+		{"TextAsBytes", kindText, []byte("acct"), `"acct"`, "acct"},
+		{"TextNotUTF8", kindText, "a\xffb", `{"base64":"Yf9i"}`, "a\xffb"},
+		{"Bytes", kindBytes, []byte{0, 1, 0xff}, `"AAH/"`, []byte{0, 1, 0xff}},
+		{"EmptyBytes", kindBytes, []byte{}, `""`, []byte{}},
+		{"Time", kindTime, at, `"2025-03-01T12:00:00.123456Z"`, at},
+		{"TimeAsSQLiteText", kindTime, "2025-03-01 12:00:00.123456+00:00", `"2025-03-01T12:00:00.123456Z"`, at},
+		{"TimeOtherZone", kindTime, at.In(time.FixedZone("x", 3600)), `"2025-03-01T12:00:00.123456Z"`, at},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := appendValue(nil, tc.kind, tc.in)
+			require.NoError(t, err)
+			require.Equal(t, tc.json, string(b))
+			v, err := decodeValue(tc.kind, b)
+			require.NoError(t, err)
+			require.Equal(t, tc.out, v)
+		})
+	}
+}

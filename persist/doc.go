@@ -198,7 +198,9 @@
 // worker writes is consistent: every resource's version has its history row
 // and its change event, and the worker resumes on the restored database
 // without re-emitting or missing an event. Writers are not blocked, except
-// on ":memory:", whose one connection the export holds. A separate
+// on ":memory:", whose one connection the export holds; on a SQLite file
+// the write-ahead log grows until the export ends (it cannot be
+// checkpointed past the snapshot), and on MySQL the undo log does. A separate
 // analytics database is read in a second transaction, after the first, so
 // the pair is not one snapshot: history entries that [Store.FlushHistory]
 // moved in between are in both the outbox and history, which is harmless
