@@ -80,12 +80,6 @@ func Backup(ctx context.Context, w io.Writer, cfg *Config, opts BackupOptions) (
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
 
-	if opts.ConfigPath != "" {
-		if err := addConfigDir(tw, cfg, opts.ConfigPath, &m); err != nil {
-			return m, err
-		}
-	}
-
 	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Migrations: persist.MigrateVerify}
 	if cfg.AnalyticsDB != (DBSection{}) {
 		pc.Analytics = cfg.dbConfig("analytics_db", cfg.AnalyticsDB)
@@ -106,15 +100,22 @@ func Backup(ctx context.Context, w io.Writer, cfg *Config, opts BackupOptions) (
 	if err != nil {
 		return m, fmt.Errorf("service: backup: %w", err)
 	}
-	m.Warnings = append(m.Warnings, st.Warnings...)
+	storeWarnings := st.Warnings
 	m.Store = BackupFile{Path: storeName, Size: st.Bytes, Mode: 0o600, SHA256: hex.EncodeToString(h.Sum(nil))}
 	m.StoreRows = st.Rows
+	// The databases first: a failure there writes nothing to w.
+	if opts.ConfigPath != "" {
+		if err := addConfigDir(tw, cfg, opts.ConfigPath, &m); err != nil {
+			return m, err
+		}
+	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return m, fmt.Errorf("service: backup: %w", err)
 	}
 	if err := writeEntry(tw, storeName, 0o600, st.Bytes, tmp); err != nil {
 		return m, err
 	}
+	m.Warnings = append(m.Warnings, storeWarnings...)
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return m, err
