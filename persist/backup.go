@@ -206,7 +206,8 @@ type backupTrailer struct {
 // read inside one read transaction, so the archive is a snapshot of it even
 // while the worker writes; a separate analytics database is read in a
 // second transaction after the first. km rows are written as stored:
-// ciphertext under the master keys, which are not in the archive.
+// ciphertext under the master keys, which are not in the archive. On an
+// error, what was written to w is no archive ([Import] refuses it).
 func (s *Store) Export(ctx context.Context, w io.Writer, opts ExportOptions) (ExportStats, error) {
 	start := time.Now()
 	created := opts.Now
@@ -607,7 +608,8 @@ func Import(ctx context.Context, r io.Reader, cfg Config, opts ImportOptions) (I
 // databases. The whole archive is read and checked first (format version,
 // row counts, SHA-256): a truncated or altered one is refused with
 // [ErrBadArchive] before anything is written, as is one from a newer schema
-// ([ErrSchemaTooNew]). Then each table is loaded in one transaction, ids
+// ([ErrSchemaTooNew]); the archive is spooled to a temporary file (in
+// os.TempDir) for that. Then each table is loaded in one transaction, ids
 // and sequences kept, so later inserts never collide with restored rows.
 func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportStats, error) {
 	start := time.Now()
