@@ -39,7 +39,8 @@ type Config struct {
 
 // ProcessSection holds the process-wide settings of worker.Config.
 type ProcessSection struct {
-	// Role is all, publisher or subscriber. Default all.
+	// Role is all, publisher, subscriber or pinger. Default all. The
+	// binaries' subcommands (workers publisher, …) set it.
 	Role string `yaml:"role,omitempty"`
 	// Concurrency is the most handlers running at once. Default 64.
 	Concurrency int `yaml:"concurrency,omitempty"`

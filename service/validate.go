@@ -97,7 +97,7 @@ func (c *Config) existing(key, path string) error {
 
 func (c *Config) validateWorker() error {
 	w := c.Process
-	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber"); err != nil {
+	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber", "pinger"); err != nil {
 		return err
 	}
 	return c.ints(intRule{"process.concurrency", int64(w.Concurrency), 0, 1 << 20},

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"syscall"
 
+	worker "github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/service"
 )
 
@@ -37,6 +38,11 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	environ        []string
+	// sighup delivers SIGHUP to the process commands (reopen the logs);
+	// nil in tests that run commands in-process.
+	sighup <-chan os.Signal
+	// notifier is the service manager's; nil: systemd's ($NOTIFY_SOCKET).
+	notifier notifier
 }
 
 func (e *env) getenv(name string) string {
@@ -52,15 +58,27 @@ func (e *env) getenv(name string) string {
 var commands = []command{
 	{"check", "load the configuration and print it with defaults filled in and secrets redacted", runCheck},
 	{"import", "convert the classic .cfg/.properties files into the YAML configuration", runImport},
+	processCommand(worker.RolePublisher, "run the publisher: schedules the polls of every account and publishes them"),
+	processCommand(worker.RoleSubscriber, "run the subscriber: handles the actions (polls, launches, account changes)"),
+	processCommand(worker.RolePinger, "run a pinger: heartbeats and probes of the accounts' clouds"),
+	processCommand(worker.RoleAll, "run publisher and subscriber in one process"),
 }
 
 // errUsage marks command-line errors (exit status 2).
 var errUsage = errors.New("usage")
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()})
-	stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, termSignals...)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go signals{term: term, cancel: cancel, exit: os.Exit, stderr: os.Stderr}.watch(done)
+
+	err := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ(), sighup: hup})
+	close(done)
+	cancel()
 	os.Exit(exitCode(err, os.Stderr))
 }
 
