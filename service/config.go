@@ -54,8 +54,11 @@ type ProcessSection struct {
 
 // MQSection is the message queue (the classic mq.cfg).
 type MQSection struct {
-	// URL is "memory" (the embedded transport, the default) or
-	// amqp[s]://user@host:5672/vhost. Its password is given by Password*.
+	// URL is "memory" (the embedded transport, the default; one process
+	// only), "sqlite:<path>" (the durable SQLite queue, shared by the
+	// processes of one machine; "sqlite" puts it beside provisioning_db's
+	// file) or amqp[s]://user@host:5672/vhost. Its password is given by
+	// Password*.
 	URL string `yaml:"url,omitempty"`
 	// Password of the URL's user: inline only with allow_inline_secrets
 	// (or "${NAME}" for an environment variable).
