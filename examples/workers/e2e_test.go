@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -594,4 +595,103 @@ func listeningInodes(path string, udp bool, out map[string]string) error {
 		}
 	}
 	return sc.Err()
+}
+
+// TestSignals: the first SIGTERM cancels the context (the drain), a
+// second exits 1 at once.
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	term := make(chan os.Signal, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan int, 1)
+	var stderr strings.Builder
+	done := make(chan struct{})
+	go signals{term: term, cancel: cancel, exit: func(code int) { exited <- code }, stderr: &stderr}.watch(done)
+
+	term <- syscall.SIGTERM
+	<-ctx.Done()
+	require.Empty(t, exited, "the first signal only starts the shutdown")
+	term <- syscall.SIGINT
+	require.Equal(t, 1, <-exited)
+
+	// A shutdown that ends before a second signal exits through main.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	done2 := make(chan struct{})
+	returned := make(chan struct{})
+	go func() {
+		signals{term: term, cancel: cancel2, exit: func(int) { t.Error("exit called") }, stderr: io.Discard}.watch(done2)
+		close(returned)
+	}()
+	term <- syscall.SIGTERM
+	<-ctx2.Done()
+	close(done2)
+	<-returned
+	close(done)
+}
+
+// TestInitScript runs init.d/stratus-worker end to end: start brings up
+// publisher, subscriber and two pingers with pid files, status reads them,
+// all four beat, stop drains them and removes the pid files.
+func TestInitScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skipf("the init script needs bash: %v", err)
+	}
+	d := newDeployment(t, variants[0])
+	ctx := t.Context()
+	runDir := filepath.Join(d.dir, "run")
+	script := func(args ...string) (string, int) {
+		cmd := exec.Command(bash, append([]string{"init.d/stratus-worker"}, args...)...)
+		cmd.Env = childEnv("WORKERS_BIN="+d.bin, "RUN_DIR="+runDir, "PINGERS=2", "START_CHECK=0.3", "STOP_TIMEOUT=30")
+		cmd.Env = append(cmd.Env, "WORKER_CONFIG="+d.config)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return string(out), 0
+	}
+	var pids []int
+	t.Cleanup(func() { // a failed test leaves no process behind
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	out, code := script("start")
+	require.Equal(t, 0, code, out)
+	names := []string{"publisher", "subscriber", "pinger-1", "pinger-2"}
+	var procs []*proc
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(runDir, n+".pid"))
+		require.NoError(t, err, out)
+		var pid int
+		_, err = fmt.Sscan(string(b), &pid)
+		require.NoError(t, err)
+		pids = append(pids, pid)
+		procs = append(procs, &proc{role: strings.TrimSuffix(strings.TrimSuffix(n, "-1"), "-2"), cmd: &exec.Cmd{Process: &os.Process{Pid: pid}}})
+		require.FileExists(t, filepath.Join(d.logDir, n+".log"), "each process logs to its own file")
+	}
+	out, code = script("status")
+	require.Equal(t, 0, code, out)
+	require.Equal(t, 4, strings.Count(out, ": running (pid "), out)
+
+	w := d.observer(ctx)
+	waitAlive(t, ctx, w, procs...)
+
+	out, code = script("stop")
+	require.Equal(t, 0, code, out)
+	require.Equal(t, 4, strings.Count(out, ": stopped"), out)
+	for _, n := range names {
+		require.NoFileExists(t, filepath.Join(runDir, n+".pid"))
+	}
+	out, code = script("status")
+	require.Equal(t, 3, code, out)
+	by, s, err := membersOf(ctx, w, procs)
+	require.NoError(t, err)
+	for _, p := range procs {
+		require.Equal(t, worker.MemberStopped, by[p.pid()].Status, "%s stopped cleanly: %s", p.role, s)
+	}
 }
