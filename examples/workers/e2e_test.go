@@ -680,6 +680,9 @@ func TestInitScript(t *testing.T) {
 
 	w := d.observer(ctx)
 	waitAlive(t, ctx, w, procs...)
+	out, code = script("reload")
+	require.Equal(t, 0, code, out)
+	require.Equal(t, 4, strings.Count(out, ": log files reopened"), out)
 
 	out, code = script("stop")
 	require.Equal(t, 0, code, out)
