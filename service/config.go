@@ -39,7 +39,8 @@ type Config struct {
 
 // ProcessSection holds the process-wide settings of worker.Config.
 type ProcessSection struct {
-	// Role is all, publisher or subscriber. Default all.
+	// Role is all, publisher, subscriber or pinger. Default all. The
+	// binaries' subcommands (workers publisher, …) set it.
 	Role string `yaml:"role,omitempty"`
 	// Concurrency is the most handlers running at once. Default 64.
 	Concurrency int `yaml:"concurrency,omitempty"`
@@ -53,8 +54,11 @@ type ProcessSection struct {
 
 // MQSection is the message queue (the classic mq.cfg).
 type MQSection struct {
-	// URL is "memory" (the embedded transport, the default) or
-	// amqp[s]://user@host:5672/vhost. Its password is given by Password*.
+	// URL is "memory" (the embedded transport, the default; one process
+	// only), "sqlite:<path>" (the durable SQLite queue, shared by the
+	// processes of one machine; "sqlite" puts it beside provisioning_db's
+	// file) or amqp[s]://user@host:5672/vhost. Its password is given by
+	// Password*.
 	URL string `yaml:"url,omitempty"`
 	// Password of the URL's user: inline only with allow_inline_secrets
 	// (or "${NAME}" for an environment variable).

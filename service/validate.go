@@ -97,7 +97,7 @@ func (c *Config) existing(key, path string) error {
 
 func (c *Config) validateWorker() error {
 	w := c.Process
-	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber"); err != nil {
+	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber", "pinger"); err != nil {
 		return err
 	}
 	return c.ints(intRule{"process.concurrency", int64(w.Concurrency), 0, 1 << 20},
@@ -106,6 +106,14 @@ func (c *Config) validateWorker() error {
 
 func (c *Config) validateMQ() error {
 	m := c.MQ
+	if path, ok := strings.CutPrefix(m.URL, "sqlite:"); ok || m.URL == "sqlite" {
+		// The durable SQLite queue (package sqlitemq), shared by the
+		// processes of one machine; the SDK checks the rest.
+		if ok && path == "" {
+			return c.fail("mq.url", m.URL, "names no file (want sqlite:/var/lib/worker/queue.db, or sqlite for a file beside provisioning_db's)")
+		}
+		return nil
+	}
 	if m.URL != "" && m.URL != "memory" {
 		u, err := url.Parse(m.URL)
 		if err != nil {
