@@ -28,6 +28,7 @@ type Config struct {
 	Schedule       ScheduleSection     `yaml:"schedule,omitempty"`
 	Retry          RetrySection        `yaml:"retry,omitempty"`
 	GuestLogs      GuestLogsSection    `yaml:"guest_logs,omitempty"`
+	Metrics        MetricsSection      `yaml:"metrics,omitempty"`
 	// Accounts are put into the account registry at start when missing
 	// (see [Bootstrap]).
 	Accounts []AccountEntry `yaml:"accounts,omitempty"`
@@ -169,6 +170,16 @@ type LoggingSection struct {
 	MaxBackups int  `yaml:"max_backups,omitempty"`
 	MaxAgeDays int  `yaml:"max_age_days,omitempty"`
 	Compress   bool `yaml:"compress,omitempty"`
+}
+
+// MetricsSection configures the Prometheus endpoint of the service's
+// processes.
+type MetricsSection struct {
+	// Listen is the host:port where a process serves /metrics, e.g.
+	// "127.0.0.1:9464". Default empty: no metrics and no listening socket.
+	// Several processes on one machine need one address each (set
+	// WORKER_METRICS_LISTEN per process, as the systemd units set their log).
+	Listen string `yaml:"listen,omitempty"`
 }
 
 // PingerSection configures heartbeats.

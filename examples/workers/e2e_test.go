@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -305,7 +306,11 @@ func waitAlive(t *testing.T, ctx context.Context, w *worker.Worker, procs ...*pr
 		}
 		for _, p := range procs {
 			m, ok := by[p.pid()]
-			if !ok || m.Status != worker.MemberAlive || !slices.Equal(m.Roles, []string{p.role}) {
+			roles := []string{p.role}
+			if p.role == "all" {
+				roles = []string{"publisher", "subscriber"}
+			}
+			if !ok || m.Status != worker.MemberAlive || !slices.Equal(m.Roles, roles) {
 				return false, s
 			}
 		}
@@ -697,4 +702,43 @@ func TestInitScript(t *testing.T) {
 	for _, p := range procs {
 		require.Equal(t, worker.MemberStopped, by[p.pid()].Status, "%s stopped cleanly: %s", p.role, s)
 	}
+}
+
+// TestProcessMetrics: with metrics.listen set (here per process through its
+// WORKER_METRICS_LISTEN), the process serves /metrics there, with the
+// worker's series next to Go's; the default opens no socket
+// (TestProcesses).
+func TestProcessMetrics(t *testing.T) {
+	d := newDeployment(t, variant{name: "SQLite"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	all := d.start("all", "WORKER_METRICS_LISTEN="+addr)
+	ctx := t.Context()
+	w := d.observer(ctx)
+	waitAlive(t, ctx, w, all)
+	waitPolled(t, ctx, w, 3, "sim-e2e")
+	var body string
+	eventually(t, "the server polls to show in /metrics", func() (bool, string) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false, err.Error()
+		}
+		body = string(b)
+		return resp.StatusCode == http.StatusOK && strings.Contains(body, `worker_polls_total{kind="server",outcome="ok"}`), body
+	})
+	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, "worker_members")
+	resp, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "only /metrics is served")
+	all.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, all.wait(t))
 }

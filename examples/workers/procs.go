@@ -2,14 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	worker "github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/cloud"
@@ -50,20 +56,42 @@ func runProcess(ctx context.Context, e *env, role worker.Role, args []string) er
 	}
 	defer closer.Close()
 	log := wc.Logger
+	var reg *prometheus.Registry
+	if cfg.Metrics.Listen != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		wc.Metrics = reg
+	}
 	w, err := worker.New(ctx, wc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	defer w.Close()
-	compute, err := w.Cloud().Compute()
+	// Every kind package cloud polls, at the configured interval or the
+	// kind's default; an account whose provider lacks a kind is not polled
+	// for it.
+	pollers, err := cloud.StandardPollers(w.Cloud())
 	if err != nil {
-		return fmt.Errorf("%s: the cloud has no compute service: %w", *path, err)
+		return fmt.Errorf("%s: %w", *path, err)
 	}
-	if err := w.Register(cloud.ServerPoller{Compute: compute}, cfg.Interval("server", defaultServerInterval)); err != nil {
-		return err
+	for _, p := range pollers {
+		every := p.Interval
+		switch p.Poller.Kind() {
+		case "server":
+			every = defaultServerInterval
+		case "server-status":
+			every = defaultServerStatusInterval
+		}
+		if err := w.Register(p.Poller, cfg.Interval(p.Poller.Kind(), every)); err != nil {
+			return err
+		}
 	}
-	if err := w.Register(cloud.ServerStatusPoller{Compute: compute}, cfg.Interval("server-status", defaultServerStatusInterval)); err != nil {
-		return err
+	if reg != nil {
+		stop, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		if err != nil {
+			return fmt.Errorf("%s: metrics.listen: %w", *path, err)
+		}
+		defer stop()
 	}
 	created, err := service.Bootstrap(ctx, w, cfg)
 	if err != nil {
@@ -184,3 +212,27 @@ func (s signals) watch(done <-chan struct{}) {
 }
 
 var termSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
+// serveMetrics serves reg on addr at /metrics (and nothing else) until stop
+// is called; it returns once the address is bound, so a port in use is an
+// error at start.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
