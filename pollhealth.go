@@ -30,7 +30,20 @@ type pollHealth struct {
 	db       pollHealthStore
 	instance string
 	failing  map[[2]string]*persist.PollHealth // guarded by scheduler.mu
+	// writes are done in order by one goroutine (writeHealth), so that the
+	// report handlers never wait for the database.
+	writes chan healthWrite
 }
+
+// healthWrite is a row to put, or (Put nil) the rows of Account (of Kind,
+// or all when "") to delete.
+type healthWrite struct {
+	Put           *persist.PollHealth
+	Account, Kind string
+}
+
+// healthQueue is how many writes may wait; more are dropped with a warning.
+const healthQueue = 1024
 
 // persistHealth makes s keep its failing polls in db.
 func (s *scheduler) persistHealth(store any, instance string) {
@@ -39,7 +52,8 @@ func (s *scheduler) persistHealth(store any, instance string) {
 		return
 	}
 	s.mu.Lock()
-	s.ph = &pollHealth{db: db, instance: instance, failing: map[[2]string]*persist.PollHealth{}}
+	s.ph = &pollHealth{db: db, instance: instance, failing: map[[2]string]*persist.PollHealth{},
+		writes: make(chan healthWrite, healthQueue)}
 	s.mu.Unlock()
 }
 
@@ -103,21 +117,42 @@ func (s *scheduler) noteHealth(d poller.Dispatch, o poller.Outcome, now time.Tim
 			put = &c
 		}
 	}
-	db := s.ph.db
 	s.mu.Unlock()
-	if put == nil && !del {
-		return
+	switch {
+	case put != nil:
+		s.queueHealth(healthWrite{Put: put, Account: key[0], Kind: key[1]})
+	case del:
+		s.queueHealth(healthWrite{Account: key[0], Kind: key[1]})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), healthWriteTimeout)
-	defer cancel()
-	var err error
-	if del {
-		err = db.DeletePollHealth(ctx, key[0], key[1])
-	} else {
-		err = db.PutPollHealth(ctx, *put)
+}
+
+func (s *scheduler) queueHealth(hw healthWrite) {
+	select {
+	case s.ph.writes <- hw:
+	default:
+		s.log.Warn("poll health not saved: too many writes waiting", "account", hw.Account, "kind", hw.Kind)
 	}
-	if err != nil {
-		targetLog(s.log, d.Target).Warn("poll health not saved", "target", d.Target.String(), "error", err)
+}
+
+// writeHealth writes the queued rows until ctx is done.
+func (s *scheduler) writeHealth(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case hw := <-s.ph.writes:
+			wctx, cancel := context.WithTimeout(ctx, healthWriteTimeout)
+			var err error
+			if hw.Put != nil {
+				err = s.ph.db.PutPollHealth(wctx, *hw.Put)
+			} else {
+				err = s.ph.db.DeletePollHealth(wctx, hw.Account, hw.Kind)
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("poll health not saved", "account", hw.Account, "kind", hw.Kind, "error", err)
+			}
+		}
 	}
 }
 
@@ -134,14 +169,8 @@ func (s *scheduler) forgetHealth(account string) {
 			had = true
 		}
 	}
-	db := s.ph.db
 	s.mu.Unlock()
-	if !had {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), healthWriteTimeout)
-	defer cancel()
-	if err := db.DeletePollHealth(ctx, account, ""); err != nil {
-		s.log.Warn("poll health not deleted", "account", account, "error", err)
+	if had {
+		s.queueHealth(healthWrite{Account: account})
 	}
 }

@@ -155,7 +155,13 @@ func (s *scheduler) accountHealth(account string) (AccountHealth, bool) {
 
 // run dispatches due targets until ctx is done.
 func (s *scheduler) run(ctx context.Context) error {
-	s.loadHealth(ctx)
+	if s.ph != nil {
+		s.loadHealth(ctx)
+		hctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.writeHealth(hctx) }()
+		defer func() { stop(); <-done }()
+	}
 	if err := s.sched.Run(ctx, s.dispatch); err != nil {
 		return fmt.Errorf("worker: schedule: %w", err)
 	}

@@ -167,3 +167,27 @@ func (s *Store) FinishedJobs(ctx context.Context, since time.Time, limit int, st
 	}
 	return out, nil
 }
+
+// PoisonCount is how many poison messages not yet replayed share a reason
+// and an action type.
+type PoisonCount struct {
+	Reason     string `json:"reason"`
+	ActionType string `json:"action_type"`
+	Count      int    `json:"count"`
+}
+
+// PoisonCounts counts the poison messages not yet replayed by reason and
+// action type, most first (then by reason and action type).
+func (s *Store) PoisonCounts(ctx context.Context) ([]PoisonCount, error) {
+	var out []PoisonCount
+	err := retry(ctx, func() error {
+		out = out[:0]
+		return s.prov.reader.WithContext(ctx).Table(tblPoison).
+			Select("reason, action_type, COUNT(*) AS count").Where("replayed_at IS NULL").
+			Group("reason, action_type").Order("count DESC, reason, action_type").Scan(&out).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: poison counts: %w", err)
+	}
+	return out, nil
+}
