@@ -52,6 +52,7 @@ func (e *env) getenv(name string) string {
 var commands = []command{
 	{"check", "load the configuration and print it with defaults filled in and secrets redacted", runCheck},
 	{"import", "convert the classic .cfg/.properties files into the YAML configuration", runImport},
+	ctlCommands[0], ctlCommands[1], ctlCommands[2], ctlCommands[3], // ctl.go: status, accounts, poison, jobs
 }
 
 // errUsage marks command-line errors (exit status 2).

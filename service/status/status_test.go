@@ -109,10 +109,10 @@ func scenario(t *testing.T, ctx context.Context, db persist.DBConfig) *persist.S
 		// on a 1m interval.
 		persist.PollHealth{Account: "globex-vc", Kind: "server", Failures: 16, Interval: time.Minute,
 			LastError: `poll globex-vc/server page 1: vsphere: login: cloud: authentication failed: ServerFaultCode: Login failure`,
-			Since: at(45 * time.Minute), LastFailure: at(3 * time.Minute), Instance: "b7e0c2a4-live-publisher"},
+			Since:     at(45 * time.Minute), LastFailure: at(3 * time.Minute), Instance: "b7e0c2a4-live-publisher"},
 		persist.PollHealth{Account: "globex-vc", Kind: "network", Failures: 8, Interval: 5 * time.Minute,
 			LastError: `poll globex-vc/network page 1: vsphere: login: cloud: authentication failed`,
-			Since: at(40 * time.Minute), LastFailure: at(4 * time.Minute), Instance: "b7e0c2a4-live-publisher"},
+			Since:     at(40 * time.Minute), LastFailure: at(4 * time.Minute), Instance: "b7e0c2a4-live-publisher"},
 		// Throttled, but within its interval: not lagging yet.
 		persist.PollHealth{Account: "acme-aws", Kind: "server", Failures: 1, Interval: time.Minute, Throttled: true,
 			Since: at(40 * time.Second), LastFailure: at(40 * time.Second), Instance: "b7e0c2a4-live-publisher"},
