@@ -168,6 +168,9 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 	w.duties = w.buildDuties()
 	w.buildHeartbeat()
+	if w.sched != nil {
+		w.sched.persistHealth(w.store, w.instanceID)
+	}
 	return w.instrument()
 }
 

@@ -102,6 +102,7 @@ var commands = []command{
 	processCommand(worker.RoleSubscriber, "run the subscriber: handles the actions (polls, launches, account changes)"),
 	processCommand(worker.RolePinger, "run a pinger: heartbeats and probes of the accounts' clouds"),
 	processCommand(worker.RoleAll, "run publisher and subscriber in one process"),
+	ctlCommands[0], ctlCommands[1], ctlCommands[2], ctlCommands[3], // ctl.go: status, accounts, poison, jobs
 }
 
 // errUsage marks command-line errors (exit status 2).
