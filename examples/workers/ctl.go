@@ -6,12 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
-	worker "github.com/stratusworks/worker"
+	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/service/status"
@@ -119,7 +122,7 @@ func runAccounts(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	reg, err := accounts.New(accounts.Config{Store: store})
+	reg, err := accounts.New(accounts.Config{Store: store, Check: checkBuiltinType})
 	if err != nil {
 		return err
 	}
@@ -378,4 +381,23 @@ func usageErr(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %v", errUsage, err)
+}
+
+// checkBuiltinType refuses an account whose provider type the service's
+// processes do not have, or whose settings that type refuses, as a
+// worker's own registry does.
+func checkBuiltinType(_ context.Context, a accounts.Account) error {
+	if a.Provider == "" {
+		return nil
+	}
+	types := worker.BuiltinProviderTypes()
+	t, ok := types[a.Provider]
+	if !ok {
+		return &accounts.FieldError{Field: "provider", Value: a.Provider,
+			Problem: fmt.Sprintf("is not a provider type of the service (known: %s)", strings.Join(slices.Sorted(maps.Keys(types)), ", "))}
+	}
+	if t.CheckSettings != nil {
+		return t.CheckSettings(a.Settings)
+	}
+	return nil
 }
