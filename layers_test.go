@@ -32,7 +32,7 @@ var layers = map[string]int{
 	// 4: the composition root.
 	"": 4,
 	// 5: test helpers of the worker; the service's configuration.
-	"workertest": 5, "service": 5,
+	"workertest": 5, "service": 5, "service/status": 2,
 	// 6: programs.
 	"examples/migrate": 6, "examples/quickstart": 6, "examples/readme": 6, "examples/workers": 6,
 }

@@ -53,6 +53,7 @@ type scheduler struct {
 	mu     sync.Mutex
 	kinds  []string                  // registered kinds, in order
 	health map[string]*AccountHealth // accounts whose last poll failed
+	ph     *pollHealth               // the persisted failing polls (pollhealth.go); nil: none
 }
 
 func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, log *slog.Logger) (*scheduler, error) {
@@ -97,6 +98,7 @@ func (s *scheduler) unfollow(account string) int {
 	s.mu.Lock()
 	delete(s.health, account)
 	s.mu.Unlock()
+	s.forgetHealth(account)
 	s.obs.forgetAccount(account)
 	return s.sched.Unwatch(account)
 }
@@ -120,6 +122,7 @@ type AccountHealth struct {
 func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome) {
 	account := d.Target.Account
 	s.obs.polled(d, o, s.now())
+	s.noteHealth(d, o, s.now())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o.Err == nil && !o.Throttled {
@@ -152,6 +155,13 @@ func (s *scheduler) accountHealth(account string) (AccountHealth, bool) {
 
 // run dispatches due targets until ctx is done.
 func (s *scheduler) run(ctx context.Context) error {
+	if s.ph != nil {
+		s.loadHealth(ctx)
+		hctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.writeHealth(hctx) }()
+		defer func() { stop(); <-done }()
+	}
 	if err := s.sched.Run(ctx, s.dispatch); err != nil {
 		return fmt.Errorf("worker: schedule: %w", err)
 	}

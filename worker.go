@@ -168,6 +168,9 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 	w.duties = w.buildDuties()
 	w.buildHeartbeat()
+	if w.sched != nil {
+		w.sched.persistHealth(w.store, w.instanceID)
+	}
 	return w.instrument()
 }
 
@@ -266,10 +269,20 @@ func (w *Worker) buildGuestLogs(out dispatchOutcomes, handlers map[string]Handle
 	return nil
 }
 
+// BuiltinProviderTypes returns the provider types every worker knows:
+// "sim" (package cloud/sim) and "vsphere" (cloud/vsphere). Config.Providers
+// adds to them. A tool that writes the registry without a worker (the
+// service's accounts command) checks accounts against them.
+func BuiltinProviderTypes() map[string]ProviderType {
+	return map[string]ProviderType{
+		"sim":     {New: sim.NewAccountProvider, CheckSettings: sim.CheckAccountSettings},
+		"vsphere": {New: vsphere.NewAccountProvider, CheckSettings: vsphere.CheckAccountSettings},
+	}
+}
+
 // buildAccounts composes the account registry and the account providers.
 func (w *Worker) buildAccounts() error {
-	types := map[string]ProviderType{"sim": {New: sim.NewAccountProvider, CheckSettings: sim.CheckAccountSettings},
-		"vsphere": {New: vsphere.NewAccountProvider, CheckSettings: vsphere.CheckAccountSettings}}
+	types := BuiltinProviderTypes()
 	maps.Copy(types, w.cfg.Providers)
 	var creds km.Store
 	if w.creds != nil {

@@ -38,6 +38,8 @@ type customerFile struct {
 
 	elem *list.Element // in shared.open; nil when closed (shared.mu)
 	refs int           // writers using the file right now (shared.mu)
+	// reopen asks release to close the file (Reopen found it busy).
+	reopen bool // shared.mu
 
 	mu   sync.Mutex // serialises the file's writes; guards what follows
 	open bool       // lumberjack has the file open

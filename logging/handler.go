@@ -228,6 +228,29 @@ func (h *CustomerHandler) Rotate(customer string) error {
 	return nil
 }
 
+// Reopen closes every open customer file, so that each customer's next
+// record opens the file at its path again: what a SIGHUP handler calls
+// after logrotate moved the files away. A file being written at the moment
+// is closed when that write is done. Records are not lost: those written
+// before the close went to the moved file.
+func (h *CustomerHandler) Reopen() error {
+	s := h.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for e := s.open.Front(); e != nil; {
+		next := e.Next()
+		f := e.Value.(*customerFile)
+		if f.refs == 0 {
+			errs = append(errs, s.closeLocked(f))
+		} else {
+			f.reopen = true
+		}
+		e = next
+	}
+	return errors.Join(errs...)
+}
+
 // Close closes every customer file and waits for the clean-up of rotated
 // files under way. Later customer records fail with [ErrClosed]; the process
 // handler keeps receiving records. Close is idempotent.
@@ -284,6 +307,13 @@ func (s *shared) release(f *customerFile) {
 	defer s.mu.Unlock()
 	f.refs--
 	if f.refs > 0 {
+		return
+	}
+	if f.reopen {
+		f.reopen = false
+		if f.elem != nil {
+			_ = s.closeLocked(f)
+		}
 		return
 	}
 	if s.done {

@@ -401,3 +401,21 @@ func TestHandleErrorsAreReported(t *testing.T) {
 	require.False(t, errors.Is(err, ErrClosed))
 	require.Len(t, s.proc.lines(t), 1)
 }
+
+// TestReopen: after logrotate moved a customer's file away, Reopen makes
+// the next record open a new file at the path; the moved file keeps what
+// was written before.
+func TestReopen(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, Config{})
+	s.log.Info("before", "customer", "acme")
+	path, err := s.h.FilePath("acme")
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(path, path+".1"))
+	require.NoError(t, s.h.Reopen())
+	s.log.Info("after", "customer", "acme")
+	require.Equal(t, "before", readLines(t, path+".1")[0]["msg"])
+	cur := s.customerLines(t, "acme")
+	require.Len(t, cur, 1)
+	require.Equal(t, "after", cur[0]["msg"])
+}

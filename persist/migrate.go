@@ -56,6 +56,7 @@ var (
 			{Version: 12, Name: "create the km service's nonce and audit tables", Up: createKMServerTables},
 			{Version: 13, Name: "create the account registry", Up: createTables(accountsDDL)},
 			{Version: 14, Name: "create the instance heartbeat and account probe tables", Up: createTables(instancesDDL, probesDDL)},
+			{Version: 15, Name: "create the poll health table (failing polls per account and kind)", Up: createTables(pollHealthDDL)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -68,19 +69,20 @@ var (
 
 // Table names.
 const (
-	tblResources = "worker_resources"
-	tblHistory   = "worker_resource_history"
-	tblOutbox    = "worker_history_outbox"
-	tblPoison    = "worker_poison"
-	tblDeferred  = "worker_deferred"
-	tblEvents    = "worker_outbox" // change and job events for the relay
-	tblJobs      = "worker_jobs"
-	tblLaunches  = "worker_launch_intents"
-	tblOffsets   = "worker_guest_offsets"
-	tblInbox     = "worker_inbox"     // keys of actions whose effect committed (RunOnce)
-	tblAccounts  = "worker_accounts"  // the account registry (package accounts)
-	tblInstances = "worker_instances" // worker processes' heartbeats (membership)
-	tblProbes    = "worker_probes"    // pingers' probes of the accounts' clouds
+	tblResources  = "worker_resources"
+	tblHistory    = "worker_resource_history"
+	tblOutbox     = "worker_history_outbox"
+	tblPoison     = "worker_poison"
+	tblDeferred   = "worker_deferred"
+	tblEvents     = "worker_outbox" // change and job events for the relay
+	tblJobs       = "worker_jobs"
+	tblLaunches   = "worker_launch_intents"
+	tblOffsets    = "worker_guest_offsets"
+	tblInbox      = "worker_inbox"       // keys of actions whose effect committed (RunOnce)
+	tblAccounts   = "worker_accounts"    // the account registry (package accounts)
+	tblInstances  = "worker_instances"   // worker processes' heartbeats (membership)
+	tblProbes     = "worker_probes"      // pingers' probes of the accounts' clouds
+	tblPollHealth = "worker_poll_health" // failing polls per account and kind (the schedule's transitions)
 	// km's tables (see kmschema.go); persist owns their DDL so that the
 	// provisioning database's schema is versioned in one place.
 	tblKMCredentials = "worker_km_credentials" // km.LegacyTableName: clear identifiers, up to version 8

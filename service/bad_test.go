@@ -73,6 +73,8 @@ func TestBadInput(t *testing.T) {
 		{"RetryAttempts", "retry:\n  max_attempts: -1\n", nil, "retry.max_attempts", `"-1"`, "out of range"},
 		{"DeadAfter", "pinger:\n  dead_after: -2\n", nil, "pinger.dead_after", `"-2"`, "out of range"},
 		{"PingerDuration", "pinger:\n  interval: 10\n", nil, "pinger.interval", `"10"`, "without a unit"},
+		{"MetricsNoPort", "metrics:\n  listen: localhost\n", nil, "metrics.listen", `"localhost"`, "is not host:port"},
+		{"MetricsBadPort", "metrics:\n  listen: \"127.0.0.1:99999\"\n", nil, "metrics.listen", `"127.0.0.1:99999"`, "no port between 1 and 65535"},
 		{"GuestLogsNoHostKeys", "guest_logs:\n  interval: 5m\n", nil, "guest_logs.interval", `"5m0s"`, "needs guest_logs.known_hosts_file"},
 		{"GuestLogsRelativeFile", "guest_logs:\n  files: [var/log/syslog]\n", nil, "guest_logs.files[0]", `"var/log/syslog"`, "is not an absolute path"},
 		{"AccountNoCustomer", "accounts:\n  - id: acct-1\n", nil, "accounts[0].customer", `""`, ""},

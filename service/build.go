@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -31,7 +33,9 @@ import (
 // (km.NewClient), the loggers (process log and customer logs with their
 // rotation), the schedule, the retry policy and guest-log collection. The
 // returned Closer closes what Worker opened (log files, keyring, km
-// client): call it after worker.Run returns. The worker.Config is
+// client): call it after worker.Run returns. It is also a [Reopener]:
+// call its Reopen on SIGHUP. The pinger section sets worker.Config's
+// Heartbeat (interval, dead_after) and Pinger (probe_interval). The worker.Config is
 // validated; its errors name the SDK's fields.
 func (c *Config) Worker() (worker.Config, io.Closer, error) {
 	if err := c.Validate(); err != nil {
@@ -56,12 +60,42 @@ func (c *Config) fileName() string {
 	return "config"
 }
 
-type closers struct{ fns []func() error }
+// Reopener is the Closer that [Config.Worker] returns: Reopen closes the
+// log files it opened (the process log, the customer logs) so that the
+// next record of each opens the file at its path again — what a service
+// does on SIGHUP after logrotate moved the files away. Rotation by size
+// and retention go on as configured.
+type Reopener interface {
+	io.Closer
+	Reopen() error
+}
+
+var _ Reopener = (*closers)(nil)
+
+type closers struct {
+	mu      sync.Mutex
+	fns     []func() error
+	reopens []func() error
+}
 
 func (c *closers) add(f func() error) { c.fns = append(c.fns, f) }
 
+// Reopen reopens the log files.
+func (c *closers) Reopen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, f := range c.reopens {
+		errs = append(errs, f())
+	}
+	return errors.Join(errs...)
+}
+
 // Close closes in reverse order of opening.
 func (c *closers) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reopens = nil
 	var errs []error
 	for i := len(c.fns) - 1; i >= 0; i-- {
 		errs = append(errs, c.fns[i]())
@@ -96,6 +130,11 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 		JobTimeout:              c.Provisioning.JobTimeout.D(),
 		CredentialCacheTTL:      c.KM.CredentialCacheTTL.D(),
 		AccountSyncInterval:     c.Schedule.AccountSyncInterval.D(),
+		Heartbeat: worker.HeartbeatConfig{
+			Interval:  cmp.Or(c.Pinger.Interval.D(), DefaultPingerInterval),
+			DeadAfter: cmp.Or(c.Pinger.DeadAfter, DefaultPingerDeadAfter),
+		},
+		Pinger: worker.PingerConfig{ProbeInterval: cmp.Or(c.Pinger.ProbeInterval.D(), DefaultPingerProbeInterval)},
 		Schedule: poller.Config{
 			Jitter:          c.Schedule.Jitter,
 			InitialSpread:   c.Schedule.InitialSpread.D(),
@@ -245,6 +284,7 @@ func (c *Config) loggers(cl *closers) (*slog.Logger, *logging.CustomerHandler, e
 			Compress:   l.Compress,
 		}
 		cl.add(lj.Close)
+		cl.reopens = append(cl.reopens, lj.Close) // lumberjack opens the file again at the next write
 		out = lj
 	}
 	opts := &slog.HandlerOptions{Level: c.level()}
@@ -268,6 +308,7 @@ func (c *Config) loggers(cl *closers) (*slog.Logger, *logging.CustomerHandler, e
 		return nil, nil, fmt.Errorf("logging: %w", err)
 	}
 	cl.add(ch.Close)
+	cl.reopens = append(cl.reopens, ch.Reopen)
 	return slog.New(ch), ch, nil
 }
 

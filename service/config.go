@@ -28,6 +28,7 @@ type Config struct {
 	Schedule       ScheduleSection     `yaml:"schedule,omitempty"`
 	Retry          RetrySection        `yaml:"retry,omitempty"`
 	GuestLogs      GuestLogsSection    `yaml:"guest_logs,omitempty"`
+	Metrics        MetricsSection      `yaml:"metrics,omitempty"`
 	// Accounts are put into the account registry at start when missing
 	// (see [Bootstrap]).
 	Accounts []AccountEntry `yaml:"accounts,omitempty"`
@@ -39,7 +40,8 @@ type Config struct {
 
 // ProcessSection holds the process-wide settings of worker.Config.
 type ProcessSection struct {
-	// Role is all, publisher or subscriber. Default all.
+	// Role is all, publisher, subscriber or pinger. Default all. The
+	// binaries' subcommands (workers publisher, …) set it.
 	Role string `yaml:"role,omitempty"`
 	// Concurrency is the most handlers running at once. Default 64.
 	Concurrency int `yaml:"concurrency,omitempty"`
@@ -53,8 +55,11 @@ type ProcessSection struct {
 
 // MQSection is the message queue (the classic mq.cfg).
 type MQSection struct {
-	// URL is "memory" (the embedded transport, the default) or
-	// amqp[s]://user@host:5672/vhost. Its password is given by Password*.
+	// URL is "memory" (the embedded transport, the default; one process
+	// only), "sqlite:<path>" (the durable SQLite queue, shared by the
+	// processes of one machine; "sqlite" puts it beside provisioning_db's
+	// file) or amqp[s]://user@host:5672/vhost. Its password is given by
+	// Password*.
 	URL string `yaml:"url,omitempty"`
 	// Password of the URL's user: inline only with allow_inline_secrets
 	// (or "${NAME}" for an environment variable).
@@ -165,6 +170,16 @@ type LoggingSection struct {
 	MaxBackups int  `yaml:"max_backups,omitempty"`
 	MaxAgeDays int  `yaml:"max_age_days,omitempty"`
 	Compress   bool `yaml:"compress,omitempty"`
+}
+
+// MetricsSection configures the Prometheus endpoint of the service's
+// processes.
+type MetricsSection struct {
+	// Listen is the host:port where a process serves /metrics, e.g.
+	// "127.0.0.1:9464". Default empty: no metrics and no listening socket.
+	// Several processes on one machine need one address each (set
+	// WORKER_METRICS_LISTEN per process, as the systemd units set their log).
+	Listen string `yaml:"listen,omitempty"`
 }
 
 // PingerSection configures heartbeats.

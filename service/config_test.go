@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -281,4 +282,42 @@ func TestEnvNames(t *testing.T) {
 	require.Equal(t, "schedule.budget.per_second", keys["WORKER_SCHEDULE_BUDGET_PER_SECOND"])
 	_, err := service.Parse("worker.yaml", nil, []string{"WORKER_DB_DSN=u:p@tcp(db:3306)/w", "WORKER_CONFIG=/etc/worker.yaml"})
 	require.NoError(t, err, "examples/migrate's variables may share the environment")
+}
+
+// TestProcessesConfig: the pinger section sets the heartbeats and probes,
+// process.role takes pinger, mq.url takes the durable SQLite queue, and
+// the Closer reopens the process log for SIGHUP.
+func TestProcessesConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "worker.yaml")
+	writeFile(t, path, "process:\n  role: pinger\nmq:\n  url: sqlite:"+filepath.Join(dir, "q.db")+
+		"\nprovisioning_db:\n  dsn: "+filepath.Join(dir, "w.db")+
+		"\nlogging:\n  dir: "+filepath.Join(dir, "log")+"\n  process_log: p.log\npinger:\n  interval: 2s\n  probe_interval: 5s\n  dead_after: 4\n", 0o600)
+	cfg, err := service.Load(path, nil)
+	require.NoError(t, err)
+	wc, closer, err := cfg.Worker()
+	require.NoError(t, err)
+	defer closer.Close()
+	require.Equal(t, worker.RolePinger, wc.Role)
+	require.Equal(t, worker.HeartbeatConfig{Interval: 2 * time.Second, DeadAfter: 4}, wc.Heartbeat)
+	require.Equal(t, 5*time.Second, wc.Pinger.ProbeInterval)
+
+	log := filepath.Join(dir, "log", "p.log")
+	wc.Logger.Info("before")
+	require.NoError(t, os.Rename(log, log+".1"))
+	r, ok := closer.(service.Reopener)
+	require.True(t, ok)
+	require.NoError(t, r.Reopen())
+	wc.Logger.Info("after")
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "after")
+	require.NotContains(t, string(b), "before")
+
+	// Defaults: the section's, as Check shows them.
+	def, c2, err := (&service.Config{}).Worker()
+	require.NoError(t, err)
+	defer c2.Close()
+	require.Equal(t, service.DefaultPingerInterval, def.Heartbeat.Interval)
 }

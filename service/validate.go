@@ -3,6 +3,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -29,7 +30,7 @@ func (c *Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateWorker, c.validateMQ, c.validateDBs, c.validateStateStore, c.validateKM,
 		c.validateProvisioning, c.validateLogging, c.validatePinger, c.validateSchedule,
-		c.validateRetry, c.validateGuestLogs, c.validateAccounts,
+		c.validateRetry, c.validateGuestLogs, c.validateAccounts, c.validateMetrics,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -97,7 +98,7 @@ func (c *Config) existing(key, path string) error {
 
 func (c *Config) validateWorker() error {
 	w := c.Process
-	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber"); err != nil {
+	if err := c.oneOf("process.role", w.Role, "", "all", "publisher", "subscriber", "pinger"); err != nil {
 		return err
 	}
 	return c.ints(intRule{"process.concurrency", int64(w.Concurrency), 0, 1 << 20},
@@ -106,6 +107,14 @@ func (c *Config) validateWorker() error {
 
 func (c *Config) validateMQ() error {
 	m := c.MQ
+	if path, ok := strings.CutPrefix(m.URL, "sqlite:"); ok || m.URL == "sqlite" {
+		// The durable SQLite queue (package sqlitemq), shared by the
+		// processes of one machine; the SDK checks the rest.
+		if ok && path == "" {
+			return c.fail("mq.url", m.URL, "names no file (want sqlite:/var/lib/worker/queue.db, or sqlite for a file beside provisioning_db's)")
+		}
+		return nil
+	}
 	if m.URL != "" && m.URL != "memory" {
 		u, err := url.Parse(m.URL)
 		if err != nil {
@@ -307,6 +316,24 @@ func (c *Config) validateLogging() error {
 	return c.ints(intRule{"logging.max_size_mb", int64(l.MaxSizeMB), 0, 1 << 20},
 		intRule{"logging.max_backups", int64(l.MaxBackups), -1, 1 << 20},
 		intRule{"logging.max_age_days", int64(l.MaxAgeDays), -1, 1 << 20})
+}
+
+func (c *Config) validateMetrics() error {
+	l := c.Metrics.Listen
+	if l == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(l)
+	if err != nil {
+		return c.fail("metrics.listen", l, "is not host:port, such as \"127.0.0.1:9464\"")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return c.fail("metrics.listen", l, "has no port between 1 and 65535")
+	}
+	if host != "" && net.ParseIP(host) == nil && !namePattern.MatchString(strings.ToLower(host)) {
+		return c.fail("metrics.listen", l, "has a host that is neither an IP address nor a host name")
+	}
+	return nil
 }
 
 func (c *Config) validatePinger() error {

@@ -1,16 +1,56 @@
 // Command workers is the classic service's worker as one binary with
 // subcommands, configured by one YAML file (package service):
 //
-//	workers check  -config /etc/worker/worker.yaml   # print the effective configuration, secrets redacted
-//	workers import -dir /services/worker/classes     # convert the classic files to YAML
+//	workers publisher  -config /etc/worker/worker.yaml   # schedules every account's polls
+//	workers subscriber -config /etc/worker/worker.yaml   # handles the actions (polls, launches, accounts)
+//	workers pinger     -config /etc/worker/worker.yaml   # heartbeats and probes of the clouds (run several)
+//	workers all        -config /etc/worker/worker.yaml   # publisher and subscriber in one process
+//	workers check  -config /etc/worker/worker.yaml       # print the effective configuration, secrets redacted
+//	workers import -dir /services/worker/classes         # convert the classic files to YAML
 //
 // The configuration file is -config, else $WORKER_CONFIG, else worker.yaml;
 // WORKER_<SECTION>_<KEY> variables override its keys. A bad configuration
 // exits 1 with the error on one line on stderr, naming the file, the key and
 // the value; a bad command line exits 2.
 //
-// The process subcommands (publisher, subscriber, pinger, all) plug into the
-// same table of commands.
+// # Processes
+//
+// Each role is its own OS process from the same file; the processes share
+// the transport (mq.url: RabbitMQ, or sqlite:<path> on one machine — the
+// in-memory transport cannot cross processes) and the provisioning
+// database. A process subcommand builds the worker ([service.Config.Worker])
+// in its role, registers the standard server pollers
+// (cloud.ServerPoller, cloud.ServerStatusPoller on the worker's cloud) with
+// schedule.intervals server and server-status (defaults 1m and 20s), puts
+// the accounts of the accounts list into the registry when missing
+// ([service.Bootstrap]) and runs until a signal:
+//
+//   - SIGTERM or SIGINT: stop taking actions, let the handlers in flight
+//     finish within process.shutdown_timeout (default 30s), mark the
+//     heartbeat stopped, exit 0 (1 if the shutdown failed or timed out).
+//   - A second SIGTERM or SIGINT: exit 1 at once.
+//   - SIGHUP: reopen the log files (the process log and the customer logs)
+//     at their paths, for logrotate's postrotate.
+//
+// Under systemd (Type=notify, $NOTIFY_SOCKET set) a process sends READY=1
+// once it consumes, WATCHDOG=1 every half WatchdogSec ($WATCHDOG_USEC) and
+// STOPPING=1 when it shuts down, through github.com/coreos/go-systemd's
+// daemon package; without $NOTIFY_SOCKET it sends nothing. A process opens
+// no listening socket: it only connects to the broker and the databases.
+//
+// # Logs
+//
+// With logging.dir set, the process log is logging.dir/logging.process_log
+// (give each process its own file with WORKER_LOGGING_PROCESS_LOG, as the
+// units and the init script do) and, with logging.customer_logs: true,
+// each customer's records go to logging.dir/<customer>/worker.log too; all
+// are rotated by size and retained per logging.max_size_mb, max_backups,
+// max_age_days and compress.
+//
+// systemd/ holds the units (stratus-worker-publisher.service,
+// stratus-worker-subscriber.service, stratus-worker-pinger@.service) and
+// init.d/stratus-worker a classic start|stop|status|restart script with
+// pid files; README.md beside this file is the operator's walkthrough.
 package main
 
 import (
@@ -24,6 +64,7 @@ import (
 	"strings"
 	"syscall"
 
+	worker "github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/service"
 )
 
@@ -37,6 +78,11 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	environ        []string
+	// sighup delivers SIGHUP to the process commands (reopen the logs);
+	// nil in tests that run commands in-process.
+	sighup <-chan os.Signal
+	// notifier is the service manager's; nil: systemd's ($NOTIFY_SOCKET).
+	notifier notifier
 }
 
 func (e *env) getenv(name string) string {
@@ -52,15 +98,28 @@ func (e *env) getenv(name string) string {
 var commands = []command{
 	{"check", "load the configuration and print it with defaults filled in and secrets redacted", runCheck},
 	{"import", "convert the classic .cfg/.properties files into the YAML configuration", runImport},
+	processCommand(worker.RolePublisher, "run the publisher: schedules the polls of every account and publishes them"),
+	processCommand(worker.RoleSubscriber, "run the subscriber: handles the actions (polls, launches, account changes)"),
+	processCommand(worker.RolePinger, "run a pinger: heartbeats and probes of the accounts' clouds"),
+	processCommand(worker.RoleAll, "run publisher and subscriber in one process"),
+	ctlCommands[0], ctlCommands[1], ctlCommands[2], ctlCommands[3], // ctl.go: status, accounts, poison, jobs
 }
 
 // errUsage marks command-line errors (exit status 2).
 var errUsage = errors.New("usage")
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()})
-	stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, termSignals...)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go signals{term: term, cancel: cancel, exit: os.Exit, stderr: os.Stderr}.watch(done)
+
+	err := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ(), sighup: hup})
+	close(done)
+	cancel()
 	os.Exit(exitCode(err, os.Stderr))
 }
 
