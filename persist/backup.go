@@ -76,6 +76,7 @@ var backupTables = []backupTable{
 	{name: tblAccounts, key: "id"},
 	{name: tblInstances, key: "instance_id"},
 	{name: tblProbes, key: "instance_id, account"},
+	{name: tblPollHealth, key: "account, kind"},
 	{name: tblKMCredentials, key: "id", autoID: true, optional: true},
 	{name: tblKMSecrets, key: "id", autoID: true},
 	{name: tblKMNonces, key: "nonce"},

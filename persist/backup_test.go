@@ -130,6 +130,9 @@ func populate(t testing.TB, s *Store, clock *testClock) {
 		BeatAt: clock.Now(), Interval: time.Second}))
 	require.NoError(t, s.PutProbes(ctx, Probe{Instance: "inst-1", Account: "acct-00", CheckedAt: clock.Now(), Latency: time.Millisecond, OK: true, AuthOK: true}))
 
+	require.NoError(t, s.PutPollHealth(ctx, PollHealth{Account: "acct-00", Kind: "server", Failures: 3, LastError: "throttled", Throttled: true,
+		Interval: time.Minute, Since: clock.Now(), LastFailure: clock.Now(), Instance: "inst-1"}))
+
 	ks, err := km.NewLocalStore(s.DB(), backupKeyring(t))
 	require.NoError(t, err)
 	for i := range backupCredentials {
@@ -235,7 +238,7 @@ func TestBackupRoundTrip(t *testing.T) {
 	populate(t, src, clock)
 	want := dumpStore(t, src)
 	require.GreaterOrEqual(t, len(want[tblResources]), backupAccounts*backupPerAccount)
-	for _, table := range []string{tblHistory, tblEvents, tblJobs, tblLaunches, tblPoison, tblDeferred, tblAccounts, tblInbox, tblKMSecrets, tblOffsets, tblInstances, tblProbes} {
+	for _, table := range []string{tblHistory, tblEvents, tblJobs, tblLaunches, tblPoison, tblDeferred, tblAccounts, tblInbox, tblKMSecrets, tblOffsets, tblInstances, tblProbes, tblPollHealth} {
 		require.NotEmpty(t, want[table], table)
 	}
 
@@ -266,6 +269,9 @@ func TestBackupRoundTrip(t *testing.T) {
 		pending, err := s.PendingEvents(ctx, 100_000)
 		require.NoError(t, err)
 		require.Equal(t, eventIDs(pendingSrc), eventIDs(pending), "the same events are pending, none re-emitted")
+
+		require.NoError(t, s.PutPollHealth(ctx, PollHealth{Account: "acct-00", Kind: "server", Failures: 3, LastError: "throttled", Throttled: true,
+			Interval: time.Minute, Since: clock.Now(), LastFailure: clock.Now(), Instance: "inst-1"}))
 
 		ks, err := km.NewLocalStore(s.DB(), backupKeyring(t))
 		require.NoError(t, err)
