@@ -103,6 +103,7 @@ var commands = []command{
 	processCommand(worker.RolePinger, "run a pinger: heartbeats and probes of the accounts' clouds"),
 	processCommand(worker.RoleAll, "run publisher and subscriber in one process"),
 	ctlCommands[0], ctlCommands[1], ctlCommands[2], ctlCommands[3], // ctl.go: status, accounts, poison, jobs
+	backupCommands[0], backupCommands[1], // backup.go
 }
 
 // errUsage marks command-line errors (exit status 2).
