@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -44,6 +45,11 @@ type BackupOptions struct {
 	// Progress, if set, reports the database export (persist.TerminalProgress
 	// draws it on a terminal).
 	Progress func(table string, rows, total int64)
+	// Logger receives the store's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Skip lists files of the configuration directory to leave out (the
+	// archive itself, when it is written there).
+	Skip []string
 }
 
 // BackupManifest describes a service archive.
@@ -80,7 +86,7 @@ func Backup(ctx context.Context, w io.Writer, cfg *Config, opts BackupOptions) (
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
 
-	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Migrations: persist.MigrateVerify}
+	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Migrations: persist.MigrateVerify, Logger: opts.Logger}
 	if cfg.AnalyticsDB != (DBSection{}) {
 		pc.Analytics = cfg.dbConfig("analytics_db", cfg.AnalyticsDB)
 	}
@@ -105,7 +111,7 @@ func Backup(ctx context.Context, w io.Writer, cfg *Config, opts BackupOptions) (
 	m.StoreRows = st.Rows
 	// The databases first: a failure there writes nothing to w.
 	if opts.ConfigPath != "" {
-		if err := addConfigDir(tw, cfg, opts.ConfigPath, &m); err != nil {
+		if err := addConfigDir(tw, cfg, opts.ConfigPath, opts.Skip, &m); err != nil {
 			return m, err
 		}
 	}
@@ -161,14 +167,14 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
-func addConfigDir(tw *tar.Writer, cfg *Config, configPath string, m *BackupManifest) error {
+func addConfigDir(tw *tar.Writer, cfg *Config, configPath string, skip []string, m *BackupManifest) error {
 	dir := filepath.Dir(configPath)
 	m.ConfigFile = filepath.ToSlash(filepath.Base(configPath))
 	var skipDirs []string
 	if cfg.Logging.Dir != "" {
 		skipDirs = append(skipDirs, cfg.Logging.Dir)
 	}
-	var skipFiles []string // the SQLite files: the export has their contents
+	skipFiles := append([]string(nil), skip...) // and the SQLite files: the export has their contents
 	for _, d := range []DBSection{cfg.ProvisioningDB, cfg.AnalyticsDB} {
 		if (d.Driver == "" || d.Driver == "sqlite") && d.DSN != persist.MemoryDSN {
 			dsn := d.DSN
@@ -220,6 +226,13 @@ func addConfigDir(tw *tar.Writer, cfg *Config, configPath string, m *BackupManif
 		if err != nil {
 			return fmt.Errorf("service: backup: %w", err)
 		}
+		if isSQLiteFile(p, data) {
+			// Another SQLite database (the durable queue of mq.url
+			// "sqlite", say) or its journal: a copy of a live file is not
+			// a consistent one, and the store's export carries the state.
+			m.Warnings = append(m.Warnings, fmt.Sprintf("%s is a SQLite database file and is not in the backup", rel))
+			return nil
+		}
 		sum := sha256.Sum256(data)
 		name := configPrefix + filepath.ToSlash(rel)
 		m.Files = append(m.Files, BackupFile{Path: name, Size: int64(len(data)), Mode: info.Mode().Perm(), SHA256: hex.EncodeToString(sum[:])})
@@ -234,6 +247,9 @@ type RestoreOptions struct {
 	ConfigDir string
 	// Progress, if set, reports the database import.
 	Progress func(table string, rows, total int64)
+	// Logger receives the store's logs (migrations, the import). Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Restore reads a service archive written by [Backup]: it checks every
@@ -319,7 +335,7 @@ func Restore(ctx context.Context, r io.Reader, cfg *Config, opts RestoreOptions)
 		}
 	}
 
-	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB)}
+	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Logger: opts.Logger}
 	if cfg.AnalyticsDB != (DBSection{}) {
 		pc.Analytics = cfg.dbConfig("analytics_db", cfg.AnalyticsDB)
 	}
@@ -342,4 +358,23 @@ func Restore(ctx context.Context, r io.Reader, cfg *Config, opts RestoreOptions)
 		}
 	}
 	return m, nil
+}
+
+// sqliteMagic starts every SQLite 3 database file.
+var sqliteMagic = []byte("SQLite format 3\x00")
+
+// isSQLiteFile reports a SQLite database file, or the write-ahead log,
+// shared-memory or rollback journal of one.
+func isSQLiteFile(p string, data []byte) bool {
+	if bytes.HasPrefix(data, sqliteMagic) {
+		return true
+	}
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if base, ok := strings.CutSuffix(p, suffix); ok {
+			if b, err := os.ReadFile(base); err == nil && bytes.HasPrefix(b, sqliteMagic) {
+				return true
+			}
+		}
+	}
+	return false
 }

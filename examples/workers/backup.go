@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/stratusworks/worker/persist"
@@ -29,7 +30,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 || *out == "" {
 		return fmt.Errorf("%w: backup -out FILE", errUsage)
 	}
-	cfg, err := loadConfig(path, e)
+	cfg, err := loadToolConfig(path, e)
 	if err != nil {
 		return err
 	}
@@ -41,7 +42,11 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		}
 		w = f
 	}
-	m, err := service.Backup(ctx, w, cfg, service.BackupOptions{ConfigPath: path, Progress: progress(e)})
+	opts := service.BackupOptions{ConfigPath: path, Progress: progress(e), Logger: toolLogger(e)}
+	if f != nil {
+		opts.Skip = []string{*out} // the archive, if it is written inside the configuration directory
+	}
+	m, err := service.Backup(ctx, w, cfg, opts)
 	if f != nil {
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -72,7 +77,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 || *in == "" {
 		return fmt.Errorf("%w: restore -in FILE [-config-dir DIR]", errUsage)
 	}
-	cfg, err := loadConfig(path, e)
+	cfg, err := loadToolConfig(path, e)
 	if err != nil {
 		return err
 	}
@@ -85,7 +90,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		defer f.Close()
 		r = f
 	}
-	m, err := service.Restore(ctx, r, cfg, service.RestoreOptions{ConfigDir: *configDir, Progress: progress(e)})
+	m, err := service.Restore(ctx, r, cfg, service.RestoreOptions{ConfigDir: *configDir, Progress: progress(e), Logger: toolLogger(e)})
 	if err != nil {
 		return err
 	}
@@ -110,4 +115,9 @@ func progress(e *env) func(table string, rows, total int64) {
 		return nil
 	}
 	return persist.TerminalProgress(f)
+}
+
+// toolLogger logs warnings and errors to stderr.
+func toolLogger(e *env) *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

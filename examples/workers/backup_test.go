@@ -1,10 +1,14 @@
 package main
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -43,10 +47,17 @@ func TestBackupRestoreCommands(t *testing.T) {
 	out, code := run("accounts", "put", acct, "-config", src)
 	require.Equal(t, 0, code, out)
 
-	archive := filepath.Join(dir, "b.tgz")
+	// A durable queue file beside the config, and the archive written there
+	// too: neither goes into the archive.
+	db, err := os.ReadFile(filepath.Join(dir, "src", "worker.db"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "src", "queue.db"), db, 0o600))
+	archive := filepath.Join(dir, "src", "b.tgz")
 	out, code = run("backup", "-config", src, "-out", archive)
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "backup:")
+	require.Contains(t, out, "queue.db is a SQLite database file and is not in the backup")
+	require.Equal(t, []string{"config/worker.yaml", "manifest.json", "store.jsonl.gz"}, archiveNames(t, archive))
 	out, code = run("backup", "-config", src, "-out", archive)
 	require.NotEqual(t, 0, code, "an existing archive is not overwritten")
 
@@ -72,4 +83,25 @@ func TestBackupRestoreCommands(t *testing.T) {
 	require.Contains(t, list, "acme-sim")
 	_, err = os.Stat(filepath.Join(dir, "restored-config", "worker.yaml"))
 	require.NoError(t, err, "the configuration came back too")
+}
+
+func archiveNames(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		names = append(names, h.Name)
+	}
+	slices.Sort(names)
+	return names
 }

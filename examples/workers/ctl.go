@@ -33,7 +33,7 @@ var ctlCommands = []command{
 // openStore opens the provisioning database of the configuration, checking
 // its schema without changing it.
 func openStore(ctx context.Context, path string, e *env) (*persist.Store, error) {
-	cfg, err := loadConfig(path, e)
+	cfg, err := loadToolConfig(path, e)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func runPoison(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "replay":
-		cfg, err := loadConfig(path, e)
+		cfg, err := loadToolConfig(path, e)
 		if err != nil {
 			return err
 		}

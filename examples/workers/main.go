@@ -197,6 +197,18 @@ func configFlag(fs *flag.FlagSet, e *env) *string {
 
 // loadConfig loads the file with the process's WORKER_* overrides: what
 // every process subcommand starts with.
+// loadToolConfig is loadConfig for the short-lived operator commands
+// (status, accounts, poison, jobs, backup, restore): they log warnings
+// only, to stderr, never into the service's process log.
+func loadToolConfig(path string, e *env) (*service.Config, error) {
+	cfg, err := loadConfig(path, e)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logging.ProcessLog, cfg.Logging.Level = "stderr", "warn"
+	return cfg, nil
+}
+
 func loadConfig(path string, e *env) (*service.Config, error) {
 	return service.Load(path, e.environ)
 }
