@@ -240,12 +240,14 @@ func TestFaultsAnalyticsFrozen(t *testing.T) {
 	time.Sleep(30 * time.Second)
 	during := events.rate(frozeAt.Add(2*time.Second), time.Now())
 	analytics.Thaw(t)
+	time.Sleep(5 * time.Second)
+	stop()
+	// Looked for after the thaw: a run that began stalling late in the
+	// freeze is warned about 10 s into it, which may be just after.
 	stalled := logs.Find(func(r testenv.LogRecord) bool {
 		d, _ := r.Attr("duty")
 		return strings.Contains(r.Message, "stalled") && d.String() == "copying history to the analytics database"
 	})
-	time.Sleep(5 * time.Second)
-	stop()
 
 	// The history of every save reaches the analytics database after the thaw.
 	ana, err := sql.Open("mysql", anaDSN)

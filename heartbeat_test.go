@@ -456,3 +456,29 @@ func TestHeartbeatEventsOnRabbitMQ(t *testing.T) {
 		require.True(t, dependency(t, m, DependencyMQ).OK)
 	}
 }
+
+// TestHeartbeatsAreNotPoison: a subscriber that consumes the events queue
+// for an event type of its own, but has no handler for the heartbeats that
+// share that queue, takes them as read: after several beats of two
+// processes, nothing is in the poison store. (The interval is short so the
+// test sees several beats; the default is 10s.)
+func TestHeartbeatsAreNotPoison(t *testing.T) {
+	t.Parallel()
+	url := testenv.AMQPURL(t)
+	top := uniqueTopology(t, url)
+	db := persist.Config{Provisioning: persist.DBConfig{DSN: filepath.Join(t.TempDir(), "worker.db")}, Logger: discardLogger()}
+	beat := HeartbeatConfig{Interval: 200 * time.Millisecond}
+	pub := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: url}, Topology: top, Store: db, Heartbeat: beat})
+	sub := newTestWorker(t, Config{Role: RoleSubscriber, MQ: MQConfig{URL: url}, Topology: top, Store: db, Heartbeat: beat})
+	require.NoError(t, sub.HandleFunc("server.changed", func(context.Context, Action) error { return nil }))
+	runWorkerUntilCleanup(t, sub)
+	runWorkerUntilCleanup(t, pub)
+	require.Eventually(t, func() bool { // several beats of both, on the broker and in the table
+		ms, err := sub.Members(context.Background())
+		require.NoError(t, err)
+		return len(ms) == 2 && ms[0].BeatAt.Sub(ms[0].StartedAt) > time.Second && ms[1].BeatAt.Sub(ms[1].StartedAt) > time.Second
+	}, 30*time.Second, 20*time.Millisecond)
+	ps, err := sub.Poisoned(context.Background(), PoisonQuery{})
+	require.NoError(t, err)
+	require.Empty(t, ps, "heartbeats are not poison")
+}

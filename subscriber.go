@@ -248,6 +248,14 @@ func (s *Subscriber) Handle(actionType string, h Handler) error {
 	return nil
 }
 
+// handles reports whether a handler is registered for the type.
+func (s *Subscriber) handles(actionType string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.handlers[actionType]
+	return ok
+}
+
 // HandleFunc registers f for actions of the given type, as Handle does.
 func (s *Subscriber) HandleFunc(actionType string, f func(ctx context.Context, a Action) error) error {
 	return s.Handle(actionType, HandlerFunc(f))

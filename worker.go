@@ -655,6 +655,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("worker: built-in handler %q: %w", typ, err)
 		}
 	}
+	// A process that consumes the heartbeats' queue for other events but
+	// has no use for the heartbeats takes them as read: they are liveness
+	// for whoever listens, not work, and must not fill the poison store.
+	if q := w.cfg.Topology.QueueFor(TypeHeartbeat); slices.Contains(w.sub.Queues(), q) && !w.sub.handles(TypeHeartbeat) {
+		if err := w.sub.Handle(TypeHeartbeat, HandlerFunc(func(context.Context, Action) error { return nil })); err != nil {
+			return fmt.Errorf("worker: built-in handler %q: %w", TypeHeartbeat, err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if len(w.sub.Queues()) > 0 {

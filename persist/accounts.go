@@ -198,6 +198,9 @@ func (s *Store) AccountChanges(ctx context.Context, since time.Time, afterID str
 	if limit <= 0 {
 		limit = 100
 	}
+	if since.Before(changesEpoch) {
+		since = changesEpoch // a feed from the beginning; MySQL cannot take year 0
+	}
 	since = dbTime(since)
 	var rows []accountRow
 	err := retry(ctx, func() error {
@@ -212,6 +215,9 @@ func (s *Store) AccountChanges(ctx context.Context, since time.Time, afterID str
 	}
 	return decodeAccounts(rows)
 }
+
+// changesEpoch is before any account's UpdatedAt.
+var changesEpoch = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // DeleteAccount deletes a live account of the registry; see
 // [accounts.Store]. The record of the deletion and the "account.deleted"
