@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/vmware/govmomi"
@@ -82,6 +83,12 @@ type Sim struct {
 
 // New starts a simulator for the test and stops it in t.Cleanup. See the
 // package documentation about parallel tests.
+// createMu serialises building simulator models: govmomi's simulator keeps
+// package-level state (its license manager's) that Model.Create writes and
+// another model's inventory reads, so two tests building models at once
+// race (the race detector reports it).
+var createMu sync.Mutex
+
 func New(t testing.TB, opts Options) *Sim {
 	t.Helper()
 	if opts.Datacenters <= 0 {
@@ -114,7 +121,10 @@ func New(t testing.TB, opts Options) *Sim {
 	m := simulator.VPX()
 	m.Datacenter, m.Host, m.Cluster, m.ClusterHost, m.Pool, m.Portgroup = opts.Datacenters, 0, opts.Clusters, 1, 0, 0
 	m.Machine = opts.Servers + 1
-	if err := m.Create(); err != nil {
+	createMu.Lock()
+	err := m.Create()
+	createMu.Unlock()
+	if err != nil {
 		t.Fatalf("vcsimtest: create model: %v", err)
 	}
 	t.Cleanup(m.Remove)
