@@ -86,10 +86,8 @@ func Backup(ctx context.Context, w io.Writer, cfg *Config, opts BackupOptions) (
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
 
-	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Migrations: persist.MigrateVerify, Logger: opts.Logger}
-	if cfg.AnalyticsDB != (DBSection{}) {
-		pc.Analytics = cfg.dbConfig("analytics_db", cfg.AnalyticsDB)
-	}
+	pc := cfg.StoreConfig()
+	pc.Migrations, pc.Logger = persist.MigrateVerify, opts.Logger
 	store, err := persist.Open(ctx, pc)
 	if err != nil {
 		return m, fmt.Errorf("service: backup: %w", err)
@@ -335,10 +333,8 @@ func Restore(ctx context.Context, r io.Reader, cfg *Config, opts RestoreOptions)
 		}
 	}
 
-	pc := persist.Config{Provisioning: cfg.dbConfig("provisioning_db", cfg.ProvisioningDB), Logger: opts.Logger}
-	if cfg.AnalyticsDB != (DBSection{}) {
-		pc.Analytics = cfg.dbConfig("analytics_db", cfg.AnalyticsDB)
-	}
+	pc := cfg.StoreConfig()
+	pc.Migrations, pc.Logger = "", opts.Logger // the new databases are migrated
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return m, fmt.Errorf("service: restore: %w", err)
 	}

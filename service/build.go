@@ -117,11 +117,8 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 			Prefetch:       c.MQ.Prefetch,
 			PublishTimeout: c.MQ.PublishTimeout.D(),
 		},
-		Topology: worker.Topology{Prefix: c.MQ.Prefix},
-		Store: persist.Config{
-			Provisioning: c.dbConfig("provisioning_db", c.ProvisioningDB),
-			Migrations:   persist.MigrationMode(c.StateStore.Migrations),
-		},
+		Topology:                worker.Topology{Prefix: c.MQ.Prefix},
+		Store:                   c.StoreConfig(),
 		DeletionGrace:           c.StateStore.DeletionGrace.D(),
 		LaunchConsistencyWindow: c.StateStore.LaunchConsistencyWindow.D(),
 		AllowAnySource:          c.Provisioning.AllowAnySource,
@@ -156,9 +153,6 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 			Jitter:          c.Retry.Jitter,
 			InlineMax:       c.Retry.InlineMax.D(),
 		},
-	}
-	if c.AnalyticsDB != (DBSection{}) {
-		wc.Store.Analytics = c.dbConfig("analytics_db", c.AnalyticsDB)
 	}
 	if p, _ := c.sourceCIDR(); p.IsValid() {
 		wc.SourceCIDR = p
@@ -233,6 +227,22 @@ func (c *Config) mqURL() string {
 	}
 	u.User = url.UserPassword(u.User.Username(), pw)
 	return u.String()
+}
+
+// StoreConfig is the persist.Config of the configuration's databases (the
+// provisioning one, the analytics one when set, passwords spliced in, the
+// state store's migration mode). It opens nothing: the operator commands
+// and backups use it where a whole worker.Config would open key files,
+// the key service and log files for nothing.
+func (c *Config) StoreConfig() persist.Config {
+	pc := persist.Config{
+		Provisioning: c.dbConfig("provisioning_db", c.ProvisioningDB),
+		Migrations:   persist.MigrationMode(c.StateStore.Migrations),
+	}
+	if c.AnalyticsDB != (DBSection{}) {
+		pc.Analytics = c.dbConfig("analytics_db", c.AnalyticsDB)
+	}
+	return pc
 }
 
 func (c *Config) dbConfig(section string, d DBSection) persist.DBConfig {

@@ -37,13 +37,9 @@ func openStore(ctx context.Context, path string, e *env) (*persist.Store, error)
 	if err != nil {
 		return nil, err
 	}
-	wc, closer, err := cfg.Worker()
-	if err != nil {
-		return nil, err
-	}
-	defer closer.Close()
-	sc := wc.Store
+	sc := cfg.StoreConfig()
 	sc.Migrations = persist.MigrateVerify
+	sc.Logger = toolLogger(e)
 	return persist.Open(ctx, sc)
 }
 
