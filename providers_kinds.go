@@ -15,11 +15,7 @@ import (
 // listed is one paged listing of an account's provider.
 func listed[S, T any](ctx context.Context, r routedCloud, account string, of func(cloud.Provider) (S, error),
 	list func(S) (cloud.Page[T], error)) (cloud.Page[T], error) {
-	p, err := r.p.get(ctx, account)
-	if err != nil {
-		return cloud.Page[T]{}, err
-	}
-	s, err := of(p)
+	s, err := service(ctx, r, account, of)
 	if err != nil {
 		return cloud.Page[T]{}, err
 	}
