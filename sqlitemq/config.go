@@ -24,7 +24,10 @@ const (
 	// SyncFull fsyncs the write-ahead log on every commit: a message whose
 	// Publish returned survives a power loss or an OS crash, not only a
 	// crash of the process. The default. Commits are batched, so this
-	// costs one fsync per batch, not per message.
+	// costs one fsync per batch, not per message; and only batches that
+	// publish wait for it: acks, nacks, claims and lease renewals, whose loss
+	// can only make a message due again, are committed without an fsync of
+	// their own and made durable by the next publish's.
 	SyncFull Synchronous = "full"
 	// SyncNormal fsyncs only at checkpoints: everything committed survives
 	// a crash of the process (kill -9), but the last commits may be lost

@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*PubSub, error) {
 	p := &PubSub{cfg: cfg, db: db, path: path, closing: make(chan struct{}),
 		held: map[int64]int64{}}
 	p.w = &writer{db: db, ops: make(chan op, cfg.MaxBatch), stop: make(chan struct{}), stopped: make(chan struct{}),
-		cfg: &p.cfg, nextTok: rand.Int64N(1 << 62)}
+		cfg: &p.cfg, nextTok: rand.Int64N(1 << 62), syncNow: cfg.Synchronous}
 	go p.w.run()
 	p.wg.Add(1)
 	go p.renewLeases()

@@ -277,3 +277,31 @@ func TestWaitingClaims(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "after", recv(t, again, 2*time.Second).UUID)
 }
+
+// TestOnlyPublishesWaitForTheDisk: with the default SyncFull, a commit that
+// publishes is fsynced; one that only settles (an ack) is not, and its ack
+// still holds: the message is gone from the file.
+func TestOnlyPublishesWaitForTheDisk(t *testing.T) {
+	t.Parallel()
+	p := open(t, Config{})
+	msgs, err := p.Subscribe(context.Background(), "t")
+	require.NoError(t, err)
+	commits, synced := p.w.commits.Load(), p.w.synced.Load()
+	require.NoError(t, p.Publish("t", message.NewMessage("m-1", []byte("x"))))
+	require.Eventually(t, func() bool { return p.w.synced.Load() > synced }, 5*time.Second, time.Millisecond,
+		"the publish is committed with SyncFull")
+	synced = p.w.synced.Load()
+	m := recv(t, msgs, 5*time.Second)
+	afterPublish := p.w.commits.Load()
+	m.Ack()
+	require.Eventually(t, func() bool { return p.w.commits.Load() > afterPublish }, 5*time.Second, time.Millisecond)
+	require.Equal(t, synced, p.w.synced.Load(), "the ack's commit waits for no fsync")
+	require.Greater(t, p.w.commits.Load(), commits)
+
+	var left int
+	require.NoError(t, p.db.QueryRow("SELECT COUNT(*) FROM sqlitemq_messages").Scan(&left))
+	require.Zero(t, left, "the ack is committed")
+
+	require.NoError(t, p.Publish("t", message.NewMessage("m-2", []byte("y"))))
+	require.Equal(t, synced+1, p.w.synced.Load(), "the next publish is fsynced again, and its fsync covers the ack")
+}

@@ -100,6 +100,8 @@ type writer struct {
 	lastNow int64
 	nextTok int64
 	commits atomic.Int64 // transactions committed, for tests and stats
+	synced  atomic.Int64 // of those, committed with the configured synchronous mode (the others at NORMAL)
+	syncNow Synchronous  // the connection's PRAGMA synchronous now (as opened: Config.Synchronous)
 
 	waiting []*waiting // in the order of until
 	timer   *time.Timer
@@ -261,7 +263,7 @@ func (w *writer) poll() {
 	expired := w.waiting[:n:n]
 	w.waiting = slices.Clone(w.waiting[n:])
 	results := make([]opResult, len(expired))
-	err := w.inTx(func(tx *sql.Tx, now int64) error {
+	err := w.inTx(false, func(tx *sql.Tx, now int64) error {
 		for i, wt := range expired {
 			got, err := w.claim(tx, wt.o.topic, wt.o.n, now)
 			if err != nil {
@@ -289,8 +291,25 @@ func (w *writer) now() int64 {
 }
 
 // inTx runs f in one write transaction (BEGIN IMMEDIATE, by _txlock) and
-// commits.
-func (w *writer) inTx(f func(tx *sql.Tx, now int64) error) (err error) {
+// commits. A transaction that publishes (durable) commits with the
+// configured synchronous mode; one that only settles, claims or renews
+// commits at NORMAL: in WAL mode its frames are in the log at once (a crash
+// of the process loses nothing), and the next durable commit's fsync of the
+// log covers them, since the log is synced as one file. What a power cut
+// can take from them is an ack, a nack, a claim or a lease renewal, and
+// each of those only makes a message due again: delivery stays at least
+// once, and no published message depends on them.
+func (w *writer) inTx(durable bool, f func(tx *sql.Tx, now int64) error) (err error) {
+	want := w.cfg.Synchronous
+	if !durable {
+		want = SyncNormal
+	}
+	if want != w.syncNow {
+		if _, err := w.db.Exec("PRAGMA synchronous = " + string(want)); err != nil {
+			return fmt.Errorf("sqlitemq: synchronous %s: %w", want, err)
+		}
+		w.syncNow = want
+	}
 	tx, err := w.db.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("sqlitemq: begin: %w", err)
@@ -304,6 +323,9 @@ func (w *writer) inTx(f func(tx *sql.Tx, now int64) error) (err error) {
 		return fmt.Errorf("sqlitemq: commit: %w", err)
 	}
 	w.commits.Add(1)
+	if want == w.cfg.Synchronous {
+		w.synced.Add(1)
+	}
 	return nil
 }
 
@@ -313,7 +335,8 @@ func (w *writer) inTx(f func(tx *sql.Tx, now int64) error) (err error) {
 // go straight to the claims still waiting for their topic.
 func (w *writer) tx(batch []op, results []opResult) (outcome, error) {
 	out := outcome{}
-	err := w.inTx(func(tx *sql.Tx, now int64) error {
+	durable := slices.ContainsFunc(batch, func(o op) bool { return o.kind == opPublish })
+	err := w.inTx(durable, func(tx *sql.Tx, now int64) error {
 		var rows []insertRow
 		var acks, nacks, renews []ref
 		var nacked map[string]bool
