@@ -1,0 +1,217 @@
+package vsphere_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/stratusworks/worker"
+	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/cloud/vsphere"
+	"github.com/stratusworks/worker/cloud/vsphere/vcsimtest"
+	"github.com/stratusworks/worker/state"
+	"github.com/stratusworks/worker/workertest"
+)
+
+// The kinds beyond servers, each polled by its standard poller at its
+// default interval in a whole worker (workertest.Env on the provider, a fake
+// clock for the schedule) against vcsim: a test changes the inventory with
+// govmomi, as an operator would, and sees exactly that change as the
+// worker's change events. Not parallel (see vcsimtest).
+
+// kindEnv is a worker polling the kinds of one test on a provider covering
+// every datacenter of a fresh simulator.
+type kindEnv struct {
+	*workertest.Env
+	sim   *vcsimtest.Sim
+	p     *vsphere.Provider
+	kinds []string
+}
+
+func newKindEnv(t *testing.T, opts vcsimtest.Options, kinds ...string) *kindEnv {
+	t.Helper()
+	sim := vcsimtest.New(t, opts)
+	cfg := sim.Config(sim.Account())
+	cfg.Datacenter = "" // every datacenter, as an account does by default
+	p, err := vsphere.New(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close()) })
+	var events []string
+	for _, k := range kinds {
+		events = append(events, k+".changed", k+".deleted")
+	}
+	env := workertest.NewEnv(t, workertest.WithEvents(events...), workertest.WithConfig(func(c *worker.Config) {
+		c.Cloud = p
+		c.Schedule.InitialSpread = -1 // every kind polls at once when watched
+	}))
+	for _, k := range kinds {
+		require.NoError(t, env.Worker.Register(standard(t, p, k), cloud.DefaultInterval(k)))
+	}
+	require.NoError(t, env.Worker.Watch(sim.Account(), "acme"))
+	env.Start(t)
+	env.Settle(t)
+	return &kindEnv{Env: env, sim: sim, p: p, kinds: kinds}
+}
+
+// standard returns p's standard poller of kind.
+func standard(t testing.TB, p cloud.Provider, kind string) cloud.Poller {
+	t.Helper()
+	ps, err := cloud.StandardPollers(p)
+	require.NoError(t, err)
+	for _, s := range ps {
+		if s.Poller.Kind() == kind {
+			return s.Poller
+		}
+	}
+	t.Fatalf("no standard poller of kind %q", kind)
+	return nil
+}
+
+// poll moves the clock past the next poll of every kind of the env (and
+// past the deletion grace, three intervals, with deletions).
+func (k *kindEnv) poll(t *testing.T, deletions bool) {
+	t.Helper()
+	every := time.Duration(0)
+	for _, kind := range k.kinds {
+		every = max(every, cloud.DefaultInterval(kind))
+	}
+	d := every + every/5
+	if deletions {
+		d = 3*every + every/5
+	}
+	k.Advance(t, d, every/10)
+}
+
+// change is the next change event of kind: its op, resource, changed
+// fields and attributes after (before, for a deletion).
+type change struct {
+	op     state.ChangeOp
+	id     string
+	fields []string
+	attrs  map[string]any
+}
+
+func (k *kindEnv) next(t *testing.T, kind string) change {
+	t.Helper()
+	var ch state.Change
+	require.NoError(t, k.Event(t, kind+".changed").Decode(&ch))
+	require.Equal(t, kind, ch.Target.Kind)
+	c := change{op: ch.Op, id: ch.Target.Resource, fields: ch.Fields}
+	if ch.After != nil {
+		require.NoError(t, json.Unmarshal(ch.After.Attributes, &c.attrs))
+	}
+	return c
+}
+
+// created takes n creation events of kind, by id.
+func (k *kindEnv) created(t *testing.T, kind string, n int) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for range n {
+		c := k.next(t, kind)
+		require.Equal(t, state.Created, c.op, "%s %s", kind, c.id)
+		out[c.id] = c.attrs
+	}
+	return out
+}
+
+// deleted takes the next deletion event of kind and returns its id.
+func (k *kindEnv) deleted(t *testing.T, kind string) string {
+	t.Helper()
+	return k.Event(t, kind+".deleted").Resource
+}
+
+// quiet checks that no other event came.
+func (k *kindEnv) quiet(t *testing.T) {
+	t.Helper()
+	require.Empty(t, k.Drain(t), "nothing else changed")
+}
+
+// done returns a function that waits for a task to succeed and returns its
+// info: done(t)(vm.PowerOff(ctx)).
+func done(t *testing.T) func(*object.Task, error) types.TaskInfo {
+	return func(task *object.Task, err error) types.TaskInfo {
+		t.Helper()
+		require.NoError(t, err)
+		info, err := task.WaitForResult(context.Background(), nil)
+		require.NoError(t, err)
+		return *info
+	}
+}
+
+// TestKindsOffered: the provider offers exactly the services vSphere has;
+// the others are typed "not supported".
+func TestKindsOffered(t *testing.T) {
+	sim := vcsimtest.New(t, vcsimtest.Options{})
+	p := sim.Provider(t)
+	ps, err := cloud.StandardPollers(p)
+	require.NoError(t, err)
+	var kinds []string
+	for _, s := range ps {
+		kinds = append(kinds, s.Poller.Kind())
+	}
+	require.Equal(t, []string{
+		cloud.KindServer, cloud.KindServerStatus, cloud.KindRegion, cloud.KindDataCenter, cloud.KindImage,
+		cloud.KindVolume, cloud.KindVolumeStatus, cloud.KindSnapshot, cloud.KindSnapshotStatus,
+		cloud.KindNetwork, cloud.KindAddress,
+	}, kinds)
+	for name, of := range map[string]func(cloud.Provider) error{
+		cloud.ServiceLoadBalancers: func(p cloud.Provider) error { _, err := cloud.LoadBalancersOf(p); return err },
+		cloud.ServiceDNS:           func(p cloud.Provider) error { _, err := cloud.DNSOf(p); return err },
+		cloud.ServiceVPNs:          func(p cloud.Provider) error { _, err := cloud.VPNsOf(p); return err },
+		cloud.ServiceDatabases:     func(p cloud.Provider) error { _, err := cloud.DatabasesOf(p); return err },
+		cloud.ServiceCDN:           func(p cloud.Provider) error { _, err := cloud.CDNOf(p); return err },
+		cloud.ServiceCertificates:  func(p cloud.Provider) error { _, err := cloud.CertificatesOf(p); return err },
+		cloud.ServiceSubscriptions: func(p cloud.Provider) error { _, err := cloud.SubscriptionsOf(p); return err },
+	} {
+		err := of(p)
+		var ns *cloud.NotSupportedError
+		require.ErrorAs(t, err, &ns, name)
+		require.Equal(t, cloud.NotSupportedError{Provider: vsphere.Name, Service: name}, *ns)
+		require.True(t, errors.Is(err, cloud.ErrNotSupported))
+	}
+	_, err = p.ListImages(context.Background(), "other-account", cloud.ListOptions{})
+	require.ErrorIs(t, err, cloud.ErrNotFound, "an account the provider does not serve")
+}
+
+// TestKindSnapshots: taking a snapshot, then another after it, shows as
+// two created snapshots (the second's parent the first); removing the first
+// deletes it and re-parents the second (an update of "parent" only).
+func TestKindSnapshots(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindSnapshot)
+	k.quiet(t)
+	ctx := context.Background()
+	vm := k.sim.VM(t, "DC0_C0_RP0_VM0")
+
+	s1 := done(t)(vm.CreateSnapshot(ctx, "before-upgrade", "", false, false)).Result.(types.ManagedObjectReference)
+	k.poll(t, false)
+	got := k.created(t, cloud.KindSnapshot, 1)
+	require.Contains(t, got, s1.Value)
+	require.Equal(t, "before-upgrade", got[s1.Value]["name"])
+	require.Equal(t, vm.Reference().Value, got[s1.Value]["server"])
+	require.Equal(t, string(cloud.ResourceAvailable), got[s1.Value]["state"])
+	require.NotEmpty(t, got[s1.Value]["created_at"])
+	require.NotContains(t, got[s1.Value], "parent", "a root")
+
+	s2 := done(t)(vm.CreateSnapshot(ctx, "after-upgrade", "", false, false)).Result.(types.ManagedObjectReference)
+	k.poll(t, false)
+	got = k.created(t, cloud.KindSnapshot, 1)
+	require.Equal(t, s1.Value, got[s2.Value]["parent"], "taken after the first")
+	k.quiet(t)
+
+	consolidate := false
+	done(t)(object.NewVirtualMachine(k.sim.Client, vm.Reference()).RemoveSnapshot(ctx, "before-upgrade", false, &consolidate))
+	k.poll(t, true)
+	c := k.next(t, cloud.KindSnapshot)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, s2.Value, c.id)
+	require.Equal(t, []string{"parent"}, c.fields)
+	require.Equal(t, s1.Value, k.deleted(t, cloud.KindSnapshot))
+	k.quiet(t)
+}
