@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
@@ -213,5 +216,210 @@ func TestKindSnapshots(t *testing.T) {
 	require.Equal(t, s2.Value, c.id)
 	require.Equal(t, []string{"parent"}, c.fields)
 	require.Equal(t, s1.Value, k.deleted(t, cloud.KindSnapshot))
+	k.quiet(t)
+}
+
+// TestKindImages: marking a VM a template creates an image (and the server
+// poller would see the server go); renaming it updates "name"; marking it a
+// VM again deletes the image.
+func TestKindImages(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindImage)
+	got := k.created(t, cloud.KindImage, 1)
+	tmpl := k.sim.VMs(t)[k.sim.Template()].Self.Value
+	require.Equal(t, k.sim.Template(), got[tmpl]["name"], "vcsimtest's template")
+	k.quiet(t)
+
+	ctx := context.Background()
+	vm := k.sim.VM(t, "DC0_C0_RP0_VM0")
+	done(t)(vm.PowerOff(ctx))
+	require.NoError(t, vm.MarkAsTemplate(ctx))
+	k.poll(t, false)
+	got = k.created(t, cloud.KindImage, 1)
+	attrs := got[vm.Reference().Value]
+	require.NotNil(t, attrs, "the new template, under its VM id")
+	require.Equal(t, "DC0_C0_RP0_VM0", attrs["name"])
+	require.Equal(t, string(cloud.ResourceAvailable), attrs["state"])
+	require.Equal(t, false, attrs["public"])
+	require.NotEmpty(t, attrs["created_at"])
+	k.quiet(t)
+
+	done(t)(vm.Rename(ctx, "golden-2026"))
+	k.poll(t, false)
+	c := k.next(t, cloud.KindImage)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, vm.Reference().Value, c.id)
+	require.Equal(t, []string{"name"}, c.fields)
+	require.Equal(t, "golden-2026", c.attrs["name"])
+
+	finder := find.NewFinder(k.sim.Client).SetDatacenter(object.NewDatacenter(k.sim.Client, datacenterRef(t, k.sim, "DC0")))
+	pool, err := finder.ResourcePool(ctx, "/DC0/host/DC0_C0/Resources")
+	require.NoError(t, err)
+	host, err := finder.HostSystem(ctx, "/DC0/host/DC0_C0/*")
+	require.NoError(t, err)
+	require.NoError(t, vm.MarkAsVirtualMachine(ctx, *pool, host))
+	k.poll(t, true)
+	require.Equal(t, vm.Reference().Value, k.deleted(t, cloud.KindImage))
+	k.quiet(t)
+}
+
+// datacenterRef returns the reference of the datacenter named name.
+func datacenterRef(t *testing.T, sim *vcsimtest.Sim, name string) types.ManagedObjectReference {
+	t.Helper()
+	dc, err := find.NewFinder(sim.Client).Datacenter(context.Background(), name)
+	require.NoError(t, err)
+	return dc.Reference()
+}
+
+// TestKindVolumes: adding a disk to a VM creates a volume with its
+// datastore, size and provisioning; growing it updates "size_gb"; removing
+// it deletes the volume.
+func TestKindVolumes(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindVolume)
+	ctx := context.Background()
+	vm := k.sim.VM(t, "DC0_C0_RP0_VM0")
+	before := k.created(t, cloud.KindVolume, 1) // the VM's own disk; the template's is the image's
+	for id, attrs := range before {
+		require.Equal(t, vm.Reference().Value, attrs["server"], id)
+		require.Equal(t, string(cloud.ResourceInUse), attrs["state"])
+		require.NotEmpty(t, attrs["datastore"])
+	}
+	k.quiet(t)
+
+	devices, err := vm.Device(ctx)
+	require.NoError(t, err)
+	controller, err := devices.FindDiskController("")
+	require.NoError(t, err)
+	ds, err := find.NewFinder(k.sim.Client).Datastore(ctx, "/DC0/datastore/LocalDS_0")
+	require.NoError(t, err)
+	disk := devices.CreateDisk(controller, ds.Reference(), "")
+	disk.CapacityInKB = 4 << 20 // 4 GiB
+	disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo).ThinProvisioned = types.NewBool(true)
+	require.NoError(t, vm.AddDevice(ctx, disk))
+	k.poll(t, false)
+	got := k.created(t, cloud.KindVolume, 1)
+	var id string
+	for id = range got {
+	}
+	attrs := got[id]
+	require.Equal(t, map[string]any{
+		"name": attrs["name"], "datastore": "LocalDS_0", "size_gb": 4.0, "type": "thin",
+		"state": string(cloud.ResourceInUse), "server": vm.Reference().Value,
+	}, attrs)
+	require.NotEmpty(t, attrs["name"])
+	k.quiet(t)
+
+	devices, err = vm.Device(ctx)
+	require.NoError(t, err)
+	added := diskOf(t, devices, id)
+	added.CapacityInKB, added.CapacityInBytes = 6<<20, 6<<30
+	require.NoError(t, vm.EditDevice(ctx, added))
+	k.poll(t, false)
+	c := k.next(t, cloud.KindVolume)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, id, c.id)
+	require.Equal(t, []string{"size_gb"}, c.fields)
+	require.Equal(t, 6.0, c.attrs["size_gb"])
+	k.quiet(t)
+
+	require.NoError(t, vm.RemoveDevice(ctx, true, added))
+	k.poll(t, true)
+	require.Equal(t, id, k.deleted(t, cloud.KindVolume))
+	k.quiet(t)
+}
+
+// diskOf returns the disk of devices whose volume id is id ("vm-N/key").
+func diskOf(t *testing.T, devices object.VirtualDeviceList, id string) *types.VirtualDisk {
+	t.Helper()
+	for _, d := range devices.SelectByType((*types.VirtualDisk)(nil)) {
+		if strings.HasSuffix(id, "/"+strconv.Itoa(int(d.GetVirtualDevice().Key))) {
+			return d.(*types.VirtualDisk)
+		}
+	}
+	t.Fatalf("no disk of volume %s", id)
+	return nil
+}
+
+// TestKindNetworks: a standard port group added on a host and a distributed
+// one added on a new switch show as created networks; renaming the
+// distributed one updates "name"; destroying it deletes it.
+func TestKindNetworks(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{}, cloud.KindNetwork)
+	got := k.created(t, cloud.KindNetwork, 1)
+	for _, attrs := range got {
+		require.Equal(t, map[string]any{"name": "VM Network", "region": "DC0", "state": string(cloud.ResourceAvailable)}, attrs)
+	}
+	k.quiet(t)
+
+	ctx := context.Background()
+	finder := find.NewFinder(k.sim.Client)
+	host, err := finder.HostSystem(ctx, "/DC0/host/DC0_C0/*")
+	require.NoError(t, err)
+	ns, err := host.ConfigManager().NetworkSystem(ctx)
+	require.NoError(t, err)
+	require.NoError(t, ns.AddPortGroup(ctx, types.HostPortGroupSpec{Name: "app", VswitchName: "vSwitch0"}))
+	dc, err := finder.Datacenter(ctx, "DC0")
+	require.NoError(t, err)
+	folders, err := dc.Folders(ctx)
+	require.NoError(t, err)
+	info := done(t)(folders.NetworkFolder.CreateDVS(ctx, types.DVSCreateSpec{
+		ConfigSpec: &types.VMwareDVSConfigSpec{DVSConfigSpec: types.DVSConfigSpec{Name: "DSwitch"}},
+	}))
+	dvs := object.NewDistributedVirtualSwitch(k.sim.Client, info.Result.(types.ManagedObjectReference))
+	done(t)(dvs.AddPortgroup(ctx, []types.DVPortgroupConfigSpec{{Name: "db", Type: string(types.DistributedVirtualPortgroupPortgroupTypeEarlyBinding), NumPorts: 8}}))
+	k.poll(t, false)
+	// vCenter flags a switch's uplink port group (config.uplink), which the
+	// listing leaves out; vcsim does not, so it shows here too.
+	got = k.created(t, cloud.KindNetwork, 3)
+	byName := map[string]string{}
+	for id, attrs := range got {
+		byName[attrs["name"].(string)] = id
+		require.Equal(t, "DC0", attrs["region"])
+	}
+	require.Contains(t, byName, "app")
+	require.Contains(t, byName, "db")
+	require.Regexp(t, `^network-`, byName["app"], "a standard port group")
+	require.Regexp(t, `^dvportgroup-`, byName["db"], "a distributed port group")
+	k.quiet(t)
+
+	db := object.NewDistributedVirtualPortgroup(k.sim.Client, types.ManagedObjectReference{Type: "DistributedVirtualPortgroup", Value: byName["db"]})
+	done(t)(db.Rename(ctx, "db-2"))
+	k.poll(t, false)
+	c := k.next(t, cloud.KindNetwork)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, byName["db"], c.id)
+	require.Equal(t, []string{"name"}, c.fields)
+	k.quiet(t)
+
+	done(t)(db.Destroy(ctx))
+	k.poll(t, true)
+	require.Equal(t, byName["db"], k.deleted(t, cloud.KindNetwork))
+	k.quiet(t)
+}
+
+// TestKindAddresses: the address VMware Tools reports of a VM's guest shows
+// as a created address of that server; when the guest's address changes, the
+// old one is deleted and the new one created.
+func TestKindAddresses(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindAddress)
+	k.quiet(t)
+	ctx := context.Background()
+	vm := k.sim.VM(t, "DC0_C0_RP0_VM0")
+	setIP := func(ip string) {
+		// vcsim's stand-in for VMware Tools reporting the guest's address.
+		done(t)(vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
+			&types.OptionValue{Key: "SET.guest.ipAddress", Value: ip}}}))
+	}
+	setIP("10.0.0.7")
+	k.poll(t, false)
+	id := vm.Reference().Value + "/10.0.0.7"
+	got := k.created(t, cloud.KindAddress, 1)
+	require.Equal(t, map[string]any{"address": "10.0.0.7", "version": "ipv4", "region": "DC0", "server": vm.Reference().Value}, got[id])
+	k.quiet(t)
+
+	setIP("2001:db8::8")
+	k.poll(t, true)
+	got = k.created(t, cloud.KindAddress, 1)
+	require.Equal(t, "ipv6", got[vm.Reference().Value+"/2001:db8::8"]["version"])
+	require.Equal(t, id, k.deleted(t, cloud.KindAddress))
 	k.quiet(t)
 }
