@@ -297,8 +297,9 @@ func TestKindVolumes(t *testing.T) {
 	require.NoError(t, vm.AddDevice(ctx, disk))
 	k.poll(t, false)
 	got := k.created(t, cloud.KindVolume, 1)
+	require.Len(t, got, 1)
 	var id string
-	for id = range got {
+	for id = range got { // the one volume created
 	}
 	attrs := got[id]
 	require.Equal(t, map[string]any{
@@ -422,4 +423,152 @@ func TestKindAddresses(t *testing.T) {
 	require.Equal(t, "ipv6", got[vm.Reference().Value+"/2001:db8::8"]["version"])
 	require.Equal(t, id, k.deleted(t, cloud.KindAddress))
 	k.quiet(t)
+}
+
+// TestKindDataCenters: a datacenter created in vCenter shows as a created
+// region, a cluster created in it as a created data center of that region
+// (inactive: no host yet); adding a host to the cluster updates "active",
+// renaming it "name"; destroying an (empty) datacenter deletes its region.
+// (vcsim cannot destroy a cluster, nor a datacenter holding one.)
+func TestKindDataCenters(t *testing.T) {
+	k := newKindEnv(t, vcsimtest.Options{}, cloud.KindRegion, cloud.KindDataCenter)
+	dc0 := datacenterRef(t, k.sim, "DC0").Value
+	require.Equal(t, map[string]map[string]any{dc0: {"name": "DC0", "active": true}}, k.created(t, cloud.KindRegion, 1))
+	for _, attrs := range k.created(t, cloud.KindDataCenter, 1) {
+		require.Equal(t, map[string]any{"name": "DC0_C0", "region": dc0, "active": true}, attrs)
+	}
+	k.quiet(t)
+
+	ctx := context.Background()
+	root := object.NewRootFolder(k.sim.Client)
+	dc, err := root.CreateDatacenter(ctx, "Frankfurt")
+	require.NoError(t, err)
+	lab, err := root.CreateDatacenter(ctx, "Lab")
+	require.NoError(t, err)
+	folders, err := dc.Folders(ctx)
+	require.NoError(t, err)
+	cluster, err := folders.HostFolder.CreateCluster(ctx, "FRA-1", types.ClusterConfigSpecEx{})
+	require.NoError(t, err)
+	k.poll(t, false)
+	require.Equal(t, map[string]map[string]any{
+		dc.Reference().Value:  {"name": "Frankfurt", "active": true},
+		lab.Reference().Value: {"name": "Lab", "active": true},
+	}, k.created(t, cloud.KindRegion, 2))
+	require.Equal(t, map[string]map[string]any{cluster.Reference().Value: {"name": "FRA-1", "region": dc.Reference().Value, "active": false}},
+		k.created(t, cloud.KindDataCenter, 1))
+	k.quiet(t)
+
+	done(t)(cluster.AddHost(ctx, types.HostConnectSpec{HostName: "fra-esx-1"}, true, nil, nil))
+	k.poll(t, false)
+	c := k.next(t, cloud.KindDataCenter)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, cluster.Reference().Value, c.id)
+	require.Equal(t, []string{"active"}, c.fields)
+	k.quiet(t)
+
+	done(t)(cluster.Rename(ctx, "FRA-2"))
+	k.poll(t, false)
+	c = k.next(t, cloud.KindDataCenter)
+	require.Equal(t, state.Updated, c.op)
+	require.Equal(t, []string{"name"}, c.fields)
+	require.Equal(t, "FRA-2", c.attrs["name"])
+	k.quiet(t)
+
+	done(t)(lab.Destroy(ctx))
+	k.poll(t, true)
+	require.Equal(t, lab.Reference().Value, k.deleted(t, cloud.KindRegion))
+	k.quiet(t)
+}
+
+// TestKindsPaginate: every listing pages across datacenters (two here, with
+// two clusters each), each item once in any page size, in the order of one
+// whole page; status listings agree with their full ones.
+func TestKindsPaginate(t *testing.T) {
+	sim := vcsimtest.New(t, vcsimtest.Options{Datacenters: 2, Clusters: 2, Servers: 2})
+	cfg := sim.Config(sim.Account())
+	cfg.Datacenter = ""
+	p, err := vsphere.New(context.Background(), cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	ctx := context.Background()
+	n := 0
+	for name, vm := range sim.VMs(t) {
+		if !vm.Summary.Config.Template {
+			n++
+			obj := object.NewVirtualMachine(sim.Client, vm.Self)
+			done(t)(obj.CreateSnapshot(ctx, name+"-a", "", false, false))
+			done(t)(obj.CreateSnapshot(ctx, name+"-b", "", false, false))
+			done(t)(obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
+				&types.OptionValue{Key: "SET.guest.ipAddress", Value: "10.1.0." + strconv.Itoa(n)}}}))
+		}
+	}
+	account := sim.Account()
+	listings := map[string]func(cloud.ListOptions) ([]string, string, error){
+		cloud.KindRegion: ids(func(o cloud.ListOptions) (cloud.Page[cloud.Region], error) { return p.ListRegions(ctx, account, o) }, func(r cloud.Region) string { return r.ID }),
+		cloud.KindDataCenter: ids(func(o cloud.ListOptions) (cloud.Page[cloud.DataCenter], error) {
+			return p.ListDataCenters(ctx, account, o)
+		}, func(r cloud.DataCenter) string { return r.ID }),
+		cloud.KindImage:  ids(func(o cloud.ListOptions) (cloud.Page[cloud.Image], error) { return p.ListImages(ctx, account, o) }, func(r cloud.Image) string { return r.ID }),
+		cloud.KindVolume: ids(func(o cloud.ListOptions) (cloud.Page[cloud.Volume], error) { return p.ListVolumes(ctx, account, o) }, func(r cloud.Volume) string { return r.ID }),
+		cloud.KindVolumeStatus: ids(func(o cloud.ListOptions) (cloud.Page[cloud.ResourceStatus], error) {
+			return p.ListVolumeStatus(ctx, account, o)
+		}, func(r cloud.ResourceStatus) string { return r.ID }),
+		cloud.KindSnapshot: ids(func(o cloud.ListOptions) (cloud.Page[cloud.Snapshot], error) { return p.ListSnapshots(ctx, account, o) }, func(r cloud.Snapshot) string { return r.ID }),
+		cloud.KindSnapshotStatus: ids(func(o cloud.ListOptions) (cloud.Page[cloud.ResourceStatus], error) {
+			return p.ListSnapshotStatus(ctx, account, o)
+		}, func(r cloud.ResourceStatus) string { return r.ID }),
+		cloud.KindNetwork: ids(func(o cloud.ListOptions) (cloud.Page[cloud.VirtualNetwork], error) {
+			return p.ListNetworks(ctx, account, o)
+		}, func(r cloud.VirtualNetwork) string { return r.ID }),
+		cloud.KindAddress: ids(func(o cloud.ListOptions) (cloud.Page[cloud.Address], error) { return p.ListAddresses(ctx, account, o) }, func(r cloud.Address) string { return r.ID }),
+	}
+	want := map[string]int{ // 2 datacenters; 2 clusters, 2+3 servers and 1 template each
+		cloud.KindRegion: 2, cloud.KindDataCenter: 4, cloud.KindImage: 2, cloud.KindVolume: 10, cloud.KindVolumeStatus: 10,
+		cloud.KindSnapshot: 20, cloud.KindSnapshotStatus: 20, cloud.KindNetwork: 2, cloud.KindAddress: 10,
+	}
+	for kind, list := range listings {
+		t.Run(kind, func(t *testing.T) {
+			whole, next, err := list(cloud.ListOptions{})
+			require.NoError(t, err)
+			require.Empty(t, next)
+			require.Len(t, whole, want[kind])
+			for _, size := range []int{1, 2, 3} {
+				var got []string
+				tok := ""
+				for range 100 {
+					page, next, err := list(cloud.ListOptions{PageSize: size, PageToken: tok})
+					require.NoError(t, err)
+					require.LessOrEqual(t, len(page), size)
+					got = append(got, page...)
+					if tok = next; tok == "" {
+						break
+					}
+				}
+				require.Empty(t, tok, "the listing ends")
+				require.Equal(t, whole, got, "pages of %d", size)
+			}
+		})
+	}
+	for full, status := range map[string]string{cloud.KindVolume: cloud.KindVolumeStatus, cloud.KindSnapshot: cloud.KindSnapshotStatus} {
+		a, _, err := listings[full](cloud.ListOptions{})
+		require.NoError(t, err)
+		b, _, err := listings[status](cloud.ListOptions{})
+		require.NoError(t, err)
+		require.Equal(t, a, b, status)
+	}
+}
+
+// ids adapts a listing to one of ids.
+func ids[T any](list func(cloud.ListOptions) (cloud.Page[T], error), id func(T) string) func(cloud.ListOptions) ([]string, string, error) {
+	return func(o cloud.ListOptions) ([]string, string, error) {
+		page, err := list(o)
+		if err != nil {
+			return nil, "", err
+		}
+		out := []string{}
+		for _, x := range page.Items {
+			out = append(out, id(x))
+		}
+		return out, page.NextToken, nil
+	}
 }

@@ -51,9 +51,7 @@ func (p *Provider) ListDataCenters(ctx context.Context, account string, opts clo
 		for _, c := range content {
 			d := cloud.DataCenter{ID: c.Obj.Value, Account: p.account, Region: dc.ref.Value}
 			d.Name, _ = propValue(c, "name").(string)
-			if s, ok := propValue(c, "summary").(types.BaseComputeResourceSummary); ok && s != nil {
-				d.Active = s.GetComputeResourceSummary().NumEffectiveHosts > 0
-			}
+			d.Active = effectiveHosts(propValue(c, "summary")) > 0
 			out = append(out, d)
 		}
 		return out, nil
@@ -79,4 +77,21 @@ func pageSorted[T any](items []T, opts cloud.ListOptions, id func(T) string) clo
 		page.NextToken = id(page.Items[len(page.Items)-1])
 	}
 	return page
+}
+
+// effectiveHosts returns the number of effective hosts of a compute
+// resource's summary, which the property collector returns by value or by
+// pointer, of a cluster or of a standalone host.
+func effectiveHosts(summary any) int32 {
+	switch s := summary.(type) {
+	case types.ClusterComputeResourceSummary:
+		return s.NumEffectiveHosts
+	case types.ComputeResourceSummary:
+		return s.NumEffectiveHosts
+	case types.BaseComputeResourceSummary:
+		if s != nil {
+			return s.GetComputeResourceSummary().NumEffectiveHosts
+		}
+	}
+	return 0
 }
