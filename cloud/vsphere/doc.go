@@ -73,9 +73,10 @@
 //	                              datastore may serve several clusters)
 //	snapshot (+ status)           a node of a VM's snapshot tree: id
 //	                              "snapshot-17", server the VM, parent the
-//	                              snapshot it was taken after, AVAILABLE,
-//	                              created_at; size_gb 0 (the tree has no
-//	                              sizes) and no volume (it copies every disk)
+//	                              snapshot it was taken after, size_gb
+//	                              of its own files (from the VM's file
+//	                              layout), AVAILABLE, created_at; no
+//	                              volume (it copies every disk)
 //	network                       a standard or distributed port group or
 //	                              an opaque (NSX) network, not a switch's
 //	                              uplink port group: region its

@@ -2,6 +2,7 @@ package vsphere
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -95,4 +96,42 @@ func TestPageSorted(t *testing.T) {
 	gone := pageSorted(items, cloud.ListOptions{PageToken: "vm-11"}, id)
 	require.Equal(t, []string{"vm-100"}, gone.Items, "a token of an item gone since still works")
 	require.Empty(t, pageSorted(nil, cloud.ListOptions{}, id).Items)
+}
+
+func TestVMSnapshots(t *testing.T) {
+	t.Parallel()
+	p := &Provider{account: "a"}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.FixedZone("CET", 3600))
+	ref := func(v string) types.ManagedObjectReference {
+		return types.ManagedObjectReference{Type: "VirtualMachineSnapshot", Value: v}
+	}
+	vm := mo.VirtualMachine{
+		ManagedEntity: mo.ManagedEntity{ExtensibleManagedObject: mo.ExtensibleManagedObject{
+			Self: types.ManagedObjectReference{Type: "VirtualMachine", Value: "vm-7"}}},
+		Snapshot: &types.VirtualMachineSnapshotInfo{RootSnapshotList: []types.VirtualMachineSnapshotTree{{
+			Snapshot: ref("snapshot-1"), Name: "base", CreateTime: at,
+			ChildSnapshotList: []types.VirtualMachineSnapshotTree{
+				{Snapshot: ref("snapshot-2"), Name: "a", CreateTime: at.Add(time.Hour)},
+				{Snapshot: ref("snapshot-3"), Name: "b", CreateTime: at.Add(2 * time.Hour)},
+			},
+		}}},
+		LayoutEx: &types.VirtualMachineFileLayoutEx{
+			File: []types.VirtualMachineFileLayoutExFileInfo{
+				{Key: 1, Size: 3 << 30, Type: "snapshotData"},
+				{Key: 2, Size: 1 << 20, Type: "snapshotData"},
+			},
+			Snapshot: []types.VirtualMachineFileLayoutExSnapshotLayout{
+				{Key: ref("snapshot-1"), DataKey: 1},
+				{Key: ref("snapshot-2"), DataKey: 2},
+				{Key: ref("snapshot-3"), DataKey: -1},
+			},
+		},
+	}
+	want := []cloud.Snapshot{
+		{ID: "snapshot-1", Account: "a", Name: "base", Server: "vm-7", SizeGB: 3, State: cloud.ResourceAvailable, CreatedAt: at.UTC()},
+		{ID: "snapshot-2", Account: "a", Name: "a", Server: "vm-7", Parent: "snapshot-1", SizeGB: 1, State: cloud.ResourceAvailable, CreatedAt: at.Add(time.Hour).UTC()},
+		{ID: "snapshot-3", Account: "a", Name: "b", Server: "vm-7", Parent: "snapshot-1", State: cloud.ResourceAvailable, CreatedAt: at.Add(2 * time.Hour).UTC()},
+	}
+	require.Equal(t, want, p.vmSnapshots(vm))
+	require.Empty(t, p.vmSnapshots(mo.VirtualMachine{}))
 }

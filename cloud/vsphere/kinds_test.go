@@ -201,6 +201,7 @@ func TestKindSnapshots(t *testing.T) {
 	require.Equal(t, string(cloud.ResourceAvailable), got[s1.Value]["state"])
 	require.NotEmpty(t, got[s1.Value]["created_at"])
 	require.NotContains(t, got[s1.Value], "parent", "a root")
+	require.Contains(t, got[s1.Value], "size_gb")
 
 	s2 := done(t)(vm.CreateSnapshot(ctx, "after-upgrade", "", false, false)).Result.(types.ManagedObjectReference)
 	k.poll(t, false)

@@ -3,6 +3,7 @@ package vsphere
 import (
 	"context"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
@@ -10,17 +11,20 @@ import (
 )
 
 // snapshotProps are what a snapshot listing reads of each VM.
-var snapshotProps = []string{"snapshot"}
+var snapshotProps = []string{"snapshot", "layoutEx"}
 
 // ListSnapshots returns one page of the snapshots of the covered
 // datacenters' VMs (templates included), every node of each VM's snapshot
 // tree: id the snapshot's reference value ("snapshot-17", stable for its
 // life), name its name, server the VM, parent the snapshot it was taken
 // after ("" for a root; removing a snapshot re-parents its children, an
-// update of "parent"), AVAILABLE, created_at its creation time. A VM
-// snapshot copies every disk of the VM, so volume is left out; vSphere
-// reports no snapshot size in the snapshot tree, so size_gb is 0. One
-// property collector call per datacenter the page reaches.
+// update of "parent"), size_gb the size of its own files (its state file
+// and the disk changes it holds since its parent, from the VM's file
+// layout; GiB, rounded up), AVAILABLE, created_at its creation time. The
+// size leaves out the changes written since the snapshot was taken, so it
+// does not grow from poll to poll while the VM runs. A VM snapshot copies
+// every disk of the VM, so volume is left out. One property collector call
+// per datacenter the page reaches.
 func (p *Provider) ListSnapshots(ctx context.Context, account string, opts cloud.ListOptions) (cloud.Page[cloud.Snapshot], error) {
 	return listAcross(ctx, p, "list snapshots", account, opts, p.datacenterSnapshots, func(s cloud.Snapshot) string { return s.ID })
 }
@@ -38,20 +42,36 @@ func (p *Provider) datacenterSnapshots(ctx context.Context, dc datacenter) ([]cl
 		return nil, err
 	}
 	var out []cloud.Snapshot
-	var walk func(vm, parent string, trees []types.VirtualMachineSnapshotTree)
-	walk = func(vm, parent string, trees []types.VirtualMachineSnapshotTree) {
-		for _, n := range trees {
-			out = append(out, cloud.Snapshot{
-				ID: n.Snapshot.Value, Account: p.account, Name: n.Name, Server: vm, Parent: parent,
-				State: cloud.ResourceAvailable, CreatedAt: n.CreateTime.UTC(),
-			})
-			walk(vm, n.Snapshot.Value, n.ChildSnapshotList)
-		}
-	}
 	for _, vm := range vms {
-		if vm.Snapshot != nil {
-			walk(vm.Self.Value, "", vm.Snapshot.RootSnapshotList)
-		}
+		out = append(out, p.vmSnapshots(vm)...)
 	}
 	return out, nil
+}
+
+// vmSnapshots returns every node of a VM's snapshot tree (retrieved with
+// snapshotProps), parents before children.
+func (p *Provider) vmSnapshots(vm mo.VirtualMachine) []cloud.Snapshot {
+	if vm.Snapshot == nil {
+		return nil
+	}
+	var out []cloud.Snapshot
+	var walk func(parent *types.ManagedObjectReference, trees []types.VirtualMachineSnapshotTree)
+	walk = func(parent *types.ManagedObjectReference, trees []types.VirtualMachineSnapshotTree) {
+		for _, n := range trees {
+			s := cloud.Snapshot{
+				ID: n.Snapshot.Value, Account: p.account, Name: n.Name, Server: vm.Self.Value,
+				State: cloud.ResourceAvailable, CreatedAt: n.CreateTime.UTC(),
+			}
+			if parent != nil {
+				s.Parent = parent.Value
+			}
+			if vm.LayoutEx != nil {
+				s.SizeGB = ceilGiB(int64(object.SnapshotSize(n.Snapshot, parent, vm.LayoutEx, false)), 0)
+			}
+			out = append(out, s)
+			walk(&n.Snapshot, n.ChildSnapshotList)
+		}
+	}
+	walk(nil, vm.Snapshot.RootSnapshotList)
+	return out
 }
