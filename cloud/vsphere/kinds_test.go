@@ -220,21 +220,22 @@ func TestKindSnapshots(t *testing.T) {
 	k.quiet(t)
 }
 
-// TestKindImages: marking a VM a template creates an image (and the server
-// poller would see the server go); renaming it updates "name"; marking it a
-// VM again deletes the image.
+// TestKindImages: marking a VM a template creates an image under the VM's
+// id and deletes the server; renaming it updates the image's "name";
+// marking it a VM again deletes the image and creates the server.
 func TestKindImages(t *testing.T) {
-	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindImage)
+	k := newKindEnv(t, vcsimtest.Options{Servers: 1}, cloud.KindImage, cloud.KindServer)
 	got := k.created(t, cloud.KindImage, 1)
 	tmpl := k.sim.VMs(t)[k.sim.Template()].Self.Value
 	require.Equal(t, k.sim.Template(), got[tmpl]["name"], "vcsimtest's template")
-	k.quiet(t)
-
 	ctx := context.Background()
 	vm := k.sim.VM(t, "DC0_C0_RP0_VM0")
+	require.Contains(t, k.created(t, cloud.KindServer, 1), vm.Reference().Value)
+	k.quiet(t)
+
 	done(t)(vm.PowerOff(ctx))
 	require.NoError(t, vm.MarkAsTemplate(ctx))
-	k.poll(t, false)
+	k.poll(t, true)
 	got = k.created(t, cloud.KindImage, 1)
 	attrs := got[vm.Reference().Value]
 	require.NotNil(t, attrs, "the new template, under its VM id")
@@ -242,6 +243,7 @@ func TestKindImages(t *testing.T) {
 	require.Equal(t, string(cloud.ResourceAvailable), attrs["state"])
 	require.Equal(t, false, attrs["public"])
 	require.NotEmpty(t, attrs["created_at"])
+	require.Equal(t, vm.Reference().Value, k.deleted(t, cloud.KindServer), "a template is not a server")
 	k.quiet(t)
 
 	done(t)(vm.Rename(ctx, "golden-2026"))
@@ -251,8 +253,9 @@ func TestKindImages(t *testing.T) {
 	require.Equal(t, vm.Reference().Value, c.id)
 	require.Equal(t, []string{"name"}, c.fields)
 	require.Equal(t, "golden-2026", c.attrs["name"])
+	k.quiet(t)
 
-	finder := find.NewFinder(k.sim.Client).SetDatacenter(object.NewDatacenter(k.sim.Client, datacenterRef(t, k.sim, "DC0")))
+	finder := find.NewFinder(k.sim.Client)
 	pool, err := finder.ResourcePool(ctx, "/DC0/host/DC0_C0/Resources")
 	require.NoError(t, err)
 	host, err := finder.HostSystem(ctx, "/DC0/host/DC0_C0/*")
@@ -260,6 +263,8 @@ func TestKindImages(t *testing.T) {
 	require.NoError(t, vm.MarkAsVirtualMachine(ctx, *pool, host))
 	k.poll(t, true)
 	require.Equal(t, vm.Reference().Value, k.deleted(t, cloud.KindImage))
+	server := k.created(t, cloud.KindServer, 1)[vm.Reference().Value]
+	require.Equal(t, "golden-2026", server["name"], "the same VM, a server again")
 	k.quiet(t)
 }
 
