@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/stratusworks/worker"
@@ -577,4 +578,31 @@ func ids[T any](list func(cloud.ListOptions) (cloud.Page[T], error), id func(T) 
 		}
 		return out, page.NextToken, nil
 	}
+}
+
+// TestKindsFaults: the listings share the servers' error handling: an
+// expired session logs in again; a fault maps onto the cloud taxonomy, the
+// poller reports it; a closed provider refuses.
+func TestKindsFaults(t *testing.T) {
+	sim := vcsimtest.New(t, vcsimtest.Options{Servers: 1})
+	p := sim.Provider(t)
+	ctx := context.Background()
+	a := sim.Account()
+
+	require.NoError(t, vsphere.ExpireSession(ctx, p))
+	page, err := p.ListVolumes(ctx, a, cloud.ListOptions{})
+	require.NoError(t, err, "logged in again")
+	require.Len(t, page.Items, 1)
+
+	sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "CreateContainerView", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+		FaultType: simulator.FaultTypeNoPermission, Enabled: true,
+	})
+	_, _, err = cloud.SnapshotPoller{Snapshots: p}.Poll(ctx, state.Target{Account: a, Kind: cloud.KindSnapshot}, "")
+	require.ErrorIs(t, err, cloud.ErrAuthentication)
+	require.NotContains(t, err.Error(), vcsimtest.DefaultPassword)
+
+	require.NoError(t, p.Close())
+	_, err = p.ListNetworks(ctx, a, cloud.ListOptions{})
+	require.ErrorIs(t, err, vsphere.ErrClosed)
 }
