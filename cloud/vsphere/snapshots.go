@@ -16,15 +16,15 @@ var snapshotProps = []string{"snapshot", "layoutEx"}
 // ListSnapshots returns one page of the snapshots of the covered
 // datacenters' VMs (templates included), every node of each VM's snapshot
 // tree: id the snapshot's reference value ("snapshot-17", stable for its
-// life), name its name, server the VM, parent the snapshot it was taken
-// after ("" for a root; removing a snapshot re-parents its children, an
-// update of "parent"), size_gb the size of its own files (its state file
-// and the disk changes it holds since its parent, from the VM's file
-// layout; GiB, rounded up), AVAILABLE, created_at its creation time. The
-// size leaves out the changes written since the snapshot was taken, so it
-// does not grow from poll to poll while the VM runs. A VM snapshot copies
-// every disk of the VM, so volume is left out. One property collector call
-// per datacenter the page reaches.
+// life), name its name, server the VM (the template, for a template's
+// snapshots), parent the snapshot it was taken after ("" for a root;
+// removing a snapshot re-parents its children, an update of "parent"),
+// size_gb the size of its own files (its state file and the disk changes
+// it holds since its parent, from the VM's file layout; GiB, rounded up),
+// AVAILABLE, created_at its creation time. The size leaves out what the VM
+// writes after the snapshot is taken, so it does not grow from poll to poll
+// while the VM runs. A VM snapshot copies every disk of the VM, so volume is
+// left out. One property collector call per datacenter the page reaches.
 func (p *Provider) ListSnapshots(ctx context.Context, account string, opts cloud.ListOptions) (cloud.Page[cloud.Snapshot], error) {
 	return listAcross(ctx, p, "list snapshots", account, opts, p.datacenterSnapshots, func(s cloud.Snapshot) string { return s.ID })
 }
