@@ -63,38 +63,40 @@
 // are identified by the provider's id; attributes are the resource without
 // its id and account, with empty values left out and unordered lists sorted,
 // and hold no time that changes from poll to poll, so an unchanged resource
-// saves as unchanged and writes nothing.
+// saves as unchanged and writes nothing. The vsphere column says which kinds
+// package cloud/vsphere offers; it answers [*NotSupportedError] for the others.
 //
-//	kind                  service        default  status-only  attributes
-//	server                Compute        5m       (below)      name, state, launched_at, region, image, size, tags, private_ips, public_ips
-//	server-status         Compute        1m       yes          state (of kind server)
-//	firewall              Network        5m       no           name, rules
-//	budget                Billing        1h       no           name, limit, spent, currency, period
-//	region                DataCenters    24h      no           name, jurisdiction, active
-//	datacenter            DataCenters    24h      no           name, region, active
-//	image                 Images         6h       no           name, platform, architecture, state, public, created_at
-//	volume                Volumes        15m      (below)      name, datacenter, size_gb, type, state, server, tags
-//	volume-status         Volumes        2m       yes          state (of kind volume)
-//	snapshot              Snapshots      30m      (below)      name, volume, size_gb, state, created_at
-//	snapshot-status       Snapshots      5m       yes          state (of kind snapshot)
-//	network               Networks       30m      no           name, cidr, region, state, tags
-//	address               Addresses      5m       no           address, version, region, server, load_balancer
-//	load-balancer         LoadBalancers  5m       (below)      name, address, region, state, listeners (by port), servers (sorted)
-//	load-balancer-status  LoadBalancers  1m       yes          state (of kind load-balancer)
-//	dns-zone              DNS            1h       no           domain, public, name_servers (sorted)
-//	dns-record            DNS            15m      no           zone, name, type, ttl, values (sorted)
-//	vpn-gateway           VPNs           15m      no           name, network, protocol, public_ip, state
-//	database              Databases      15m      (below)      name, engine, engine_version, size, storage_gb, highly_available, endpoint, state
-//	database-status       Databases      2m       yes          state (of kind database)
-//	cdn-distribution      CDN            30m      no           name, origin, domain_name, aliases (sorted), state
-//	certificate           Certificates   6h       no           name, domain, sans (sorted), issuer, not_after, state
-//	subscription          Subscriptions  6h       no           name, plan, quantity, state
-//	invoice               Subscriptions  6h       no           subscription, period, amount, currency, state
+//	kind                  service        vsphere  default  status-only  attributes
+//	server                Compute        yes      5m       (below)      name, state, launched_at, region, image, size, tags, private_ips, public_ips
+//	server-status         Compute        yes      1m       yes          state (of kind server)
+//	firewall              Network        -        5m       no           name, rules
+//	budget                Billing        -        1h       no           name, limit, spent, currency, period
+//	region                DataCenters    yes      24h      no           name, jurisdiction, active
+//	datacenter            DataCenters    yes      24h      no           name, region, active
+//	image                 Images         yes      6h       no           name, platform, architecture, state, public, created_at
+//	volume                Volumes        yes      15m      (below)      name, datacenter, datastore, size_gb, type, state, server, tags
+//	volume-status         Volumes        yes      2m       yes          state (of kind volume)
+//	snapshot              Snapshots      yes      30m      (below)      name, volume, server, parent, size_gb, state, created_at
+//	snapshot-status       Snapshots      yes      5m       yes          state (of kind snapshot)
+//	network               Networks       yes      30m      no           name, cidr, region, state, tags
+//	address               Addresses      yes      5m       no           address, version, region, server, load_balancer
+//	load-balancer         LoadBalancers  -        5m       (below)      name, address, region, state, listeners (by port), servers (sorted)
+//	load-balancer-status  LoadBalancers  -        1m       yes          state (of kind load-balancer)
+//	dns-zone              DNS            -        1h       no           domain, public, name_servers (sorted)
+//	dns-record            DNS            -        15m      no           zone, name, type, ttl, values (sorted)
+//	vpn-gateway           VPNs           -        15m      no           name, network, protocol, public_ip, state
+//	database              Databases      -        15m      (below)      name, engine, engine_version, size, storage_gb, highly_available, endpoint, state
+//	database-status       Databases      -        2m       yes          state (of kind database)
+//	cdn-distribution      CDN            -        30m      no           name, origin, domain_name, aliases (sorted), state
+//	certificate           Certificates   -        6h       no           name, domain, sans (sorted), issuer, not_after, state
+//	subscription          Subscriptions  -        6h       no           name, plan, quantity, state
+//	invoice               Subscriptions  -        6h       no           subscription, period, amount, currency, state
 //
 // States of the kinds beyond servers are [ResourceState] values; each type's
 // doc lists those it takes.
 //
 // Implementations: package cloud/sim (an in-memory simulated cloud for tests,
 // examples and benchmarks, with every service above) and cloud/vsphere
-// (VMware vSphere through govmomi).
+// (VMware vSphere through govmomi: the kinds marked "yes" in the vsphere
+// column; its package documentation says what each maps to).
 package cloud

@@ -171,6 +171,18 @@ func TestKindAttributes(t *testing.T) {
 			return err
 		}, func(c *sim.Cloud) cloud.Poller { return cloud.VolumePoller{Volumes: c} },
 			`{"name":"data","size_gb":0,"state":"AVAILABLE"}`},
+		{"VolumeOnDatastore", func(c *sim.Cloud) error {
+			_, err := sim.Put(c, "acct", cloud.Volume{ID: "vm-7/2000", Name: "Hard disk 1", Datastore: "ds-1", SizeGB: 40, Type: "thin",
+				State: cloud.ResourceInUse, Server: "vm-7"})
+			return err
+		}, func(c *sim.Cloud) cloud.Poller { return cloud.VolumePoller{Volumes: c} },
+			`{"name":"Hard disk 1","datastore":"ds-1","size_gb":40,"type":"thin","state":"IN_USE","server":"vm-7"}`},
+		{"SnapshotOfServer", func(c *sim.Cloud) error {
+			_, err := sim.Put(c, "acct", cloud.Snapshot{ID: "snapshot-2", Name: "nightly", Server: "vm-7", Parent: "snapshot-1",
+				SizeGB: 2, State: cloud.ResourceAvailable, CreatedAt: at})
+			return err
+		}, func(c *sim.Cloud) cloud.Poller { return cloud.SnapshotPoller{Snapshots: c} },
+			`{"name":"nightly","server":"vm-7","parent":"snapshot-1","size_gb":2,"state":"AVAILABLE","created_at":"2026-02-01T00:00:00Z"}`},
 		{"Certificate", func(c *sim.Cloud) error {
 			_, err := sim.Put(c, "acct", cloud.Certificate{ID: "cert-1", Name: "www", Domain: "example.com", SANs: []string{"b.example.com", "a.example.com"},
 				NotAfter: at, State: cloud.ResourceActive})

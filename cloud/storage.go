@@ -29,15 +29,18 @@ type Images interface {
 // Volume is a block storage volume. States: PENDING, AVAILABLE (detached),
 // IN_USE (attached to Server), DELETING, ERROR.
 type Volume struct {
-	ID         string            `json:"id"`
-	Account    string            `json:"account"`
-	Name       string            `json:"name"`
-	DataCenter string            `json:"datacenter,omitempty"`
-	SizeGB     int               `json:"size_gb"`
-	Type       string            `json:"type,omitempty"` // e.g. "ssd", "hdd"
-	State      ResourceState     `json:"state"`
-	Server     string            `json:"server,omitempty"` // the server it is attached to
-	Tags       map[string]string `json:"tags,omitempty"`
+	ID         string `json:"id"`
+	Account    string `json:"account"`
+	Name       string `json:"name"`
+	DataCenter string `json:"datacenter,omitempty"`
+	// Datastore is the storage the volume's data lives on, for a cloud that
+	// names it (a vSphere datastore); "" where the cloud does not.
+	Datastore string            `json:"datastore,omitempty"`
+	SizeGB    int               `json:"size_gb"`
+	Type      string            `json:"type,omitempty"` // e.g. "ssd", "hdd"
+	State     ResourceState     `json:"state"`
+	Server    string            `json:"server,omitempty"` // the server it is attached to
+	Tags      map[string]string `json:"tags,omitempty"`
 }
 
 // Volumes lists block volumes.
@@ -47,13 +50,19 @@ type Volumes interface {
 	ListVolumeStatus(ctx context.Context, account string, opts ListOptions) (Page[ResourceStatus], error)
 }
 
-// Snapshot is a point-in-time copy of a volume. States: PENDING, AVAILABLE,
+// Snapshot is a point-in-time copy of a volume, or of a whole server on a
+// cloud that snapshots servers (vSphere). States: PENDING, AVAILABLE,
 // DELETING, ERROR.
 type Snapshot struct {
-	ID        string        `json:"id"`
-	Account   string        `json:"account"`
-	Name      string        `json:"name"`
-	Volume    string        `json:"volume"` // the volume it copies
+	ID      string `json:"id"`
+	Account string `json:"account"`
+	Name    string `json:"name"`
+	Volume  string `json:"volume,omitempty"` // the volume it copies
+	// Server is the server it copies, for a snapshot of a whole server.
+	Server string `json:"server,omitempty"`
+	// Parent is the snapshot it was taken after, where snapshots form a
+	// tree (a vSphere VM's); "" for a root.
+	Parent    string        `json:"parent,omitempty"`
 	SizeGB    int           `json:"size_gb"`
 	State     ResourceState `json:"state"`
 	CreatedAt time.Time     `json:"created_at"`
@@ -74,11 +83,12 @@ func (i Image) attributes() attrs {
 
 func (v Volume) resourceID() string { return v.ID }
 func (v Volume) attributes() attrs {
-	return attrs{"name": v.Name, "datacenter": v.DataCenter, "size_gb": v.SizeGB, "type": v.Type,
+	return attrs{"name": v.Name, "datacenter": v.DataCenter, "datastore": v.Datastore, "size_gb": v.SizeGB, "type": v.Type,
 		"state": v.State, "server": v.Server, "tags": v.Tags}
 }
 
 func (s Snapshot) resourceID() string { return s.ID }
 func (s Snapshot) attributes() attrs {
-	return attrs{"name": s.Name, "volume": s.Volume, "size_gb": s.SizeGB, "state": s.State, "created_at": s.CreatedAt}
+	return attrs{"name": s.Name, "volume": s.Volume, "server": s.Server, "parent": s.Parent, "size_gb": s.SizeGB,
+		"state": s.State, "created_at": s.CreatedAt}
 }

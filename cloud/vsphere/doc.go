@@ -46,6 +46,48 @@
 //	Network (firewalls)           not supported: needs NSX
 //	Billing (budgets)             not supported: needs Aria Operations
 //
+// The optional services of package cloud (see its table of kinds): vSphere
+// has six of them; the Provider has no accessor for the others (load
+// balancers, DNS, VPNs, databases, CDN, certificates, subscriptions), so
+// cloud's helpers answer *cloud.NotSupportedError for them.
+//
+//	cloud kind                    vSphere
+//	-----------------------------------------------------------------------
+//	region                        a datacenter: id its reference value
+//	                              ("datacenter-3"), name its name (a
+//	                              server's Region), always active
+//	datacenter                    a cluster or standalone host (compute
+//	                              resource: "domain-c7"), region its
+//	                              datacenter's id, active while it has an
+//	                              effective host
+//	image                         a template VM: id its VM id (kept when a
+//	                              VM is marked a template and back),
+//	                              platform and architecture from its guest
+//	                              OS id, never public
+//	volume (+ status)             a virtual disk of a server: id
+//	                              "vm-42/2000" (VM id / device key),
+//	                              name its label, datastore, size_gb
+//	                              (rounded up), type thin, thick,
+//	                              eager-zeroed-thick, rdm or sparse, state
+//	                              IN_USE, server the VM; no datacenter (a
+//	                              datastore may serve several clusters)
+//	snapshot (+ status)           a node of a VM's snapshot tree: id
+//	                              "snapshot-17", server the VM, parent the
+//	                              snapshot it was taken after, size_gb
+//	                              of its own files (from the VM's file
+//	                              layout), AVAILABLE, created_at; no
+//	                              volume (it copies every disk)
+//	network                       a standard or distributed port group or
+//	                              an opaque (NSX) network, not a switch's
+//	                              uplink port group: region its
+//	                              datacenter's name, ERROR while vCenter
+//	                              rates it red; no cidr (port groups have
+//	                              no address range)
+//	address                       an IP address VMware Tools reports of a
+//	                              server's guest (each NIC's, and the
+//	                              primary one; no loopback or link-local):
+//	                              id "vm-42/10.0.0.5", server the VM
+//
 // # Tags and idempotent launches
 //
 // The SDK's launch handler puts an action's idempotency key in a tag and,
@@ -109,6 +151,16 @@
 // and connection state. (Each container view is also created and destroyed:
 // two small calls; a first page lists the datacenters too: three more.)
 //
+// The listings of the optional services page the same way, across the
+// covered datacenters by reference and within each by id, with tokens
+// naming the datacenter and the last id. Each page costs one property
+// collector call per datacenter it reaches, over a container view (of the
+// datacenter's VMs for images, volumes, snapshots and addresses; of its
+// compute resources or networks for data centers and networks), never a
+// call per object; a status listing costs what its full listing does
+// (vSphere has no cheaper view of disks or snapshot trees). Regions list
+// the datacenters, three small calls, at every page.
+//
 // # Settings for an account registry
 //
 // [Settings] is a Config without credentials, account id or logger: what a
@@ -142,5 +194,8 @@
 // not, then powers it on if it is off. vcsim also keeps finished tasks
 // forever where vCenter forgets them after about ten minutes; the Provider
 // keeps a bounded record of the operations it started so their outcome
-// stays queryable either way.
+// stays queryable either way. vcsim does not flag a distributed switch's
+// uplink port group (config.uplink), so on vcsim it is listed as a network;
+// it cannot destroy a cluster; and it reports guest addresses only as set
+// through extraConfig "SET.guest.ipAddress" (its stand-in for VMware Tools).
 package vsphere

@@ -33,8 +33,11 @@ var ErrClosed = errors.New("vsphere: provider closed")
 // Provider is a [cloud.Provider] for one vCenter (every datacenter of it, or
 // those Config.Datacenter or Config.Datacenters name), reached through one
 // authenticated session. It implements [cloud.Compute] and
-// [cloud.Operations]; Network and Billing are not supported. A Provider is
-// safe for concurrent use. Close it to log out.
+// [cloud.Operations], and the optional services [cloud.DataCenters],
+// [cloud.Images], [cloud.Volumes], [cloud.Snapshots], [cloud.Networks] and
+// [cloud.Addresses]; Network and Billing are not supported, nor are the
+// other optional services. A Provider is safe for concurrent use. Close it
+// to log out.
 type Provider struct {
 	cfg     Config
 	log     *slog.Logger
