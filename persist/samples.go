@@ -90,17 +90,9 @@ func hourlyColumns(suffix string) []string {
 	return out
 }
 
-// createUsageTables is analytics migration 2.
-func createUsageTables(tx *gorm.DB) error {
-	if err := createTables(samplesDDL, hourlyDDL, sampleCutDDL)(tx); err != nil {
-		return err
-	}
-	ignore := "INSERT OR IGNORE INTO "
-	if Driver(tx.Dialector.Name()) == MySQL {
-		ignore = "INSERT IGNORE INTO "
-	}
-	return tx.Exec(ignore + tblSampleCut + " (id, raw_before) VALUES (1, 0)").Error
-}
+// createUsageTables is analytics migration 2. The retention table starts
+// empty (no cutoff), so that a new database is empty for a restore.
+var createUsageTables = createTables(samplesDDL, hourlyDDL, sampleCutDDL)
 
 // UsageStat is one metric of a server over an hour.
 type UsageStat struct {
@@ -228,8 +220,9 @@ func (s *Store) AppendSamples(ctx context.Context, account string, samples []sta
 }
 
 // sampleCutoff reads the cutoff of the last raw purge. With share set (in
-// an append's transaction) it holds a shared lock on MySQL, so a purge
-// moving the cutoff waits for the append to commit.
+// an append's transaction) it holds a shared lock on MySQL (on the row, or
+// on the gap where it would be), so a purge moving the cutoff waits for the
+// append to commit.
 func sampleCutoff(tx *gorm.DB, d Driver, share bool) (int64, error) {
 	q := "SELECT raw_before FROM " + tblSampleCut + " WHERE id = 1"
 	if share && d == MySQL {
@@ -330,7 +323,11 @@ func (s *Store) PurgeSamples(ctx context.Context, olderThan time.Time) (int, err
 	err := retry(ctx, func() error {
 		// Only forward: two purgers with different settings never
 		// resurrect an hour.
-		return d.writer.WithContext(ctx).Exec("UPDATE "+tblSampleCut+" SET raw_before = ? WHERE id = 1 AND raw_before < ?", cut, cut).Error
+		q := "INSERT INTO " + tblSampleCut + " (id, raw_before) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET raw_before = MAX(raw_before, excluded.raw_before)"
+		if d.driver == MySQL {
+			q = "INSERT INTO " + tblSampleCut + " (id, raw_before) VALUES (1, ?) ON DUPLICATE KEY UPDATE raw_before = GREATEST(raw_before, VALUES(raw_before))"
+		}
+		return d.writer.WithContext(ctx).Exec(q, cut).Error
 	})
 	if err != nil {
 		return 0, fmt.Errorf("persist: purge samples: record the cutoff: %w", err)
