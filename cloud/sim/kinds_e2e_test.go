@@ -337,8 +337,8 @@ func TestKindsSteadyStateHundredAccounts(t *testing.T) {
 type writeCounter struct {
 	n       atomic.Int64
 	samples atomic.Int64 // writes to the usage tables (analytics, not state)
-	mu   sync.Mutex
-	what []string // the tables (or raw SQL) written, for the failure message
+	mu      sync.Mutex
+	what    []string // the tables (or raw SQL) written, for the failure message
 }
 
 func (w *writeCounter) reset() {
