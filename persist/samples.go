@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,8 +28,8 @@ const (
 
 // Limits of the usage tables' writes and reads.
 const (
-	// SampleBatch is the most rows one INSERT of AppendSamples carries (9
-	// values each: under any SQLite's and MySQL's limit on placeholders).
+	// SampleBatch is the most rows one INSERT of AppendSamples carries (two
+	// bound parameters each: under any SQLite's and MySQL's limit).
 	SampleBatch = 500
 	// MaxUsagePage is the most rows UsageSamples and UsageRollups return.
 	MaxUsagePage = 10_000
@@ -239,24 +240,32 @@ func sampleCutoff(tx *gorm.DB, d Driver, share bool) (int64, error) {
 }
 
 // insertSamples inserts one multi-row INSERT's worth of rows, skipping
-// those stored already, and returns how many were new.
+// those stored already, and returns how many were new. The numbers are
+// written into the statement (they are int64s this code formats) and only
+// the strings are bound: two parameters a row, not nine, which keeps the
+// SQLite driver's binding (quadratic in the parameters) cheap.
 func insertSamples(tx *gorm.DB, d Driver, account string, rows []sampleRow) (int, error) {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + tblSamples + " (account, server, at, " + strings.Join(usageMetrics, ", ") + ") VALUES ")
-	args := make([]any, 0, 9*len(rows))
+	b := make([]byte, 0, 64+80*len(rows))
+	b = append(b, "INSERT INTO "+tblSamples+" (account, server, at, "+strings.Join(usageMetrics, ", ")+") VALUES "...)
+	args := make([]any, 0, 2*len(rows))
 	for i, r := range rows {
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-		args = append(args, account, r.server, r.at, r.cpu, r.mem, r.diskR, r.diskW, r.netR, r.netT)
+		b = append(b, "(?, ?"...)
+		for _, v := range [...]int64{r.at, r.cpu, r.mem, r.diskR, r.diskW, r.netR, r.netT} {
+			b = append(b, ", "...)
+			b = strconv.AppendInt(b, v, 10)
+		}
+		b = append(b, ')')
+		args = append(args, account, r.server)
 	}
 	if d == MySQL {
-		b.WriteString(" ON DUPLICATE KEY UPDATE at = at") // a no-op update: 0 rows affected
+		b = append(b, " ON DUPLICATE KEY UPDATE at = at"...) // a no-op update: 0 rows affected
 	} else {
-		b.WriteString(" ON CONFLICT (account, server, at) DO NOTHING")
+		b = append(b, " ON CONFLICT (account, server, at) DO NOTHING"...)
 	}
-	res := tx.Exec(b.String(), args...)
+	res := tx.Exec(string(b), args...)
 	if res.Error != nil {
 		return 0, fmt.Errorf("insert %d samples: %w", len(rows), res.Error)
 	}

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func BenchmarkAppendSamples(b *testing.B) {
 
 func openBenchStore(b *testing.B, db DBConfig) *Store {
 	b.Helper()
-	s, err := Open(context.Background(), Config{Provisioning: db})
+	s, err := Open(context.Background(), Config{Provisioning: db, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = s.Close() })
 	return s
@@ -88,4 +89,3 @@ func usageBytes(b *testing.B, s *Store) int64 {
 		" WHERE table_schema = DATABASE() AND table_name IN (?, ?)", tblSamples, tblHourly).Scan(&n).Error)
 	return n
 }
-
