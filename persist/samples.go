@@ -48,16 +48,20 @@ var (
 		columns: []string{
 			fmt.Sprintf("account VARCHAR(%d) NOT NULL", maxAccountLen),
 			fmt.Sprintf("server VARCHAR(%d) NOT NULL", maxResourceLen),
-			"at BIGINT NOT NULL", // Unix seconds
-			"cpu INT NOT NULL",   // 0.01 %
-			"mem INT NOT NULL",   // 0.01 %
+			"hour BIGINT NOT NULL", // at - at % 3600: leads the key
+			"at BIGINT NOT NULL",   // Unix seconds
+			"cpu INT NOT NULL",     // 0.01 %
+			"mem INT NOT NULL",     // 0.01 %
 			"disk_read BIGINT NOT NULL",
 			"disk_write BIGINT NOT NULL",
 			"net_rx BIGINT NOT NULL",
 			"net_tx BIGINT NOT NULL",
 		},
-		primaryKey:   "account, server, at",
-		indexes:      []string{"at"},
+		// The hour first: a purge deletes a range of the key and an
+		// hour's rollup reads one range per server, with no second index
+		// (which would take a third of a sample's bytes), and rows arrive
+		// at the key's end, so pages fill.
+		primaryKey:   "hour, account, server, at",
 		withoutRowID: true,
 	}
 	hourlyDDL = tableDef{
@@ -220,6 +224,17 @@ func (s *Store) AppendSamples(ctx context.Context, account string, samples []sta
 	return inserted, nil
 }
 
+// rawCutoff reads the cutoff of the last raw purge (0 if none).
+func (s *Store) rawCutoff(ctx context.Context) (int64, error) {
+	var cut int64
+	err := retry(ctx, func() error {
+		var err error
+		cut, err = sampleCutoff(s.ana.reader.WithContext(ctx), s.ana.driver, false)
+		return err
+	})
+	return cut, err
+}
+
 // sampleCutoff reads the cutoff of the last raw purge. With share set (in
 // an append's transaction) it holds a shared lock on MySQL (on the row, or
 // on the gap where it would be), so a purge moving the cutoff waits for the
@@ -246,14 +261,14 @@ func sampleCutoff(tx *gorm.DB, d Driver, share bool) (int64, error) {
 // SQLite driver's binding (quadratic in the parameters) cheap.
 func insertSamples(tx *gorm.DB, d Driver, account string, rows []sampleRow) (int, error) {
 	b := make([]byte, 0, 64+80*len(rows))
-	b = append(b, "INSERT INTO "+tblSamples+" (account, server, at, "+strings.Join(usageMetrics, ", ")+") VALUES "...)
+	b = append(b, "INSERT INTO "+tblSamples+" (account, server, hour, at, "+strings.Join(usageMetrics, ", ")+") VALUES "...)
 	args := make([]any, 0, 2*len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
 		b = append(b, "(?, ?"...)
-		for _, v := range [...]int64{r.at, r.cpu, r.mem, r.diskR, r.diskW, r.netR, r.netT} {
+		for _, v := range [...]int64{r.at - mod(r.at, hourSeconds), r.at, r.cpu, r.mem, r.diskR, r.diskW, r.netR, r.netT} {
 			b = append(b, ", "...)
 			b = strconv.AppendInt(b, v, 10)
 		}
@@ -263,7 +278,7 @@ func insertSamples(tx *gorm.DB, d Driver, account string, rows []sampleRow) (int
 	if d == MySQL {
 		b = append(b, " ON DUPLICATE KEY UPDATE at = at"...) // a no-op update: 0 rows affected
 	} else {
-		b = append(b, " ON CONFLICT (account, server, at) DO NOTHING"...)
+		b = append(b, " ON CONFLICT (hour, account, server, at) DO NOTHING"...)
 	}
 	res := tx.Exec(string(b), args...)
 	if res.Error != nil {
@@ -298,14 +313,14 @@ func rollUp(tx *gorm.DB, d Driver, account string, rows []sampleRow) error {
 	}
 	head := "INSERT INTO " + tblHourly + " (account, server, hour, samples, " + strings.Join(hourlyColumns(""), ", ") + ")" +
 		" SELECT account, server, ?, COUNT(*), " + strings.Join(sel, ", ") +
-		" FROM " + tblSamples + " WHERE account = ? AND at >= ? AND at < ? AND server IN ?" +
+		" FROM " + tblSamples + " WHERE hour = ? AND account = ? AND server IN ?" +
 		" GROUP BY account, server" + upsert
 	for _, h := range slices.Sorted(maps.Keys(servers)) {
 		list := servers[h]
 		slices.Sort(list)
 		list = slices.Compact(list)
 		for chunk := range slices.Chunk(list, inListChunk) {
-			if err := tx.Exec(head, h, account, h, h+hourSeconds, chunk).Error; err != nil {
+			if err := tx.Exec(head, h, h, account, chunk).Error; err != nil {
 				return fmt.Errorf("roll up the hour of %s: %w", time.Unix(h, 0).UTC().Format(time.RFC3339), err)
 			}
 		}
@@ -341,7 +356,7 @@ func (s *Store) PurgeSamples(ctx context.Context, olderThan time.Time) (int, err
 	if err != nil {
 		return 0, fmt.Errorf("persist: purge samples: record the cutoff: %w", err)
 	}
-	n, err := s.purgeUsage(ctx, tblSamples, "at", "account, server, at", cut)
+	n, err := s.purgeUsage(ctx, tblSamples, "hour", "hour, account, server, at", cut)
 	if err != nil {
 		return n, fmt.Errorf("persist: purge samples before %s: %w", time.Unix(cut, 0).UTC().Format(time.RFC3339), err)
 	}
@@ -361,8 +376,8 @@ func (s *Store) PurgeRollups(ctx context.Context, olderThan time.Time) (int, err
 	return n, nil
 }
 
-// purgeUsage deletes the rows of table whose column is below cut, oldest
-// first, in batches.
+// purgeUsage deletes the rows of table whose column (the key's first, or
+// an indexed one) is below cut, oldest first, in batches.
 func (s *Store) purgeUsage(ctx context.Context, table, column, key string, cut int64) (int, error) {
 	batch := s.purgeBatch
 	if batch <= 0 {
@@ -424,14 +439,31 @@ func (s *Store) UsageSamples(ctx context.Context, account, server string, from, 
 		NetRx     int64 `gorm:"column:net_rx"`
 		NetTx     int64 `gorm:"column:net_tx"`
 	}
-	var rows []row
-	err := retry(ctx, func() error {
-		return s.ana.reader.WithContext(ctx).Raw("SELECT at, cpu, mem, disk_read, disk_write, net_rx, net_tx FROM "+tblSamples+
-			" WHERE account = ? AND server = ? AND at >= ? AND at < ? ORDER BY at LIMIT ?",
-			account, server, from.Unix(), to.Unix(), limit).Scan(&rows).Error
-	})
-	if err != nil {
+	// The key leads with the hour: ask for the hours one by one (IN), a
+	// week at a time, from the raw cutoff on, so each is one seek.
+	first, last := from.Unix(), to.Unix()
+	if cut, err := s.rawCutoff(ctx); err != nil {
 		return nil, fmt.Errorf("persist: usage samples of %s/%s: %w", account, server, err)
+	} else if first < cut {
+		first = cut
+	}
+	var rows []row
+	for h := first - mod(first, hourSeconds); h < last && len(rows) < limit; {
+		var hours []int64
+		for ; h < last && len(hours) < 168; h += hourSeconds {
+			hours = append(hours, h)
+		}
+		var more []row
+		err := retry(ctx, func() error {
+			more = nil
+			return s.ana.reader.WithContext(ctx).Raw("SELECT at, cpu, mem, disk_read, disk_write, net_rx, net_tx FROM "+tblSamples+
+				" WHERE hour IN ? AND account = ? AND server = ? AND at >= ? AND at < ? ORDER BY at LIMIT ?",
+				hours, account, server, from.Unix(), last, limit-len(rows)).Scan(&more).Error
+		})
+		if err != nil {
+			return nil, fmt.Errorf("persist: usage samples of %s/%s: %w", account, server, err)
+		}
+		rows = append(rows, more...)
 	}
 	out := make([]state.Sample, len(rows))
 	for i, r := range rows {
