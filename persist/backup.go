@@ -82,7 +82,7 @@ var backupTables = []backupTable{
 	{name: tblKMNonces, key: "nonce"},
 	{name: tblKMAudit, key: "id", autoID: true},
 	{name: tblHistory, analytics: true, key: "id", autoID: true},
-	{name: tblSamples, analytics: true, key: "account, server, at"},
+	{name: tblSamples, analytics: true, key: "hour, account, server, at"},
 	{name: tblHourly, analytics: true, key: "account, server, hour"},
 	{name: tblSampleCut, analytics: true, key: "id"},
 }
