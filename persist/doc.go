@@ -226,7 +226,7 @@
 //
 // The archive is a gzip-compressed stream of JSON lines:
 //
-//	{"format":"stratusworks-worker-backup","version":1,"created_at":…,"provisioning":"sqlite","analytics":"sqlite","same_database":true,"schema":{"worker_schema_migrations":15,"worker_analytics_schema_migrations":1}}
+//	{"format":"stratusworks-worker-backup","version":1,"created_at":…,"provisioning":"sqlite","analytics":"sqlite","same_database":true,"schema":{"worker_schema_migrations":15,"worker_analytics_schema_migrations":2}}
 //	{"table":"worker_resources","db":"provisioning","columns":[{"name":"account","kind":"text"},…],"rows":10000}
 //	{"account":"acct-1","kind":"server",…}            one object per row, in primary-key order
 //	{"table":"worker_outbox",…,"rows":250,"last_id":310}
