@@ -73,6 +73,10 @@ type ServerAnalyticsPoller struct {
 	Analytics ServerAnalytics
 	// Window is how far back each poll reads. 0 means twice
 	// IntervalServerAnalytics, so that one missed poll loses no samples.
+	// Registered at another interval (or with accounts whose registry
+	// entry overrides it), set it to at least that interval, better twice
+	// it: samples older than the window when a poll runs are not read
+	// (the provider caps it, vSphere at an hour).
 	Window   time.Duration
 	PageSize int // servers per page; 0 means the provider's default
 }
