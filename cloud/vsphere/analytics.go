@@ -156,7 +156,8 @@ func (p *Provider) ListUsage(ctx context.Context, account string, o cloud.UsageO
 }
 
 // queryUsage reads the realtime samples after start of the VMs in one
-// QueryPerf call (one query spec per VM, the counters' aggregate instance).
+// QueryPerf call (one query spec per VM, the counters' aggregate instance);
+// if a VM is gone, one call per VM.
 func (p *Provider) queryUsage(ctx context.Context, refs []types.ManagedObjectReference, start time.Time) ([]cloud.UsageSample, error) {
 	m, ids, err := p.usageCounterIDs(ctx)
 	if err != nil {
@@ -173,6 +174,22 @@ func (p *Provider) queryUsage(ctx context.Context, refs []types.ManagedObjectRef
 			MaxSample: int32(MaxUsageWindow/RealtimeInterval) + 1, MetricId: metrics}
 	}
 	raw, err := m.Query(ctx, specs)
+	if isFaultType(err, &types.ManagedObjectNotFound{}) && len(specs) > 1 {
+		// A VM of the page was deleted since the listing, which fails
+		// the whole call: ask for each VM on its own, skipping the gone.
+		raw = nil
+		for _, spec := range specs {
+			one, err := m.Query(ctx, []types.PerfQuerySpec{spec})
+			if isFaultType(err, &types.ManagedObjectNotFound{}) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("query the performance counters of %s: %w", spec.Entity.Value, err)
+			}
+			raw = append(raw, one...)
+		}
+		err = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("query the performance counters of %d VMs: %w", len(refs), err)
 	}

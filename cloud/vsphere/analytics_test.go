@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/simulator"
 
 	"github.com/stratusworks/worker/cloud"
 	"github.com/stratusworks/worker/cloud/vsphere"
@@ -53,6 +54,20 @@ func TestListUsage(t *testing.T) {
 			}
 		}
 	}
+
+	// A VM deleted between the listing and the query fails the batched
+	// QueryPerf: each VM is then asked for on its own.
+	sim.Model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "QueryPerf", ObjectType: "*", ObjectName: "*", Probability: 1, MaxCount: 1,
+		FaultType: simulator.FaultTypeManagedObjectNotFound, Enabled: true,
+	})
+	page, err := an.ListUsage(ctx, testAccount, cloud.UsageOptions{Window: 10 * time.Minute})
+	require.NoError(t, err)
+	servers := map[string]bool{}
+	for _, x := range page.Items {
+		servers[x.Server] = true
+	}
+	require.Equal(t, on, servers, "both VMs' samples, one query each")
 
 	_, err = an.ListUsage(ctx, testAccount, cloud.UsageOptions{PageToken: "junk"})
 	require.ErrorIs(t, err, cloud.ErrInvalidRequest)
