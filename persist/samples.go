@@ -439,26 +439,35 @@ func (s *Store) UsageSamples(ctx context.Context, account, server string, from, 
 		NetRx     int64 `gorm:"column:net_rx"`
 		NetTx     int64 `gorm:"column:net_tx"`
 	}
-	// The key leads with the hour: ask for the hours one by one (IN), a
-	// week at a time, from the raw cutoff on, so each is one seek.
+	// The raw key leads with the hour: find the server's hours in its
+	// rollups (one range of their key; every stored sample has its hour's
+	// rollup), from the raw cutoff on, and ask for them with IN, a week of
+	// hours at a time, each one seek.
 	first, last := from.Unix(), to.Unix()
-	if cut, err := s.rawCutoff(ctx); err != nil {
+	cut, err := s.rawCutoff(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("persist: usage samples of %s/%s: %w", account, server, err)
-	} else if first < cut {
-		first = cut
+	}
+	var hours []int64
+	err = retry(ctx, func() error {
+		hours = nil
+		return s.ana.reader.WithContext(ctx).Raw("SELECT hour FROM "+tblHourly+" WHERE account = ? AND server = ? AND hour >= ? AND hour < ? ORDER BY hour",
+			account, server, max(first-mod(first, hourSeconds), cut), last).Scan(&hours).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persist: usage samples of %s/%s: %w", account, server, err)
 	}
 	var rows []row
-	for h := first - mod(first, hourSeconds); h < last && len(rows) < limit; {
-		var hours []int64
-		for ; h < last && len(hours) < 168; h += hourSeconds {
-			hours = append(hours, h)
+	for chunk := range slices.Chunk(hours, 168) {
+		if len(rows) >= limit {
+			break
 		}
 		var more []row
 		err := retry(ctx, func() error {
 			more = nil
 			return s.ana.reader.WithContext(ctx).Raw("SELECT at, cpu, mem, disk_read, disk_write, net_rx, net_tx FROM "+tblSamples+
 				" WHERE hour IN ? AND account = ? AND server = ? AND at >= ? AND at < ? ORDER BY at LIMIT ?",
-				hours, account, server, from.Unix(), last, limit-len(rows)).Scan(&more).Error
+				chunk, account, server, first, last, limit-len(rows)).Scan(&more).Error
 		})
 		if err != nil {
 			return nil, fmt.Errorf("persist: usage samples of %s/%s: %w", account, server, err)

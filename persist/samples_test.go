@@ -97,6 +97,10 @@ func TestAppendSamples(t *testing.T) {
 		hours, err = s.UsageRollups(ctx, "acct", "vm-07", start, start.Add(time.Hour), 100)
 		require.NoError(t, err)
 		require.Equal(t, 181, hours[0].Samples, "the pruned hour's rollup is kept as it was")
+		raw, err = s.UsageSamples(ctx, "acct", "vm-07", time.Unix(0, 0), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), MaxUsagePage)
+		require.NoError(t, err)
+		require.Len(t, raw, 180, "any range: the raw samples left, the second hour's")
+		require.Equal(t, all[7*360+180], raw[0])
 
 		deleted, err = s.PurgeRollups(ctx, start.Add(time.Hour))
 		require.NoError(t, err)
