@@ -161,6 +161,10 @@ type Config struct {
 	// Pinger tunes the probes of a RolePinger process (see PingerConfig).
 	// Default: every account every 1m.
 	Pinger PingerConfig
+	// Analytics sets how long the servers' usage samples and their hourly
+	// rollups are kept (see AnalyticsConfig). Default: 7 days raw, 400
+	// days hourly.
+	Analytics AnalyticsConfig
 }
 
 // Transport is a host's own Watermill transport (Config.Transport).
@@ -239,6 +243,7 @@ func (c *Config) setDefaults() {
 	if c.DeferredInterval == 0 {
 		c.DeferredInterval = time.Second
 	}
+	c.Analytics.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -331,6 +336,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Pinger.Validate(); err != nil {
+		return err
+	}
+	if err := c.Analytics.Validate(); err != nil {
 		return err
 	}
 	if err := c.validateSourceCIDR(); err != nil {

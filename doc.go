@@ -161,6 +161,14 @@
 // partial observations that patch the stored state, so full and status-only
 // listings never make a resource flap.
 //
+// Usage is not state: a poller of the servers' usage (the server-analytics
+// kind, cloud.ServerAnalyticsPoller) returns snapshots with Samples and no
+// observations, which the poll runner appends to the analytics database
+// (samples already stored are dropped; hourly rollups are kept beside them)
+// before the poll is done, with no change detection and no event. Publisher
+// processes prune raw samples after Config.Analytics.Retention (7 days) and
+// rollups after RollupRetention (400 days).
+//
 // # Accounts
 //
 // The accounts a deployment polls are kept in the account registry

@@ -22,6 +22,7 @@ const maxPagesPerPoll = 100_000
 type pollStore interface {
 	StateSink
 	sweeper
+	AppendSamples(ctx context.Context, account string, samples []state.Sample) (int, error)
 }
 
 // pollRunner is the part that runs dispatched polls ("poll" actions): it
@@ -107,6 +108,15 @@ func (r *pollRunner) poll(ctx context.Context, p Poller, t state.Target) poller.
 			if _, err := r.store.Save(ctx, t, snap); err != nil {
 				r.obs.dbError(opSave)
 				return failed(fmt.Errorf("save %s page %d: %w", t, calls, err), calls)
+			}
+		}
+		if len(snap.Samples) > 0 {
+			// Time series, not state: appended to the analytics
+			// database (duplicates dropped), durable before the poll
+			// is reported done.
+			if _, err := r.store.AppendSamples(ctx, t.Account, snap.Samples); err != nil {
+				r.obs.dbError(opSave)
+				return failed(fmt.Errorf("append the samples of %s page %d: %w", t, calls, err), calls)
 			}
 		}
 		complete = complete || snap.Complete

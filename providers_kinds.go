@@ -207,18 +207,32 @@ func (r routedSubscriptions) ListInvoices(ctx context.Context, account string, o
 	})
 }
 
+type routedServerAnalytics routedCloud
+
+// ServerAnalytics is the routed ServerAnalytics service.
+func (r routedCloud) ServerAnalytics() (cloud.ServerAnalytics, error) {
+	return routedServerAnalytics(r), nil
+}
+
+func (r routedServerAnalytics) ListUsage(ctx context.Context, account string, o cloud.UsageOptions) (cloud.Page[cloud.UsageSample], error) {
+	return listed(ctx, routedCloud(r), account, cloud.ServerAnalyticsOf, func(s cloud.ServerAnalytics) (cloud.Page[cloud.UsageSample], error) {
+		return s.ListUsage(ctx, account, o)
+	})
+}
+
 var (
-	_ cloud.DataCentersProvider   = routedCloud{}
-	_ cloud.ImagesProvider        = routedCloud{}
-	_ cloud.VolumesProvider       = routedCloud{}
-	_ cloud.SnapshotsProvider     = routedCloud{}
-	_ cloud.NetworksProvider      = routedCloud{}
-	_ cloud.AddressesProvider     = routedCloud{}
-	_ cloud.LoadBalancersProvider = routedCloud{}
-	_ cloud.DNSProvider           = routedCloud{}
-	_ cloud.VPNsProvider          = routedCloud{}
-	_ cloud.DatabasesProvider     = routedCloud{}
-	_ cloud.CDNProvider           = routedCloud{}
-	_ cloud.CertificatesProvider  = routedCloud{}
-	_ cloud.SubscriptionsProvider = routedCloud{}
+	_ cloud.ServerAnalyticsProvider = routedCloud{}
+	_ cloud.DataCentersProvider     = routedCloud{}
+	_ cloud.ImagesProvider          = routedCloud{}
+	_ cloud.VolumesProvider         = routedCloud{}
+	_ cloud.SnapshotsProvider       = routedCloud{}
+	_ cloud.NetworksProvider        = routedCloud{}
+	_ cloud.AddressesProvider       = routedCloud{}
+	_ cloud.LoadBalancersProvider   = routedCloud{}
+	_ cloud.DNSProvider             = routedCloud{}
+	_ cloud.VPNsProvider            = routedCloud{}
+	_ cloud.DatabasesProvider       = routedCloud{}
+	_ cloud.CDNProvider             = routedCloud{}
+	_ cloud.CertificatesProvider    = routedCloud{}
+	_ cloud.SubscriptionsProvider   = routedCloud{}
 )

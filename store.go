@@ -12,7 +12,8 @@ import (
 
 // Store is everything a [Worker] keeps in its database: observed state and
 // its history, the outbox of change events, tracked jobs, launch intents,
-// parked retries and poisoned actions, guest log offsets. [persist.Store]
+// parked retries and poisoned actions, guest log offsets, and the servers'
+// usage samples (in the analytics database). [persist.Store]
 // implements it on SQLite and MySQL/MariaDB; a host with a database of its
 // own can implement it and pass it as Config.Storage.
 //
@@ -33,6 +34,7 @@ type Store interface {
 	historyStore
 	poisonRecords
 	guestOffsetStore
+	sampleStore
 }
 
 var _ Store = (*persist.Store)(nil)

@@ -360,6 +360,7 @@ func (w *Worker) buildDuties() []duty {
 				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
+		ds = append(ds, w.sampleDuties()...)
 	}
 	ds = append(ds, w.inboxDuties()...)
 	for i := range ds {

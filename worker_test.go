@@ -297,6 +297,10 @@ func TestConfigValidate(t *testing.T) {
 			"SourceCIDR 10.0.0.5/24 has host bits set: write the network 10.0.0.0/24, or 10.0.0.5/32 for this one address"},
 		{"SourceCIDRWorld", Config{SourceCIDR: netip.MustParsePrefix("0.0.0.0/0")}, "SourceCIDR 0.0.0.0/0 would open every launched server's management port (22) to the whole internet"},
 		{"SourceCIDRWorld6", Config{SourceCIDR: netip.MustParsePrefix("::/0")}, "SourceCIDR ::/0 would open"},
+		{"SampleRetentionUnderAnHour", Config{Analytics: AnalyticsConfig{Retention: time.Minute}}, "Analytics.Retention is 1m0s, must be at least 1h"},
+		{"NegativeSampleRetention", Config{Analytics: AnalyticsConfig{Retention: -time.Hour}}, "Analytics.Retention is -1h0m0s"},
+		{"RollupsKeptShorterThanSamples", Config{Analytics: AnalyticsConfig{Retention: 30 * 24 * time.Hour, RollupRetention: 24 * time.Hour}},
+			"Analytics.RollupRetention is 24h0m0s, must be at least Analytics.Retention (720h0m0s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,6 +27,8 @@
 //     (distributions)
 //   - Identity and Admin: [Certificates] (SSL), [Subscriptions]
 //     (subscriptions and invoices)
+//   - Monitoring: [ServerAnalytics] (the servers' CPU, memory, disk and
+//     network usage, as [UsageSample] time series)
 //
 // [Provider] is unchanged, so every provider written before them still
 // compiles. A provider offers a service by having its accessor, named and
@@ -91,9 +93,17 @@
 //	certificate           Certificates   -        6h       no           name, domain, sans (sorted), issuer, not_after, state
 //	subscription          Subscriptions  -        6h       no           name, plan, quantity, state
 //	invoice               Subscriptions  -        6h       no           subscription, period, amount, currency, state
+//	server-analytics      ServerAnalytics yes    5m       (samples)    none: usage samples, appended to the analytics database
 //
 // States of the kinds beyond servers are [ResourceState] values; each type's
 // doc lists those it takes.
+//
+// The server-analytics kind is not state: [ServerAnalyticsPoller] returns
+// snapshots with Samples (cpu and memory percent, disk and network bytes per
+// second per server, taken in the last ten minutes by the cloud's clock)
+// and no observations, which the worker appends to the analytics database
+// (duplicates dropped, hourly rollups kept, both pruned after their
+// retention) without change detection or events.
 //
 // Implementations: package cloud/sim (an in-memory simulated cloud for tests,
 // examples and benchmarks, with every service above) and cloud/vsphere

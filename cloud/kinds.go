@@ -77,6 +77,7 @@ var defaultIntervals = map[string]time.Duration{
 	KindDNSRecord: IntervalDNSRecord, KindVPNGateway: IntervalVPNGateway, KindDatabase: IntervalDatabase,
 	KindDatabaseStatus: IntervalDatabaseStatus, KindDistribution: IntervalDistribution,
 	KindCertificate: IntervalCertificate, KindSubscription: IntervalSubscription, KindInvoice: IntervalInvoice,
+	KindServerAnalytics: IntervalServerAnalytics,
 }
 
 // DefaultInterval returns the default poll interval of a standard kind, or 0
@@ -98,7 +99,7 @@ type Scheduled struct {
 
 // StandardPollers returns a poller for each standard kind p offers, with its
 // default interval (see [DefaultInterval]), in the order of the kind
-// constants, for a host to register in a loop:
+// constants (server analytics last), for a host to register in a loop:
 //
 //	pollers, err := cloud.StandardPollers(p)
 //	for _, s := range pollers {
@@ -157,6 +158,10 @@ func StandardPollers(p Provider) ([]Scheduled, error) {
 		func() ([]Poller, error) {
 			s, err := SubscriptionsOf(p)
 			return []Poller{SubscriptionPoller{Subscriptions: s}, InvoicePoller{Subscriptions: s}}, err
+		},
+		func() ([]Poller, error) {
+			s, err := ServerAnalyticsOf(p)
+			return []Poller{ServerAnalyticsPoller{Analytics: s}}, err
 		},
 	}
 	var out []Scheduled

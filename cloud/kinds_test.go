@@ -36,7 +36,7 @@ var allKinds = []string{
 	cloud.KindSnapshotStatus, cloud.KindNetwork, cloud.KindAddress, cloud.KindLoadBalancer,
 	cloud.KindLoadBalancerStatus, cloud.KindDNSZone, cloud.KindDNSRecord, cloud.KindVPNGateway,
 	cloud.KindDatabase, cloud.KindDatabaseStatus, cloud.KindDistribution, cloud.KindCertificate,
-	cloud.KindSubscription, cloud.KindInvoice,
+	cloud.KindSubscription, cloud.KindInvoice, cloud.KindServerAnalytics,
 }
 
 func kindsOf(ps []cloud.Scheduled) []string {
@@ -124,6 +124,7 @@ func TestServiceOfProviderWithoutIt(t *testing.T) {
 		{cloud.ServiceCDN, func(p cloud.Provider) (any, error) { return cloud.CDNOf(p) }},
 		{cloud.ServiceCertificates, func(p cloud.Provider) (any, error) { return cloud.CertificatesOf(p) }},
 		{cloud.ServiceSubscriptions, func(p cloud.Provider) (any, error) { return cloud.SubscriptionsOf(p) }},
+		{cloud.ServiceServerAnalytics, func(p cloud.Provider) (any, error) { return cloud.ServerAnalyticsOf(p) }},
 	}
 	c, err := sim.New(sim.Config{})
 	require.NoError(t, err)

@@ -82,6 +82,9 @@ var backupTables = []backupTable{
 	{name: tblKMNonces, key: "nonce"},
 	{name: tblKMAudit, key: "id", autoID: true},
 	{name: tblHistory, analytics: true, key: "id", autoID: true},
+	{name: tblSamples, analytics: true, key: "hour, account, server, at"},
+	{name: tblHourly, analytics: true, key: "account, server, hour"},
+	{name: tblSampleCut, analytics: true, key: "id"},
 }
 
 // binaryColumns hold bytes, not text: BLOB on SQLite. On MySQL they share

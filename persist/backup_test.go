@@ -77,6 +77,11 @@ func populate(t testing.TB, s *Store, clock *testClock) {
 			require.NoError(t, err)
 		}
 	}
+	// Usage samples over two hours, the first pruned (the cutoff is kept).
+	_, err0 := s.AppendSamples(ctx, "acct-00", append(series("vm-1", t0, time.Minute, 120), series("vm-2", t0, time.Minute, 120)...))
+	require.NoError(t, err0)
+	_, err0 = s.PurgeSamples(ctx, t0.Add(time.Hour))
+	require.NoError(t, err0)
 	// Half the events were relayed.
 	evs, err := s.PendingEvents(ctx, 100_000)
 	require.NoError(t, err)
@@ -238,7 +243,8 @@ func TestBackupRoundTrip(t *testing.T) {
 	populate(t, src, clock)
 	want := dumpStore(t, src)
 	require.GreaterOrEqual(t, len(want[tblResources]), backupAccounts*backupPerAccount)
-	for _, table := range []string{tblHistory, tblEvents, tblJobs, tblLaunches, tblPoison, tblDeferred, tblAccounts, tblInbox, tblKMSecrets, tblOffsets, tblInstances, tblProbes, tblPollHealth} {
+	for _, table := range []string{tblHistory, tblEvents, tblJobs, tblLaunches, tblPoison, tblDeferred, tblAccounts, tblInbox, tblKMSecrets, tblOffsets, tblInstances, tblProbes, tblPollHealth,
+		tblSamples, tblHourly, tblSampleCut} {
 		require.NotEmpty(t, want[table], table)
 	}
 

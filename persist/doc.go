@@ -92,9 +92,62 @@
 // key. [Store.GuestOffset] and [Store.PutGuestOffset] keep the guest log
 // collector's offsets.
 //
+// # Usage samples
+//
+// The servers' usage (CPU, memory, disk and network, [state.Sample]) is a
+// time series, not state: [Store.AppendSamples] appends it to the analytics
+// database without change detection or events, and keeps an hourly rollup
+// beside it. Three tables (analytics migration 2):
+//
+//	worker_usage_samples     raw samples; PRIMARY KEY (hour, account, server, at), no other index
+//	  account VARCHAR(128), server VARCHAR(255)  the account and the server's provider id
+//	  hour BIGINT                                 at - at % 3600
+//	  at BIGINT                                   Unix seconds (UTC) the sampling interval ended
+//	  cpu INT, mem INT                            hundredths of a percent (0–10000)
+//	  disk_read, disk_write, net_rx, net_tx BIGINT   bytes per second
+//	worker_usage_hourly      PRIMARY KEY (account, server, hour), INDEX (hour)
+//	  hour BIGINT                                 Unix seconds of the hour's start
+//	  samples INT                                 raw samples it summarises
+//	  <metric>_min, <metric>_avg, <metric>_max BIGINT   for cpu, mem, disk_read, disk_write, net_rx, net_tx
+//	worker_usage_retention   one row: raw_before BIGINT, the cutoff of the last raw purge
+//
+// Times are integers, not DATETIME: 8 bytes on MySQL (4 on SQLite), the
+// same arithmetic on both (an hour is at - at % 3600), and no time zone to
+// get wrong. Both sample tables are SQLite WITHOUT ROWID tables (the rows
+// live in the primary key's b-tree) and InnoDB tables clustered on it. The
+// raw key leads with the hour, so a purge deletes the oldest range of the
+// key, an hour's rollup reads one range per server, one server's samples
+// are one seek per hour, and no second index is needed (an index on the
+// time took a third of a sample's bytes). A sample takes about 47 bytes on
+// a SQLite file and 200 on InnoDB (pages about half full: a poll's rows go
+// to each server's place in the hour), rollup share included
+// (BenchmarkAppendSamples). One server's rollups are one range of the
+// hourly key; the hourly table's index on the hour serves its purge.
+//
+// Samples are written SampleBatch rows per INSERT, in one transaction with
+// their rollups: a sample already stored (same account, server and time) is
+// ignored (ON CONFLICT DO NOTHING; ON DUPLICATE KEY UPDATE at = at), and the
+// rollup of each (server, hour) a batch touches is recomputed from the raw
+// rows of that hour (INSERT … SELECT … GROUP BY, upserted), never
+// incremented. So a redelivered poll, overlapping windows and samples that
+// arrive late all count once, and a batch of duplicates writes no rollup.
+//
+// Retention: [Store.PurgeSamples] deletes raw samples before a cutoff
+// rounded down to the hour (an hour's raw rows are all kept or all gone) and
+// records the cutoff first; AppendSamples then drops samples older than it,
+// since recomputing their hour from what is left would shrink a rollup that
+// is right (on MySQL the append holds a shared lock on the cutoff row, so a
+// purge waits for appends in flight). [Store.PurgeRollups] deletes rollups.
+// Both delete in batches, oldest first. The root
+// package's Worker keeps raw samples 7 days and rollups 400 days by
+// default (Config.Analytics): 10,000 servers sampled every 20 seconds hold
+// about 300 million raw rows and, after a year, 88 million rollups. Read
+// them with [Store.UsageSamples] and [Store.UsageRollups] ([UsageHour]).
+//
 // # What a host calls, and what is the worker's protocol
 //
 // A host reads: [Store.Resource], [Store.Resources], [Store.History],
+// [Store.UsageSamples], [Store.UsageRollups],
 // [Store.Job], [Store.LaunchIntent], [Store.ListPoison], [Store.GetPoison]
 // and [Store.Describe]. It writes observed state with [Store.Save] (the
 // StateSink), and, when it opened the store itself, its own tables through
@@ -112,7 +165,9 @@
 // the pump); [Store.AddPoison] and [Store.MarkPoisonReplayed] (poisoning
 // and replay); [Store.FlushHistory] (the history copy);
 // [Store.GuestOffset] and [Store.PutGuestOffset] (guest logs);
-// [Store.PurgeInbox] (the inbox purge). They are exported so that the worker
+// [Store.PurgeInbox] (the inbox purge); [Store.AppendSamples] (the poll
+// runner), [Store.PurgeSamples] and [Store.PurgeRollups] (the sample
+// purges). They are exported so that the worker
 // can use a store a host opened, and so that a host can implement
 // worker.Store on a database of its own; a host that runs a worker does not
 // call them: an event marked sent that was never published, or a launch
@@ -171,7 +226,7 @@
 //
 // The archive is a gzip-compressed stream of JSON lines:
 //
-//	{"format":"stratusworks-worker-backup","version":1,"created_at":…,"provisioning":"sqlite","analytics":"sqlite","same_database":true,"schema":{"worker_schema_migrations":15,"worker_analytics_schema_migrations":1}}
+//	{"format":"stratusworks-worker-backup","version":1,"created_at":…,"provisioning":"sqlite","analytics":"sqlite","same_database":true,"schema":{"worker_schema_migrations":15,"worker_analytics_schema_migrations":2}}
 //	{"table":"worker_resources","db":"provisioning","columns":[{"name":"account","kind":"text"},…],"rows":10000}
 //	{"account":"acct-1","kind":"server",…}            one object per row, in primary-key order
 //	{"table":"worker_outbox",…,"rows":250,"last_id":310}

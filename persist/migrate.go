@@ -63,6 +63,7 @@ var (
 		table: "worker_analytics_schema_migrations",
 		steps: []migration{
 			{Version: 1, Name: "create resource history table", Up: createTables(historyDDL)},
+			{Version: 2, Name: "create the usage sample, hourly rollup and sample retention tables", Up: createUsageTables},
 		},
 	}
 )
@@ -104,8 +105,12 @@ type tableDef struct {
 	name       string
 	columns    []string
 	primaryKey string // columns, if not an $ID column
-	unique     []string
-	indexes    []string // each "col[, col]"; named <table>_<cols>_idx
+	// withoutRowID makes a SQLite table a WITHOUT ROWID table, stored in its
+	// primary key's b-tree (no separate rowid tree): for narrow rows with a
+	// composite key, such as usage samples.
+	withoutRowID bool
+	unique       []string
+	indexes      []string // each "col[, col]"; named <table>_<cols>_idx
 }
 
 var ddlTypes = map[Driver]*strings.Replacer{
@@ -395,6 +400,8 @@ func (t tableDef) statements(d Driver) []string {
 	create := "CREATE TABLE IF NOT EXISTS " + t.name + " (\n\t" + strings.Join(defs, ",\n\t") + "\n)"
 	if d == MySQL {
 		create += " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+	} else if t.withoutRowID {
+		create += " WITHOUT ROWID"
 	}
 	stmts := []string{ddlTypes[d].Replace(create)}
 	return append(stmts, after...)

@@ -50,6 +50,8 @@ func TestBadInput(t *testing.T) {
 		{"MySQLNoDatabase", "analytics_db:\n  driver: mysql\n  dsn: u@tcp(db:3306)/\n", nil, "analytics_db.dsn", `"u@tcp(db:3306)/"`, "names no database"},
 		{"MySQLInlinePassword", "provisioning_db:\n  driver: mysql\n  dsn: u:hunter2@tcp(db:3306)/prov\n", nil, "provisioning_db.dsn", `"u:xxxxx@tcp(db:3306)/prov"`, "holds a password"},
 		{"SQLiteDSN", "provisioning_db:\n  dsn: worker.db?cache=shared\n", nil, "provisioning_db.dsn", `"worker.db?cache=shared"`, "is not a sqlite file path"},
+		{"SampleRetentionShort", "analytics:\n  sample_retention: 10m\n", nil, "analytics.sample_retention", `"10m0s"`, "is below 1h"},
+		{"RollupsShorterThanSamples", "analytics:\n  sample_retention: 720h\n  rollup_retention: 24h\n", nil, "analytics.rollup_retention", `"24h0m0s"`, "is below analytics.sample_retention (720h0m0s)"},
 		{"Migrations", "state_store:\n  migrations: sometimes\n", nil, "state_store.migrations", `"sometimes"`, "is not one of auto, verify"},
 		{"KMHTTP", "km:\n  url: http://km:8443\n", nil, "km.url", `"http://km:8443"`, "is not an https:// URL"},
 		{"KMNoCA", "km:\n  url: https://km:8443\n", nil, "km.ca_file", `""`, "is required with km.url"},

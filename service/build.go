@@ -132,6 +132,10 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 			DeadAfter: cmp.Or(c.Pinger.DeadAfter, DefaultPingerDeadAfter),
 		},
 		Pinger: worker.PingerConfig{ProbeInterval: cmp.Or(c.Pinger.ProbeInterval.D(), DefaultPingerProbeInterval)},
+		Analytics: worker.AnalyticsConfig{
+			Retention:       c.Analytics.SampleRetention.D(),
+			RollupRetention: c.Analytics.RollupRetention.D(),
+		},
 		Schedule: poller.Config{
 			Jitter:          c.Schedule.Jitter,
 			InitialSpread:   c.Schedule.InitialSpread.D(),

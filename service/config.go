@@ -29,6 +29,7 @@ type Config struct {
 	Retry          RetrySection        `yaml:"retry,omitempty"`
 	GuestLogs      GuestLogsSection    `yaml:"guest_logs,omitempty"`
 	Metrics        MetricsSection      `yaml:"metrics,omitempty"`
+	Analytics      AnalyticsSection    `yaml:"analytics,omitempty"`
 	// Accounts are put into the account registry at start when missing
 	// (see [Bootstrap]).
 	Accounts []AccountEntry `yaml:"accounts,omitempty"`
@@ -170,6 +171,17 @@ type LoggingSection struct {
 	MaxBackups int  `yaml:"max_backups,omitempty"`
 	MaxAgeDays int  `yaml:"max_age_days,omitempty"`
 	Compress   bool `yaml:"compress,omitempty"`
+}
+
+// AnalyticsSection sets how long the servers' usage samples are kept in
+// the analytics database (worker.AnalyticsConfig).
+type AnalyticsSection struct {
+	// SampleRetention is how long raw samples are kept, at least 1h.
+	// Default 168h (7 days).
+	SampleRetention Duration `yaml:"sample_retention,omitempty"`
+	// RollupRetention is how long hourly rollups are kept, at least
+	// SampleRetention. Default 9600h (400 days).
+	RollupRetention Duration `yaml:"rollup_retention,omitempty"`
 }
 
 // MetricsSection configures the Prometheus endpoint of the service's

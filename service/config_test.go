@@ -285,6 +285,7 @@ func TestEnvNames(t *testing.T) {
 }
 
 // TestProcessesConfig: the pinger section sets the heartbeats and probes,
+// the analytics section the usage samples' retention,
 // process.role takes pinger, mq.url takes the durable SQLite queue, and
 // the Closer reopens the process log for SIGHUP.
 func TestProcessesConfig(t *testing.T) {
@@ -293,7 +294,8 @@ func TestProcessesConfig(t *testing.T) {
 	path := filepath.Join(dir, "worker.yaml")
 	writeFile(t, path, "process:\n  role: pinger\nmq:\n  url: sqlite:"+filepath.Join(dir, "q.db")+
 		"\nprovisioning_db:\n  dsn: "+filepath.Join(dir, "w.db")+
-		"\nlogging:\n  dir: "+filepath.Join(dir, "log")+"\n  process_log: p.log\npinger:\n  interval: 2s\n  probe_interval: 5s\n  dead_after: 4\n", 0o600)
+		"\nlogging:\n  dir: "+filepath.Join(dir, "log")+"\n  process_log: p.log\npinger:\n  interval: 2s\n  probe_interval: 5s\n  dead_after: 4\n"+
+		"analytics:\n  sample_retention: 48h\n  rollup_retention: 8760h\n", 0o600)
 	cfg, err := service.Load(path, nil)
 	require.NoError(t, err)
 	wc, closer, err := cfg.Worker()
@@ -302,6 +304,7 @@ func TestProcessesConfig(t *testing.T) {
 	require.Equal(t, worker.RolePinger, wc.Role)
 	require.Equal(t, worker.HeartbeatConfig{Interval: 2 * time.Second, DeadAfter: 4}, wc.Heartbeat)
 	require.Equal(t, 5*time.Second, wc.Pinger.ProbeInterval)
+	require.Equal(t, worker.AnalyticsConfig{Retention: 48 * time.Hour, RollupRetention: 365 * 24 * time.Hour}, wc.Analytics)
 
 	log := filepath.Join(dir, "log", "p.log")
 	wc.Logger.Info("before")

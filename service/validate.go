@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +12,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/accounts"
 )
 
@@ -30,7 +33,7 @@ func (c *Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateWorker, c.validateMQ, c.validateDBs, c.validateStateStore, c.validateKM,
 		c.validateProvisioning, c.validateLogging, c.validatePinger, c.validateSchedule,
-		c.validateRetry, c.validateGuestLogs, c.validateAccounts, c.validateMetrics,
+		c.validateRetry, c.validateGuestLogs, c.validateAccounts, c.validateMetrics, c.validateAnalytics,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -332,6 +335,20 @@ func (c *Config) validateMetrics() error {
 	}
 	if host != "" && net.ParseIP(host) == nil && !namePattern.MatchString(strings.ToLower(host)) {
 		return c.fail("metrics.listen", l, "has a host that is neither an IP address nor a host name")
+	}
+	return nil
+}
+
+func (c *Config) validateAnalytics() error {
+	a := c.Analytics
+	raw := cmp.Or(a.SampleRetention.D(), worker.DefaultSampleRetention)
+	switch {
+	case a.SampleRetention.D() < 0 || (a.SampleRetention.D() > 0 && a.SampleRetention.D() < time.Hour):
+		return c.fail("analytics.sample_retention", a.SampleRetention.D().String(), "is below 1h (0 means the default, 168h)")
+	case a.RollupRetention.D() < 0 || (a.RollupRetention.D() > 0 && a.RollupRetention.D() < raw):
+		return c.fail("analytics.rollup_retention", a.RollupRetention.D().String(), "is below analytics.sample_retention (%s)", raw)
+	case a.RollupRetention.D() == 0 && raw > worker.DefaultRollupRetention:
+		return c.fail("analytics.sample_retention", raw.String(), "is above the default rollup_retention (%s): set analytics.rollup_retention too", worker.DefaultRollupRetention)
 	}
 	return nil
 }

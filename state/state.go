@@ -49,6 +49,10 @@ type Snapshot struct {
 	// Complete marks the last page of a full listing: resources of the target that
 	// were not seen in this listing may have been deleted.
 	Complete bool `json:"complete,omitempty"`
+	// Samples are usage measurements of the target's servers, for the
+	// analytics database (a poller of usage, not of state, returns these and
+	// no observations).
+	Samples []Sample `json:"samples,omitempty"`
 }
 
 // ChangeOp says what happened to a resource.
@@ -74,4 +78,23 @@ type Change struct {
 	Fields []string `json:"fields,omitempty"`
 	// Version is the resource's stored version after the change (1 on creation).
 	Version int64 `json:"version"`
+}
+
+// Sample is one usage measurement of one server, averaged over the cloud's
+// sampling interval that ends at At: a point of a time series, not state.
+// Samples are appended to the analytics database as they come (a
+// [Snapshot]'s Samples), without change detection or events; a sample
+// whose server and time are already stored is a duplicate and is dropped.
+type Sample struct {
+	Server string    `json:"server"` // the server's provider id; required
+	At     time.Time `json:"at"`     // when the sampling interval ended; stored in whole seconds (UTC)
+	// CPU and Memory are percentages of the server's capacity in use, 0 to
+	// 100 (stored to 0.01).
+	CPU    float64 `json:"cpu"`
+	Memory float64 `json:"memory"`
+	// Disk and network throughput in bytes per second, >= 0.
+	DiskRead  int64 `json:"disk_read"`
+	DiskWrite int64 `json:"disk_write"`
+	NetRx     int64 `json:"net_rx"`
+	NetTx     int64 `json:"net_tx"`
 }

@@ -44,6 +44,7 @@ const (
 	APIListCertificates       = "ListCertificates"
 	APIListSubscriptions      = "ListSubscriptions"
 	APIListInvoices           = "ListInvoices"
+	APIListUsage              = "ListUsage"
 )
 
 // Service names, as used in [Config.Disable].
@@ -65,6 +66,7 @@ const (
 	ServiceCDN           = cloud.ServiceCDN
 	ServiceCertificates  = cloud.ServiceCertificates
 	ServiceSubscriptions = cloud.ServiceSubscriptions
+	ServiceAnalytics     = cloud.ServiceServerAnalytics
 )
 
 // api is the index of an API name; every per-API table is an array indexed by it.
@@ -102,6 +104,7 @@ const (
 	apiListCertificates
 	apiListSubscriptions
 	apiListInvoices
+	apiListUsage
 	numAPIs
 )
 
@@ -128,6 +131,7 @@ var apiNames = [numAPIs]string{
 	APIListCertificates,
 	APIListSubscriptions,
 	APIListInvoices,
+	APIListUsage,
 }
 
 // apiService is the service each API belongs to.
@@ -154,6 +158,7 @@ var apiService = [numAPIs]string{
 	ServiceCertificates,
 	ServiceSubscriptions,
 	ServiceSubscriptions,
+	ServiceAnalytics,
 }
 
 func (a api) String() string { return apiNames[a] }
@@ -185,6 +190,7 @@ var services = []string{
 	ServiceCDN,
 	ServiceCertificates,
 	ServiceSubscriptions,
+	ServiceAnalytics,
 }
 
 // Defaults applied by [New] to zero fields of [Config].

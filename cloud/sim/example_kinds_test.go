@@ -43,9 +43,9 @@ func ExampleStandardPollers() {
 	}
 	// Output:
 	// cloud: not supported by this provider: sim has no dns service
-	// cdn-distribution 30m0s
 	// certificate 6h0m0s
 	// subscription 6h0m0s
 	// invoice 6h0m0s
+	// server-analytics 5m0s
 	// load-balancer lb-1 {"name":"web","servers":["server-1","server-2"],"state":"ACTIVE"} true
 }

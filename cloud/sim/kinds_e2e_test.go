@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,7 +196,7 @@ func newKinds(t testing.TB, c cloud.Provider) []cloud.Scheduled {
 	require.NoError(t, err)
 	return slices.DeleteFunc(ps, func(s cloud.Scheduled) bool {
 		switch s.Poller.Kind() {
-		case cloud.KindServer, cloud.KindServerStatus, cloud.KindFirewall, cloud.KindBudget:
+		case cloud.KindServer, cloud.KindServerStatus, cloud.KindFirewall, cloud.KindBudget, cloud.KindServerAnalytics:
 			return true
 		}
 		return false
@@ -261,7 +262,8 @@ const steadyInterval = 15 * time.Minute
 // TestKindsSteadyStateHundredAccounts: one worker polls every standard kind
 // of 100 accounts of the sim cloud (20 under the race detector); once the first round has stored them
 // (and its events are out), a further round of every kind writes nothing to
-// the provisioning database.
+// the provisioning database but the servers' usage samples, which go to
+// the analytics tables (here in the same database).
 func TestKindsSteadyStateHundredAccounts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("polls 2400 targets")
@@ -283,7 +285,7 @@ func TestKindsSteadyStateHundredAccounts(t *testing.T) {
 	}
 	ps, err := cloud.StandardPollers(env.Cloud)
 	require.NoError(t, err)
-	require.Len(t, ps, 24)
+	require.Len(t, ps, 25)
 	for _, s := range ps {
 		require.NoError(t, env.Worker.Register(s.Poller, min(s.Interval, steadyInterval)))
 	}
@@ -322,23 +324,28 @@ func TestKindsSteadyStateHundredAccounts(t *testing.T) {
 	for _, k := range kindAPIs {
 		require.GreaterOrEqual(t, env.Cloud.Calls(k.api), accounts, "%s: another round of every account", k.api)
 	}
+	require.GreaterOrEqual(t, env.Cloud.Calls(sim.APIListUsage), accounts, "usage samples of every account")
 	n, what := writes.get()
-	t.Logf("steady state: %d polls, %d writes to the provisioning database", env.Cloud.Calls(""), n)
+	t.Logf("steady state: %d polls, %d writes to the provisioning database, %d of samples to the analytics tables",
+		env.Cloud.Calls(""), n, writes.samples.Load())
 	require.Zero(t, n, "the steady state writes nothing: %v", what)
+	require.Positive(t, writes.samples.Load(), "the usage samples are appended")
 }
 
 // writeCounter counts the INSERT, UPDATE, DELETE and raw statements issued
 // through a database handle.
 type writeCounter struct {
-	n    atomic.Int64
-	mu   sync.Mutex
-	what []string // the tables (or raw SQL) written, for the failure message
+	n       atomic.Int64
+	samples atomic.Int64 // writes to the usage tables (analytics, not state)
+	mu      sync.Mutex
+	what    []string // the tables (or raw SQL) written, for the failure message
 }
 
 func (w *writeCounter) reset() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.n.Store(0)
+	w.samples.Store(0)
 	w.what = nil
 }
 
@@ -359,6 +366,12 @@ func countWrites(t *testing.T, db *gorm.DB) *writeCounter {
 		// The heartbeat is the process's liveness, written every beat
 		// whatever the cloud does; it is not cloud state.
 		if t := d.Statement.Table; t == "worker_instances" || t == "worker_probes" {
+			return
+		}
+		// Usage samples are time series for the analytics database, which
+		// is the provisioning one in this test.
+		if strings.Contains(d.Statement.SQL.String(), "worker_usage_") {
+			w.samples.Add(1)
 			return
 		}
 		w.n.Add(1)

@@ -45,6 +45,11 @@
 //	                              sorted by whether the address is private
 //	Network (firewalls)           not supported: needs NSX
 //	Billing (budgets)             not supported: needs Aria Operations
+//	ServerAnalytics (usage)       the performance manager's realtime (20s)
+//	                              counters of powered-on VMs: cpu.usage,
+//	                              mem.usage, disk.read/write,
+//	                              net.received/transmitted (aggregates);
+//	                              one QueryPerf per page of VMs
 //
 // The optional services of package cloud (see its table of kinds): vSphere
 // has six of them; the Provider has no accessor for the others (load

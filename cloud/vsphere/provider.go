@@ -64,6 +64,8 @@ type Provider struct {
 
 	ops *opLog
 
+	usage usageState // server analytics (analytics.go)
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error

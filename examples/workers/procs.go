@@ -82,7 +82,14 @@ func runProcess(ctx context.Context, e *env, role worker.Role, args []string) er
 		case "server-status":
 			every = defaultServerStatusInterval
 		}
-		if err := w.Register(p.Poller, cfg.Interval(p.Poller.Kind(), every)); err != nil {
+		every = cfg.Interval(p.Poller.Kind(), every)
+		if a, ok := p.Poller.(cloud.ServerAnalyticsPoller); ok {
+			// Each poll reads twice its interval back, so that one late
+			// or missed poll loses no samples (duplicates are dropped).
+			a.Window = 2 * every
+			p.Poller = a
+		}
+		if err := w.Register(p.Poller, every); err != nil {
 			return err
 		}
 	}
