@@ -94,6 +94,7 @@ func Example_kinds() {
 	// snapshot-status every 5m0s
 	// network every 30m0s
 	// address every 5m0s
+	// server-analytics every 5m0s
 	// cloud: not supported by this provider: vsphere has no dns service
 	// image DC0_C0_RP0_VM1 AVAILABLE public: false created: true
 	// complete: true

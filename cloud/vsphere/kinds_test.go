@@ -163,7 +163,7 @@ func TestKindsOffered(t *testing.T) {
 	require.Equal(t, []string{
 		cloud.KindServer, cloud.KindServerStatus, cloud.KindRegion, cloud.KindDataCenter, cloud.KindImage,
 		cloud.KindVolume, cloud.KindVolumeStatus, cloud.KindSnapshot, cloud.KindSnapshotStatus,
-		cloud.KindNetwork, cloud.KindAddress,
+		cloud.KindNetwork, cloud.KindAddress, cloud.KindServerAnalytics,
 	}, kinds)
 	for name, of := range map[string]func(cloud.Provider) error{
 		cloud.ServiceLoadBalancers: func(p cloud.Provider) error { _, err := cloud.LoadBalancersOf(p); return err },
