@@ -18,6 +18,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratusworks/worker/clock"
@@ -59,6 +60,7 @@ type Worker struct {
 
 	// The parts; nil where the role or the configuration has none.
 	sched    *scheduler             // publisher roles
+	leases   *leaseKeeper           // publisher roles of a shared schedule (Config.Scale)
 	polls    *pollRunner            // every role: it keeps the registered pollers
 	jobs     *jobTracker            // every role
 	launcher *launcher              // with Config.Cloud, in handling roles
@@ -125,8 +127,12 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 
 	// The parts.
+	w.instanceID = uuid.NewString()
 	if cfg.Role.schedules() {
 		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.now, w.log); err != nil {
+			return err
+		}
+		if err := w.buildSharing(); err != nil {
 			return err
 		}
 	}
@@ -355,11 +361,14 @@ func (w *Worker) buildDuties() []duty {
 	if w.sched != nil {
 		ds = append(ds,
 			duty{name: "following the account registry", every: w.cfg.AccountSyncInterval, run: w.accts.sync},
-			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
+			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub, lease: w.leases}).run},
 			duty{name: "purging published events", every: 10 * time.Minute, timeout: 5 * time.Minute,
-				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
+				run: w.relayOnly(purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run)},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
+	}
+	if w.leases != nil {
+		ds = append(ds, duty{name: "applying poll reports forwarded by other publishers", every: forwardEvery, run: w.sched.applyForwarded})
 	}
 	ds = append(ds, w.inboxDuties()...)
 	for i := range ds {
@@ -554,7 +563,7 @@ func (w *Worker) Schedule(t state.Target, every time.Duration) error {
 	if !w.polls.has(t.Kind) {
 		return fmt.Errorf("%w: Schedule(%s): no poller registered for kind %q", ErrInvalidConfig, t, t.Kind)
 	}
-	return w.sched.sched.Set(t, every)
+	return w.sched.setTarget(t, every)
 }
 
 // ScheduleIdle reports whether the poll schedule has nothing to do at the
@@ -683,6 +692,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("the account registry could not be read at start; retrying in the background", "err", err)
 		}
 		cancel()
+		if w.leases != nil {
+			// The first shards are owned before Run reports running.
+			lctx, cancel := context.WithTimeout(gctx, w.cfg.Scale.LeasePeriod/3)
+			if err := w.leases.round(lctx); err != nil {
+				w.log.Warn("the schedule's leases could not be taken at start; retrying in the background", "err", err)
+			}
+			cancel()
+			g.Go(func() error { return w.leases.run(gctx) })
+		}
 		g.Go(func() error { return w.sched.run(gctx) })
 	}
 	for _, d := range w.duties {

@@ -1,0 +1,195 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stratusworks/worker/internal/testenv"
+	"github.com/stratusworks/worker/persist"
+)
+
+// fakeShards records what a lease keeper tells its schedule.
+type fakeShards struct {
+	mu       sync.Mutex
+	owned    map[int]int64
+	handoffs map[int]string // received
+	lost     int
+}
+
+func newFakeShards() *fakeShards {
+	return &fakeShards{owned: map[int]int64{}, handoffs: map[int]string{}}
+}
+
+func (f *fakeShards) acquire(shard int, gen int64, handoff string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.owned[shard] = gen
+	if handoff != "" {
+		f.handoffs[shard] = handoff
+	}
+}
+
+func (f *fakeShards) lose(shard int, release bool) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.owned, shard)
+	f.lost++
+	if release {
+		return fmt.Sprintf("handoff of %d", shard)
+	}
+	return ""
+}
+
+func (f *fakeShards) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.owned)
+}
+
+// leaseBackends are the stores the keeper tests run on: a SQLite file, and
+// a MariaDB database of their own (skipped without one).
+var leaseBackends = []struct {
+	name string
+	cfg  func(t *testing.T) persist.Config
+}{
+	{"SQLite", sqliteConfig},
+	{"MariaDB", func(t *testing.T) persist.Config {
+		return persist.Config{Provisioning: persist.DBConfig{Driver: persist.MySQL, DSN: testenv.MySQLDSN(t)}, Logger: discardLogger()}
+	}},
+}
+
+// TestLeaseKeepers: publishers sharing one lease table split the shards
+// fairly, take a silent one's shards over once its leases expire, hand
+// shards over with their handoff when they let them go, and never hold a
+// shard at the same time: a keeper that could not renew stops owning its
+// shards (fencing) before another can claim them.
+func TestLeaseKeepers(t *testing.T) {
+	t.Parallel()
+	for _, b := range leaseBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			store, err := persist.Open(ctx, b.cfg(t))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = store.Close() })
+
+			var mu sync.Mutex
+			at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			now := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
+			advance := func(d time.Duration) { mu.Lock(); at = at.Add(d); mu.Unlock() }
+			cfg := ScaleConfig{Mode: ScaleShared, Shards: 8, LeasePeriod: 3 * time.Second}
+			type pub struct {
+				k *leaseKeeper
+				s *fakeShards
+			}
+			var pubs []pub
+			join := func(name string) pub {
+				s := newFakeShards()
+				p := pub{newLeaseKeeper(store, name, cfg, now, s, discardLogger()), s}
+				pubs = append(pubs, p)
+				return p
+			}
+			// No shard is owned by two keepers, as the keepers see it.
+			exclusive := func() {
+				t.Helper()
+				for sh := range cfg.Shards {
+					n := 0
+					for _, p := range pubs {
+						if _, ok := p.k.owns(sh); ok {
+							n++
+						}
+					}
+					require.LessOrEqual(t, n, 1, "shard %d owned twice", sh)
+				}
+			}
+			round := func(ps ...pub) {
+				t.Helper()
+				for _, p := range ps {
+					require.NoError(t, p.k.round(ctx))
+					exclusive()
+				}
+			}
+
+			a := join("a")
+			round(a)
+			require.Equal(t, 8, a.s.count(), "alone, it owns every shard")
+			_, relay := a.k.holds(relayLease)
+			require.True(t, relay, "and the relay")
+
+			b2 := join("b")
+			round(b2, a, b2)
+			require.Equal(t, 4, a.s.count())
+			require.Equal(t, 4, b2.s.count(), "two share fairly")
+			require.Len(t, b2.s.handoffs, 4, "what a released, b received with its handoff")
+
+			c := join("c")
+			round(c, a, b2, c)
+			require.Equal(t, 8, a.s.count()+b2.s.count()+c.s.count())
+			require.LessOrEqual(t, max(a.s.count(), b2.s.count(), c.s.count()), 3, "ceil(8/3)")
+			require.Equal(t, 1, countRelays(a.k, b2.k, c.k), "one relay")
+
+			// c goes silent (SIGKILL): its leases expire, and a and b take
+			// its shards; c's own view says it no longer owns them either.
+			advance(cfg.LeasePeriod + time.Second)
+			for _, p := range []pub{a, b2} { // their renewal restarts their deadline
+				require.NoError(t, p.k.round(ctx))
+			}
+			round(a, b2, a)
+			require.Equal(t, 8, a.s.count()+b2.s.count(), "c's shards taken over")
+			for sh := range cfg.Shards {
+				_, ok := c.k.owns(sh)
+				require.False(t, ok, "c, paused past its lease, is fenced")
+			}
+			// c wakes up (SIGCONT): one round and it learns it lost them.
+			round(c)
+			require.Zero(t, c.s.count())
+			round(a, b2, c, a, b2)
+			require.Equal(t, 8, a.s.count()+b2.s.count()+c.s.count())
+
+			// b shuts down: it hands its shards over.
+			b2.k.releaseAll()
+			pubs = []pub{a, c}
+			round(a, c, a)
+			require.Equal(t, 8, a.s.count()+c.s.count())
+			require.Equal(t, 4, a.s.count())
+			require.Equal(t, 1, countRelays(a.k, c.k))
+		})
+	}
+}
+
+func countRelays(ks ...*leaseKeeper) int {
+	n := 0
+	for _, k := range ks {
+		if _, ok := k.holds(relayLease); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func TestScaleConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		cfg   ScaleConfig
+		field string
+	}{
+		{"Mode", ScaleConfig{Mode: "both"}, "Scale.Mode"},
+		{"ShortLease", ScaleConfig{LeasePeriod: time.Millisecond}, "Scale.LeasePeriod"},
+		{"LongLease", ScaleConfig{LeasePeriod: time.Hour}, "Scale.LeasePeriod"},
+		{"Shards", ScaleConfig{Shards: MaxShards + 1}, "Scale.Shards"},
+		{"NegativeShards", ScaleConfig{Shards: -1}, "Scale.Shards"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Config{Scale: tc.cfg}.Validate()
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			require.ErrorContains(t, err, tc.field)
+		})
+	}
+	require.NoError(t, Config{}.Validate(), "the zero value is valid")
+}
