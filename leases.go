@@ -262,6 +262,7 @@ func (k *leaseKeeper) join(ctx context.Context, rows []persist.Lease, until time
 // round renews, reads and rebalances once.
 func (k *leaseKeeper) round(ctx context.Context) error {
 	defer k.rounds.Add(1)
+	k.expire() // a process paused past its deadlines drops those shards first
 	start := k.now()
 	until := start.Add(k.period)
 	deadline := start.Add(k.period - k.margin)
@@ -419,7 +420,7 @@ func (k *leaseKeeper) expire() {
 	for _, name := range lost {
 		if i, ok := shardIndex(name); ok {
 			k.sched.lose(i, false)
-			k.log.Warn("schedule shard dropped: its lease could not be renewed in time", "shard", i)
+			k.log.Warn("schedule shard fenced: its lease ran out before it could be renewed (a slow database, or this process was paused); another publisher may own it now", "shard", i)
 		}
 	}
 }

@@ -500,6 +500,9 @@ func scheduled(out dispatchOutcomes, log *slog.Logger, run dispatchRun) HandlerF
 		if err != nil {
 			return err
 		}
+		if tlog.Enabled(ctx, slog.LevelDebug) {
+			tlog.Debug("dispatch handled", "type", a.Type, "target", d.Target.String(), "owner", wd.Owner, "gen", wd.Gen, "ok", o.Err == nil)
+		}
 		if o.Err != nil && ctx.Err() == nil && !errors.Is(o.Err, context.Canceled) { // not at shutdown
 			tlog.Warn("poll failed", "target", d.Target.String(), "throttled", o.Throttled, "retry_after", o.RetryAfter, "err", o.Err)
 		}
