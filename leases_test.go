@@ -9,8 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/persist"
+	"github.com/stratusworks/worker/poller"
 )
 
 // fakeShards records what a lease keeper tells its schedule.
@@ -192,4 +194,116 @@ func TestScaleConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, Config{}.Validate(), "the zero value is valid")
+}
+
+// capturePub records what a part publishes.
+type capturePub struct {
+	mu      sync.Mutex
+	actions []Action
+}
+
+func (p *capturePub) Publish(_ context.Context, as ...Action) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.actions = append(p.actions, as...)
+	return nil
+}
+
+func (p *capturePub) take() []Action {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.actions
+	p.actions = nil
+	return out
+}
+
+// TestSchedulerFencing: a scheduler that shares the schedule follows only
+// the accounts of its shards; its dispatches carry its instance and the
+// shard's lease generation; once its lease has run out without a renewal
+// (the process was paused) it sends nothing for the shard, counts what it
+// fenced and drops the shard; a report of an older generation is rejected
+// and counted.
+func TestSchedulerFencing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := persist.Open(ctx, sqliteConfig(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	var mu sync.Mutex
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
+	advance := func(d time.Duration) { mu.Lock(); at = at.Add(d); mu.Unlock() }
+	clk := poller.NewFakeClock(at)
+
+	cfg := ScaleConfig{Mode: ScaleShared, Shards: 4, LeasePeriod: 3 * time.Second}
+	newSched := func(self string) (*scheduler, *leaseKeeper, *capturePub) {
+		pub := &capturePub{}
+		s, err := newScheduler(poller.Config{Clock: clk}, pub, clk.Now, discardLogger())
+		require.NoError(t, err)
+		require.NoError(t, s.register("thing", time.Minute))
+		k := newLeaseKeeper(store, self, cfg, now, s, discardLogger())
+		s.share(k, store, self, cfg, 5*time.Minute)
+		return s, k, pub
+	}
+	a, ka, pubA := newSched("a")
+	b, kb, _ := newSched("b")
+	const n = 40
+	for i := range n {
+		acct := accounts.Account{ID: fmt.Sprintf("acct-%02d", i), Customer: "c"}
+		require.NoError(t, a.follow(acct))
+		require.NoError(t, b.follow(acct))
+	}
+	require.Zero(t, a.sched.Stats().Targets, "no shard owned yet: nothing scheduled")
+	require.NoError(t, ka.round(ctx))
+	require.NoError(t, kb.round(ctx))
+	require.NoError(t, ka.round(ctx)) // a lets half go
+	require.NoError(t, kb.round(ctx)) // b takes it
+	require.Equal(t, n, a.sched.Stats().Targets+b.sched.Stats().Targets, "each account on one schedule")
+	require.NotZero(t, b.sched.Stats().Targets)
+
+	// a dispatches what is due, carrying its generation.
+	clk.Advance(time.Minute)
+	due := a.sched.Due(clk.Now(), 0)
+	require.NotEmpty(t, due)
+	require.NoError(t, a.dispatch(ctx, due))
+	sent := pubA.take()
+	require.Len(t, sent, len(due))
+	var wd wireDispatch
+	require.NoError(t, sent[0].Decode(&wd))
+	require.Equal(t, "a", wd.Owner)
+	gen, ok := ka.owns(shardOf(wd.Target.Account, cfg.Shards))
+	require.True(t, ok)
+	require.Equal(t, gen, wd.Gen)
+	require.True(t, a.apply(wd, poller.Outcome{}), "its own current report applies")
+	for _, act := range sent[1:] {
+		var d wireDispatch
+		require.NoError(t, act.Decode(&d))
+		require.True(t, a.apply(d, poller.Outcome{}))
+	}
+
+	// A report of an older generation is rejected, and counted.
+	old := wd
+	old.Gen--
+	require.False(t, a.apply(old, poller.Outcome{}))
+	require.Equal(t, int64(1), a.rejected.Load())
+
+	// a is paused past its lease: its next dispatches are fenced.
+	advance(cfg.LeasePeriod)
+	clk.Advance(2 * time.Minute)
+	due = a.sched.Due(clk.Now(), 0)
+	require.NotEmpty(t, due)
+	require.NoError(t, a.dispatch(ctx, due))
+	require.Empty(t, pubA.take(), "nothing sent after the lease ran out")
+	require.Equal(t, int64(len(due)), a.fenced.Load(), "every fenced dispatch counted")
+	require.Zero(t, a.sched.Stats().Targets, "its shards dropped")
+
+	// b takes them over once they expire; a, back, learns it lost them.
+	advance(time.Second)
+	require.NoError(t, kb.round(ctx))
+	require.Equal(t, n, b.sched.Stats().Targets)
+	require.NoError(t, ka.round(ctx)) // a is back: live again
+	require.NoError(t, kb.round(ctx)) // b lets half go
+	require.NoError(t, ka.round(ctx)) // a takes it
+	require.Equal(t, n, a.sched.Stats().Targets+b.sched.Stats().Targets, "rebalanced, each account once")
+	require.NotZero(t, a.sched.Stats().Targets)
 }
