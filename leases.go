@@ -115,7 +115,7 @@ type leaseStore interface {
 	CreateLease(ctx context.Context, name, owner string, until time.Time) error
 	DeleteLease(ctx context.Context, name, owner string) error
 	PurgeLeases(ctx context.Context, prefix string, olderThan time.Time) (int, error)
-	ForwardReport(ctx context.Context, shard int, gen int64, body []byte) error
+	ForwardReports(ctx context.Context, rs ...persist.ForwardedReport) error
 	ForwardedReports(ctx context.Context, shards []int, limit int) ([]persist.ForwardedReport, error)
 	DeleteForwardedReports(ctx context.Context, ids ...int64) error
 }

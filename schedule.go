@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratusworks/worker/accounts"
 	"github.com/stratusworks/worker/cloud"
+	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/poller"
 	"github.com/stratusworks/worker/state"
 )
@@ -59,19 +60,21 @@ type scheduler struct {
 
 	// The shards of a shared schedule (leases.go); keeper nil: this
 	// process owns every target.
-	self     string
-	keeper   *leaseKeeper
-	forward  leaseStore
-	nshards  int
-	period   time.Duration
-	inFlight time.Duration // the schedule's InFlightTimeout
-	smu      sync.Mutex    // the shards below, and what the schedule holds of them
-	owned    map[int]bool
-	known    map[int]map[string]accounts.Account    // the registry's live accounts, by shard
-	extra    map[int]map[string]bool                // accounts with jobs or own targets only, by shard
-	own      map[int]map[state.Target]time.Duration // Worker.Schedule's targets, by shard
-	fenced   atomic.Int64                           // dispatches not sent: their shard's lease had run out
-	rejected atomic.Int64                           // reports of another owner's or an older generation's dispatch
+	self    string
+	keeper  *leaseKeeper
+	forward leaseStore
+	// forwarder writes the forwarded reports in batches (group commit).
+	forwarder *batcher[persist.ForwardedReport]
+	nshards   int
+	period    time.Duration
+	inFlight  time.Duration // the schedule's InFlightTimeout
+	smu       sync.Mutex    // the shards below, and what the schedule holds of them
+	owned     map[int]bool
+	known     map[int]map[string]accounts.Account    // the registry's live accounts, by shard
+	extra     map[int]map[string]bool                // accounts with jobs or own targets only, by shard
+	own       map[int]map[state.Target]time.Duration // Worker.Schedule's targets, by shard
+	fenced    atomic.Int64                           // dispatches not sent: their shard's lease had run out
+	rejected  atomic.Int64                           // reports of another owner's or an older generation's dispatch
 }
 
 func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, log *slog.Logger) (*scheduler, error) {
@@ -406,7 +409,7 @@ func (s *scheduler) handleReport(ctx context.Context, a Action) error {
 		s.reject(r.Dispatch, "this process owns the shard now")
 		return nil
 	}
-	if err := s.forward.ForwardReport(ctx, sh, r.Dispatch.Gen, a.Payload); err != nil {
+	if err := s.forwarder.forward(ctx, persist.ForwardedReport{Shard: sh, Generation: r.Dispatch.Gen, Body: a.Payload}); err != nil {
 		return fmt.Errorf("worker: forward a poll report to the owner of shard %d: %w", sh, err)
 	}
 	return nil

@@ -23,6 +23,7 @@ func addTo[K comparable, V any](m map[int]map[K]V, sh int, k K, v V) {
 // share makes the scheduler one of several that share the schedule.
 func (s *scheduler) share(k *leaseKeeper, store leaseStore, self string, cfg ScaleConfig, inFlight time.Duration) {
 	s.keeper, s.forward, s.self = k, store, self
+	s.forwarder = newBatcher(forwardBatch, store.ForwardReports)
 	s.nshards, s.period, s.inFlight = cfg.Shards, cfg.LeasePeriod, inFlight
 	s.owned = map[int]bool{}
 	s.known = map[int]map[string]accounts.Account{}

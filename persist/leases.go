@@ -265,19 +265,28 @@ func (s *Store) PurgeLeases(ctx context.Context, prefix string, olderThan time.T
 	return int(n), nil
 }
 
-// ForwardReport stores a poll outcome for the owner of shard (at
-// generation gen, as the dispatch said).
-func (s *Store) ForwardReport(ctx context.Context, shard int, gen int64, body []byte) error {
-	if len(body) > maxReportLen {
-		return invalidf("persist: forward report: %d bytes, at most %d", len(body), maxReportLen)
+// ForwardReports stores poll outcomes for the owners of their shards (at
+// the generation each dispatch said), in one statement per 500.
+func (s *Store) ForwardReports(ctx context.Context, rs ...ForwardedReport) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	row := reportRow{Shard: int64(shard), Generation: gen, Body: string(body), CreatedAt: dbTime(s.now())}
+	rows := make([]reportRow, 0, len(rs))
+	at := dbTime(s.now())
+	for _, r := range rs {
+		if len(r.Body) > maxReportLen {
+			return invalidf("persist: forward report: %d bytes, at most %d", len(r.Body), maxReportLen)
+		}
+		rows = append(rows, reportRow{Shard: int64(r.Shard), Generation: r.Generation, Body: string(r.Body), CreatedAt: at})
+	}
 	err := retry(ctx, func() error {
-		row.ID = 0
-		return s.prov.writer.WithContext(ctx).Create(&row).Error
+		for i := range rows {
+			rows[i].ID = 0
+		}
+		return s.prov.writer.WithContext(ctx).CreateInBatches(&rows, 500).Error
 	})
 	if err != nil {
-		return fmt.Errorf("persist: forward report of shard %d: %w", shard, err)
+		return fmt.Errorf("persist: forward %d poll report(s): %w", len(rows), err)
 	}
 	return nil
 }
