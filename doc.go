@@ -339,6 +339,7 @@
 //	worker_members{status}                     instances alive, dead, stopped
 //	worker_db_errors_total{op}                 store failures the parts saw
 //	worker_mq_errors_total{op}                 transport failures the parts saw
+//	worker_schedule_fenced_total{op}           a shared schedule's refusals: dispatch, report
 //
 // # Types shared with other packages
 //

@@ -397,6 +397,13 @@ func (k *leaseKeeper) round(ctx context.Context) error {
 			k.mu.Unlock()
 		}
 	}
+	// The presence of publishers gone for an hour (SIGKILLed: a clean
+	// shutdown deletes its own) is purged now and then, by the relay.
+	if _, relay := k.holds(relayLease); relay && k.rounds.Load()%purgeRounds == 0 {
+		if _, err := k.store.PurgeLeases(ctx, memberLeasePrefix, start.Add(-time.Hour)); err != nil {
+			k.log.Warn("the presence of publishers long gone could not be purged", "err", err)
+		}
+	}
 	k.ready.Store(true)
 	if acquired && k.acquired != nil {
 		k.acquired(ctx)
@@ -507,6 +514,9 @@ func decodeHandoff(s string) []handoffEntry {
 // forwardEvery is how often a publisher of a shared schedule reads the
 // poll reports forwarded to its shards.
 const forwardEvery = 500 * time.Millisecond
+
+// purgeRounds is how many lease rounds go between purges of old presence.
+const purgeRounds = 100
 
 // buildSharing makes the scheduler one of several when Config.Scale says
 // so: a lease keeper on the store, and the scheduler's shards.

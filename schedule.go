@@ -241,6 +241,7 @@ func (s *scheduler) dispatch(ctx context.Context, ds []poller.Dispatch) error {
 				}
 				fenced[sh] = true
 				s.fenced.Add(1)
+				s.obs.fenced("dispatch")
 				continue
 			}
 			wd.Owner, wd.Gen = s.self, gen
@@ -368,6 +369,7 @@ func (s *scheduler) apply(d wireDispatch, o poller.Outcome) bool {
 
 func (s *scheduler) reject(d wireDispatch, why string) {
 	n := s.rejected.Add(1)
+	s.obs.fenced("report")
 	targetLog(s.log, d.Target).Debug("poll report of an earlier owner rejected; the current owner has its own dispatch",
 		"target", d.Target.String(), "owner", d.Owner, "gen", d.Gen, "why", why, "rejected_total", n)
 }

@@ -127,6 +127,7 @@ func (s *scheduler) lose(shard int, release bool) string {
 		s.mu.Lock()
 		delete(s.health, id)
 		s.mu.Unlock()
+		s.obs.forgetAccount(id) // its series are its new owner's now
 	}
 	// Jobs of accounts not followed are found again by the owner's job sync.
 	delete(s.extra, shard)
