@@ -224,7 +224,7 @@ schedule:
 
 	// Steady state.
 	from := time.Now().Add(run.every) // the polls of the last rebalance are behind
-	time.Sleep(run.every + 4*run.every)
+	time.Sleep(run.every + 3*run.every)
 	to := time.Now()
 	st := statsOf(readPolls(t, subLogs...), targets, run.every, from, to)
 	t.Logf("steady state: %d polls of %d targets in %v, %d duplicates, longest gap %v (%s)",
@@ -264,7 +264,7 @@ schedule:
 		}
 		return o[relayOwner] == 0 && total == run.shards, s
 	})
-	time.Sleep(run.lease + run.every)
+	time.Sleep(run.lease/3 + run.every) // the taken-over targets come due within lease/3
 	st = statsOf(readPolls(t, subLogs...), targets, run.every, killedAt.Add(-run.every), time.Now())
 	t.Logf("around the SIGKILL: %d polls, %d duplicates, longest gap %v (%s)", st.polls, st.duplicates, st.maxGap, st.worst)
 	// The lease runs out (≤ lease after the kill), a survivor claims the
