@@ -307,3 +307,28 @@ func TestSchedulerFencing(t *testing.T) {
 	require.Equal(t, n, a.sched.Stats().Targets+b.sched.Stats().Targets, "rebalanced, each account once")
 	require.NotZero(t, a.sched.Stats().Targets)
 }
+
+// TestScaleModes: the embedded transports keep one in-process schedule
+// with no lease (no extra statement); ScaleShared shares it on any of
+// them; a host's store without leases cannot share, and the error says so.
+func TestScaleModes(t *testing.T) {
+	t.Parallel()
+	mem := newTestWorker(t, Config{Role: RolePublisher, Store: sqliteConfig(t)})
+	require.Nil(t, mem.leases, "memory transport: a single schedule")
+	sq := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: "sqlite"}, Store: sqliteConfig(t)})
+	require.Nil(t, sq.leases, "the SQLite queue: a single schedule by default")
+	shared := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: "sqlite"}, Store: sqliteConfig(t), Scale: ScaleConfig{Mode: ScaleShared}})
+	require.NotNil(t, shared.leases, "ScaleShared: leases")
+	sub := newTestWorker(t, Config{Role: RoleSubscriber, MQ: MQConfig{URL: "sqlite"}, Store: sqliteConfig(t), Scale: ScaleConfig{Mode: ScaleShared}})
+	require.Nil(t, sub.leases, "a subscriber has no schedule")
+
+	store, err := persist.Open(context.Background(), sqliteConfig(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	_, err = New(context.Background(), Config{Role: RolePublisher, Storage: noLeases{store}, Scale: ScaleConfig{Mode: ScaleShared}, Logger: discardLogger()})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.ErrorContains(t, err, "Scale.Mode")
+}
+
+// noLeases is a host's store that keeps no leases.
+type noLeases struct{ Store }
