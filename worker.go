@@ -545,8 +545,9 @@ func (w *Worker) Cloud() cloud.Provider { return w.cloud }
 
 // AccountHealth reports how an account's polls are going when they are
 // failing: how many in a row, the last error, since when. ok is false
-// when the account's last poll succeeded (or none ran), and always in a
-// subscriber-only process, which has no schedule.
+// when the account's last poll succeeded (or none ran), always in a
+// subscriber-only process, which has no schedule, and in a publisher that
+// does not own the account's shard of a shared schedule.
 func (w *Worker) AccountHealth(account string) (h AccountHealth, ok bool) {
 	if w.sched == nil {
 		return AccountHealth{}, false
@@ -555,7 +556,9 @@ func (w *Worker) AccountHealth(account string) (h AccountHealth, ok bool) {
 }
 
 // Schedule polls one target at its own interval: a single resource polled more
-// often than its kind, or a kind for one account without Watch.
+// often than its kind, or a kind for one account without Watch. It lives in
+// this process: when publishers share the schedule (Config.Scale), call it
+// in every publisher; the one that owns the account's shard polls it.
 func (w *Worker) Schedule(t state.Target, every time.Duration) error {
 	if w.sched == nil {
 		return fmt.Errorf("%w: Schedule on a %s worker", ErrRoleNotSupported, w.cfg.Role)

@@ -36,7 +36,8 @@ type scaleRun struct {
 // TestProcessesScaleOut (issue 14) runs three publisher and two subscriber
 // processes on RabbitMQ and MariaDB. In steady state each target is polled
 // once per interval, with at most 0.1 % duplicates and no gap longer than
-// interval + lease. The publisher holding the outbox relay is SIGKILLed:
+// interval + lease. One publisher is restarted (SIGTERM, then a new
+// process): no target misses an interval. The publisher holding the outbox relay is SIGKILLed:
 // its targets are polled again within about a lease of its death, and
 // every outbox event reaches the events queue (duplicates only around the
 // kill, with the same ids). Another publisher is paused with SIGSTOP past
@@ -231,6 +232,30 @@ schedule:
 		st.polls, len(targets), to.Sub(from).Round(time.Millisecond), st.duplicates, st.maxGap, st.worst)
 	require.LessOrEqual(t, float64(st.duplicates), 0.001*float64(st.polls), "duplicates ≤ 0.1%%")
 	require.LessOrEqual(t, st.maxGap, run.every+run.lease, "no target unpolled longer than interval + lease")
+
+	// A rolling restart: one publisher stopped with SIGTERM hands its
+	// shards over with their due times, and a new one takes a share back.
+	restartAt := time.Now()
+	pubs[0].signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, pubs[0].wait(t), "the restarted publisher exits 0")
+	pubs[0] = d.start("publisher")
+	waitAlive(t, ctx, obs, pubs...)
+	by, _, err = membersOf(ctx, obs, pubs)
+	require.NoError(t, err)
+	eventually(t, "the three publishers to share the shards again", func() (bool, string) {
+		o, s := owners()
+		total := 0
+		for _, n := range o {
+			total += n
+		}
+		return len(o) == 3 && o[instance(pubs[0])] > 0 && total == run.shards, s
+	})
+	time.Sleep(run.every)
+	st = statsOf(readPolls(t, subLogs...), targets, run.every, restartAt.Add(-run.every), time.Now())
+	t.Logf("across the rolling restart: %d polls, %d duplicates, longest gap %v (%s)", st.polls, st.duplicates, st.maxGap, st.worst)
+	// One interval, its jitter, and the report's way back.
+	require.LessOrEqual(t, st.maxGap, run.every+run.every/5+time.Second, "no interval lost in the rolling restart")
+	require.LessOrEqual(t, float64(st.duplicates), 0.001*float64(st.polls)+1, "no duplicates beyond the handover's")
 
 	// SIGKILL the publisher that relays the outbox, with events on their
 	// way: the first polls of new accounts write them.
