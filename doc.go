@@ -268,9 +268,10 @@
 //     and releases shards above its share. A publisher that stops cleanly
 //     releases everything with each target's next due time (the handoff),
 //     so the next owner continues the grid: a rolling restart loses no
-//     interval. A SIGKILLed publisher's shards expire after LeasePeriod and
-//     are claimed at a survivor's next round; their targets are due within
-//     LeasePeriod/3, spread.
+//     interval. A SIGKILLed publisher's shards expire at most LeasePeriod
+//     after its death and are claimed at once (a survivor's next round is
+//     set for that expiry); their targets are due within LeasePeriod/10,
+//     spread.
 //   - Fencing: a publisher stops dispatching for a shard as soon as its own
 //     deadline (the start of its last successful renewal plus LeasePeriod,
 //     less a fifth) passes, before another can claim it; dispatches not sent

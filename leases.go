@@ -155,6 +155,7 @@ type leaseKeeper struct {
 
 	mu     sync.Mutex
 	held   map[string]held // by lease name
+	expiry time.Time       // the earliest expiry of another's lease, at the last round
 	ready  atomic.Bool     // the first round has run
 	rounds atomic.Int64
 }
@@ -227,9 +228,26 @@ func (k *leaseKeeper) run(ctx context.Context) error {
 		} else {
 			f.ok()
 		}
-		t.Reset(k.period / 3)
+		t.Reset(k.wait())
 	}
 }
+
+// wait is the time to the next round: a third of the lease period, or
+// just after the earliest expiry of another's lease if that is sooner, so
+// that a dead publisher's shards are claimed as soon as they are free.
+func (k *leaseKeeper) wait() time.Duration {
+	d := k.period / 3
+	k.mu.Lock()
+	expiry := k.expiry
+	k.mu.Unlock()
+	if !expiry.IsZero() {
+		d = min(d, max(expiry.Sub(k.now())+expiryGrace, expiryGrace))
+	}
+	return d
+}
+
+// expiryGrace is how long after a lease's expiry its claim is tried.
+const expiryGrace = 50 * time.Millisecond
 
 // join creates the lease rows that are missing and this process's
 // presence lease, when the lease table lacks them.
@@ -289,8 +307,12 @@ func (k *leaseKeeper) round(ctx context.Context) error {
 	var free []persist.Lease
 	relayFree := false
 	var relayRow persist.Lease
+	var expiry time.Time // the earliest expiry of another's live lease
 	for _, l := range rows {
 		alive := l.Owner != "" && l.ExpiresAt.After(start)
+		if alive && l.Owner != k.self && (expiry.IsZero() || l.ExpiresAt.Before(expiry)) {
+			expiry = l.ExpiresAt
+		}
 		switch {
 		case strings.HasPrefix(l.Name, memberLeasePrefix):
 			if alive {
@@ -315,6 +337,9 @@ func (k *leaseKeeper) round(ctx context.Context) error {
 		}
 	}
 	live = max(live, 1)
+	k.mu.Lock()
+	k.expiry = expiry
+	k.mu.Unlock()
 	// What the table says is ours; what we held and is not, is lost.
 	owned := map[string]int64{}
 	for _, l := range mine {

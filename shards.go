@@ -34,7 +34,7 @@ func (s *scheduler) share(k *leaseKeeper, store leaseStore, self string, cfg Sca
 // acquire schedules the targets of a shard this process now owns: its
 // accounts, their own targets, and the due times the last owner handed
 // over. Without a handoff (the last owner died, or lost its lease), each
-// target is made due within a third of the lease period (or its interval),
+// target is made due within a tenth of the lease period (or its interval),
 // spread: it may have been polled just before, but no interval is skipped.
 func (s *scheduler) acquire(shard int, gen int64, handoff string) {
 	s.smu.Lock()
@@ -80,7 +80,7 @@ func (s *scheduler) acquire(shard int, gen int64, handoff string) {
 	n := 0
 	for _, id := range accts {
 		for _, e := range s.sched.Targets(id) {
-			spread := min(e.Every, s.period/3)
+			spread := min(e.Every, s.period/10)
 			s.sched.SetDue(e.Target, now.Add(time.Duration(rand.Int64N(int64(spread)+1))))
 			n++
 		}
