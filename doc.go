@@ -268,7 +268,8 @@
 //     and releases shards above its share. A publisher that stops cleanly
 //     releases everything with each target's next due time (the handoff),
 //     so the next owner continues the grid: a rolling restart loses no
-//     interval. A SIGKILLed publisher's shards expire at most LeasePeriod
+//     interval (a target that comes due before a survivor's next round,
+//     at most LeasePeriod/3 later, is polled then). A SIGKILLed publisher's shards expire at most LeasePeriod
 //     after its death and are claimed at once (a survivor's next round is
 //     set for that expiry); their targets are due within LeasePeriod/10,
 //     spread.
@@ -279,7 +280,11 @@
 //     shard is dropped until a renewal says otherwise. Every dispatch
 //     carries its publisher and the shard's lease generation; a report of a
 //     generation its receiver no longer holds is rejected and counted. Clocks
-//     must agree within LeasePeriod/5 (NTP).
+//     must agree within LeasePeriod/5 (NTP). The deadline is checked right
+//     before each batch is published; a process paused between the check
+//     and the publish longer than the margin can still send that one batch
+//     (at most Schedule.BatchSize polls, each then polled twice at worst, and
+//     their reports rejected). Counted in worker_schedule_fenced_total.
 //   - Poll reports travel on the schedule queue, which every publisher
 //     consumes; a publisher that gets the report of another's dispatch
 //     forwards it through the database (table worker_schedule_reports,

@@ -156,7 +156,6 @@ type leaseKeeper struct {
 	mu     sync.Mutex
 	held   map[string]held // by lease name
 	expiry time.Time       // the earliest expiry of another's lease, at the last round
-	ready  atomic.Bool     // the first round has run
 	rounds atomic.Int64
 }
 
@@ -429,7 +428,6 @@ func (k *leaseKeeper) round(ctx context.Context) error {
 			k.log.Warn("the presence of publishers long gone could not be purged", "err", err)
 		}
 	}
-	k.ready.Store(true)
 	if acquired && k.acquired != nil {
 		k.acquired(ctx)
 	}
