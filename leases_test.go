@@ -284,8 +284,15 @@ func TestSchedulerFencing(t *testing.T) {
 	// A report of an older generation is rejected, and counted.
 	old := wd
 	old.Gen--
-	require.False(t, a.apply(old, poller.Outcome{}))
+	require.False(t, a.apply(old, poller.Outcome{Throttled: true, RetryAfter: time.Hour}))
 	require.Equal(t, int64(1), a.rejected.Load())
+	// What it says of the account still counts: the cloud asked for an
+	// hour, so the account's next dispatch waits for it.
+	clk.Advance(2 * time.Minute)
+	for _, d := range a.sched.Due(clk.Now(), 0) {
+		require.NotEqual(t, old.Target.Account, d.Target.Account, "the throttled account is paused")
+		a.sched.Report(d, poller.Outcome{})
+	}
 
 	// a is paused past its lease: its next dispatches are fenced.
 	advance(cfg.LeasePeriod)

@@ -356,6 +356,9 @@ func (s *scheduler) apply(d wireDispatch, o poller.Outcome) bool {
 	if s.keeper != nil && d.Owner != "" {
 		if gen, ok := s.keeper.owns(shardOf(d.Target.Account, s.nshards)); !ok || gen != d.Gen {
 			s.reject(d, "its shard's lease is no longer at that generation here")
+			if ok && gen > d.Gen {
+				s.adopt(d, o)
+			}
 			return false
 		}
 	}
@@ -365,6 +368,16 @@ func (s *scheduler) apply(d wireDispatch, o poller.Outcome) bool {
 	}
 	s.noteOutcome(d.Dispatch, o)
 	return true
+}
+
+// adopt keeps what a rejected report of an earlier owner's dispatch says
+// about the account, which this process owns now: a throttled cloud pauses
+// the account here too, so that the move of a shard does not break the
+// cloud's RetryAfter.
+func (s *scheduler) adopt(d wireDispatch, o poller.Outcome) {
+	if o.Throttled && o.RetryAfter > 0 {
+		s.sched.Pause(d.Target.Account, s.now().Add(o.RetryAfter))
+	}
 }
 
 func (s *scheduler) reject(d wireDispatch, why string) {
@@ -409,6 +422,7 @@ func (s *scheduler) handleReport(ctx context.Context, a Action) error {
 	sh := shardOf(r.Dispatch.Target.Account, s.nshards)
 	if _, ok := s.keeper.owns(sh); ok {
 		s.reject(r.Dispatch, "this process owns the shard now")
+		s.adopt(r.Dispatch, r.outcome())
 		return nil
 	}
 	if err := s.forwarder.forward(ctx, persist.ForwardedReport{Shard: sh, Generation: r.Dispatch.Gen, Body: a.Payload}); err != nil {
