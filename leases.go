@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -579,4 +581,29 @@ func (w *Worker) relayOnly(run func(context.Context) error) func(context.Context
 		}
 		return run(ctx)
 	}
+}
+
+// warnOtherPublishers is the duty of a publisher that owns the whole
+// schedule (Scale.Mode single) on a transport other processes share: it
+// warns when the membership view shows another live publisher, which
+// would poll every target a second time.
+func (w *Worker) warnOtherPublishers(ctx context.Context) error {
+	ms, err := w.Members(ctx)
+	if errors.Is(err, ErrNoMembership) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	started := w.beats.self.StartedAt
+	for _, m := range ms {
+		// One that beat again after this process started runs beside it
+		// (not the previous process of a restart, not yet taken for dead).
+		if m.Alive && m.ID != w.instanceID && slices.Contains(m.Roles, string(RolePublisher)) && m.BeatAt.After(started.Add(m.Interval)) {
+			w.log.Warn("another publisher process is running, but this one owns the whole schedule: every target is polled twice "+
+				"and poll reports go astray; set Scale.Mode (schedule.sharing) to shared in every publisher, or run one",
+				"other", m.ID, "host", m.Host, "pid", m.PID)
+			return nil
+		}
+	}
+	return nil
 }

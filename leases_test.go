@@ -339,3 +339,28 @@ func TestScaleModes(t *testing.T) {
 
 // noLeases is a host's store that keeps no leases.
 type noLeases struct{ Store }
+
+// TestSinglePublisherWarns: a publisher that owns the whole schedule (the
+// SQLite queue's default) warns nothing while alone; with a second one
+// beside it, each warns that the other runs too (issue 14: before, nothing
+// did).
+func TestSinglePublisherWarns(t *testing.T) {
+	t.Parallel()
+	store := sqliteConfig(t)
+	var recs []*testenv.LogRecorder
+	for i := range 2 {
+		rec := testenv.NewLogRecorder(testenv.LogRecorderConfig{})
+		recs = append(recs, rec)
+		w := newTestWorker(t, Config{Role: RolePublisher, MQ: MQConfig{URL: "sqlite"}, Store: store,
+			Heartbeat: HeartbeatConfig{Interval: 100 * time.Millisecond}, Logger: rec.Logger()})
+		runWorkerUntilCleanup(t, w)
+		if i == 0 {
+			time.Sleep(time.Second) // several looks, alone
+			require.Empty(t, rec.FindMessage("another publisher process is running"), "alone: no warning")
+		}
+	}
+	require.Eventually(t, func() bool {
+		return len(recs[0].FindMessage("another publisher process is running")) > 0 &&
+			len(recs[1].FindMessage("another publisher process is running")) > 0
+	}, 10*time.Second, 50*time.Millisecond)
+}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +83,8 @@ func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: Schedule: %w", ErrInvalidConfig, err)
 	}
-	return &scheduler{sched: sched, pub: pub, log: log, now: now, obs: noObserver{}, health: map[string]*AccountHealth{}}, nil
+	return &scheduler{sched: sched, pub: pub, log: log, now: now, obs: noObserver{}, health: map[string]*AccountHealth{},
+		inFlight: cmp.Or(cfg.InFlightTimeout, poller.DefaultInFlightTimeout)}, nil
 }
 
 // register schedules a kind for every followed account.

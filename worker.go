@@ -369,6 +369,8 @@ func (w *Worker) buildDuties() []duty {
 	}
 	if w.leases != nil {
 		ds = append(ds, duty{name: "applying poll reports forwarded by other publishers", every: forwardEvery, run: w.sched.applyForwarded})
+	} else if k, _ := w.cfg.MQ.transport(); w.sched != nil && (k != transportMemory || w.cfg.Transport.Publisher != nil) {
+		ds = append(ds, duty{name: "looking for other publishers", every: min(time.Minute, 3*w.cfg.Heartbeat.Interval), run: w.warnOtherPublishers})
 	}
 	ds = append(ds, w.inboxDuties()...)
 	for i := range ds {
