@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -18,8 +19,13 @@ func TestBatcher(t *testing.T) {
 	seen := map[int]int{}
 	var writes atomic.Int64
 	fail := atomic.Bool{}
+	gate := make(chan struct{})
+	var first atomic.Int64
 	b := newBatcher(50, func(_ context.Context, items ...int) error {
-		writes.Add(1)
+		if writes.Add(1) == 1 {
+			first.Store(int64(len(items)))
+			<-gate // the first write is slow: the others queue behind it
+		}
 		if fail.Load() {
 			return errors.New("db down")
 		}
@@ -36,12 +42,19 @@ func TestBatcher(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); require.NoError(t, b.forward(context.Background(), i)) }()
 	}
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return first.Load() > 0 && int64(len(b.pending))+first.Load() == n
+	}, 10*time.Second, time.Millisecond)
+	close(gate)
 	wg.Wait()
 	require.Len(t, seen, n)
 	for i, c := range seen {
 		require.Equal(t, 1, c, "item %d written once", i)
 	}
-	require.Less(t, writes.Load(), int64(n), "batched")
+	rest := n - int(first.Load())
+	require.Equal(t, int64(1+(rest+49)/50), writes.Load(), "the first batch, then the rest in batches of 50")
 	t.Logf("%d items in %d writes", n, writes.Load())
 
 	fail.Store(true)
