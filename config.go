@@ -112,6 +112,11 @@ type Config struct {
 	// once in every process (the poll's handler checks the registry).
 	// Default 5s (DefaultAccountSyncInterval).
 	AccountSyncInterval time.Duration
+	// Scale is how several publisher processes share the schedule and the
+	// outbox relay: leases in the provisioning database, by default when
+	// MQ.URL is RabbitMQ. See ScaleConfig and "Scaling out" in the package
+	// documentation.
+	Scale ScaleConfig
 	// Schedule tunes the poll schedule of publisher processes: jitter, backoff,
 	// per-account API budget, in-flight lease, clock. See poller.Config.
 	Schedule poller.Config
@@ -270,6 +275,7 @@ func (c *Config) setDefaults() {
 	}
 	c.Heartbeat.setDefaults()
 	c.Pinger.setDefaults()
+	c.Scale.setDefaults()
 }
 
 // Validate reports the first bad field. Zero values are valid: they stand for
@@ -323,6 +329,9 @@ func (c Config) Validate() error {
 		return configError("CredentialCacheTTL", "is %v, must not be negative", c.CredentialCacheTTL)
 	case c.AccountSyncInterval < 0:
 		return configError("AccountSyncInterval", "is %v, must not be negative", c.AccountSyncInterval)
+	}
+	if err := c.Scale.validate(); err != nil {
+		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Providers)) {
 		switch {

@@ -254,6 +254,62 @@
 // probes each enabled account's cloud (latency, whether the credential is
 // accepted) every Config.Pinger.ProbeInterval; run one or more.
 //
+// # Scaling out
+//
+// Run as many publisher processes as you like (for availability; one
+// dispatches well over 10,000 polls a second) and as many subscribers as
+// the polls and actions need, on any machines, against one broker and one
+// provisioning database. With MQ.URL on RabbitMQ (or Config.Scale.Mode
+// ScaleShared) the publishers share the schedule through leases in the
+// provisioning database (table worker_leases):
+//
+//   - Accounts are spread over Config.Scale.Shards shards (64) by a stable
+//     hash of the account id; a target (an account's kind, one of its
+//     resources, its tracked jobs, its guest-log collection) belongs to its
+//     account's shard. Each shard is leased by one live publisher at a
+//     time, which runs its targets on its own in-memory heap, and spends
+//     and backs off the account's budget for the whole fleet.
+//   - Each publisher renews all its leases every LeasePeriod/3 in one
+//     statement, reads the lease table in another, and holds
+//     ceil(shards / live publishers): it claims free or expired shards (a
+//     conditional update on the lease's generation, so one claimer wins)
+//     and releases shards above its share. A publisher that stops cleanly
+//     releases everything with each target's next due time (the handoff),
+//     so the next owner continues the grid: a rolling restart loses no
+//     interval (a target that comes due before a survivor's next round,
+//     at most LeasePeriod/3 later, is polled then). A SIGKILLed publisher's shards expire at most LeasePeriod
+//     after its death and are claimed at once (a survivor's next round is
+//     set for that expiry); their targets are due within LeasePeriod/10,
+//     spread.
+//   - Fencing: a publisher stops dispatching for a shard as soon as its own
+//     deadline (the start of its last successful renewal plus LeasePeriod,
+//     less a fifth) passes, before another can claim it; dispatches not sent
+//     for that reason are counted ("dispatches fenced" in the log) and the
+//     shard is dropped until a renewal says otherwise. Every dispatch
+//     carries its publisher and the shard's lease generation; a report of a
+//     generation its receiver no longer holds is rejected and counted. Clocks
+//     must agree within LeasePeriod/5 (NTP). The deadline is checked right
+//     before each batch is published; a process paused between the check
+//     and the publish longer than the margin can still send that one batch
+//     (at most Schedule.BatchSize polls, each then polled twice at worst, and
+//     their reports rejected). Counted in worker_schedule_fenced_total.
+//   - Poll reports travel on the schedule queue, which every publisher
+//     consumes; a publisher that gets the report of another's dispatch
+//     forwards it through the database (table worker_schedule_reports,
+//     written in batches) to the shard's owner, which applies it within
+//     half a second. Nothing is dropped when ownership moves: a report of an
+//     earlier owner's dispatch is superseded by the new owner's own.
+//   - The outbox relay runs in the holder of the relay lease only: each
+//     event is published once fleet-wide in steady state; after a relay's
+//     death at most one batch (100) is published again, with the same ids.
+//
+// A single publisher process (the embedded transports, or Config.Scale.Mode
+// ScaleSingle) owns the whole schedule with no lease and no extra
+// statement. The database must give read-your-writes on the primary (the
+// leases are read there, never on a replica) and row-level atomic
+// conditional updates (MySQL/MariaDB InnoDB, SQLite); the broker needs
+// nothing beyond the durable queues.
+//
 // # Heartbeats and membership
 //
 // Every process writes a heartbeat every Config.Heartbeat.Interval (10s): its
@@ -297,6 +353,7 @@
 //	worker_members{status}                     instances alive, dead, stopped
 //	worker_db_errors_total{op}                 store failures the parts saw
 //	worker_mq_errors_total{op}                 transport failures the parts saw
+//	worker_schedule_fenced_total{op}           a shared schedule's refusals: dispatch, report
 //
 // # Types shared with other packages
 //

@@ -107,11 +107,20 @@ type relay struct {
 	store    outboxStore
 	pub      actionPublisher
 	unmarked []string // published, not yet marked sent
+	// lease is the relay lease of a shared schedule (nil: this process
+	// relays): only its holder relays, so that each event is published once
+	// fleet-wide in steady state.
+	lease *leaseKeeper
 }
 
 const relayBatch = 100
 
 func (r *relay) run(ctx context.Context) error {
+	if r.lease != nil {
+		if _, ok := r.lease.holds(relayLease); !ok {
+			return nil
+		}
+	}
 	if len(r.unmarked) > 0 {
 		if err := r.store.MarkEventsSent(ctx, r.unmarked...); err != nil {
 			return fmt.Errorf("mark %d published events sent: %w", len(r.unmarked), err)
@@ -119,6 +128,11 @@ func (r *relay) run(ctx context.Context) error {
 		r.unmarked = nil
 	}
 	for {
+		if r.lease != nil {
+			if _, ok := r.lease.holds(relayLease); !ok {
+				return nil // lost in the middle: its new holder goes on
+			}
+		}
 		evs, err := r.store.PendingEvents(ctx, relayBatch)
 		if err != nil || len(evs) == 0 {
 			return err

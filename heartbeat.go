@@ -323,7 +323,9 @@ func roleNames(r Role) []string {
 func (w *Worker) buildHeartbeat() {
 	hc := w.cfg.Heartbeat
 	host, _ := os.Hostname()
-	w.instanceID = uuid.NewString()
+	if w.instanceID == "" {
+		w.instanceID = uuid.NewString()
+	}
 	ms, _ := w.store.(memberStore)
 	h := &heartbeat{
 		self: persist.Instance{ID: w.instanceID, Host: host, PID: os.Getpid(), Roles: roleNames(w.cfg.Role),

@@ -45,6 +45,9 @@ type observer interface {
 	guestLogs(bytes int64, guests, failed, skipped int)
 	dbError(op string)
 	mqError(op string)
+	// fenced counts what a shared schedule refused: op "dispatch" (its
+	// shard's lease had run out) or "report" (of an older generation).
+	fenced(op string)
 }
 
 // Operations of worker_db_errors_total and worker_mq_errors_total.
@@ -90,6 +93,7 @@ func (noObserver) launched(string)                                   {}
 func (noObserver) guestLogs(int64, int, int, int)                    {}
 func (noObserver) dbError(string)                                    {}
 func (noObserver) mqError(string)                                    {}
+func (noObserver) fenced(string)                                     {}
 
 // Histogram buckets.
 var (
@@ -110,7 +114,7 @@ type promObserver struct {
 	handlerSeconds, queueLag, pollLag                          *prometheus.HistogramVec
 	polls, jobsFinished, launches, guestLogGuests              *prometheus.CounterVec
 	guestLogBytes                                              prometheus.Counter
-	dbErrors, mqErrors                                         *prometheus.CounterVec
+	dbErrors, mqErrors, fencedOps                              *prometheus.CounterVec
 
 	known  atomic.Pointer[map[string]bool] // copy on write
 	knowMu sync.Mutex
@@ -169,7 +173,9 @@ func newPromObserver(reg prometheus.Registerer, t Topology, src metricSources) (
 		Help: "Failed store operations the worker saw, by operation."}, []string{"op"})
 	o.mqErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "worker_mq_errors_total",
 		Help: "Failed transport operations the worker saw, by operation."}, []string{"op"})
-	cs := []prometheus.Collector{o.published_, o.handled, o.failed, o.retried_, o.snoozed_, o.poisoned_,
+	o.fencedOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "worker_schedule_fenced_total",
+		Help: "What a shared schedule refused, by op: dispatch (its shard's lease had run out here), report (of a lease generation this process does not hold)."}, []string{"op"})
+	cs := []prometheus.Collector{o.fencedOps, o.published_, o.handled, o.failed, o.retried_, o.snoozed_, o.poisoned_,
 		o.handlerSeconds, o.queueLag, o.pollLag, o.polls, o.jobsFinished, o.launches, o.guestLogGuests, o.guestLogBytes,
 		o.dbErrors, o.mqErrors, &scrapeCollector{o: o, src: src}}
 	known := map[string]bool{}
@@ -309,6 +315,7 @@ func (o *promObserver) jobFinished(st persist.JobState) {
 func (o *promObserver) launched(outcome string) { o.launches.WithLabelValues(outcome).Inc() }
 func (o *promObserver) dbError(op string)       { o.dbErrors.WithLabelValues(op).Inc() }
 func (o *promObserver) mqError(op string)       { o.mqErrors.WithLabelValues(op).Inc() }
+func (o *promObserver) fenced(op string)        { o.fencedOps.WithLabelValues(op).Inc() }
 
 func (o *promObserver) guestLogs(bytes int64, guests, failed, skipped int) {
 	o.guestLogBytes.Add(float64(bytes))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratusworks/worker/clock"
@@ -59,6 +60,7 @@ type Worker struct {
 
 	// The parts; nil where the role or the configuration has none.
 	sched    *scheduler             // publisher roles
+	leases   *leaseKeeper           // publisher roles of a shared schedule (Config.Scale)
 	polls    *pollRunner            // every role: it keeps the registered pollers
 	jobs     *jobTracker            // every role
 	launcher *launcher              // with Config.Cloud, in handling roles
@@ -125,8 +127,12 @@ func (w *Worker) build(ctx context.Context) error {
 	}
 
 	// The parts.
+	w.instanceID = uuid.NewString()
 	if cfg.Role.schedules() {
 		if w.sched, err = newScheduler(cfg.Schedule, w.pub, w.now, w.log); err != nil {
+			return err
+		}
+		if err := w.buildSharing(); err != nil {
 			return err
 		}
 	}
@@ -355,12 +361,17 @@ func (w *Worker) buildDuties() []duty {
 	if w.sched != nil {
 		ds = append(ds,
 			duty{name: "following the account registry", every: w.cfg.AccountSyncInterval, run: w.accts.sync},
-			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub}).run},
+			duty{name: "publishing change events", every: every, run: (&relay{store: w.store, pub: w.pub, lease: w.leases}).run},
 			duty{name: "purging published events", every: 10 * time.Minute, timeout: 5 * time.Minute,
-				run: purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run},
+				run: w.relayOnly(purger{purge: w.store.PurgeSentEvents, now: w.now, keep: sentEventsKept}.run)},
 			duty{name: "scheduling running jobs", every: jobSyncEvery, timeout: time.Minute, run: w.jobs.sync},
 		)
 		ds = append(ds, w.sampleDuties()...)
+	}
+	if w.leases != nil {
+		ds = append(ds, duty{name: "applying poll reports forwarded by other publishers", every: forwardEvery, run: w.sched.applyForwarded})
+	} else if k, _ := w.cfg.MQ.transport(); w.sched != nil && (k != transportMemory || w.cfg.Transport.Publisher != nil) {
+		ds = append(ds, duty{name: "looking for other publishers", every: min(time.Minute, 3*w.cfg.Heartbeat.Interval), run: w.warnOtherPublishers})
 	}
 	ds = append(ds, w.inboxDuties()...)
 	for i := range ds {
@@ -537,8 +548,9 @@ func (w *Worker) Cloud() cloud.Provider { return w.cloud }
 
 // AccountHealth reports how an account's polls are going when they are
 // failing: how many in a row, the last error, since when. ok is false
-// when the account's last poll succeeded (or none ran), and always in a
-// subscriber-only process, which has no schedule.
+// when the account's last poll succeeded (or none ran), always in a
+// subscriber-only process, which has no schedule, and in a publisher that
+// does not own the account's shard of a shared schedule.
 func (w *Worker) AccountHealth(account string) (h AccountHealth, ok bool) {
 	if w.sched == nil {
 		return AccountHealth{}, false
@@ -547,7 +559,9 @@ func (w *Worker) AccountHealth(account string) (h AccountHealth, ok bool) {
 }
 
 // Schedule polls one target at its own interval: a single resource polled more
-// often than its kind, or a kind for one account without Watch.
+// often than its kind, or a kind for one account without Watch. It lives in
+// this process: when publishers share the schedule (Config.Scale), call it
+// in every publisher; the one that owns the account's shard polls it.
 func (w *Worker) Schedule(t state.Target, every time.Duration) error {
 	if w.sched == nil {
 		return fmt.Errorf("%w: Schedule on a %s worker", ErrRoleNotSupported, w.cfg.Role)
@@ -555,7 +569,7 @@ func (w *Worker) Schedule(t state.Target, every time.Duration) error {
 	if !w.polls.has(t.Kind) {
 		return fmt.Errorf("%w: Schedule(%s): no poller registered for kind %q", ErrInvalidConfig, t, t.Kind)
 	}
-	return w.sched.sched.Set(t, every)
+	return w.sched.setTarget(t, every)
 }
 
 // ScheduleIdle reports whether the poll schedule has nothing to do at the
@@ -684,6 +698,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("the account registry could not be read at start; retrying in the background", "err", err)
 		}
 		cancel()
+		if w.leases != nil {
+			// The first shards are owned before Run reports running.
+			lctx, cancel := context.WithTimeout(gctx, w.cfg.Scale.LeasePeriod/3)
+			if err := w.leases.round(lctx); err != nil {
+				w.log.Warn("the schedule's leases could not be taken at start; retrying in the background", "err", err)
+			}
+			cancel()
+			g.Go(func() error { return w.leases.run(gctx) })
+		}
 		g.Go(func() error { return w.sched.run(gctx) })
 	}
 	for _, d := range w.duties {

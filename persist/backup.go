@@ -77,6 +77,8 @@ var backupTables = []backupTable{
 	{name: tblInstances, key: "instance_id"},
 	{name: tblProbes, key: "instance_id, account"},
 	{name: tblPollHealth, key: "account, kind"},
+	{name: tblLeases, key: "name"},
+	{name: tblReports, key: "id", autoID: true},
 	{name: tblKMCredentials, key: "id", autoID: true, optional: true},
 	{name: tblKMSecrets, key: "id", autoID: true},
 	{name: tblKMNonces, key: "nonce"},

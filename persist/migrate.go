@@ -57,6 +57,7 @@ var (
 			{Version: 13, Name: "create the account registry", Up: createTables(accountsDDL)},
 			{Version: 14, Name: "create the instance heartbeat and account probe tables", Up: createTables(instancesDDL, probesDDL)},
 			{Version: 15, Name: "create the poll health table (failing polls per account and kind)", Up: createTables(pollHealthDDL)},
+			{Version: 16, Name: "create the lease and forwarded poll report tables (sharded schedule)", Up: createTables(leasesDDL, reportsDDL)},
 		},
 	}
 	analyticsMigrations = migrationSet{
@@ -79,11 +80,13 @@ const (
 	tblJobs       = "worker_jobs"
 	tblLaunches   = "worker_launch_intents"
 	tblOffsets    = "worker_guest_offsets"
-	tblInbox      = "worker_inbox"       // keys of actions whose effect committed (RunOnce)
-	tblAccounts   = "worker_accounts"    // the account registry (package accounts)
-	tblInstances  = "worker_instances"   // worker processes' heartbeats (membership)
-	tblProbes     = "worker_probes"      // pingers' probes of the accounts' clouds
-	tblPollHealth = "worker_poll_health" // failing polls per account and kind (the schedule's transitions)
+	tblInbox      = "worker_inbox"            // keys of actions whose effect committed (RunOnce)
+	tblAccounts   = "worker_accounts"         // the account registry (package accounts)
+	tblInstances  = "worker_instances"        // worker processes' heartbeats (membership)
+	tblProbes     = "worker_probes"           // pingers' probes of the accounts' clouds
+	tblPollHealth = "worker_poll_health"      // failing polls per account and kind (the schedule's transitions)
+	tblLeases     = "worker_leases"           // shard, relay and presence leases of publishers
+	tblReports    = "worker_schedule_reports" // poll outcomes forwarded to their shard's owner
 	// km's tables (see kmschema.go); persist owns their DDL so that the
 	// provisioning database's schema is versioned in one place.
 	tblKMCredentials = "worker_km_credentials" // km.LegacyTableName: clear identifiers, up to version 8

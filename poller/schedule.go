@@ -578,3 +578,49 @@ func (s *Schedule) notify(due int64) {
 		}
 	}
 }
+
+// Targets returns the entries of an account's targets (in no particular
+// order), for handing them over to another schedule: see [Schedule.SetDue].
+func (s *Schedule) Targets(account string) []Entry {
+	ed := s.edge()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accounts[account]
+	if a == nil {
+		return nil
+	}
+	out := make([]Entry, 0, a.n)
+	for sl := a.head; sl != 0; sl = s.ent(sl - 1).next {
+		e := s.ent(sl - 1)
+		en := Entry{Target: s.target(e), Every: time.Duration(s.every(e)), NextDue: s.wall(e.due, ed),
+			InFlight: e.state == stInFlight, Waiting: e.state == stWaiting, Failures: int(e.failures), Lease: e.lease}
+		if e.heapIdx >= 0 && e.state != stInFlight {
+			en.NextDue = s.wall(s.heap[e.heapIdx].key, ed)
+		}
+		out = append(out, en)
+	}
+	return out
+}
+
+// SetDue makes an idle target due at due (on the wall clock, as the clock's
+// Now reads it), in place of the time the schedule chose: a schedule that
+// takes targets over from another continues their grid. It reports whether
+// the target is scheduled and idle (a target in flight or waiting for budget
+// is left alone).
+func (s *Schedule) SetDue(t state.Target, due time.Time) bool {
+	ed := s.edge()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl, ok := s.lookup(t)
+	if !ok {
+		return false
+	}
+	e := s.ent(sl)
+	if e.state != stIdle || e.heapIdx < 0 {
+		return false
+	}
+	e.due, e.jit = ed.at(due), 0
+	s.hset(int(e.heapIdx), e.due)
+	s.notify(e.due)
+	return true
+}

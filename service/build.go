@@ -127,6 +127,8 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 		JobTimeout:              c.Provisioning.JobTimeout.D(),
 		CredentialCacheTTL:      c.KM.CredentialCacheTTL.D(),
 		AccountSyncInterval:     c.Schedule.AccountSyncInterval.D(),
+		Scale: worker.ScaleConfig{Mode: worker.ScaleMode(c.Schedule.Sharing), LeasePeriod: c.Schedule.LeasePeriod.D(),
+			Shards: c.Schedule.Shards},
 		Heartbeat: worker.HeartbeatConfig{
 			Interval:  cmp.Or(c.Pinger.Interval.D(), DefaultPingerInterval),
 			DeadAfter: cmp.Or(c.Pinger.DeadAfter, DefaultPingerDeadAfter),

@@ -186,6 +186,8 @@ func (c *Config) Effective() Config {
 	def(&sc.Backoff.MaxInterval, poller.DefaultBackoffMax)
 	defFloat(&sc.Backoff.Multiplier, poller.DefaultBackoffFactor)
 	def(&sc.AccountSyncInterval, worker.DefaultAccountSyncInterval)
+	def(&sc.LeasePeriod, worker.DefaultLeasePeriod)
+	defInt(&sc.Shards, worker.DefaultShards)
 
 	r := &e.Retry
 	def(&r.Budget, worker.DefaultRetryBudget)

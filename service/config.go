@@ -225,6 +225,16 @@ type ScheduleSection struct {
 	Backoff BackoffSection `yaml:"backoff,omitempty"`
 	// AccountSyncInterval is how often the registry's changes are read. Default 5s.
 	AccountSyncInterval Duration `yaml:"account_sync_interval,omitempty"`
+	// Sharing is how several publisher processes share the schedule
+	// (worker.ScaleConfig.Mode): "" (shared through leases in the
+	// provisioning database when mq.url is RabbitMQ), "shared" or "single".
+	Sharing string `yaml:"sharing,omitempty"`
+	// LeasePeriod is how long a publisher holds its shards of the schedule
+	// without renewing them. Default 15s.
+	LeasePeriod Duration `yaml:"lease_period,omitempty"`
+	// Shards is how many shards the accounts are spread over; the same in
+	// every publisher. Default 64.
+	Shards int `yaml:"shards,omitempty"`
 }
 
 // BudgetSection is a token bucket.

@@ -115,6 +115,8 @@ mq:
 	//     max_interval: 15m0s
 	//     multiplier: 2
 	//   account_sync_interval: 5s
+	//   lease_period: 15s
+	//   shards: 64
 	// retry:
 	//   budget: 24h0m0s
 	//   initial_interval: 100ms
