@@ -147,8 +147,9 @@
 // call with several actions bound for one queue — a host's batch, the
 // schedule's dispatch of polls — sends them packed: up to
 // Config.MQ.PackActions (256) actions and Config.MQ.PackBytes (256 KiB)
-// in one message, wire version 2 ([WirePacked]). A lone action, and one
-// too large to share a pack, is sent as above (version 1). The embedded
+// in one message, wire version 2 ([WirePacked]). A lone action, one too
+// large to share a pack, and every event (the events queue is for other
+// systems) is sent as above (version 1). The embedded
 // transports do not pack: their cost is per action. Every subscriber reads
 // both versions, on every transport.
 //

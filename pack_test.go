@@ -370,3 +370,15 @@ func TestForeignPackedDecoder(t *testing.T) {
 	require.ElementsMatch(t, []string{"f1/key-f1", "f2/key-f2", "f3/key-f3"},
 		[]string{recv(t, handled), recv(t, handled), recv(t, handled)})
 }
+
+func TestPublisherDoesNotPackEvents(t *testing.T) {
+	cp := &capturePublisher{}
+	p, err := NewPublisher(PublisherConfig{Publisher: cp, PackActions: 100})
+	require.NoError(t, err)
+	as := testActions(t, 5, "")
+	for i := range as {
+		as[i].Type = "server.changed" // routes to the events queue
+	}
+	require.NoError(t, p.Publish(context.Background(), as...))
+	require.Len(t, cp.msgs, 5)
+}

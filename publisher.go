@@ -27,8 +27,9 @@ type PublisherConfig struct {
 	// [WirePacked]) of at most PackActions actions each: on a broker whose
 	// cost is per message (RabbitMQ with confirms), a batch then costs a
 	// few messages instead of one per action. A lone action, and one too
-	// large to share a pack, travels as its own message (version 1). Every
-	// Subscriber reads both. Default 1: no packing. At most 10000.
+	// large to share a pack, travels as its own message (version 1), and
+	// so does every event (the events queue is read by other systems).
+	// Every Subscriber reads both. Default 1: no packing. At most 10000.
 	PackActions int
 	// PackBytes bounds the body of a packed message. Default 256 KiB, or
 	// MaxPayloadBytes when that is smaller; at most MaxPayloadBytes (the
@@ -69,8 +70,9 @@ func (c PublisherConfig) Validate() error {
 // Publisher puts actions on the queues of a [Topology]. It is safe for
 // concurrent use.
 type Publisher struct {
-	cfg PublisherConfig
-	obs observer // the Worker's metrics
+	cfg    PublisherConfig
+	obs    observer // the Worker's metrics
+	events string   // the events queue's topic, never packed
 }
 
 // NewPublisher validates cfg, declares the topology's queues when cfg.Declarer
@@ -88,7 +90,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			}
 		}
 	}
-	return &Publisher{cfg: cfg, obs: noObserver{}}, nil
+	return &Publisher{cfg: cfg, obs: noObserver{}, events: cfg.Topology.Topic(QueueEvents)}, nil
 }
 
 // Publish validates and publishes the actions. Empty ID gets a UUID, empty Key
@@ -123,7 +125,10 @@ func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
 		byTopic[topic] = append(byTopic[topic], m)
 	}
 	for _, topic := range order {
-		msgs := packMessages(byTopic[topic], p.cfg.PackActions, p.cfg.PackBytes)
+		msgs := byTopic[topic]
+		if topic != p.events { // other systems read the events queue one message at a time
+			msgs = packMessages(msgs, p.cfg.PackActions, p.cfg.PackBytes)
+		}
 		if err := p.cfg.Publisher.Publish(topic, msgs...); err != nil {
 			p.obs.mqError(opPublish)
 			return fmt.Errorf("worker: publish %d action(s) to %s: %w", len(byTopic[topic]), topic, err)
