@@ -30,6 +30,8 @@ type Store struct {
 	sweepBatch int    // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
 	afterRead  func() // tests: runs after Save's read, before its transaction
 	purgeBatch int    // rows per PurgeSentEvents and PurgeInbox batch; 0 means defaultPurgeBatch
+
+	saves groupCommit // concurrent Saves' writes, coalesced
 }
 
 // database is one opened database: a writer handle and a reader handle, which
