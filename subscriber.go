@@ -563,8 +563,10 @@ const storeWriteTimeout = 10 * time.Second
 
 // process runs the attempts, retries, parks or poisons. nil means ack.
 func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
-	if len(s.cfg.Middleware) > 0 {
-		fillMetadata(msg, s.cfg.MaxPayloadBytes) // before any middleware sees it
+	if len(s.cfg.Middleware) > 0 || msg.Metadata.Get(MetaType) == "" {
+		// Before any middleware sees it; and a message off RabbitMQ carries
+		// no type header, which metrics, logs and parking need.
+		fillMetadata(msg, s.cfg.MaxPayloadBytes)
 	}
 	if reason := msg.Metadata.Get(metaPoisonPending); reason != "" {
 		return s.poison(msg, attemptOf(msg), errors.New(reason))
