@@ -216,6 +216,21 @@ type MQConfig struct {
 	// Consumers and Prefetch are. The SQLite queue holds as many messages
 	// per consumer (sqlitemq.Config.MaxInFlight). Ignored in memory.
 	Prefetch int
+	// PackActions is how many actions of one Publish call bound for one
+	// queue (a host's batch, the schedule's dispatch of polls) travel in
+	// one RabbitMQ message: a packed message (wire version 2, see the
+	// package documentation). RabbitMQ's cost is per persistent confirmed
+	// message, so a batch of 256 actions costs about what one does. The
+	// subscriber handles each action of a pack on its own (retries,
+	// parking, poisoning) and acks the pack once all of them are done.
+	// Default 256; 1 turns packing off. Ignored in memory and by the
+	// SQLite queue: their cost is per action (an insert, a channel send),
+	// so a pack would save nothing and would make a crash redeliver the
+	// whole pack.
+	PackActions int
+	// PackBytes bounds the body of one packed message. Default 256 KiB
+	// (at most MaxPayloadBytes). Ignored where PackActions is.
+	PackBytes int
 }
 
 func (c *Config) setDefaults() {
@@ -236,11 +251,17 @@ func (c *Config) setDefaults() {
 	if c.MQ.PublishTimeout == 0 {
 		c.MQ.PublishTimeout = defaultPublishTimeout
 	}
+	if c.MQ.PackActions == 0 {
+		c.MQ.PackActions = defaultPackActions
+	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = defaultHandlerTimeout
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = defaultMaxPayload
+	}
+	if c.MQ.PackBytes == 0 {
+		c.MQ.PackBytes = min(defaultPackBytes, c.MaxPayloadBytes)
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = defaultDrainTimeout
@@ -309,6 +330,10 @@ func (c Config) Validate() error {
 		return configError("MQ.Prefetch", "is %d, must be 1-%d", c.MQ.Prefetch, rabbitmq.MaxPrefetch)
 	case c.MQ.PublishTimeout < 0:
 		return configError("MQ.PublishTimeout", "is %v, must not be negative", c.MQ.PublishTimeout)
+	case c.MQ.PackActions < 1 || c.MQ.PackActions > maxPackActions:
+		return configError("MQ.PackActions", "is %d, must be 1-%d", c.MQ.PackActions, maxPackActions)
+	case c.MQ.PackBytes < 1 || c.MQ.PackBytes > max(c.MaxPayloadBytes, 1):
+		return configError("MQ.PackBytes", "is %d, must be 1-%d (MaxPayloadBytes)", c.MQ.PackBytes, c.MaxPayloadBytes)
 	case c.ShutdownTimeout < 0:
 		return configError("ShutdownTimeout", "is %v, must not be negative", c.ShutdownTimeout)
 	case c.DeferredInterval < 0:

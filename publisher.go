@@ -22,12 +22,31 @@ type PublisherConfig struct {
 	Topology Topology
 	// MaxPayloadBytes is the largest encoded action accepted. Default 1 MiB.
 	MaxPayloadBytes int
+	// PackActions, when above 1, packs the actions of one Publish call
+	// bound for the same queue into packed messages (wire version
+	// [WirePacked]) of at most PackActions actions each: on a broker whose
+	// cost is per message (RabbitMQ with confirms), a batch then costs a
+	// few messages instead of one per action. A lone action, and one too
+	// large to share a pack, travels as its own message (version 1), and
+	// so does every event (the events queue is read by other systems).
+	// Every Subscriber reads both. Default 1: no packing. At most 10000.
+	PackActions int
+	// PackBytes bounds the body of a packed message. Default 256 KiB, or
+	// MaxPayloadBytes when that is smaller; at most MaxPayloadBytes (the
+	// subscriber refuses a larger message).
+	PackBytes int
 }
 
 func (c *PublisherConfig) setDefaults() {
 	c.Topology.setDefaults()
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = defaultMaxPayload
+	}
+	if c.PackActions == 0 {
+		c.PackActions = 1
+	}
+	if c.PackBytes == 0 {
+		c.PackBytes = min(defaultPackBytes, c.MaxPayloadBytes)
 	}
 }
 
@@ -39,14 +58,21 @@ func (c PublisherConfig) Validate() error {
 	if c.MaxPayloadBytes < 0 {
 		return configError("MaxPayloadBytes", "is %d, must not be negative", c.MaxPayloadBytes)
 	}
+	if c.PackActions < 0 || c.PackActions > maxPackActions {
+		return configError("PackActions", "is %d, must be 0-%d", c.PackActions, maxPackActions)
+	}
+	if c.PackBytes < 0 || c.MaxPayloadBytes > 0 && c.PackBytes > c.MaxPayloadBytes {
+		return configError("PackBytes", "is %d, must be 0-%d (MaxPayloadBytes)", c.PackBytes, max(c.MaxPayloadBytes, defaultMaxPayload))
+	}
 	return c.Topology.Validate()
 }
 
 // Publisher puts actions on the queues of a [Topology]. It is safe for
 // concurrent use.
 type Publisher struct {
-	cfg PublisherConfig
-	obs observer // the Worker's metrics
+	cfg    PublisherConfig
+	obs    observer // the Worker's metrics
+	events string   // the events queue's topic, never packed
 }
 
 // NewPublisher validates cfg, declares the topology's queues when cfg.Declarer
@@ -64,12 +90,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			}
 		}
 	}
-	return &Publisher{cfg: cfg, obs: noObserver{}}, nil
+	return &Publisher{cfg: cfg, obs: noObserver{}, events: cfg.Topology.Topic(QueueEvents)}, nil
 }
 
 // Publish validates and publishes the actions. Empty ID gets a UUID, empty Key
 // the ID, zero CreatedAt the current time. Actions for the same queue go to the
-// transport in one call, in order. If any action is invalid or too large,
+// transport in one call, in order (packed into few messages when
+// PublisherConfig.PackActions is above 1). If any action is invalid or too large,
 // nothing is published. Publish returns nil only when the transport accepted
 // every action (on RabbitMQ with confirms: the broker confirmed them).
 func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
@@ -98,7 +125,11 @@ func (p *Publisher) Publish(ctx context.Context, actions ...Action) error {
 		byTopic[topic] = append(byTopic[topic], m)
 	}
 	for _, topic := range order {
-		if err := p.cfg.Publisher.Publish(topic, byTopic[topic]...); err != nil {
+		msgs := byTopic[topic]
+		if topic != p.events { // other systems read the events queue one message at a time
+			msgs = packMessages(msgs, p.cfg.PackActions, p.cfg.PackBytes)
+		}
+		if err := p.cfg.Publisher.Publish(topic, msgs...); err != nil {
 			p.obs.mqError(opPublish)
 			return fmt.Errorf("worker: publish %d action(s) to %s: %w", len(byTopic[topic]), topic, err)
 		}

@@ -197,6 +197,10 @@ type Subscriber struct {
 	chain      message.HandlerFunc
 	retries    *quietLog // runs of failing actions, by type and customer
 	obs        observer  // the Worker's metrics
+	// kids holds the actions of packed messages waiting for a handler
+	// slot: every worker takes them before it takes another message.
+	// kidReady wakes idle workers for them. Set by Run.
+	kids kidQueue
 }
 
 // NewSubscriber validates cfg and returns a Subscriber with no handlers.
@@ -326,6 +330,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if len(subs) > 1 {
 		sem = make(chan struct{}, s.cfg.Concurrency)
 	}
+	s.kids.ready = make(chan struct{}, s.cfg.Concurrency)
 	var workers sync.WaitGroup
 	ended := make(chan struct{}, len(subs)) // one token per subscription the transport ended
 	for _, sub := range subs {
@@ -391,7 +396,30 @@ func (s *Subscriber) work(stop context.Context, topic string, msgs <-chan *messa
 	defer wg.Done()
 	ctx, cancel := context.WithCancel(s.base)
 	defer cancel()
+	// The actions of packs still waiting when the subscriber stops are not
+	// started: their packs are redelivered. Every worker empties the queue
+	// on its way out, so the last one leaves none behind.
+	defer s.dropKids()
 	for {
+		if k, ok := s.kids.pop(); ok {
+			if stop.Err() != nil {
+				k.pack.done(false)
+				return
+			}
+			if sem == nil {
+				s.handleChild(ctx, k)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+				s.handleChild(ctx, k)
+				<-sem
+			case <-stop.Done():
+				k.pack.done(false)
+				return
+			}
+			continue
+		}
 		select {
 		case msg, ok := <-msgs:
 			if !ok {
@@ -417,10 +445,64 @@ func (s *Subscriber) work(stop context.Context, topic string, msgs <-chan *messa
 				msg.Nack()
 				return
 			}
+		case <-s.kids.ready: // an action of a pack to take
 		case <-stop.Done():
 			return
 		}
 	}
+}
+
+// dropKids settles every queued action of a pack as not done.
+func (s *Subscriber) dropKids() {
+	for {
+		k, ok := s.kids.pop()
+		if !ok {
+			return
+		}
+		k.pack.done(false)
+	}
+}
+
+// unpack queues the actions of a packed message for the workers (this
+// one included); the last one to finish settles the carrier. A carrier
+// that does not unpack is poisoned whole.
+func (s *Subscriber) unpack(ctx context.Context, carrier *message.Message) {
+	bodies, err := unpackBody(carrier.Payload, s.cfg.MaxPayloadBytes)
+	if err != nil {
+		if s.poison(carrier, 1, err) == nil {
+			carrier.Ack()
+		} else {
+			carrier.Nack()
+		}
+		return
+	}
+	p := &pack{carrier: carrier}
+	p.left.Store(int32(len(bodies)))
+	kids := make([]child, len(bodies))
+	for i, b := range bodies {
+		kids[i] = child{pack: p, msg: childMessage(carrier, i, b)}
+	}
+	if s.kids.ready == nil { // not running (workertest): one after the other
+		for _, k := range kids {
+			s.handleChild(ctx, k)
+		}
+		return
+	}
+	s.kids.push(kids)
+}
+
+// handleChild runs one action of a pack as handle runs a message, and
+// reports its outcome to the pack.
+func (s *Subscriber) handleChild(ctx context.Context, k child) {
+	ok := false
+	defer func() {
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("panic while processing an action of a packed message, the pack will be redelivered", "id", k.msg.UUID,
+				"panic", fmt.Sprint(r), "stack", trimStack(debug.Stack()))
+		}
+		k.pack.done(ok)
+	}()
+	ok = s.process(ctx, k.msg) == nil
 }
 
 // handle acks or nacks msg according to process. A panic outside the handler
@@ -433,6 +515,10 @@ func (s *Subscriber) handle(ctx context.Context, msg *message.Message) {
 			msg.Nack()
 		}
 	}()
+	if isPacked(msg) {
+		s.unpack(ctx, msg)
+		return
+	}
 	if s.process(ctx, msg) == nil {
 		msg.Ack()
 	} else {
@@ -477,8 +563,10 @@ const storeWriteTimeout = 10 * time.Second
 
 // process runs the attempts, retries, parks or poisons. nil means ack.
 func (s *Subscriber) process(ctx context.Context, msg *message.Message) error {
-	if len(s.cfg.Middleware) > 0 {
-		fillMetadata(msg, s.cfg.MaxPayloadBytes) // before any middleware sees it
+	if len(s.cfg.Middleware) > 0 || msg.Metadata.Get(MetaType) == "" {
+		// Before any middleware sees it; and a message off RabbitMQ carries
+		// no type header, which metrics, logs and parking need.
+		fillMetadata(msg, s.cfg.MaxPayloadBytes)
 	}
 	if reason := msg.Metadata.Get(metaPoisonPending); reason != "" {
 		return s.poison(msg, attemptOf(msg), errors.New(reason))

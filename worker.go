@@ -114,9 +114,14 @@ func (w *Worker) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if w.pub, err = NewPublisher(PublisherConfig{
+	pc := PublisherConfig{
 		Publisher: pub, Declarer: declarer, Topology: cfg.Topology, MaxPayloadBytes: cfg.MaxPayloadBytes,
-	}); err != nil {
+	}
+	if kind, _ := cfg.MQ.transport(); kind == transportAMQP && cfg.Transport.Publisher == nil {
+		// Packing pays where the cost is per message: RabbitMQ (Config.MQ.PackActions).
+		pc.PackActions, pc.PackBytes = cfg.MQ.PackActions, cfg.MQ.PackBytes
+	}
+	if w.pub, err = NewPublisher(pc); err != nil {
 		return err
 	}
 	if err := w.buildSubscriber(pub, sub, consumers); err != nil {

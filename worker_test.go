@@ -286,6 +286,8 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativeConsumers", Config{MQ: MQConfig{Consumers: -1}}, "MQ.Consumers"},
 		{"NegativePrefetch", Config{MQ: MQConfig{Prefetch: -1}}, "MQ.Prefetch"},
 		{"PrefetchOver16Bits", Config{MQ: MQConfig{Prefetch: 70000}}, "MQ.Prefetch is 70000, must be 1-65535"},
+		{"NegativePackActions", Config{MQ: MQConfig{PackActions: -1}}, "MQ.PackActions is -1, must be 1-10000"},
+		{"PackBytesOverPayload", Config{MQ: MQConfig{PackBytes: 2 << 20}}, "MQ.PackBytes is 2097152, must be 1-1048576 (MaxPayloadBytes)"},
 		{"NegativeConcurrency", Config{Concurrency: -3}, "Concurrency"},
 		{"NegativeShutdown", Config{ShutdownTimeout: -time.Second}, "ShutdownTimeout"},
 		{"BadRetry", Config{Retry: RetryPolicy{Multiplier: 0.5}}, "Retry.Multiplier"},

@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	worker "github.com/stratusworks/worker"
 	"github.com/stratusworks/worker/internal/testenv"
+	"github.com/stratusworks/worker/persist"
 	"github.com/stratusworks/worker/rabbitmq"
 )
 
@@ -18,13 +19,15 @@ import (
 // caller's Publish returns. `callers` goroutines publish one message per call
 // on both sides.
 //
-//	ours       worker.Publisher (validation, defaults, JSON encoding) on
-//	           rabbitmq.Publisher (one confirm channel, pipelined confirms)
+//	ours       a publisher Worker with its defaults, as production runs it:
+//	           worker.Publisher (validation, defaults, JSON encoding) on
+//	           rabbitmq.Publisher (one confirm channel, pipelined confirms,
+//	           mandatory, no headers: the body says it all)
 //	baseline   raw amqp091-go: one confirm channel, deferred confirms
 //	baseline-samehdrs
-//	           raw amqp091-go sending what ours sends (metadata headers,
-//	           message id, mandatory): isolates the SDK's client-side cost
-//	           from the broker's cost of our wire format (reference)
+//	           raw amqp091-go sending the in-process metadata (version and
+//	           type) as headers with a message id: what ours sent before
+//	           issue 16 (reference: the broker's cost of two headers)
 //	transport  rabbitmq.Publisher alone with pre-encoded messages (reference)
 //	wmamqp-pool1, wmamqp-pool0
 //	           watermill-amqp's publisher with ConfirmDelivery and a channel
@@ -32,26 +35,25 @@ import (
 func BenchmarkPublishConfirmed(b *testing.B) {
 	b.Run("ours", func(b *testing.B) {
 		url := amqpURL(b)
-		prefix := testenv.UniqueName(b)
-		rp, err := rabbitmq.NewPublisher(context.Background(), rabbitmq.Config{URL: url, Logger: quiet})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rp.Close()
-		p, err := worker.NewPublisher(worker.PublisherConfig{Publisher: rp, Topology: worker.Topology{Prefix: prefix}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		testenv.DeleteQueuesOnCleanup(b, url, p.Topology().Topic(worker.QueueActions))
+		topo := worker.Topology{Prefix: testenv.UniqueName(b)}
+		testenv.DeleteQueuesOnCleanup(b, url, topo.Topics()...)
 		ctx := timeoutCtx(b)
-		if err := p.Publish(ctx, benchAction(-1)); err != nil { // declares the queue
+		w, err := worker.New(ctx, worker.Config{
+			Role:     worker.RolePublisher,
+			MQ:       worker.MQConfig{URL: url},
+			Store:    persist.Config{Provisioning: persist.DBConfig{Driver: persist.SQLite, DSN: persist.MemoryDSN}, Logger: quiet},
+			Topology: topo,
+			Logger:   quiet,
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
+		defer w.Close()
 		actions := make([]worker.Action, b.N)
 		for i := range actions {
 			actions[i] = benchAction(i)
 		}
-		timeParallel(b, func(i int) error { return p.Publish(ctx, actions[i]) })
+		timeParallel(b, func(i int) error { return w.Publish(ctx, actions[i]) })
 	})
 	b.Run("baseline", func(b *testing.B) {
 		url := amqpURL(b)

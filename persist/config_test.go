@@ -73,7 +73,7 @@ func TestConfigDefaults(t *testing.T) {
 
 	m := DBConfig{Driver: MySQL, DSN: "u@tcp(h)/d"}
 	m.setDefaults()
-	require.Equal(t, DBConfig{Driver: MySQL, DSN: "u@tcp(h)/d", MaxOpenConns: 20, MaxIdleConns: 10, ConnMaxLifetime: 3 * time.Minute}, m)
+	require.Equal(t, DBConfig{Driver: MySQL, DSN: "u@tcp(h)/d", MaxOpenConns: 20, MaxIdleConns: 20, ConnMaxLifetime: 3 * time.Minute}, m)
 }
 
 func TestRedact(t *testing.T) {

@@ -70,6 +70,12 @@
 // version, append history and come back as [state.Change] values, all in one
 // transaction. Concurrent writers to the same resource are reconciled with
 // optimistic concurrency on the version, and the transaction is retried.
+// Concurrent saves share transactions (group commit): a save that finds no
+// write of the store's in flight commits alone at once; the saves that arrive
+// while one is in flight are committed together right after it, in one
+// transaction (one fsync), never two saves of the same resource together.
+// A failed group is written again save by save, so one save's failure is its
+// own. No save waits longer than the transaction in flight and its own.
 // Partial observations (a status-only listing) patch the stored attributes
 // instead of replacing them, so a resource never flaps between two shapes.
 //

@@ -164,7 +164,8 @@ func (s *Store) Save(ctx context.Context, t state.Target, snap state.Snapshot) (
 			if p.empty() {
 				return nil
 			}
-			err = s.prov.writer.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return p.write(tx, historyTable) })
+			// Concurrent saves share a transaction (groupCommit).
+			err = s.saves.commit(ctx, s.prov.writer, p, historyTable)
 			// After a conflict, read under the write transaction: on SQLite,
 			// which has one writer, the next attempt cannot conflict again.
 			inTx = errors.Is(err, errConflict)
@@ -481,6 +482,11 @@ func (p *savePlan) describe() {
 }
 
 // grow makes room for n more changes.
+// undescribe drops what describe built, for the plan to be written again.
+func (p *savePlan) undescribe() {
+	p.history, p.events, p.changes = p.history[:0], p.events[:0], p.changes[:0]
+}
+
 func (p *savePlan) grow(n int) {
 	p.history = slices.Grow(p.history, n)
 	p.events = slices.Grow(p.events, n)

@@ -30,6 +30,8 @@ type Store struct {
 	sweepBatch int    // ids per Sweep batch; 0 means defaultSweepBatch (tests lower it)
 	afterRead  func() // tests: runs after Save's read, before its transaction
 	purgeBatch int    // rows per PurgeSentEvents and PurgeInbox batch; 0 means defaultPurgeBatch
+
+	saves groupCommit // concurrent Saves' writes, coalesced
 }
 
 // database is one opened database: a writer handle and a reader handle, which
@@ -394,6 +396,30 @@ func openMySQL(ctx context.Context, c DBConfig, gcfg *gorm.Config, log *slog.Log
 		serverPacket = int64(mc.MaxAllowedPacket) // the driver refuses larger packets itself
 	}
 	d.maxRow = serverPacket - mysqlRowHeadroom
+	if int64(mc.MaxAllowedPacket) > serverPacket {
+		// The driver interpolates arguments only into a statement that
+		// fits what it believes the packet limit is (its default, 64 MiB):
+		// give it the server's, so that a larger one is prepared instead
+		// of refused by the server. The pool is opened again with it.
+		mc = mc.Clone()
+		mc.MaxAllowedPacket = int(serverPacket)
+		d.mysql = mc
+		again, err := newMySQLPool(mc)
+		if err != nil {
+			_ = d.close()
+			return nil, fmt.Errorf("persist: connect to %s: %w", d.desc, err)
+		}
+		again.SetMaxOpenConns(c.MaxOpenConns)
+		again.SetMaxIdleConns(c.MaxIdleConns)
+		again.SetConnMaxLifetime(c.ConnMaxLifetime)
+		_ = pool.Close()
+		d.pools = []*sql.DB{again}
+		if d.writer, err = gorm.Open(gormmysql.New(gormmysql.Config{Conn: again}), gcfg); err != nil {
+			_ = d.close()
+			return nil, fmt.Errorf("persist: open %s: %w", d.desc, classify(redact(err, secret)))
+		}
+		d.reader = d.writer
+	}
 	return d, nil
 }
 

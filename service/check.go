@@ -135,7 +135,7 @@ func (c *Config) Effective() Config {
 			continue
 		}
 		defInt(&d.MaxOpenConns, 20)
-		defInt(&d.MaxIdleConns, 10)
+		defInt(&d.MaxIdleConns, d.MaxOpenConns)
 		def(&d.ConnMaxLifetime, 3*time.Minute)
 		def(&d.ConnectTimeout, 5*time.Second)
 		def(&d.ReadTimeout, 30*time.Second)
