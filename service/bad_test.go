@@ -39,6 +39,7 @@ func TestBadInput(t *testing.T) {
 		{"MQInlinePassword", "mq:\n  url: amqp://u:hunter2@mq:5672/\n", nil, "mq.url", `"amqp://u:xxxxx@mq:5672/"`, "holds a password: give it by reference"},
 		{"PrefetchNotInt", "mq:\n  prefetch: lots\n", nil, "mq.prefetch", `"lots"`, "is not an integer"},
 		{"PrefetchRange", "mq:\n  prefetch: 70000\n", nil, "mq.prefetch", `"70000"`, "want 0 to 65535"},
+		{"PackActionsRange", "mq:\n  pack_actions: 20000\n", nil, "mq.pack_actions", `"20000"`, "want 0 to 10000"},
 		{"DurationNoUnit", "mq:\n  publish_timeout: 30\n", nil, "mq.publish_timeout", `"30"`, `without a unit (want a duration such as "30s")`},
 		{"DurationBad", "process:\n  handler_timeout: soon\n", nil, "process.handler_timeout", `"soon"`, "is not a duration"},
 		{"DurationNegative", "process:\n  shutdown_timeout: -1s\n", nil, "process.shutdown_timeout", `"-1s"`, "is negative"},

@@ -116,6 +116,8 @@ func (c *Config) build(cl *closers) (worker.Config, error) {
 			Consumers:      c.MQ.Consumers,
 			Prefetch:       c.MQ.Prefetch,
 			PublishTimeout: c.MQ.PublishTimeout.D(),
+			PackActions:    c.MQ.PackActions,
+			PackBytes:      c.MQ.PackBytes,
 		},
 		Topology:                worker.Topology{Prefix: c.MQ.Prefix},
 		Store:                   c.StoreConfig(),

@@ -77,6 +77,13 @@ type MQSection struct {
 	Prefetch int `yaml:"prefetch,omitempty"`
 	// PublishTimeout bounds one publish. Default 30s.
 	PublishTimeout Duration `yaml:"publish_timeout,omitempty"`
+	// PackActions is how many actions of one publish bound for one queue
+	// travel packed in one RabbitMQ message (worker.MQConfig.PackActions).
+	// Default 256; 1 sends every action on its own.
+	PackActions int `yaml:"pack_actions,omitempty"`
+	// PackBytes bounds the body of one packed message. Default 256 KiB (at
+	// most process.max_payload_bytes).
+	PackBytes int `yaml:"pack_bytes,omitempty"`
 }
 
 // DBSection is one database (the classic worker.properties).

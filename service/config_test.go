@@ -71,6 +71,8 @@ func TestWorkerConfig(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, closer.Close()) })
 
+	require.Equal(t, 128, wc.MQ.PackActions)
+	require.Equal(t, 131072, wc.MQ.PackBytes)
 	require.Equal(t, worker.RoleSubscriber, wc.Role)
 	require.Equal(t, "amqps://qsmq:"+mqSecret+"@mq.example.internal:5671/enstratus", wc.MQ.URL)
 	require.Equal(t, 2, wc.MQ.Consumers)
@@ -142,6 +144,7 @@ func TestEnvOverrides(t *testing.T) {
 		"WORKER_SCHEDULE_BUDGET_PER_SECOND=2.5",
 		"WORKER_SCHEDULE_BACKOFF_MAX_INTERVAL=20m",
 		"WORKER_LOGGING_COMPRESS=true",
+		"WORKER_MQ_PACK_ACTIONS=64",
 		"WORKER_CONFIG=/etc/worker/worker.yaml", // read by the binaries, not a key
 		"UNRELATED=1",
 	})
@@ -154,6 +157,7 @@ func TestEnvOverrides(t *testing.T) {
 	require.Equal(t, 2.5, c.Schedule.Budget.PerSecond)
 	require.Equal(t, 20*time.Minute, c.Schedule.Backoff.MaxInterval.D())
 	require.True(t, c.Logging.Compress)
+	require.Equal(t, 64, c.MQ.PackActions)
 }
 
 // TestSecretsByReference: each way of giving a secret, and inline secrets

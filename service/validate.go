@@ -150,7 +150,9 @@ func (c *Config) validateMQ() error {
 		return c.fail("mq.prefix", m.Prefix, "is not a name of a-z 0-9 . _ - (at most 64)")
 	}
 	return c.ints(intRule{"mq.consumers", int64(m.Consumers), 0, 1024},
-		intRule{"mq.prefetch", int64(m.Prefetch), 0, 65535})
+		intRule{"mq.prefetch", int64(m.Prefetch), 0, 65535},
+		intRule{"mq.pack_actions", int64(m.PackActions), 0, 10_000},
+		intRule{"mq.pack_bytes", int64(m.PackBytes), 0, 64 << 20})
 }
 
 func (c *Config) validateDBs() error {
