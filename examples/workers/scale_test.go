@@ -393,10 +393,18 @@ schedule:
 	resumed := time.Now()
 	paused.signal(t, syscall.SIGCONT)
 	pausedLog := filepath.Join(d.logDir, paused.logName)
+	var fencedLine string
 	eventually(t, "the resumed publisher to report what it fenced", func() (bool, string) {
 		b, err := os.ReadFile(pausedLog)
-		return err == nil && strings.Contains(string(b), "fenced"), fmt.Sprint(err)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "fenced") {
+				fencedLine = line
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(err)
 	})
+	t.Logf("the resumed publisher: %s", fencedLine)
 	time.Sleep(run.lease)
 	stale := 0
 	for _, ps := range subLogs.read(t) {
