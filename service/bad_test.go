@@ -71,6 +71,8 @@ func TestBadInput(t *testing.T) {
 		{"Jitter", "schedule:\n  jitter: 1.5\n", nil, "schedule.jitter", `"1.5"`, "want 0 <= jitter < 1"},
 		{"IntervalTooShort", "schedule:\n  intervals:\n    server: 500ms\n", nil, "schedule.intervals.server", `"500ms"`, "is below 1s"},
 		{"IntervalKind", "schedule:\n  intervals:\n    Big Servers: 1m\n", nil, "schedule.intervals.Big Servers", `"Big Servers"`, "is not a resource kind"},
+		{"KindsName", "schedule:\n  kinds: [Servers]\n", nil, "schedule.kinds[0]", `"Servers"`, "is not a resource kind"},
+		{"KindsTwice", "schedule:\n  kinds: [server, server-status, server]\n", nil, "schedule.kinds[2]", `"server"`, "is listed twice"},
 		{"IntervalNotDuration", "schedule:\n  intervals:\n    server: often\n", nil, "schedule.intervals.server", `"often"`, "is not a duration"},
 		{"RetryMultiplier", "retry:\n  multiplier: 0.5\n", nil, "retry.multiplier", `"0.5"`, "is below 1"},
 		{"RetryAttempts", "retry:\n  max_attempts: -1\n", nil, "retry.max_attempts", `"-1"`, "out of range"},

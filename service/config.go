@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"time"
 )
 
@@ -218,6 +219,10 @@ type PingerSection struct {
 type ScheduleSection struct {
 	// Intervals is each resource kind's poll interval, e.g. server: 1m.
 	Intervals map[string]Duration `yaml:"intervals,omitempty"`
+	// Kinds, when set, are the only resource kinds polled (e.g. [server,
+	// server-status]); the service registers no poller for the others.
+	// Default: every kind the service offers ([Config.Polls]).
+	Kinds []string `yaml:"kinds,omitempty"`
 	// Jitter in [0, 1). Default 0.1.
 	Jitter float64 `yaml:"jitter,omitempty"`
 	// InitialSpread spreads the first polls. Default 0: none.
@@ -326,6 +331,12 @@ func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Polls reports whether kind is polled: schedule.kinds lists it, or is
+// empty (every kind).
+func (c *Config) Polls(kind string) bool {
+	return len(c.Schedule.Kinds) == 0 || slices.Contains(c.Schedule.Kinds, kind)
 }
 
 // Interval is the configured poll interval of kind (schedule.intervals),

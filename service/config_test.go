@@ -328,3 +328,24 @@ func TestProcessesConfig(t *testing.T) {
 	defer c2.Close()
 	require.Equal(t, service.DefaultPingerInterval, def.Heartbeat.Interval)
 }
+
+// TestPolls: schedule.kinds names the only kinds polled; without it every
+// kind is.
+func TestPolls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, yaml string
+		polled     map[string]bool
+	}{
+		{"Default", "", map[string]bool{"server": true, "server-status": true, "dns-zone": true}},
+		{"Kinds", "schedule:\n  kinds: [server, server-status]\n", map[string]bool{"server": true, "server-status": true, "dns-zone": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := service.Parse("worker.yaml", []byte(tc.yaml), nil)
+			require.NoError(t, err)
+			for kind, want := range tc.polled {
+				require.Equal(t, want, c.Polls(kind), kind)
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@
 //	provisioning     enstratus-provisioning.cfg       km.LoadKeyFile (Keyring), SourceCIDR, jobs
 //	logging          (log4j)                          the process log and logging.CustomerHandler
 //	pinger           (bin/pinger)                     interval, probe_interval, dead_after
-//	schedule         —                                poller.Config and per-kind intervals ([Config.Interval])
+//	schedule         —                                poller.Config, per-kind intervals ([Config.Interval]), kinds polled ([Config.Polls])
 //	retry            —                                worker.RetryPolicy
 //	guest_logs       —                                worker.GuestLogsConfig
 //	accounts         —                                accounts.Account entries ([Bootstrap])

@@ -370,6 +370,17 @@ func (c *Config) validateSchedule() error {
 			return c.fail(key, d.D().String(), "is below %s", accounts.MinInterval)
 		}
 	}
+	seen := make(map[string]bool, len(s.Kinds))
+	for i, kind := range s.Kinds {
+		key := fmt.Sprintf("schedule.kinds[%d]", i)
+		if !namePattern.MatchString(kind) {
+			return c.fail(key, kind, "is not a resource kind of a-z 0-9 . _ -")
+		}
+		if seen[kind] {
+			return c.fail(key, kind, "is listed twice")
+		}
+		seen[kind] = true
+	}
 	if err := c.fraction("schedule.jitter", s.Jitter); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,4 +89,18 @@ func TestUsage(t *testing.T) {
 	require.Equal(t, 2, code)
 	_, _, code = runWith([]string{"check", "extra"}, nil)
 	require.Equal(t, 2, code)
+}
+
+// TestUnknownKind: a kind of schedule.kinds that no poller has stops the
+// process at startup, naming the key.
+func TestUnknownKind(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "worker.yaml")
+	yaml := "provisioning_db:\n  driver: sqlite\n  dsn: " + filepath.Join(dir, "worker.db") +
+		"\nschedule:\n  kinds: [server, servers]\n"
+	require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
+	_, errOut, code := runWith([]string{"publisher", "-config", path}, nil)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, `schedule.kinds[1]: "servers" is not a kind package cloud polls`)
 }

@@ -67,14 +67,19 @@ func runProcess(ctx context.Context, e *env, role worker.Role, args []string) er
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	defer w.Close()
-	// Every kind package cloud polls, at the configured interval or the
-	// kind's default; an account whose provider lacks a kind is not polled
-	// for it.
+	// Every kind package cloud polls (or those of schedule.kinds), at the
+	// configured interval or the kind's default; an account whose provider
+	// lacks a kind is not polled for it.
 	pollers, err := cloud.StandardPollers(w.Cloud())
 	if err != nil {
 		return fmt.Errorf("%s: %w", *path, err)
 	}
+	polled := map[string]bool{}
 	for _, p := range pollers {
+		if !cfg.Polls(p.Poller.Kind()) {
+			continue // not in schedule.kinds
+		}
+		polled[p.Poller.Kind()] = true
 		every := p.Interval
 		switch p.Poller.Kind() {
 		case "server":
@@ -91,6 +96,11 @@ func runProcess(ctx context.Context, e *env, role worker.Role, args []string) er
 		}
 		if err := w.Register(p.Poller, every); err != nil {
 			return err
+		}
+	}
+	for i, kind := range cfg.Schedule.Kinds {
+		if !polled[kind] {
+			return fmt.Errorf("%s: schedule.kinds[%d]: %q is not a kind package cloud polls", *path, i, kind)
 		}
 	}
 	if reg != nil {
