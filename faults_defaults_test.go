@@ -352,5 +352,14 @@ func TestFaultsProvisioningReadOnly(t *testing.T) {
 	most, distinct := events.maxDeliveries()
 	t.Logf("%s: read_only=20s events=%d max_deliveries_per_event=%d log_during=%s", t.Name(), distinct, most, during)
 	require.LessOrEqual(t, most, 2, "no event delivered more than twice")
+	if during.PerSecond() >= 2.0 {
+		byMsg := map[string]int{}
+		for _, r := range logs.Records() {
+			if r.Level >= slog.LevelWarn {
+				byMsg[r.Message]++
+			}
+		}
+		t.Logf("warnings by message (whole run): %v", byMsg)
+	}
 	require.Less(t, during.PerSecond(), 2.0, "the log stays quiet during the outage")
 }

@@ -449,11 +449,19 @@ func (k *leaseKeeper) expire() {
 		}
 	}
 	k.mu.Unlock()
+	var shards []int
 	for _, name := range lost {
 		if i, ok := shardIndex(name); ok {
 			k.sched.lose(i, false)
-			k.log.Warn("schedule shard fenced: its lease ran out before it could be renewed (a slow database, or this process was paused); another publisher may own it now", "shard", i)
+			shards = append(shards, i)
 		}
+	}
+	// One line for the shards lost together (a renewal that failed loses
+	// them all at once), not one per shard.
+	if len(shards) > 0 {
+		slices.Sort(shards)
+		k.log.Warn("schedule shards fenced: their leases ran out before they could be renewed (a slow database, or this process was paused); other publishers may own them now",
+			"shards", len(shards), "first", shards[0], "last", shards[len(shards)-1])
 	}
 }
 
