@@ -99,8 +99,12 @@ func TestKindsEndToEnd(t *testing.T) {
 	for _, tc := range kindCases {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()
+			// WithWait: the subtests run a worker each, in parallel; under -race on
+			// 2 cores beside the module's other packages one clock step has taken
+			// over the default 10 s of real time (a wait of the harness, not of the worker).
 			env := workertest.NewEnv(t, workertest.WithEvents(tc.kind+".changed", tc.kind+".deleted"),
-				workertest.WithSim(func(c *sim.Config) { c.DefaultPageSize = 2 }), workertest.WithConfig(noSpread))
+				workertest.WithSim(func(c *sim.Config) { c.DefaultPageSize = 2 }), workertest.WithConfig(noSpread),
+				workertest.WithWait(30*time.Second))
 			require.NoError(t, env.Cloud.Populate("acct", 3))
 			every := cloud.DefaultInterval(tc.kind)
 			require.NoError(t, env.Worker.Register(standard(t, env.Cloud, tc.kind), every))
