@@ -150,13 +150,7 @@ func TestFaultsChildPackedSubscriber(t *testing.T) {
 
 func startPackedChild(t *testing.T, e faultEnv, delay time.Duration) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultsChildPackedSubscriber$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"=1", childURLEnv+"="+e.url, childDSNEnv+"="+e.dsn,
-		childPrefixEnv+"="+e.top.Prefix, childDelayEnv+"="+delay.String())
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd
+	return startChildTest(t, "TestFaultsChildPackedSubscriber", e, delay)
 }
 
 // TestFaultsPackedSubscriberKilled: 6,000 actions wait in packs of 100; the

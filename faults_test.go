@@ -239,7 +239,15 @@ func TestFaultsChildSubscriber(t *testing.T) {
 
 func startChild(t *testing.T, e faultEnv, delay time.Duration) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultsChildSubscriber$", "-test.count=1")
+	return startChildTest(t, "TestFaultsChildSubscriber", e, delay)
+}
+
+// startChildTest starts this test binary again as a child process running
+// only the test named test, with e's broker, database and prefix and the
+// handler delay in its environment.
+func startChildTest(t *testing.T, test string, e faultEnv, delay time.Duration) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childURLEnv+"="+e.url, childDSNEnv+"="+e.dsn,
 		childPrefixEnv+"="+e.top.Prefix, childDelayEnv+"="+delay.String())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
