@@ -52,6 +52,8 @@ func TestProcessesScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the scale-out run is skipped")
 	}
+	// A 3 s lease (default 15 s) so that the SIGKILL and SIGSTOP phases end in
+	// seconds; the default lease is what TestProcessesScaleOutHeavy runs.
 	testScaleOut(t, scaleRun{accounts: 100, every: 2 * time.Second, lease: 3 * time.Second, shards: 16})
 }
 
