@@ -2,8 +2,10 @@ package persist
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,12 +48,18 @@ type database struct {
 	// accepts in one statement (MySQL's max_allowed_packet), less headroom.
 	maxRow int64
 	mysql  *mysql.Config // MySQL only: to open the migration connection
+	// anchor keeps an in-memory SQLite database alive (MemoryDSN only): one
+	// connection that is never used, closed after the pools.
+	anchor *sql.DB
 }
 
 func (d *database) close() error {
 	var errs []error
 	for _, p := range d.pools {
 		errs = append(errs, p.Close())
+	}
+	if d.anchor != nil {
+		errs = append(errs, d.anchor.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -178,6 +186,12 @@ const sqliteMaxRow = 1_000_000_000 - mysqlRowHeadroom
 // order: the busy timeout first so that switching to WAL waits for a lock held
 // by another process instead of failing.
 func sqliteDSN(path string, writer bool) string {
+	return path + "?" + sqliteParams(writer)
+}
+
+// sqliteParams is the query of a go-sqlite DSN: the pragmas and, for the
+// writer, the transaction lock.
+func sqliteParams(writer bool) string {
 	params := []string{
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
@@ -191,29 +205,12 @@ func sqliteDSN(path string, writer bool) string {
 	} else {
 		params = append(params, "_pragma=query_only(1)")
 	}
-	return path + "?" + strings.Join(params, "&")
+	return strings.Join(params, "&")
 }
 
 func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, error) {
 	if c.DSN == MemoryDSN {
-		// Every connection to ":memory:" is its own empty database, so the store
-		// uses exactly one connection for everything and never lets it go.
-		d := &database{driver: SQLite, desc: "sqlite " + MemoryDSN, maxRow: sqliteMaxRow}
-		pool, err := openSQLitePool(ctx, sqliteDSN(MemoryDSN, true), d.desc)
-		if err != nil {
-			return nil, err
-		}
-		pool.SetMaxOpenConns(1)
-		pool.SetMaxIdleConns(1)
-		pool.SetConnMaxLifetime(0)
-		pool.SetConnMaxIdleTime(0)
-		d.pools = []*sql.DB{pool}
-		if d.writer, err = gorm.Open(&sqlite.Dialector{Conn: pool}, gcfg); err != nil {
-			_ = d.close()
-			return nil, fmt.Errorf("persist: open %s: %w", d.desc, err)
-		}
-		d.reader = d.writer
-		return d, nil
+		return openSQLiteMemory(ctx, gcfg)
 	}
 
 	path, err := filepath.Abs(c.DSN)
@@ -255,6 +252,50 @@ func openSQLite(ctx context.Context, c DBConfig, gcfg *gorm.Config) (*database, 
 		_ = d.close()
 		return nil, fmt.Errorf("persist: open %s: %w", d.desc, err)
 	}
+	return d, nil
+}
+
+// openSQLiteMemory opens a private in-memory database. It is a named
+// shared-cache database ("file:worker-<random>?mode=memory&cache=shared"),
+// not a plain ":memory:" connection, because database/sql closes a
+// connection whose transaction's context is cancelled before it ends (the
+// driver cannot reset a session), and a plain ":memory:" database dies with
+// its only connection: one cancelled transaction would empty the store. A
+// second pool holds one idle connection to the same database for as long as
+// the store is open, so the database outlives any connection of the pool
+// the store uses. That pool has exactly one connection, so the shared
+// cache's table locks never meet.
+func openSQLiteMemory(ctx context.Context, gcfg *gorm.Config) (*database, error) {
+	d := &database{driver: SQLite, desc: "sqlite " + MemoryDSN, maxRow: sqliteMaxRow}
+	var name [12]byte
+	if _, err := rand.Read(name[:]); err != nil {
+		return nil, fmt.Errorf("persist: open %s: naming the database: %w", d.desc, err)
+	}
+	uri := "file:worker-" + hex.EncodeToString(name[:]) + "?mode=memory&cache=shared"
+	anchor, err := openSQLitePool(ctx, uri, d.desc)
+	if err != nil {
+		return nil, err
+	}
+	anchor.SetMaxOpenConns(1)
+	anchor.SetMaxIdleConns(1)
+	anchor.SetConnMaxLifetime(0)
+	anchor.SetConnMaxIdleTime(0)
+	d.anchor = anchor // its pinged connection stays idle in the pool
+	pool, err := openSQLitePool(ctx, uri+"&"+sqliteParams(true), d.desc)
+	if err != nil {
+		_ = d.close()
+		return nil, err
+	}
+	pool.SetMaxOpenConns(1)
+	pool.SetMaxIdleConns(1)
+	pool.SetConnMaxLifetime(0)
+	pool.SetConnMaxIdleTime(0)
+	d.pools = []*sql.DB{pool}
+	if d.writer, err = gorm.Open(&sqlite.Dialector{Conn: pool}, gcfg); err != nil {
+		_ = d.close()
+		return nil, fmt.Errorf("persist: open %s: %w", d.desc, err)
+	}
+	d.reader = d.writer
 	return d, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/stratusworks/worker/internal/testenv"
 	"github.com/stratusworks/worker/state"
@@ -149,6 +150,41 @@ func TestMemoryIsOneDatabase(t *testing.T) {
 	list, err := s.ListPoison(ctx, PoisonFilter{})
 	require.NoError(t, err)
 	require.Len(t, list, 16)
+}
+
+// A transaction whose context is cancelled before it ends makes
+// database/sql close its connection; the in-memory database must outlive
+// that (it once vanished with its only connection, and ExampleWorker_HandleTx
+// then found no charges table under load), and two stores stay two databases.
+func TestMemorySurvivesACancelledTransaction(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, Config{Provisioning: DBConfig{DSN: MemoryDSN}})
+	other := openStore(t, Config{Provisioning: DBConfig{DSN: MemoryDSN}})
+	bg := context.Background()
+	save := func(ctx context.Context, id string) error {
+		_, err := s.Save(ctx, state.Target{Account: "a", Kind: "server"}, state.Snapshot{Observations: []state.Observation{
+			{ID: id, Attributes: json.RawMessage(`{"n":1}`)},
+		}})
+		return err
+	}
+	require.NoError(t, save(bg, "i-1"))
+
+	ctx, cancel := context.WithCancel(bg)
+	inside, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- s.DB().WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			close(inside)
+			<-ctx.Done()
+			return tx.Exec("DELETE FROM " + tblResources).Error
+		})
+	}()
+	<-inside
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	require.NoError(t, save(bg, "i-2"))
+	require.EqualValues(t, 2, countRows(t, s.DB(), tblResources), "the rows before the cancelled transaction and after it")
+	require.EqualValues(t, 0, countRows(t, other.DB(), tblResources), "another store's in-memory database is its own")
 }
 
 func TestRetryable(t *testing.T) {
