@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -262,7 +263,23 @@ func BenchmarkRiverPG(b *testing.B) {
 		elapsed := time.Since(begin)
 		b.StopTimer()
 		reportRate(b, b.N, elapsed)
+		b.ReportMetric(pgDurable(b, pool), "durable-queue")
 	})
+}
+
+// pgDurable is 1 when the PostgreSQL server flushes every commit to disk
+// before it returns (fsync on, synchronous_commit anything but off), else 0.
+func pgDurable(b *testing.B, pool *pgxpool.Pool) float64 {
+	var fsync, commit string
+	ctx := context.Background()
+	if err := pool.QueryRow(ctx, "SHOW fsync").Scan(&fsync); err == nil {
+		err = pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&commit)
+		if err == nil && fsync == "on" && commit != "off" {
+			return 1
+		}
+	}
+	b.Logf("River: PostgreSQL as found is not durable per commit (fsync %q, synchronous_commit %q)", fsync, commit)
+	return 0
 }
 
 // redisOpt is BENCH_REDIS_ADDR, or skips.
@@ -276,7 +293,12 @@ func redisOpt(b *testing.B) asynq.RedisClientOpt {
 }
 
 // BenchmarkAsynq is asynq v0.26.0 on Redis (as found: here without
-// persistence, so a Redis crash loses what it holds):
+// persistence, so a Redis crash loses what it holds). durable-row reports
+// durable-queue 1 only when the Redis it found writes every command to its
+// append-only file before answering (appendonly yes, appendfsync always):
+// only then is an enqueued task on disk when Enqueue returns, as an action
+// is when Publish returns (a confirmed persistent message on a durable
+// queue). bench/run compares ours with the best peer that is durable:
 //
 //	durable-row  `callers` goroutines enqueue b.N tasks one per call
 //	             (Client.Enqueue, on a queue of the run's own); a server
@@ -355,6 +377,7 @@ func BenchmarkAsynq(b *testing.B) {
 		elapsed := time.Since(begin)
 		b.StopTimer()
 		reportRate(b, b.N, elapsed)
+		b.ReportMetric(redisDurable(b, opt.Addr), "durable-queue")
 	})
 	b.Run("enqueue", func(b *testing.B) {
 		opt := redisOpt(b)
@@ -376,6 +399,27 @@ func BenchmarkAsynq(b *testing.B) {
 		b.StopTimer()
 		reportRate(b, b.N, elapsed)
 	})
+}
+
+// redisDurable is 1 when the Redis at addr fsyncs its append-only file on
+// every write (appendonly yes, appendfsync always), else 0.
+func redisDurable(b *testing.B, addr string) float64 {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	conf := map[string]string{}
+	for _, key := range []string{"appendonly", "appendfsync"} {
+		v, err := c.ConfigGet(context.Background(), key).Result()
+		if err != nil {
+			b.Logf("asynq: CONFIG GET %s: %v (counted as not durable)", key, err)
+			return 0
+		}
+		conf[key] = v[key]
+	}
+	if conf["appendonly"] == "yes" && conf["appendfsync"] == "always" {
+		return 1
+	}
+	b.Logf("asynq: Redis as found is not durable per task (appendonly %q, appendfsync %q)", conf["appendonly"], conf["appendfsync"])
+	return 0
 }
 
 func asynqTasks(n int) []*asynq.Task {
