@@ -78,6 +78,8 @@ func (r *pollRunner) run(ctx context.Context, d poller.Dispatch) (poller.Outcome
 	case err != nil && !errors.Is(err, accounts.ErrNotFound):
 		r.obs.dbError(opAccount)
 		return failed(fmt.Errorf("poll %s: account registry: %w", d.Target, err), 0), nil
+	case err == nil:
+		ctx = withPollAccount(ctx, a)
 	}
 	return r.poll(ctx, p, d.Target), nil
 }

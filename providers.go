@@ -79,9 +79,31 @@ func newProviders(types map[string]ProviderType, reg accountReader, creds km.Sto
 	return &providers{types: types, accounts: reg, creds: creds, fallback: fallback, log: log, open: map[string]*openProvider{}}
 }
 
+// pollAccountKey is the context key under which the poll runner keeps the
+// registry entry it read when a poll began.
+type pollAccountKey struct{}
+
+// withPollAccount returns ctx carrying a, the account entry read at the
+// start of a poll: the provider lookups of that poll's cloud calls (one per
+// page) use it instead of reading the registry again, so a poll reads the
+// registry once whatever its number of pages. A change to the account made
+// during the poll takes effect at its next poll.
+func withPollAccount(ctx context.Context, a accounts.Account) context.Context {
+	return context.WithValue(ctx, pollAccountKey{}, a)
+}
+
+// account is the registry entry of id: the one the poll in ctx read, or a
+// fresh read.
+func (p *providers) account(ctx context.Context, id string) (accounts.Account, error) {
+	if a, ok := ctx.Value(pollAccountKey{}).(accounts.Account); ok && a.ID == id {
+		return a, nil
+	}
+	return p.accounts.Account(ctx, id)
+}
+
 // get returns the provider of an account.
 func (p *providers) get(ctx context.Context, account string) (cloud.Provider, error) {
-	a, err := p.accounts.Account(ctx, account)
+	a, err := p.account(ctx, account)
 	switch {
 	case errors.Is(err, accounts.ErrNotFound) || (err == nil && a.Deleted()):
 		if err == nil {

@@ -522,7 +522,8 @@ func scheduled(out dispatchOutcomes, log *slog.Logger, run dispatchRun) HandlerF
 			return err
 		}
 		if tlog.Enabled(ctx, slog.LevelDebug) {
-			tlog.Debug("dispatch handled", "type", a.Type, "target", d.Target.String(), "owner", wd.Owner, "gen", wd.Gen, "ok", o.Err == nil)
+			tlog.Debug("dispatch handled", "type", a.Type, "target", d.Target.String(), "owner", wd.Owner, "gen", wd.Gen,
+				"dispatched_at", a.CreatedAt, "ok", o.Err == nil)
 		}
 		if o.Err != nil && ctx.Err() == nil && !errors.Is(o.Err, context.Canceled) { // not at shutdown
 			tlog.Warn("poll failed", "target", d.Target.String(), "throttled", o.Throttled, "retry_after", o.RetryAfter, "err", o.Err)
