@@ -76,6 +76,7 @@ type scheduler struct {
 	own       map[int]map[state.Target]time.Duration // Worker.Schedule's targets, by shard
 	fenced    atomic.Int64                           // dispatches not sent: their shard's lease had run out
 	rejected  atomic.Int64                           // reports of another owner's or an older generation's dispatch
+	applying  atomic.Int64                           // outcomes being applied: reported to the schedule, health not yet noted
 }
 
 func newScheduler(cfg poller.Config, pub actionPublisher, now func() time.Time, log *slog.Logger) (*scheduler, error) {
@@ -167,11 +168,12 @@ type AccountHealth struct {
 	Since, LastFailure time.Time
 }
 
-// noteOutcome keeps the health of the outcome's account.
-func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome) {
+// noteOutcome keeps the health of the outcome's account; now is when the
+// outcome arrived.
+func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome, now time.Time) {
 	account := d.Target.Account
-	s.obs.polled(d, o, s.now())
-	s.noteHealth(d, o, s.now())
+	s.obs.polled(d, o, now)
+	s.noteHealth(d, o, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o.Err == nil && !o.Throttled {
@@ -179,7 +181,6 @@ func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome) {
 		return
 	}
 	h := s.health[account]
-	now := s.now()
 	if h == nil {
 		h = &AccountHealth{Account: account, Since: now}
 		s.health[account] = h
@@ -364,11 +365,18 @@ func (s *scheduler) apply(d wireDispatch, o poller.Outcome) bool {
 			return false
 		}
 	}
+	// The outcome's time is read, and the outcome counted as being applied,
+	// before the schedule hears of it: once the target is no longer in
+	// flight, idle() holds until its health is noted, at the time it
+	// arrived (a test's fake clock may move the moment idle() holds).
+	now := s.now()
+	s.applying.Add(1)
+	defer s.applying.Add(-1)
 	if !s.sched.Report(d.Dispatch, o) {
 		targetLog(s.log, d.Target).Debug("stale poll report ignored", "target", d.Target.String())
 		return false
 	}
-	s.noteOutcome(d.Dispatch, o)
+	s.noteOutcome(d.Dispatch, o, now)
 	return true
 }
 

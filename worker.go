@@ -590,6 +590,9 @@ func (w *Worker) ScheduleIdle() bool {
 	if w.sched.sched.Stats().InFlight > 0 {
 		return false
 	}
+	if w.sched.applying.Load() > 0 { // read after InFlight: a report clears it first
+		return false
+	}
 	next, ok := w.sched.sched.NextWake()
 	return !ok || next.After(w.now())
 }
