@@ -192,6 +192,7 @@ func (k *leaseKeeper) heldShards() []int {
 			out = append(out, i)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -482,21 +483,37 @@ func (k *leaseKeeper) fence(shard int) {
 	}
 }
 
-// release lets n shards go, with their handoff.
+// release lets n shards go, with their handoff (n < 0: all). Shards it
+// could not release in the database (it is down, or ctx ended) are still
+// let go here, and reported in one line: each is taken over when its lease
+// expires.
 func (k *leaseKeeper) release(ctx context.Context, n int) {
+	var failed []int
+	var firstErr error
 	for _, i := range k.heldShards() {
 		if n == 0 {
-			return
+			break
 		}
 		name := shardLeaseName(i)
 		k.mu.Lock()
 		delete(k.held, name)
 		k.mu.Unlock()
 		handoff := k.sched.lose(i, true)
-		if _, err := k.store.ReleaseLease(ctx, name, k.self, handoff); err != nil {
-			k.log.Warn("a schedule shard could not be released: it is taken over when its lease expires", "shard", i, "err", err)
+		err := ctx.Err() // once the time to release is up, the rest are not tried
+		if err == nil {
+			_, err = k.store.ReleaseLease(ctx, name, k.self, handoff)
+		}
+		if err != nil {
+			failed = append(failed, i)
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
 		n--
+	}
+	if len(failed) > 0 {
+		k.log.Warn("schedule shards could not be released: each is taken over when its lease expires",
+			"shards", len(failed), "first", failed[0], "last", failed[len(failed)-1], "err", firstErr)
 	}
 }
 

@@ -364,3 +364,45 @@ func TestSinglePublisherWarns(t *testing.T) {
 			len(recs[1].FindMessage("another publisher process is running")) > 0
 	}, 10*time.Second, 50*time.Millisecond)
 }
+
+// refusingReleases is a lease store whose releases fail, as when the
+// provisioning database is down at shutdown.
+type refusingReleases struct {
+	leaseStore
+	calls int
+}
+
+func (r *refusingReleases) ReleaseLease(context.Context, string, string, string) (bool, error) {
+	r.calls++
+	return false, fmt.Errorf("%w: connection refused", persist.ErrUnavailable)
+}
+
+// TestReleaseFailuresAreOneLine: a publisher that cannot release its shards
+// at shutdown (the database is down) lets every one go here and says so in
+// one warning for all of them, not one per shard.
+func TestReleaseFailuresAreOneLine(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := persist.Open(ctx, sqliteConfig(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	cfg := ScaleConfig{Mode: ScaleShared, Shards: 16, LeasePeriod: 3 * time.Second}
+	s := newFakeShards()
+	rec := testenv.NewLogRecorder(testenv.LogRecorderConfig{})
+	refusing := &refusingReleases{leaseStore: store}
+	k := newLeaseKeeper(refusing, "a", cfg, time.Now, s, rec.Logger())
+	require.NoError(t, k.round(ctx))
+	require.Equal(t, 16, s.count(), "alone, it owns every shard")
+
+	k.releaseAll()
+	require.Zero(t, s.count(), "every shard let go here")
+	require.Equal(t, 16, s.lost)
+	require.Equal(t, 17, refusing.calls, "each shard and the relay tried once")
+	warns := rec.FindMessage("schedule shards could not be released")
+	require.Len(t, warns, 1, "one line for all of them: %v", rec.Records())
+	n, _ := warns[0].Attr("shards")
+	first, _ := warns[0].Attr("first")
+	last, _ := warns[0].Attr("last")
+	require.Equal(t, []int64{16, 0, 15}, []int64{n.Int64(), first.Int64(), last.Int64()})
+	require.Equal(t, 1, rec.Counts().Warn, "and nothing else warned: %v", rec.Records())
+}
