@@ -158,11 +158,9 @@ func (o *fakeOutbox) PurgeSentEvents(context.Context, time.Time) (int, error) { 
 // never.
 func TestOutboxPurgeDuty(t *testing.T) {
 	t.Parallel()
-	store, err := persist.Open(context.Background(), sqliteConfig(t))
-	require.NoError(t, err)
-	defer store.Close()
+	store := openSQLiteStore(t)
 	ctx := context.Background()
-	_, err = store.Save(ctx, state.Target{Account: "a", Kind: "server"}, state.Snapshot{
+	_, err := store.Save(ctx, state.Target{Account: "a", Kind: "server"}, state.Snapshot{
 		Observations: []state.Observation{{ID: "s-1", Attributes: json.RawMessage(`{"n":1}`)}, {ID: "s-2", Attributes: json.RawMessage(`{"n":2}`)}}})
 	require.NoError(t, err)
 	evs, err := store.PendingEvents(ctx, 10)

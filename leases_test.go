@@ -226,9 +226,7 @@ func (p *capturePub) take() []Action {
 func TestSchedulerFencing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := persist.Open(ctx, sqliteConfig(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
+	store := openSQLiteStore(t)
 	var mu sync.Mutex
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return at }
@@ -329,10 +327,8 @@ func TestScaleModes(t *testing.T) {
 	sub := newTestWorker(t, Config{Role: RoleSubscriber, MQ: MQConfig{URL: "sqlite"}, Store: sqliteConfig(t), Scale: ScaleConfig{Mode: ScaleShared}})
 	require.Nil(t, sub.leases, "a subscriber has no schedule")
 
-	store, err := persist.Open(context.Background(), sqliteConfig(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	_, err = New(context.Background(), Config{Role: RolePublisher, Storage: noLeases{store}, Scale: ScaleConfig{Mode: ScaleShared}, Logger: discardLogger()})
+	store := openSQLiteStore(t)
+	_, err := New(context.Background(), Config{Role: RolePublisher, Storage: noLeases{store}, Scale: ScaleConfig{Mode: ScaleShared}, Logger: discardLogger()})
 	require.ErrorIs(t, err, ErrInvalidConfig)
 	require.ErrorContains(t, err, "Scale.Mode")
 }
@@ -379,30 +375,28 @@ func (r *refusingReleases) ReleaseLease(context.Context, string, string, string)
 
 // TestReleaseFailuresAreOneLine: a publisher that cannot release its shards
 // at shutdown (the database is down) lets every one go here and says so in
-// one warning for all of them, not one per shard.
+// one warning for all of them, not one per shard. Default scale settings.
 func TestReleaseFailuresAreOneLine(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := persist.Open(ctx, sqliteConfig(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	cfg := ScaleConfig{Mode: ScaleShared, Shards: 16, LeasePeriod: 3 * time.Second}
+	cfg := ScaleConfig{Mode: ScaleShared}
+	cfg.setDefaults()
 	s := newFakeShards()
 	rec := testenv.NewLogRecorder(testenv.LogRecorderConfig{})
-	refusing := &refusingReleases{leaseStore: store}
+	refusing := &refusingReleases{leaseStore: openSQLiteStore(t)}
 	k := newLeaseKeeper(refusing, "a", cfg, time.Now, s, rec.Logger())
 	require.NoError(t, k.round(ctx))
-	require.Equal(t, 16, s.count(), "alone, it owns every shard")
+	require.Equal(t, DefaultShards, s.count(), "alone, it owns every shard")
 
 	k.releaseAll()
 	require.Zero(t, s.count(), "every shard let go here")
-	require.Equal(t, 16, s.lost)
-	require.Equal(t, 17, refusing.calls, "each shard and the relay tried once")
+	require.Equal(t, DefaultShards, s.lost)
+	require.Equal(t, DefaultShards+1, refusing.calls, "each shard and the relay tried once")
 	warns := rec.FindMessage("schedule shards could not be released")
 	require.Len(t, warns, 1, "one line for all of them: %v", rec.Records())
 	n, _ := warns[0].Attr("shards")
 	first, _ := warns[0].Attr("first")
 	last, _ := warns[0].Attr("last")
-	require.Equal(t, []int64{16, 0, 15}, []int64{n.Int64(), first.Int64(), last.Int64()})
+	require.Equal(t, []int64{DefaultShards, 0, DefaultShards - 1}, []int64{n.Int64(), first.Int64(), last.Int64()})
 	require.Equal(t, 1, rec.Counts().Warn, "and nothing else warned: %v", rec.Records())
 }

@@ -168,6 +168,19 @@ type AccountHealth struct {
 	Since, LastFailure time.Time
 }
 
+// idle reports whether nothing is in flight, no outcome is being applied
+// and nothing is due at the clock's now (Worker.ScheduleIdle).
+func (s *scheduler) idle() bool {
+	if s.sched.Stats().InFlight > 0 {
+		return false
+	}
+	if s.applying.Load() > 0 { // read after InFlight: apply counts itself before Report clears it
+		return false
+	}
+	next, ok := s.sched.NextWake()
+	return !ok || next.After(s.now())
+}
+
 // noteOutcome keeps the health of the outcome's account; now is when the
 // outcome arrived.
 func (s *scheduler) noteOutcome(d poller.Dispatch, o poller.Outcome, now time.Time) {
@@ -367,8 +380,8 @@ func (s *scheduler) apply(d wireDispatch, o poller.Outcome) bool {
 	}
 	// The outcome's time is read, and the outcome counted as being applied,
 	// before the schedule hears of it: once the target is no longer in
-	// flight, idle() holds until its health is noted, at the time it
-	// arrived (a test's fake clock may move the moment idle() holds).
+	// flight, idle stays false until its health is noted, at the time it
+	// arrived (a test's fake clock may move the moment idle is true).
 	now := s.now()
 	s.applying.Add(1)
 	defer s.applying.Add(-1)

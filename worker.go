@@ -587,14 +587,7 @@ func (w *Worker) ScheduleIdle() bool {
 	if w.sched == nil {
 		return true
 	}
-	if w.sched.sched.Stats().InFlight > 0 {
-		return false
-	}
-	if w.sched.applying.Load() > 0 { // read after InFlight: a report clears it first
-		return false
-	}
-	next, ok := w.sched.sched.NextWake()
-	return !ok || next.After(w.now())
+	return w.sched.idle()
 }
 
 // TrackJob follows a cloud operation a dispatcher started until the cloud says

@@ -161,6 +161,16 @@ func sqliteConfig(t *testing.T) persist.Config {
 	return persist.Config{Provisioning: persist.DBConfig{DSN: filepath.Join(t.TempDir(), "worker.db")}, Logger: discardLogger()}
 }
 
+// openSQLiteStore opens a store on a SQLite file of the test's own, closed
+// when the test ends.
+func openSQLiteStore(t *testing.T) *persist.Store {
+	t.Helper()
+	store, err := persist.Open(context.Background(), sqliteConfig(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	return store
+}
+
 func TestScenarioEmbedded(t *testing.T) {
 	t.Parallel()
 	w := newTestWorker(t, Config{Store: sqliteConfig(t), Retry: RetryPolicy{InitialInterval: time.Millisecond}})
@@ -434,9 +444,7 @@ func TestHostTransportAndStorage(t *testing.T) {
 	t.Parallel()
 	gc := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
 	t.Cleanup(func() { _ = gc.Close() })
-	store, err := persist.Open(context.Background(), sqliteConfig(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
+	store := openSQLiteStore(t)
 
 	w := newTestWorker(t, Config{Transport: Transport{Publisher: gc, Subscriber: gc}, Storage: store, Logger: discardLogger()})
 	require.NotNil(t, w.Store(), "a host's *persist.Store is readable through the view")
@@ -461,7 +469,7 @@ func TestHostTransportAndStorage(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "poisoned into the host's store")
 	cancel()
 	require.NoError(t, <-done)
-	_, err = store.ListPoison(context.Background(), persist.PoisonFilter{})
+	_, err := store.ListPoison(context.Background(), persist.PoisonFilter{})
 	require.NoError(t, err, "the host's store is still open")
 	require.NoError(t, gc.Publish("still-open", message.NewMessage("x", nil)), "the host's transport is still open")
 
